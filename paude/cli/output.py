@@ -1,0 +1,58 @@
+"""The one place paude writes to the terminal."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+
+from paude.results import ProgressEvent
+
+# markup off: container and engine text may contain [brackets].
+out = Console(markup=False, highlight=False, soft_wrap=True)
+err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
+
+_VERBS = {"create": "creating", "replace": "replacing", "update": "updating",
+          "delete": "deleting", "same": "checking"}
+_DONE = {"create": "created", "replace": "replaced", "update": "updated",
+         "delete": "deleted", "same": "checked"}
+
+
+def text(message: str = "") -> None:
+    """A line on stdout."""
+    out.print(message)
+
+
+def info(message: str) -> None:
+    """A status line on stderr (keeps stdout clean for --json)."""
+    err.print(message)
+
+
+def warn(message: str) -> None:
+    """A warning on stderr."""
+    err.print(f"warning: {message}", style="yellow")
+
+
+def error(message: str) -> None:
+    """An error on stderr."""
+    err.print(f"error: {message}", style="red")
+
+
+def progress(event: ProgressEvent) -> None:
+    """One engine step starting or finishing."""
+    if event.phase == "start":
+        err.print(f"  {_VERBS.get(event.op, event.op)} {event.resource}...", style="dim")
+    elif event.phase == "done":
+        took = f" ({event.seconds:.1f}s)" if event.seconds is not None else ""
+        err.print(f"  {_DONE.get(event.op, event.op)} {event.resource}{took}")
+    else:
+        err.print(f"  FAILED {event.op} {event.resource}", style="red")
+
+
+def confirm(question: str) -> bool:
+    """Ask yes/no on the terminal; anything but yes is no, and no terminal means no."""
+    if not sys.stdin.isatty():
+        err.print(f"{question} [y/N] no (stdin is not a terminal; pass --yes to proceed)")
+        return False
+    answer = err.input(f"{question} [y/N] ")
+    return answer.strip().lower() in ("y", "yes")

@@ -1,0 +1,106 @@
+"""Renders plans as text, JSON and markdown. Pure functions: golden-tested."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from paude.results import OP_ORDER, ApplyResult, PlanResult, ResourceChange
+
+PLAN_JSON_VERSION = 1
+_SYMBOL = {"create": "+", "replace": "-/+", "update": "~", "delete": "-", "same": "="}
+
+
+def _counts_line(counts: dict[str, int]) -> str:
+    parts = [f"{counts[op]} to {op}" for op in OP_ORDER if op != "same" and counts.get(op)]
+    unchanged = counts.get("same", 0)
+    if not parts:
+        return f"No changes. {unchanged} resources unchanged."
+    return "Plan: " + ", ".join(parts) + f", {unchanged} unchanged."
+
+
+def _change_line(change: ResourceChange) -> str:
+    note = ""
+    if change.op in ("replace", "update") and (change.replace_keys or change.diff_keys):
+        note = "  (" + ", ".join(change.replace_keys or change.diff_keys) + ")"
+    if change.retained:
+        note += "  [kept on disk]"
+    return f"  {_SYMBOL.get(change.op, '?'):>3} {change.op:<8} {change.name:<18} {change.type}{note}"
+
+
+def _ordered(changes: tuple[ResourceChange, ...]) -> list[ResourceChange]:
+    rank = {op: i for i, op in enumerate(OP_ORDER)}
+    return sorted(changes, key=lambda c: (rank.get(c.op, 9), c.name))
+
+
+def plan_text(plan: PlanResult) -> str:
+    """The terminal form: session summary first, then the resource diff."""
+    head = f"Session {plan.session} ({plan.backend})"
+    head += ": new session" if plan.new_session else ""
+    lines = [head]
+    for item in plan.summary:
+        mark = "!!" if item.data_loss else "! " if item.security else "* "
+        lines.append(f"  {mark} {item.text}")
+        lines.extend(f"       {d}" for d in item.details)
+    for warning in plan.warnings:
+        lines.append(f"  warning: {warning}")
+    lines.append("")
+    lines.append("Resources:")
+    lines.extend(_change_line(c) for c in _ordered(plan.changes))
+    lines.append("")
+    lines.append(_counts_line(plan.counts()))
+    return "\n".join(lines) + "\n"
+
+
+def plan_json(plan: PlanResult) -> dict[str, Any]:
+    """The versioned JSON form documented in docs/plan-json.md."""
+    return {
+        "version": PLAN_JSON_VERSION,
+        "session": plan.session,
+        "backend": plan.backend,
+        "new_session": plan.new_session,
+        "has_changes": plan.has_changes,
+        "summary": [item.to_json() for item in plan.summary],
+        "counts": plan.counts(),
+        "resources": [c.to_json() for c in _ordered(plan.changes)],
+        "warnings": list(plan.warnings),
+    }
+
+
+def plan_json_text(plan: PlanResult) -> str:
+    """plan_json serialised with a stable key order."""
+    return json.dumps(plan_json(plan), indent=2, sort_keys=True) + "\n"
+
+
+def plan_markdown(plan: PlanResult) -> str:
+    """A pull-request comment: summary line, security items first, details collapsible."""
+    status = "changes" if plan.has_changes else "no changes"
+    lines = [f"### paude plan: `{plan.session}` ({plan.backend}) - {status}", ""]
+    for item in plan.summary:
+        prefix = "**data loss:** " if item.data_loss else "**security:** " if item.security else ""
+        lines.append(f"- {prefix}{item.text}")
+        lines.extend(f"  - `{d}`" for d in item.details)
+    lines += ["", f"{_counts_line(plan.counts())}", "", "<details><summary>Resources</summary>",
+              "", "| action | resource | type | because |", "|---|---|---|---|"]
+    for c in _ordered(plan.changes):
+        because = ", ".join(c.replace_keys or c.diff_keys)
+        lines.append(f"| {c.op} | {c.name} | {c.type} | {because} |")
+    lines += ["", "</details>"]
+    return "\n".join(lines) + "\n"
+
+
+def apply_text(result: ApplyResult) -> str:
+    """What an apply did, and where to go next."""
+    counts = result.counts()
+    done = [f"{counts[op]} {op}d" for op in ("create", "replace", "update", "delete")
+            if counts.get(op)]
+    line = ", ".join(done) if done else "no changes"
+    lines = [f"Session {result.session} applied in {result.seconds:.1f}s: {line}."]
+    outs = result.outputs
+    if outs.get("agent_container"):
+        lines.append(f"  agent:     {outs['agent_container']}")
+        lines.append(f"  proxy:     {outs.get('proxy_container', '')}")
+        lines.append(f"  workspace: {outs.get('workspace_volume', '')}")
+        lines.append(f"  git remote: {outs.get('git_remote_name', '')} -> "
+                     f"{outs.get('git_remote_url', '')}")
+    return "\n".join(lines) + "\n"

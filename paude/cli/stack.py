@@ -1,0 +1,95 @@
+"""`paude plan`, `paude apply` and `paude destroy`: sessions as stacks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from paude import sessions
+from paude.cli import output, planview
+from paude.results import PlanResult
+
+NameArg = Annotated[str, typer.Argument(help="Session name, as defined in paude.yaml.",
+                                        show_default=False)]
+
+
+def plan(
+    name: NameArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the versioned JSON plan.")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print a PR comment.")] = False,
+    detailed_exitcode: Annotated[bool, typer.Option(
+        "--detailed-exitcode", help="Exit 0 with no changes, 2 with changes, 1 on error.")] = False,
+) -> int:
+    """Show what `paude apply NAME` would change, against the live objects.
+
+    Examples:\n
+      paude plan demo\n
+      paude plan demo --json | jq .summary\n
+      paude plan demo --detailed-exitcode || echo "drift or pending changes"
+    """
+    quiet = as_json or markdown
+    result = sessions.plan(name, on_progress=None if quiet else None)
+    if as_json:
+        output.text(planview.plan_json_text(result).rstrip("\n"))
+    elif markdown:
+        output.text(planview.plan_markdown(result).rstrip("\n"))
+    else:
+        output.text(planview.plan_text(result).rstrip("\n"))
+    if detailed_exitcode and result.has_changes:
+        return 2
+    return 0
+
+
+def apply(
+    name: NameArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")] = False,
+) -> int:
+    """Create or update the session's images, networks, volume and containers.
+
+    Shows the plan and asks before changing anything, unless --yes.
+
+    Examples:\n
+      paude apply demo\n
+      paude apply demo --yes
+    """
+
+    def ask(planned: PlanResult) -> bool:
+        output.text(planview.plan_text(planned).rstrip("\n"))
+        return output.confirm(f"Apply these changes to session {planned.session}?")
+
+    output.info(f"Applying session {name}...")
+    result = sessions.apply(name, confirm=None if yes else ask, on_progress=output.progress)
+    output.text(planview.apply_text(result).rstrip("\n"))
+    return 0
+
+
+def destroy(
+    name: NameArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Destroy without asking.")] = False,
+    delete_data: Annotated[bool, typer.Option(
+        "--delete-data", help="Also remove the workspace volume (the agent's repository).")] = False,
+) -> int:
+    """Remove the session's containers and networks; keep its workspace unless --delete-data.
+
+    Examples:\n
+      paude destroy demo --yes\n
+      paude destroy demo --yes --delete-data
+    """
+    result = sessions.destroy(name, delete_data=delete_data,
+                              confirm=None if yes else output.confirm,
+                              on_progress=output.progress)
+    output.text(f"Session {name} destroyed in {result.seconds:.1f}s.")
+    if result.data_deleted:
+        output.text("  workspace volume deleted.")
+    elif "workspace" in result.kept:
+        output.text(f"  workspace volume kept: paude-{name}-workspace "
+                    f"(`paude destroy {name} --delete-data` removes it)")
+    return 0
+
+
+def register(app: typer.Typer) -> None:
+    """Add the stack commands to the app."""
+    app.command()(plan)
+    app.command()(apply)
+    app.command()(destroy)

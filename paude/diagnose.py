@@ -1,0 +1,68 @@
+"""Checks behind `paude doctor`: engine, podman and state backend, each with a fix."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from paude import proc
+from paude.home import default_backend_url
+from paude.toolchain import BUILD_HINT, PULUMI_VERSION, find_engine
+
+
+@dataclass(frozen=True)
+class Check:
+    """One diagnosis: what was checked, whether it is usable, and the fix if not."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+
+def check_engine(home: Path) -> Check:
+    """Is a Pulumi CLI of at least the pinned version available?"""
+    engine, problems = find_engine(home)
+    if engine is not None:
+        helper = engine.bin_dir / "pulumi-resource-pulumi-python"
+        if not helper.exists():
+            return Check("engine", False, f"pulumi {engine.version} at {engine.bin_dir}, but "
+                         "pulumi-resource-pulumi-python is missing beside it",
+                         f"install the complete engine: {BUILD_HINT}")
+        return Check("engine", True, f"pulumi {engine.version} ({engine.source}: {engine.bin_dir})")
+    detail = "; ".join(problems) or f"no pulumi in {home / 'bin'} or on PATH"
+    return Check("engine", False, detail,
+                 f"paude downloads pulumi v{PULUMI_VERSION} on first use; {BUILD_HINT}")
+
+
+def check_podman() -> Check:
+    """Is podman installed, and can it talk to its engine?"""
+    if proc.which("podman") is None:
+        return Check("podman", False, "podman is not installed",
+                     "install podman (e.g. `apt-get install podman`)")
+    result = proc.run(["podman", "info", "--format",
+                       "{{.Version.Version}} runtime={{.Host.OCIRuntime.Name}} "
+                       "cgroups={{.Host.CgroupsVersion}}"], check=False, timeout=60)
+    if not result.ok:
+        return Check("podman", False, result.stderr.strip().splitlines()[-1:][0]
+                     if result.stderr.strip() else "podman info failed",
+                     "run `podman info` to see why podman cannot start")
+    return Check("podman", True, f"podman {result.stdout.strip()}")
+
+
+def check_state(home: Path, backend_url: str | None) -> Check:
+    """Is the state backend reachable (for a local file backend: writable)?"""
+    url = backend_url or os.environ.get("PAUDE_STATE_BACKEND") or default_backend_url(home)
+    if url.startswith("file://"):
+        path = Path(url.removeprefix("file://")).expanduser()
+        if path.is_dir() and os.access(path, os.W_OK):
+            return Check("state", True, url)
+        return Check("state", False, f"{url} is not a writable directory",
+                     f"create it (`mkdir -p {path}`) or set PAUDE_STATE_BACKEND")
+    return Check("state", True, f"{url} (remote; credentials are checked on first use)")
+
+
+def run_all(home: Path, backend_url: str | None = None) -> list[Check]:
+    """Every check, in the order a user would fix them."""
+    return [check_engine(home), check_podman(), check_state(home, backend_url)]

@@ -1,0 +1,257 @@
+"""The only module that drives the Pulumi Automation API: stacks, state, secrets, events."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pulumi import automation as auto
+
+from paude.errors import EngineError, PaudeError, SessionBusyError, SessionNotFoundError
+from paude.home import default_backend_url, passphrase
+from paude.results import ProgressEvent, ResourceChange
+from paude.toolchain import Engine, engine_env, ensure_engine
+
+PROJECT = "paude"
+Program = Callable[[], None]
+OnProgress = Callable[[ProgressEvent], None]
+
+# Step ops folded into the five a user reasons about.
+_OP_MAP = {"create": "create", "update": "update", "delete": "delete", "same": "same",
+           "replace": "replace", "create-replacement": "replace", "delete-replaced": "replace",
+           "discard": "delete", "discard-replaced": "replace", "read": "same",
+           "import": "create", "import-replacement": "replace"}
+_PROGRESS_OPS = ("create", "update", "delete", "create-replacement")
+_OP_RANK = {"replace": 4, "delete": 3, "create": 2, "update": 1, "same": 0}
+
+
+@dataclass(frozen=True)
+class EngineContext:
+    """Where stacks live and how the engine is run."""
+
+    home: Path
+    backend_url: str
+    engine: Engine
+    passphrase: str = field(repr=False)
+
+    @property
+    def work_dir(self) -> Path:
+        """Holds Pulumi.yaml and per-stack settings; never inside the installed package."""
+        return self.home / "project"
+
+
+def connect(home: Path, backend_url: str | None = None, *,
+            on_install: Callable[[int, int | None], None] | None = None) -> EngineContext:
+    """Locate (or install) the engine and describe the state backend."""
+    engine = ensure_engine(home, progress=on_install)
+    return EngineContext(home, backend_url or default_backend_url(home), engine, passphrase(home))
+
+
+def _options(ctx: EngineContext) -> auto.LocalWorkspaceOptions:
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    env = {**engine_env(ctx.engine), "PULUMI_CONFIG_PASSPHRASE": ctx.passphrase}
+    return auto.LocalWorkspaceOptions(
+        work_dir=str(ctx.work_dir),
+        pulumi_home=str(ctx.home / "pulumi"),
+        pulumi_command=auto.PulumiCommand(str(ctx.engine.root), skip_version_check=True),
+        env_vars=env,
+        secrets_provider="passphrase",
+        project_settings=auto.ProjectSettings(
+            name=PROJECT, runtime="python", backend=auto.ProjectBackend(url=ctx.backend_url)),
+    )
+
+
+def _noop() -> None:
+    """Placeholder program for operations that never run one (destroy, outputs)."""
+
+
+def _select(ctx: EngineContext, name: str, program: Program | None) -> auto.Stack:
+    try:
+        return auto.select_stack(stack_name=name, project_name=PROJECT, program=program or _noop,
+                                 opts=_options(ctx))
+    except auto.StackNotFoundError as exc:
+        raise SessionNotFoundError(f"session {name} has no stack in {ctx.backend_url}",
+                                   hint=f"run `paude apply {name}` first") from exc
+    except auto.CommandError as exc:
+        raise _engine_error(exc, name) from exc
+
+
+def stack_exists(ctx: EngineContext, name: str) -> bool:
+    """True when the session has a stack in the backend."""
+    try:
+        _select(ctx, name, None)
+    except SessionNotFoundError:
+        return False
+    return True
+
+
+def outputs(ctx: EngineContext, name: str) -> dict[str, Any] | None:
+    """The stack's outputs, or None when the session has no stack."""
+    try:
+        stack = _select(ctx, name, None)
+        return {k: v.value for k, v in stack.outputs().items()}
+    except SessionNotFoundError:
+        return None
+    except auto.CommandError as exc:
+        raise _engine_error(exc, name) from exc
+
+
+class _EventCollector:
+    """Turns engine events into ResourceChanges and progress callbacks."""
+
+    def __init__(self, on_progress: OnProgress | None) -> None:
+        self.on_progress = on_progress
+        self.changes: dict[str, ResourceChange] = {}
+        self.errors: list[str] = []
+        self.started: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, event: auto.EngineEvent) -> None:
+        with self.lock:
+            if event.diagnostic_event and event.diagnostic_event.severity == "error":
+                self.errors.append(event.diagnostic_event.message.strip())
+            if event.resource_pre_event:
+                self._step(event.resource_pre_event.metadata, "start")
+            if event.res_outputs_event:
+                self._step(event.res_outputs_event.metadata, "done")
+            if event.res_op_failed_event:
+                self._step(event.res_op_failed_event.metadata, "failed")
+
+    def _step(self, meta: auto.StepEventMetadata, phase: str) -> None:
+        if meta.type.startswith("pulumi:") or meta.urn.endswith("::" + PROJECT):
+            return
+        op = _OP_MAP.get(str(meta.op.value if hasattr(meta.op, "value") else meta.op))
+        if op is None:
+            return
+        name = meta.urn.rsplit("::", 1)[-1]
+        if phase == "start":
+            self._record(name, meta, op)
+            self.started[name] = time.monotonic()
+        raw = str(meta.op.value if hasattr(meta.op, "value") else meta.op)
+        # One progress line per resource: a replacement reports its create step only.
+        if self.on_progress and raw in _PROGRESS_OPS:
+            began = self.started.get(name)
+            elapsed = None if phase == "start" or began is None else time.monotonic() - began
+            self.on_progress(ProgressEvent(name, op, phase, elapsed))
+
+    def _record(self, name: str, meta: auto.StepEventMetadata, op: str) -> None:
+        prior = self.changes.get(name)
+        if prior is not None and _OP_RANK[prior.op] > _OP_RANK[op]:
+            return
+        state_old, state_new = meta.old, meta.new
+        retained = bool(op in ("delete", "replace") and state_old is not None
+                        and state_old.retain_on_delete)
+        change = ResourceChange(
+            name=name,
+            type=_short_type(meta.type),
+            op=op,
+            diff_keys=tuple(k for k in (meta.diffs or []) if not k.startswith("__")),
+            replace_keys=tuple(k for k in (meta.keys or []) if not k.startswith("__")),
+            retained=retained,
+            old_inputs=_clean(state_old.inputs if state_old else None),
+            new_inputs=_clean(state_new.inputs if state_new else None),
+        )
+        if prior is not None and prior.op == op:
+            # A replacement arrives as several steps (replace, delete-replaced,
+            # create-replacement), each carrying part of the picture: merge them.
+            change = ResourceChange(
+                name=name, type=change.type, op=op,
+                diff_keys=change.diff_keys or prior.diff_keys,
+                replace_keys=change.replace_keys or prior.replace_keys,
+                retained=change.retained or prior.retained,
+                old_inputs=change.old_inputs or prior.old_inputs,
+                new_inputs=change.new_inputs or prior.new_inputs,
+            )
+        self.changes[name] = change
+
+    def result(self) -> tuple[ResourceChange, ...]:
+        return tuple(sorted(self.changes.values(), key=lambda c: c.name))
+
+
+def _short_type(type_: str) -> str:
+    # pulumi-python:dynamic/podman:Container -> podman:Container
+    return type_.split("dynamic/", 1)[-1] if "dynamic/" in type_ else type_
+
+
+def _clean(inputs: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (inputs or {}).items() if not k.startswith("__")}
+
+
+def preview(ctx: EngineContext, name: str, program: Program, *,
+            on_progress: OnProgress | None = None) -> tuple[tuple[ResourceChange, ...], bool]:
+    """Plan a session against refreshed state; returns (changes, is_new_stack).
+
+    A stack created only to plan a new session is removed again, so planning never
+    leaves anything behind."""
+    new = not stack_exists(ctx, name)
+    stack = auto.create_or_select_stack(stack_name=name, project_name=PROJECT,
+                                         program=program, opts=_options(ctx))
+    collector = _EventCollector(on_progress)
+    try:
+        stack.preview(refresh=not new, on_event=collector, color="never",
+                      suppress_progress=True, diff=False)
+    except auto.CommandError as exc:
+        raise _engine_error(exc, name, collector.errors) from exc
+    finally:
+        if new:
+            stack.workspace.remove_stack(name)
+    return collector.result(), new
+
+
+def up(ctx: EngineContext, name: str, program: Program, *,
+       on_progress: OnProgress | None = None) -> tuple[tuple[ResourceChange, ...], dict[str, Any]]:
+    """Apply a session (refreshing first so hand-made drift is repaired)."""
+    new = not stack_exists(ctx, name)
+    stack = auto.create_or_select_stack(stack_name=name, project_name=PROJECT,
+                                         program=program, opts=_options(ctx))
+    collector = _EventCollector(on_progress)
+    try:
+        result = stack.up(refresh=not new, on_event=collector, color="never",
+                          suppress_progress=True)
+    except auto.CommandError as exc:
+        raise _engine_error(exc, name, collector.errors) from exc
+    return collector.result(), {k: v.value for k, v in result.outputs.items()}
+
+
+def destroy(ctx: EngineContext, name: str, *,
+            on_progress: OnProgress | None = None) -> tuple[ResourceChange, ...]:
+    """Delete every resource of the stack that is not retained, then the stack itself."""
+    stack = _select(ctx, name, None)
+    collector = _EventCollector(on_progress)
+    try:
+        stack.destroy(on_event=collector, color="never", suppress_progress=True)
+        stack.workspace.remove_stack(name)
+    except auto.CommandError as exc:
+        raise _engine_error(exc, name, collector.errors) from exc
+    return collector.result()
+
+
+def _engine_error(exc: auto.CommandError, name: str,
+                  diagnostics: list[str] | None = None) -> PaudeError:
+    """Map an Automation API failure to the paude error a user can act on."""
+    if isinstance(exc, auto.ConcurrentUpdateError):
+        return SessionBusyError(
+            f"session {name} is being changed by another paude or pulumi process",
+            hint=f"wait for it to finish and retry; if no such process exists, run "
+                 f"`pulumi cancel` on stack {name} or remove the stale lock under the state backend")
+    if isinstance(exc, auto.StackNotFoundError):
+        return SessionNotFoundError(f"session {name} has no stack",
+                                    hint=f"run `paude apply {name}` first")
+    text = "\n".join(d for d in (diagnostics or []) if d) or _stderr_tail(exc)
+    return EngineError(f"the Pulumi engine failed for session {name}:\n{_indent(text)}",
+                       hint="fix the cause above and run the command again; "
+                            "PAUDE_DEBUG=1 shows the full engine output")
+
+
+def _stderr_tail(exc: auto.CommandError) -> str:
+    stderr = getattr(exc, "stderr", None) or str(exc)
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    return "\n".join(lines[-12:])
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())

@@ -1,0 +1,93 @@
+"""The error hierarchy: every failure a user can act on is a PaudeError with a fix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class PaudeError(Exception):
+    """Base of all errors paude reports to users; the CLI prints them and exits."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def render(self) -> str:
+        """The text shown to the user: what is wrong, then what to do."""
+        if self.hint:
+            return f"{self.message}\n  fix: {self.hint}"
+        return self.message
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One validation problem: where (a dotted field path, maybe a line) and what."""
+
+    path: str
+    message: str
+    line: int | None = None
+
+
+class ConfigError(PaudeError):
+    """paude.yaml (or paude.json / devcontainer.json) is invalid."""
+
+    def __init__(self, file: str, problems: Sequence[ConfigProblem], *, hint: str | None = None):
+        self.file = file
+        self.problems = list(problems)
+        lines = [f"{file}: invalid session definition"]
+        for p in self.problems[:15]:
+            where = f"{file}:{p.line}" if p.line else file
+            lines.append(f"  {where}: {p.path}: {p.message}")
+        if len(self.problems) > 15:
+            lines.append(f"  ... and {len(self.problems) - 15} more problems")
+        super().__init__(
+            "\n".join(lines),
+            hint=hint or "edit the file and run the command again; `paude schema` shows every field",
+        )
+
+
+class SessionNotFoundError(PaudeError):
+    """The named session is not defined or has no stack."""
+
+
+class SessionBusyError(PaudeError):
+    """Another paude (or pulumi) process is changing the same session."""
+
+
+class OwnershipError(PaudeError):
+    """The session's stack belongs to another repository."""
+
+
+class ToolNotFoundError(PaudeError):
+    """A required executable (podman, git, pulumi) is missing."""
+
+
+class CommandFailedError(PaudeError):
+    """A subprocess exited non-zero."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str, *, hint: str | None = None):
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        tail = stderr.strip().splitlines()[-5:]
+        detail = ("\n    " + "\n    ".join(tail)) if tail else ""
+        super().__init__(f"`{' '.join(self.argv[:4])}` failed with exit code {returncode}{detail}",
+                         hint=hint)
+
+
+class EngineError(PaudeError):
+    """The Pulumi engine failed; the message carries its diagnostics."""
+
+
+class EngineMissingError(PaudeError):
+    """No usable Pulumi CLI could be found or installed."""
+
+
+class AbortedError(PaudeError):
+    """The user declined a confirmation prompt."""
+
+    exit_code = 1

@@ -1,0 +1,38 @@
+"""PAUDE_HOME: where paude keeps state, engine binaries, caches and secrets."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+def paude_home() -> Path:
+    """The PAUDE_HOME directory (default ~/.paude), created on first use."""
+    home = Path(os.environ.get("PAUDE_HOME") or Path.home() / ".paude").expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def default_backend_url(home: Path) -> str:
+    """The local file state backend under PAUDE_HOME: no account, no login."""
+    state = home / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    return f"file://{state}"
+
+
+def passphrase(home: Path) -> str:
+    """The secrets passphrase: PULUMI_CONFIG_PASSPHRASE, else one generated and kept 0600."""
+    from_env = os.environ.get("PULUMI_CONFIG_PASSPHRASE")
+    if from_env is not None:
+        return from_env
+    path = home / "passphrase"
+    if not path.exists():
+        # O_EXCL: two first runs racing must not overwrite each other's passphrase.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text(encoding="utf-8").strip()
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text(encoding="utf-8").strip()

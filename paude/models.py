@@ -1,0 +1,435 @@
+"""The pydantic schema of paude.yaml and the resolved Session handed to the rest of paude."""
+
+from __future__ import annotations
+
+import ipaddress
+import posixpath
+import re
+import shlex
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from paude.errors import SessionNotFoundError
+
+# Names end up inside `paude-NAME-workspace`, volume, network, Kubernetes and git
+# remote names, so they follow DNS-label rules and stay short enough for prefixes.
+SESSION_NAME_MAX = 40
+SESSION_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?$")
+_NAME_RULE = (
+    f"use 1-{SESSION_NAME_MAX} characters: lowercase letters, digits and '-', "
+    "starting with a letter and not ending with '-'"
+)
+
+Backend = Literal["podman", "openshift"]
+
+DEFAULT_BASE_IMAGE = "docker.io/library/debian:bookworm-slim"
+DEFAULT_BACKEND: Backend = "podman"
+DEFAULT_ALLOWED_DOMAINS = ("default",)
+
+DOMAIN_GROUPS: frozenset[str] = frozenset(
+    {"default", "all", "vertexai", "pypi", "claude", "github"}
+)
+
+# Package names land in a Containerfile RUN line: only Debian's own name syntax (and
+# an optional version) is allowed, so no shell metacharacter can get through.
+_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]+(?:=[A-Za-z0-9.+~:\-]+)?$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_QUANTITY_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)?(?:Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+_DNS_LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+STATE_SCHEMES = ("file://", "s3://", "gs://", "azblob://", "https://")
+
+
+def _suggest_name(name: str) -> str | None:
+    """A valid session name close to `name`, or None when nothing sensible is left."""
+    candidate = re.sub(r"[^a-z0-9]+", "-", name.lower())
+    candidate = re.sub(r"^[^a-z]+", "", candidate)[:SESSION_NAME_MAX].rstrip("-")
+    return candidate if SESSION_NAME_RE.match(candidate) else None
+
+
+def validate_session_name(name: str) -> str:
+    """Return `name` if it is a valid session name, else raise ValueError saying the rule."""
+    if SESSION_NAME_RE.match(name):
+        return name
+    message = f"invalid session name {name!r}: {_NAME_RULE}"
+    suggestion = _suggest_name(name)
+    if suggestion and suggestion != name:
+        message += f" (for example {suggestion!r})"
+    raise ValueError(message)
+
+
+def _is_ip_literal(host: str) -> bool:
+    """True for IPv4/IPv6 addresses, bracketed or not."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def validate_domain(entry: str) -> str:
+    """Return a normalised allowed_domains entry (group, host or .suffix) or raise ValueError."""
+    if entry in DOMAIN_GROUPS:
+        return entry
+    groups = ", ".join(sorted(DOMAIN_GROUPS))
+    if "://" in entry:
+        host = urlsplit(entry).hostname
+        hint = f", e.g. {host!r}" if host else ""
+        raise ValueError(f"{entry!r} is a URL: list only the host name{hint}")
+    candidate = entry.lower()
+    wildcard = candidate.startswith(".")
+    host = candidate[1:] if wildcard else candidate
+    labels = host.split(".")
+    ip_message = (
+        f"{entry!r} is an IP address: the proxy only allows domain names, "
+        "so list the host name instead"
+    )
+    if _is_ip_literal(host) or host.startswith("["):
+        raise ValueError(ip_message)
+    if "/" in host:
+        raise ValueError(f"{entry!r} contains a path: list only the host name")
+    if ":" in host:
+        raise ValueError(f"{entry!r} contains a port: list only the host name (ports are fixed)")
+    if host.startswith("*."):
+        raise ValueError(f"write the wildcard {entry!r} as {'.' + host[2:]!r}")
+    if len(host) > 253 or not all(_DNS_LABEL_RE.match(label) for label in labels):
+        raise ValueError(
+            f"{entry!r} is not a valid host name: dot-separated labels of 1-63 letters, "
+            "digits or '-', not starting or ending with '-'"
+        )
+    # Resolvers read all-numeric forms such as '127.1' as addresses, so they are refused too.
+    if labels[-1].isdigit():
+        raise ValueError(ip_message)
+    if len(labels) < 2:
+        if wildcard:
+            raise ValueError(
+                f"wildcard {entry!r} is too broad: name at least a domain such as '.example.com'"
+            )
+        raise ValueError(
+            f"{entry!r} is neither a group ({groups}) "
+            "nor a full host name such as 'api.example.com'"
+        )
+    return "." + host if wildcard else host
+
+
+def _check_image_ref(value: str) -> str:
+    if not value or _CONTROL_RE.search(value) or any(c.isspace() for c in value):
+        raise ValueError(f"{value!r} is not an image reference: it must be one word")
+    if value.startswith("-"):
+        raise ValueError(f"{value!r} is not an image reference: it must not start with '-'")
+    return value
+
+
+def _check_relative_path(value: str) -> str:
+    # Build inputs are read on the host; a path outside the repository could pull
+    # files such as ~/.ssh into the image the agent runs in.
+    if not value or _CONTROL_RE.search(value) or value.startswith("-"):
+        raise ValueError(f"{value!r} is not a usable path")
+    if posixpath.isabs(value) or re.match(r"^[A-Za-z]:[\\/]", value):
+        raise ValueError(f"{value!r} must be relative to the repository root, not absolute")
+    normal = posixpath.normpath(value)
+    if normal == ".." or normal.startswith("../"):
+        raise ValueError(f"{value!r} points outside the repository")
+    return value
+
+
+def _check_env_value(value: str) -> str:
+    # Values are written into Containerfile instructions, where a newline starts a new one.
+    if "\n" in value or "\r" in value or "\x00" in value:
+        raise ValueError("value must be a single line")
+    return value
+
+
+def _check_option(value: str) -> str:
+    if not value or _CONTROL_RE.search(value) or value.startswith("-") or value != value.strip():
+        raise ValueError(f"{value!r} is not a valid name")
+    return value
+
+
+def _matching(regex: re.Pattern[str], what: str) -> AfterValidator:
+    """A validator accepting strings that match `regex`; `what` says the rule."""
+
+    def check(value: str) -> str:
+        if not regex.match(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _pattern(regex: re.Pattern[str]) -> WithJsonSchema:
+    """Advertise `regex` in the JSON Schema; the validator gives the readable error."""
+    return WithJsonSchema({"type": "string", "pattern": regex.pattern})
+
+
+SessionName = Annotated[str, AfterValidator(validate_session_name), _pattern(SESSION_NAME_RE)]
+PackageName = Annotated[str, _matching(
+    _PACKAGE_RE,
+    "a Debian package name: lowercase letters, digits and '+.-', optionally '=VERSION' "
+    "(one package per list entry)",
+), _pattern(_PACKAGE_RE)]
+EnvName = Annotated[str, _matching(
+    _ENV_NAME_RE, "a variable name: letters, digits and '_', not starting with a digit"
+), _pattern(_ENV_NAME_RE)]
+Quantity = Annotated[str, _matching(
+    _QUANTITY_RE, "a Kubernetes quantity such as '10Gi' or '500Mi'"
+), _pattern(_QUANTITY_RE)]
+Namespace = Annotated[str, _matching(
+    _DNS_LABEL_RE, "a namespace name: a DNS label of at most 63 characters"
+), _pattern(_DNS_LABEL_RE)]
+StorageClass = Annotated[str, _matching(
+    _DNS_SUBDOMAIN_RE, "a StorageClass name: a DNS subdomain"
+), _pattern(_DNS_SUBDOMAIN_RE)]
+EnvValue = Annotated[str, AfterValidator(_check_env_value)]
+Domain = Annotated[str, AfterValidator(validate_domain)]
+ImageRef = Annotated[str, AfterValidator(_check_image_ref)]
+RepoPath = Annotated[str, AfterValidator(_check_relative_path)]
+OptionName = Annotated[str, AfterValidator(_check_option)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ImageConfig(_Model):
+    """How the agent's container image is built."""
+
+    base: ImageRef | None = Field(
+        None, description="Base container image reference, e.g. docker.io/library/python:3.12."
+    )
+    dockerfile: RepoPath | None = Field(
+        None,
+        description="Dockerfile to build instead of a base image, relative to the repository root.",
+    )
+    context: RepoPath | None = Field(
+        None, description="Build context for the dockerfile, relative to the repository root."
+    )
+    build_args: dict[EnvName, EnvValue] = Field(
+        default_factory=dict, description="Build arguments passed to the dockerfile build."
+    )
+    packages: list[PackageName] = Field(
+        default_factory=list, description="Debian packages installed into the image."
+    )
+    setup: str | None = Field(
+        None, description="Shell command run once while the image is built."
+    )
+    env: dict[EnvName, EnvValue] = Field(
+        default_factory=dict, description="Environment variables set in the agent's container."
+    )
+    venv: str | None = Field(
+        None, description="Python virtual environment setting, as written in paude.json."
+    )
+    features: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Devcontainer features; recorded for review but not installed.",
+    )
+
+
+class AgentConfig(_Model):
+    """How the coding agent (claude) is started."""
+
+    args: Annotated[
+        list[str],
+        WithJsonSchema(
+            {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]}
+        ),
+    ] = Field(
+        default_factory=list,
+        description=(
+            "Arguments passed to claude verbatim, one list entry per argument; "
+            "a single string is split like a shell would."
+        ),
+    )
+
+    @field_validator("args", mode="before")
+    @classmethod
+    def _split_string(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            return shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"cannot split {value!r} into arguments: {exc}") from exc
+
+
+class OpenShiftConfig(_Model):
+    """Where and how sessions run on OpenShift / Kubernetes."""
+
+    namespace: Namespace | None = Field(
+        None, description="Namespace for the session's resources; the current one if unset."
+    )
+    context: OptionName | None = Field(
+        None, description="kubeconfig context to use; the current one if unset."
+    )
+    pvc_size: Quantity = Field("10Gi", description="Size of the workspace volume claim.")
+    storage_class: StorageClass | None = Field(
+        None, description="StorageClass of the workspace claim; the cluster default if unset."
+    )
+
+
+class SessionSpec(_Model):
+    """A session as written under `defaults:` or `sessions.NAME:`; unset fields inherit."""
+
+    backend: Backend | None = Field(None, description="Where the session runs.")
+    yolo: StrictBool | None = Field(
+        None, description="Run claude with --dangerously-skip-permissions (egress stays filtered)."
+    )
+    allowed_domains: list[Domain] | None = Field(
+        None,
+        description=(
+            "Domains the proxy lets the agent reach: groups (default, all, vertexai, pypi, "
+            "claude, github), exact host names, or '.suffix' wildcards."
+        ),
+    )
+    agent: AgentConfig | None = Field(None, description="How the agent is started.")
+    image: ImageConfig | None = Field(None, description="How the agent's image is built.")
+    openshift: OpenShiftConfig | None = Field(None, description="OpenShift / Kubernetes settings.")
+
+
+class StateConfig(_Model):
+    """Where Pulumi keeps the sessions' state."""
+
+    backend: str | None = Field(
+        None,
+        description=(
+            "Pulumi backend URL (file://, s3://, gs://, azblob://, https://); "
+            "local state under PAUDE_HOME if unset."
+        ),
+    )
+
+    @field_validator("backend")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        scheme = next((s for s in STATE_SCHEMES if value.startswith(s)), None)
+        if scheme is None or len(value) == len(scheme) or any(c.isspace() for c in value):
+            raise ValueError(
+                f"{value!r} is not a state backend URL: use one of {', '.join(STATE_SCHEMES)}"
+            )
+        return value
+
+
+class PaudeFile(_Model):
+    """The whole paude.yaml file."""
+
+    version: Literal[1] = Field(1, description="Format version of this file.")
+    state: StateConfig = Field(default_factory=StateConfig, description="State storage.")
+    defaults: SessionSpec = Field(
+        default_factory=SessionSpec, description="Settings merged under every session."
+    )
+    sessions: dict[SessionName, SessionSpec] = Field(
+        default_factory=dict, description="Sessions by name; names follow DNS-label rules."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        # `sessions:\n  demo:` (no value) is the natural way to declare a plain session.
+        if not isinstance(data, dict):
+            return data
+        data = {k: ({} if v is None and k in ("state", "defaults") else v) for k, v in data.items()}
+        if isinstance(data.get("sessions"), dict):
+            data["sessions"] = {k: {} if v is None else v for k, v in data["sessions"].items()}
+        elif data.get("sessions", {}) is None:
+            data["sessions"] = {}
+        return data
+
+
+class Session(_Model):
+    """The effective definition of one session, after merging every layer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: SessionName = Field(description="The session's name.")
+    backend: Backend = Field(description="Where the session runs.")
+    yolo: StrictBool = Field(description="Whether claude skips permission prompts.")
+    allowed_domains: list[Domain] = Field(description="Egress allowlist entries.")
+    agent: AgentConfig = Field(description="How the agent is started.")
+    image: ImageConfig = Field(description="How the agent's image is built.")
+    openshift: OpenShiftConfig = Field(description="OpenShift / Kubernetes settings.")
+    image_source: str = Field(
+        description="Where the image settings came from: paude.yaml, paude.json, a "
+        "devcontainer.json path, or 'default'."
+    )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+# Choosing a base image or a dockerfile is one decision: a layer that makes it
+# replaces the whole choice of the layers below, not half of it.
+_IMAGE_SOURCE_FIELDS = frozenset({"base", "dockerfile"})
+
+
+def _merge(base: M, override: M | None) -> M:
+    """Field-level merge: fields explicitly set in `override` win."""
+    if override is None:
+        return base
+    data = base.model_dump()
+    fields = override.model_fields_set
+    if isinstance(override, ImageConfig) and fields & _IMAGE_SOURCE_FIELDS:
+        data.update(base=None, dockerfile=None, context=None)
+    data.update(override.model_dump(include=set(fields)))
+    return type(base).model_validate(data)
+
+
+def resolve(
+    file: PaudeFile,
+    name: str,
+    *,
+    image_fallback: ImageConfig | None = None,
+    image_source: str = "default",
+) -> Session:
+    """Merge built-in defaults < file.defaults < sessions[name] into the effective Session."""
+    spec = file.sessions.get(name)
+    if spec is None:
+        defined = ", ".join(sorted(file.sessions)) or "none"
+        raise SessionNotFoundError(
+            f"session {name!r} is not defined in paude.yaml (defined: {defined})",
+            hint=f"run `paude create {name}` to define it, or pick a defined session",
+        )
+    defaults = file.defaults
+
+    def pick(field: str, builtin: Any) -> Any:
+        for layer in (spec, defaults):
+            value = getattr(layer, field)
+            if value is not None:
+                return value
+        return builtin
+
+    image = ImageConfig(base=DEFAULT_BASE_IMAGE)
+    if defaults.image is None and spec.image is None:
+        if image_fallback is not None:
+            image = _merge(image, image_fallback)
+        else:
+            image_source = "default"
+    else:
+        image_source = "paude.yaml"
+    image = _merge(_merge(image, defaults.image), spec.image)
+    if image.dockerfile is not None:
+        image = image.model_copy(update={"base": None})
+    elif image.base is None:
+        image = image.model_copy(update={"base": DEFAULT_BASE_IMAGE})
+
+    return Session(
+        name=name,
+        backend=pick("backend", DEFAULT_BACKEND),
+        yolo=pick("yolo", False),
+        allowed_domains=list(pick("allowed_domains", list(DEFAULT_ALLOWED_DOMAINS))),
+        agent=_merge(_merge(AgentConfig(), defaults.agent), spec.agent),
+        image=image,
+        openshift=_merge(_merge(OpenShiftConfig(), defaults.openshift), spec.openshift),
+        image_source=image_source,
+    )

@@ -1,0 +1,109 @@
+"""Typed results the service layer returns and the CLI renders (text, JSON, markdown)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Order in which operations are listed; riskiest first within a plan.
+OP_ORDER = ("delete", "replace", "create", "update", "same")
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    """One resource's planned or applied step."""
+
+    name: str  # logical name in the stack: agent, proxy, workspace, ...
+    type: str  # short type, e.g. podman:Container
+    op: str  # create | update | replace | delete | same
+    diff_keys: tuple[str, ...] = ()
+    replace_keys: tuple[str, ...] = ()
+    retained: bool = False  # deleted from the stack but kept on the machine
+    old_inputs: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    new_inputs: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable JSON form (see docs/plan-json.md)."""
+        return {"resource": self.name, "type": self.type, "action": self.op,
+                "changed": list(self.diff_keys), "replace_because": list(self.replace_keys),
+                "retained": self.retained}
+
+
+@dataclass(frozen=True)
+class SummaryItem:
+    """A session-level statement about a plan, e.g. 'egress widened'."""
+
+    kind: str  # new-session | image-rebuilt | egress-widened | egress-narrowed | ...
+    text: str
+    security: bool = False
+    data_loss: bool = False
+    details: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable JSON form."""
+        return {"kind": self.kind, "text": self.text, "security_relevant": self.security,
+                "data_loss": self.data_loss, "details": list(self.details)}
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """What `paude plan` found: the summary and every resource step."""
+
+    session: str
+    backend: str
+    changes: tuple[ResourceChange, ...]
+    summary: tuple[SummaryItem, ...] = ()
+    new_session: bool = False
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def has_changes(self) -> bool:
+        """True when applying would change anything."""
+        return any(c.op != "same" for c in self.changes)
+
+    def counts(self) -> dict[str, int]:
+        """Number of resources per operation."""
+        out = {op: 0 for op in OP_ORDER}
+        for change in self.changes:
+            out[change.op] = out.get(change.op, 0) + 1
+        return out
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What `paude apply` did."""
+
+    session: str
+    changes: tuple[ResourceChange, ...]
+    outputs: dict[str, Any]
+    seconds: float
+    summary: tuple[SummaryItem, ...] = ()
+
+    def counts(self) -> dict[str, int]:
+        """Number of resources per operation."""
+        out = {op: 0 for op in OP_ORDER}
+        for change in self.changes:
+            out[change.op] = out.get(change.op, 0) + 1
+        return out
+
+
+@dataclass(frozen=True)
+class DestroyResult:
+    """What `paude destroy` removed and kept."""
+
+    session: str
+    deleted: tuple[str, ...]
+    kept: tuple[str, ...]
+    data_deleted: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """A resource step starting or finishing while the engine runs."""
+
+    resource: str
+    op: str
+    phase: str  # start | done | failed
+    seconds: float | None = None
+    message: str | None = None

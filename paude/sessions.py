@@ -1,0 +1,177 @@
+"""The service layer: plan, apply and destroy sessions; returns results, never prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from paude import engine
+from paude.backends import get_backend
+from paude.config import PAUDE_FILE, find_project_root, load_image_source, load_paude_file
+from paude.errors import AbortedError, ConfigError, ConfigProblem, OwnershipError, PaudeError
+from paude.home import paude_home
+from paude.models import PaudeFile, Session, resolve, validate_session_name
+from paude.results import ApplyResult, DestroyResult, PlanResult
+from paude.summary import summarize
+
+Confirm = Callable[[PlanResult], bool]
+
+
+@dataclass(frozen=True)
+class Project:
+    """The user's repository and its paude.yaml."""
+
+    root: Path
+    file: PaudeFile
+
+    @property
+    def owner(self) -> str:
+        """The identity recorded in each stack: the repository's absolute path."""
+        return str(self.root.resolve())
+
+
+def check_name(name: str) -> str:
+    """Validate a session name given on the command line."""
+    try:
+        return validate_session_name(name)
+    except ValueError as exc:
+        raise ConfigError("command line", [ConfigProblem("NAME", str(exc))],
+                          hint="session names are lowercase letters, digits and '-'") from None
+
+
+def open_project(cwd: Path | None = None) -> Project:
+    """Find and validate the repository's paude.yaml."""
+    root = find_project_root((cwd or Path.cwd()).resolve())
+    return Project(root, load_paude_file(root / PAUDE_FILE))
+
+
+def session_of(project: Project, name: str) -> tuple[Session, list[str]]:
+    """The effective definition of one session, plus warnings from image sources."""
+    fallback = load_image_source(project.root)
+    if fallback is None:
+        return resolve(project.file, name), []
+    image, source, warnings = fallback
+    return resolve(project.file, name, image_fallback=image, image_source=source), warnings
+
+
+def _context(project: Project) -> engine.EngineContext:
+    url = os.environ.get("PAUDE_STATE_BACKEND") or project.file.state.backend
+    return engine.connect(paude_home(), url)
+
+
+def _program(session: Session, owner: str) -> engine.Program:
+    if session.backend == "podman":
+        from paude.stacks.podman.program import make_program
+
+        return make_program(session, owner)
+    raise PaudeError(f"session {session.name}: backend {session.backend!r} is not available yet",
+                     hint="use backend: podman")
+
+
+def _check_owner(ctx: engine.EngineContext, name: str, owner: str) -> None:
+    outputs = engine.outputs(ctx, name)
+    recorded = (outputs or {}).get("owner")
+    if recorded and recorded != owner:
+        raise OwnershipError(
+            f"session {name} belongs to the repository at {recorded}, not {owner}",
+            hint=f"run paude from {recorded}, or choose another session name here")
+
+
+def plan(name: str, *, cwd: Path | None = None,
+         on_progress: engine.OnProgress | None = None) -> PlanResult:
+    """Preview what applying the session would change, against the live objects."""
+    name = check_name(name)
+    project = open_project(cwd)
+    session, warnings = session_of(project, name)
+    ctx = _context(project)
+    _check_owner(ctx, name, project.owner)
+    changes, new = engine.preview(ctx, name, _program(session, project.owner),
+                                  on_progress=on_progress)
+    return PlanResult(session=name, backend=session.backend, changes=changes,
+                      summary=summarize(changes, new_session=new), new_session=new,
+                      warnings=tuple(warnings))
+
+
+def apply(name: str, *, cwd: Path | None = None, confirm: Confirm | None = None,
+          on_progress: engine.OnProgress | None = None) -> ApplyResult:
+    """Converge the session on its definition; with `confirm`, show the plan and ask first."""
+    name = check_name(name)
+    started = time.monotonic()
+    project = open_project(cwd)
+    session, _warnings = session_of(project, name)
+    ctx = _context(project)
+    _check_owner(ctx, name, project.owner)
+    program = _program(session, project.owner)
+    if confirm is not None:
+        changes, new = engine.preview(ctx, name, program)
+        planned = PlanResult(name, session.backend, changes, summarize(changes, new_session=new),
+                             new)
+        if not planned.has_changes:
+            return ApplyResult(name, changes, engine.outputs(ctx, name) or {},
+                               time.monotonic() - started, planned.summary)
+        if not confirm(planned):
+            raise AbortedError("apply cancelled; nothing was changed")
+    applied, outputs = engine.up(ctx, name, program, on_progress=on_progress)
+    _write_index(name, session.backend, project.owner)
+    return ApplyResult(name, applied, outputs, time.monotonic() - started,
+                       summarize(applied, new_session=False))
+
+
+def destroy(name: str, *, cwd: Path | None = None, delete_data: bool = False,
+            confirm: Callable[[str], bool] | None = None,
+            on_progress: engine.OnProgress | None = None) -> DestroyResult:
+    """Remove a session's containers and networks; its workspace only with delete_data."""
+    name = check_name(name)
+    started = time.monotonic()
+    project = open_project(cwd)
+    ctx = _context(project)
+    outputs = engine.outputs(ctx, name)
+    backend_name = str((outputs or {}).get("backend") or _declared_backend(project, name))
+    if outputs is not None:
+        _check_owner(ctx, name, project.owner)
+    if confirm is not None:
+        what = "containers, networks" + (" AND the workspace volume (data)" if delete_data else "")
+        if not confirm(f"destroy session {name}: remove its {what}?"):
+            raise AbortedError("destroy cancelled; nothing was changed")
+    deleted: list[str] = []
+    kept: list[str] = []
+    if outputs is not None:
+        changes = engine.destroy(ctx, name, on_progress=on_progress)
+        deleted = [c.name for c in changes if c.op == "delete" and not c.retained]
+        kept = [c.name for c in changes if c.retained]
+    elif not delete_data:
+        raise PaudeError(f"session {name} has no stack to destroy",
+                         hint=f"`paude destroy {name} --delete-data` removes a kept workspace")
+    removed = get_backend(backend_name).delete_data(session=name) if delete_data else []
+    if removed:
+        kept = [k for k in kept if k != "workspace"]
+    _remove_index(name)
+    return DestroyResult(name, tuple(deleted), tuple(kept), bool(removed),
+                         time.monotonic() - started)
+
+
+def _declared_backend(project: Project, name: str) -> str:
+    spec = project.file.sessions.get(name)
+    return (spec.backend if spec and spec.backend else project.file.defaults.backend) or "podman"
+
+
+def _index_path(name: str) -> Path:
+    return paude_home() / "sessions" / f"{name}.json"
+
+
+def _write_index(name: str, backend: str, owner: str) -> None:
+    # A local index lets `paude list` answer without running the engine per session.
+    path = _index_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"name": name, "backend": backend, "owner": owner, "applied_at": time.time()}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def _remove_index(name: str) -> None:
+    _index_path(name).unlink(missing_ok=True)

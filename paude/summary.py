@@ -1,0 +1,94 @@
+"""Session-level statements about a plan, built from structured resource changes."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import Any
+
+from paude.results import ResourceChange, SummaryItem
+
+_IMAGES = {"agent-image": "agent image", "proxy-image": "proxy image"}
+
+
+def summarize(changes: Sequence[ResourceChange], *, new_session: bool) -> tuple[SummaryItem, ...]:
+    """What a reviewer needs first: security, data and rebuilds, then the rest."""
+    by_name = {c.name: c for c in changes}
+    items: list[SummaryItem] = []
+    if new_session:
+        items.append(SummaryItem("new-session", f"new session: {len(changes)} resources to create"))
+    proxy = by_name.get("proxy")
+    if proxy is not None and proxy.op in ("replace", "update") and not new_session:
+        items.extend(_egress(proxy))
+    workspace = by_name.get("workspace")
+    if workspace is not None:
+        items.append(_workspace(workspace))
+    for name, label in _IMAGES.items():
+        change = by_name.get(name)
+        if change is not None and change.op in ("create", "replace") and not new_session:
+            items.append(SummaryItem("image-rebuilt", f"{label} rebuilt",
+                                     details=tuple(_file_diff(change))))
+    for name in ("agent", "proxy"):
+        change = by_name.get(name)
+        if change is not None and change.op in ("replace", "create") and not new_session:
+            why = ", ".join(change.replace_keys) or "missing"
+            items.append(SummaryItem("container-recreated",
+                                     f"{name} container recreated ({why})"))
+    for name in ("internal-network", "egress-network"):
+        change = by_name.get(name)
+        if change is not None and change.op != "same" and not new_session:
+            items.append(SummaryItem("network-changed", f"{name} will be {change.op}d",
+                                     security=True))
+    order = {True: 0, False: 1}
+    return tuple(sorted(items, key=lambda i: (order[i.data_loss], order[i.security])))
+
+
+def _egress(proxy: ResourceChange) -> list[SummaryItem]:
+    old = set(_allowlist(proxy.old_inputs))
+    new = set(_allowlist(proxy.new_inputs))
+    added, removed = sorted(new - old), sorted(old - new)
+    items = []
+    if added:
+        items.append(SummaryItem("egress-widened", "egress widened", security=True,
+                                 details=tuple(f"+ {d}" for d in added)))
+    if removed:
+        items.append(SummaryItem("egress-narrowed", "egress narrowed", security=True,
+                                 details=tuple(f"- {d}" for d in removed)))
+    return items
+
+
+def _allowlist(inputs: dict[str, Any]) -> list[str]:
+    value = inputs.get("allowlist")
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _workspace(change: ResourceChange) -> SummaryItem:
+    if change.op == "create":
+        return SummaryItem("workspace-created",
+                           "workspace volume created (a volume kept by an earlier destroy is "
+                           "re-attached)")
+    if change.op in ("replace", "delete") and not change.retained:
+        return SummaryItem("workspace-replaced",
+                           f"workspace volume will be {change.op}d: its data is LOST",
+                           security=True, data_loss=True)
+    if change.op in ("replace", "delete"):
+        return SummaryItem("workspace-detached",
+                           f"workspace volume leaves the stack ({change.op}) but is kept on disk")
+    return SummaryItem("workspace-kept", "workspace volume kept")
+
+
+def _file_diff(change: ResourceChange) -> list[str]:
+    # Say why an image is rebuilt: the changed lines of its rendered build files.
+    old = change.old_inputs.get("files") or {}
+    new = change.new_inputs.get("files") or {}
+    lines: list[str] = []
+    for name in sorted(set(old) | set(new)):
+        a = str(old.get(name, "")).splitlines()
+        b = str(new.get(name, "")).splitlines()
+        if a == b:
+            continue
+        for line in difflib.unified_diff(a, b, lineterm="", n=0):
+            if line.startswith(("+++", "---", "@@")):
+                continue
+            lines.append(f"{name}: {line.strip()}")
+    return lines[:20]

@@ -1,0 +1,167 @@
+"""Finds the Pulumi CLI paude drives, or installs the pinned release into PAUDE_HOME."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import tarfile
+import tempfile
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from paude import proc
+from paude.errors import EngineMissingError
+
+# The engine release paude is tested with; older CLIs are refused, newer ones accepted.
+PULUMI_VERSION = "3.274.1"
+RELEASE_URL = "https://get.pulumi.com/releases/sdk/pulumi-v{version}-{os}-{arch}.tar.gz"
+BUILD_HINT = ("on machines without access to get.pulumi.com, build the engine from Go "
+              "modules: scripts/build-engine.sh (from the paude repository)")
+
+Progress = Callable[[int, int | None], None]
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A usable Pulumi CLI: its bin directory (plugins sit beside it) and version."""
+
+    bin_dir: Path
+    version: str
+    source: str  # "PAUDE_HOME", "PATH" or "installed"
+
+    @property
+    def root(self) -> Path:
+        """The directory whose bin/ holds pulumi (what the Automation API expects)."""
+        return self.bin_dir.parent
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    """(major, minor, patch) from `pulumi version` output such as 'v3.274.1'."""
+    match = re.search(r"v?(\d+)\.(\d+)\.(\d+)", text)
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+def _probe(binary: Path) -> str | None:
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        return None
+    result = proc.run([str(binary), "version"], check=False,
+                      env={"PULUMI_SKIP_UPDATE_CHECK": "true"}, timeout=30)
+    return result.stdout.strip() if result.ok else None
+
+
+def candidates(home: Path) -> list[tuple[Path, str]]:
+    """Places a pulumi CLI may be, in order of preference."""
+    found: list[tuple[Path, str]] = [(home / "bin" / "pulumi", "PAUDE_HOME")]
+    on_path = shutil.which("pulumi")
+    if on_path:
+        found.append((Path(on_path).resolve(), "PATH"))
+    found.append((home / "engine" / f"v{PULUMI_VERSION}" / "bin" / "pulumi", "installed"))
+    return found
+
+
+def find_engine(home: Path) -> tuple[Engine | None, list[str]]:
+    """The first CLI at least as new as the pin, plus why others were skipped."""
+    minimum = parse_version(PULUMI_VERSION)
+    assert minimum is not None
+    problems: list[str] = []
+    for binary, source in candidates(home):
+        text = _probe(binary)
+        if text is None:
+            continue
+        version = parse_version(text)
+        if version is None or version < minimum:
+            problems.append(f"{binary} is pulumi {text}, older than the required v{PULUMI_VERSION}")
+            continue
+        return Engine(binary.parent, text, source), problems
+    return None, problems
+
+
+def ensure_engine(home: Path, *, progress: Progress | None = None,
+                  install: bool = True) -> Engine:
+    """A usable engine: found, or the pinned release downloaded into PAUDE_HOME."""
+    engine, problems = find_engine(home)
+    if engine is not None:
+        return engine
+    if not install or os.environ.get("PAUDE_NO_ENGINE_DOWNLOAD"):
+        raise EngineMissingError(
+            "no Pulumi CLI found " + ("(" + "; ".join(problems) + ")" if problems else
+                                      f"in {home / 'bin'} or on PATH"),
+            hint=f"run `paude doctor`; {BUILD_HINT}")
+    return install_release(home, progress=progress)
+
+
+def release_url(version: str = PULUMI_VERSION) -> str:
+    """The release tarball for this machine."""
+    arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(
+        platform.machine().lower(), platform.machine().lower())
+    system = {"darwin": "darwin", "linux": "linux"}.get(platform.system().lower(), "linux")
+    return RELEASE_URL.format(version=version, os=system, arch=arch)
+
+
+def install_release(home: Path, *, url: str | None = None,
+                    progress: Progress | None = None) -> Engine:
+    """Download and unpack the pinned release into PAUDE_HOME/engine/vX/bin."""
+    url = url or os.environ.get("PAUDE_PULUMI_RELEASE_URL") or release_url()
+    target = home / "engine" / f"v{PULUMI_VERSION}"
+    with tempfile.TemporaryDirectory(prefix="paude-engine-", dir=home) as tmp:
+        archive = Path(tmp) / "pulumi.tar.gz"
+        try:
+            _download(url, archive, progress)
+        except OSError as exc:
+            raise EngineMissingError(f"could not download the Pulumi engine from {url}: {exc}",
+                                     hint=BUILD_HINT) from exc
+        staging = Path(tmp) / "bin"
+        staging.mkdir()
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                # The release holds pulumi/<binary>; flatten it and refuse anything odd.
+                name = Path(member.name).name
+                if not member.isfile() or not name.startswith("pulumi"):
+                    continue
+                extracted = tar.extractfile(member)
+                if extracted is None:
+                    continue
+                dest = staging / name
+                dest.write_bytes(extracted.read())
+                dest.chmod(0o755)
+        if not (staging / "pulumi").exists():
+            raise EngineMissingError(f"{url} did not contain a pulumi binary", hint=BUILD_HINT)
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        staging.rename(target / "bin")
+    engine, problems = find_engine(home)
+    if engine is None:
+        raise EngineMissingError("the downloaded Pulumi engine does not run: " + "; ".join(problems),
+                                 hint=BUILD_HINT)
+    return engine
+
+
+def _download(url: str, dest: Path, progress: Progress | None) -> None:
+    with urllib.request.urlopen(url, timeout=60) as response, dest.open("wb") as out:  # noqa: S310
+        total_header = response.headers.get("Content-Length")
+        total = int(total_header) if total_header else None
+        done = 0
+        while chunk := response.read(1 << 16):
+            out.write(chunk)
+            done += len(chunk)
+            if progress:
+                progress(done, total)
+
+
+def engine_env(engine: Engine) -> dict[str, str]:
+    """Environment for every engine run: no downloads, our interpreter, plugins beside the CLI."""
+    import sys
+
+    return {
+        "PATH": f"{engine.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        # Dynamic providers run `python -m pulumi.dynamic`; it must be paude's interpreter.
+        "PULUMI_PYTHON_CMD": sys.executable,
+        "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
+    }

@@ -1,0 +1,1 @@
+"""The Podman stack: what a session materialises on a local podman."""

@@ -1,0 +1,117 @@
+"""podman argv builders and inspect helpers used by the Podman stack's providers."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from paude import proc
+
+PODMAN = "podman"
+
+
+def label_args(labels: Mapping[str, str]) -> list[str]:
+    """--label flags in a stable order."""
+    args: list[str] = []
+    for key in sorted(labels):
+        args += ["--label", f"{key}={labels[key]}"]
+    return args
+
+
+def network_create_argv(name: str, *, internal: bool, labels: Mapping[str, str]) -> list[str]:
+    """argv creating a bridge network; internal networks have no route out."""
+    argv = [PODMAN, "network", "create"]
+    if internal:
+        argv.append("--internal")
+    return [*argv, *label_args(labels), name]
+
+
+def volume_create_argv(name: str, *, labels: Mapping[str, str]) -> list[str]:
+    """argv creating a named volume."""
+    return [PODMAN, "volume", "create", *label_args(labels), name]
+
+
+def build_argv(tag: str, context_dir: str, *, build_args: Mapping[str, str],
+               labels: Mapping[str, str]) -> list[str]:
+    """argv building an image from a prepared context directory."""
+    argv = [PODMAN, "build", "--tag", tag, "--file", f"{context_dir}/Containerfile"]
+    for key in sorted(build_args):
+        argv += ["--build-arg", f"{key}={build_args[key]}"]
+    return [*argv, *label_args(labels), context_dir]
+
+
+def run_argv(spec: Mapping[str, Any]) -> list[str]:
+    """argv starting a detached container from a container spec (see ContainerSpec)."""
+    argv = [PODMAN, "run", "--detach", "--name", spec["name"], "--hostname", spec["hostname"]]
+    for network in spec["networks"]:
+        argv += ["--network", network]
+    if spec.get("user"):
+        argv += ["--user", spec["user"]]
+    for cap in spec.get("cap_drop", []):
+        argv += ["--cap-drop", cap]
+    for opt in spec.get("security_opt", []):
+        argv += ["--security-opt", opt]
+    if spec.get("read_only"):
+        argv.append("--read-only")
+    for tmpfs in spec.get("tmpfs", []):
+        argv += ["--tmpfs", tmpfs]
+    for mount in spec.get("volumes", []):
+        argv += ["--volume", mount]
+    env = spec.get("env", {})
+    for key in sorted(env):
+        argv += ["--env", f"{key}={env[key]}"]
+    argv += label_args(spec.get("labels", {}))
+    if spec.get("restart"):
+        argv += ["--restart", spec["restart"]]
+    return [*argv, spec["image"], *spec.get("command", [])]
+
+
+def inspect(kind: str, name: str) -> dict[str, Any] | None:
+    """`podman KIND inspect NAME` as a dict, or None when the object does not exist."""
+    result = proc.run([PODMAN, kind, "inspect", name], check=False)
+    if not result.ok:
+        if _is_missing(result.stderr):
+            return None
+        raise proc.classify_failure(result)
+    data = json.loads(result.stdout or "[]")
+    return data[0] if data else None
+
+
+def wait_running(name: str, *, settle: float = 1.0, timeout: float = 30.0) -> str:
+    """Wait until a new container is running and stays up for `settle` seconds.
+
+    A container whose entrypoint rejects its configuration exits at once; reporting
+    success for it would leave a session without its proxy. Returns the container id."""
+    deadline = time.monotonic() + timeout
+    up_since: float | None = None
+    while True:
+        found = inspect("container", name)
+        state = (found or {}).get("State") or {}
+        restarts = int((found or {}).get("RestartCount") or 0)
+        if found is not None and state.get("Running") and restarts == 0:
+            up_since = up_since or time.monotonic()
+            if time.monotonic() - up_since >= settle:
+                return str(found.get("Id", ""))
+        elif found is None or restarts > 0 or state.get("Status") in ("exited", "stopped"):
+            logs = proc.run([PODMAN, "logs", "--tail", "15", name], check=False)
+            tail = "\n".join((logs.stdout + logs.stderr).strip().splitlines()[-15:])
+            raise RuntimeError(f"container {name} did not stay running "
+                               f"(status {state.get('Status', 'missing')}):\n{tail}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"container {name} did not start within {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+def remove(argv: Sequence[str]) -> None:
+    """Run a removal command, treating 'already gone' as success."""
+    result = proc.run(argv, check=False)
+    if not result.ok and not _is_missing(result.stderr):
+        raise proc.classify_failure(result)
+
+
+def _is_missing(stderr: str) -> bool:
+    text = stderr.lower()
+    return any(s in text for s in (
+        "no such", "not found", "unable to find", "no container with", "not known"))

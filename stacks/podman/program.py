@@ -1,0 +1,145 @@
+"""The Podman stack program: one session's images, networks, volume and containers."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pulumi
+
+from paude import domains
+from paude.models import Session
+from paude.render import render
+from paude.stacks.podman.images import agent_build, proxy_build
+from paude.stacks.podman.resources import Container, Image, Network, Volume
+
+PROXY_PORT = 3128
+WORKSPACE_MOUNT = "/workspace"
+
+
+@dataclass(frozen=True)
+class Names:
+    """Every podman object name of a session; derived, never user-supplied beyond NAME."""
+
+    session: str
+
+    @property
+    def prefix(self) -> str:
+        """Common prefix of all object names."""
+        return f"paude-{self.session}"
+
+    @property
+    def internal_network(self) -> str:
+        """The agent's only network."""
+        return f"{self.prefix}-internal"
+
+    @property
+    def egress_network(self) -> str:
+        """The proxy's way out."""
+        return f"{self.prefix}-egress"
+
+    @property
+    def workspace(self) -> str:
+        """The workspace volume."""
+        return f"{self.prefix}-workspace"
+
+    @property
+    def agent(self) -> str:
+        """The agent container."""
+        return f"{self.prefix}-agent"
+
+    @property
+    def proxy(self) -> str:
+        """The proxy container."""
+        return f"{self.prefix}-proxy"
+
+
+def labels(session: str, role: str, owner: str) -> dict[str, str]:
+    """Discovery labels carried by every object of a session."""
+    return {"paude.managed": "true", "paude.session": session, "paude.role": role,
+            "paude.repository": owner}
+
+
+def squid_conf(session: Session) -> str:
+    """The proxy configuration rendered from the session's allowed_domains."""
+    allow = domains.expand(session.allowed_domains)
+    return render("squid.conf.j2", session=session.name, unrestricted=allow.unrestricted,
+                  domains=list(allow.domains), regexes=list(allow.regexes))
+
+
+def make_program(session: Session, owner: str) -> Callable[[], None]:
+    """Return the inline Pulumi program for one session on podman."""
+
+    def program() -> None:
+        names = Names(session.name)
+        agent_spec, proxy_spec = agent_build(session), proxy_build(session)
+        keep = pulumi.ResourceOptions(retain_on_delete=True)
+
+        agent_image = Image("agent-image", {
+            "tag": agent_spec.tag, "files": agent_spec.files,
+            "build_args": agent_spec.build_args,
+            "labels": {"paude.managed": "true", "paude.build-digest": agent_spec.digest},
+        }, keep)
+        proxy_image = Image("proxy-image", {
+            "tag": proxy_spec.tag, "files": proxy_spec.files, "build_args": {},
+            "labels": {"paude.managed": "true", "paude.build-digest": proxy_spec.digest},
+        }, keep)
+        internal = Network("internal-network", {
+            "name": names.internal_network, "internal": True,
+            "labels": labels(session.name, "internal-network", owner),
+        })
+        egress = Network("egress-network", {
+            "name": names.egress_network, "internal": False,
+            "labels": labels(session.name, "egress-network", owner),
+        })
+        workspace = Volume("workspace", {
+            "name": names.workspace, "labels": labels(session.name, "workspace", owner),
+        }, keep)
+
+        hardening = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
+        conf = base64.b64encode(squid_conf(session).encode()).decode()
+        proxy = Container("proxy", {
+            "name": names.proxy, "hostname": names.proxy,
+            "image": proxy_image.tag,  # type: ignore[attr-defined]
+            "networks": [internal.name, egress.name],  # type: ignore[attr-defined]
+            "env": {"PAUDE_SQUID_CONF_B64": conf},
+            # Not a podman setting: recorded so plans can say how egress changes.
+            "allowlist": domains.expand(session.allowed_domains).describe(),
+            "labels": labels(session.name, "proxy", owner),
+            "restart": "unless-stopped", **hardening,
+        })
+        proxy_url = f"http://{names.proxy}:{PROXY_PORT}"
+        no_proxy = f"localhost,127.0.0.1,::1,{names.proxy}"
+        agent = Container("agent", {
+            "name": names.agent, "hostname": names.agent,
+            "image": agent_image.tag,  # type: ignore[attr-defined]
+            "networks": [internal.name],  # type: ignore[attr-defined]
+            "volumes": [pulumi.Output.concat(workspace.name, ":", WORKSPACE_MOUNT)],  # type: ignore[attr-defined]
+            "env": {
+                "HTTP_PROXY": proxy_url, "HTTPS_PROXY": proxy_url,
+                "http_proxy": proxy_url, "https_proxy": proxy_url,
+                "NO_PROXY": no_proxy, "no_proxy": no_proxy,
+                "PAUDE_SESSION": session.name,
+            },
+            "user": "paude", "labels": labels(session.name, "agent", owner),
+            **hardening,
+        }, pulumi.ResourceOptions(depends_on=[proxy]))
+
+        allow = domains.expand(session.allowed_domains)
+        pulumi.export("session", session.name)
+        pulumi.export("backend", "podman")
+        pulumi.export("owner", owner)
+        pulumi.export("agent_container", agent.name)  # type: ignore[attr-defined]
+        pulumi.export("proxy_container", proxy.name)  # type: ignore[attr-defined]
+        pulumi.export("workspace_volume", workspace.name)  # type: ignore[attr-defined]
+        pulumi.export("networks", [internal.name, egress.name])  # type: ignore[attr-defined]
+        pulumi.export("agent_image", agent_image.tag)  # type: ignore[attr-defined]
+        pulumi.export("proxy_image", proxy_image.tag)  # type: ignore[attr-defined]
+        pulumi.export("agent_image_id", agent_image.image_id)  # type: ignore[attr-defined]
+        pulumi.export("allowed_domains", allow.describe())
+        pulumi.export("egress_unrestricted", allow.unrestricted)
+        pulumi.export("git_remote_name", f"paude-{session.name}")
+        pulumi.export("git_remote_url", f"paude::{session.name}")
+
+    return program

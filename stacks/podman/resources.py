@@ -1,0 +1,224 @@
+"""Podman objects as Pulumi dynamic resources with real reads and diffs.
+
+Module path and class names are stored in stack state (dynamic providers are pickled by
+reference), so renaming anything here breaks existing stacks: add, never rename.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pulumi import Input, ResourceOptions
+from pulumi.dynamic import (
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+    UpdateResult,
+)
+
+from paude import proc
+from paude.stacks.podman import podman
+
+# Inputs whose change requires a new object: podman cannot modify these in place.
+_CONTAINER_KEYS = ("name", "image", "networks", "volumes", "env", "labels", "user", "cap_drop",
+                   "security_opt", "command", "hostname", "read_only", "tmpfs", "restart")
+
+
+def _replace_diff(olds: dict[str, Any], news: dict[str, Any], keys: tuple[str, ...]) -> DiffResult:
+    changed = [k for k in keys if olds.get(k) != news.get(k)]
+    # Names are fixed per session, so the old object must go before the new one exists.
+    return DiffResult(changes=bool(changed), replaces=changed, stables=[],
+                      delete_before_replace=True)
+
+
+class _Provider(ResourceProvider):
+    # The provider holds no secrets; keep its pickled form readable in state.
+    serialize_as_secret_always = False
+
+
+class ImageProvider(_Provider):
+    """A content-addressed image: built once per tag, adopted when the tag already exists."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        """Build the image unless an image with this tag already exists."""
+        tag = props["tag"]
+        found = podman.inspect("image", tag)
+        if found is None:
+            with tempfile.TemporaryDirectory(prefix="paude-build-") as ctx:
+                for name, content in props["files"].items():
+                    (Path(ctx) / name).write_text(content, encoding="utf-8")
+                proc.run(podman.build_argv(tag, ctx, build_args=props.get("build_args", {}),
+                                           labels=props.get("labels", {})))
+            found = podman.inspect("image", tag)
+            if found is None:
+                raise RuntimeError(f"podman build reported success but {tag} does not exist")
+        return CreateResult(tag, {**props, "image_id": found["Id"], "built": True})
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        """Report the image gone when its tag no longer exists, so a plan rebuilds it."""
+        found = podman.inspect("image", id_)
+        if found is None:
+            return ReadResult(None, {})
+        return ReadResult(id_, {**props, "image_id": found["Id"]})
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        """The tag is a hash of every build input, so only a tag change matters."""
+        return _replace_diff(olds, news, ("tag",))
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """Images are a shared build cache; stacks retain them (see retain_on_delete)."""
+
+
+class NetworkProvider(_Provider):
+    """A podman bridge network; internal networks have no route out and no external DNS."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        """Create the network, adopting one this session already labelled."""
+        existing = podman.inspect("network", props["name"])
+        if existing is not None:
+            _require_owned(existing.get("labels") or {}, props, "network")
+        else:
+            proc.run(podman.network_create_argv(props["name"], internal=props["internal"],
+                                                labels=props["labels"]))
+        return CreateResult(props["name"], dict(props))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        """Observe existence and the internal flag (a non-internal agent network is drift)."""
+        found = podman.inspect("network", id_)
+        if found is None:
+            return ReadResult(None, {})
+        observed = {**props, "internal": bool(found.get("internal", False))}
+        return ReadResult(id_, observed, inputs=_inputs_of(observed, ("name", "internal", "labels")))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        """Networks are immutable: any change replaces them."""
+        return _replace_diff(olds, news, ("name", "internal", "labels"))
+
+    def delete(self, id_: str, _props: dict[str, Any]) -> None:
+        """Remove the network; already gone is fine."""
+        podman.remove([podman.PODMAN, "network", "rm", id_])
+
+
+class VolumeProvider(_Provider):
+    """The workspace volume. Stacks retain it on delete; paude removes it only on request."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        """Create the volume, or re-attach the one a previous destroy kept."""
+        existing = podman.inspect("volume", props["name"])
+        if existing is not None:
+            _require_owned(existing.get("Labels") or {}, props, "volume")
+            return CreateResult(props["name"], {**props, "adopted": True})
+        proc.run(podman.volume_create_argv(props["name"], labels=props["labels"]))
+        return CreateResult(props["name"], {**props, "adopted": False})
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        """Report the volume gone when it was removed by hand."""
+        if podman.inspect("volume", id_) is None:
+            return ReadResult(None, {})
+        return ReadResult(id_, dict(props))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        """Only a new name replaces the workspace; label changes are ignored to protect data."""
+        return _replace_diff(olds, news, ("name",))
+
+    def delete(self, id_: str, _props: dict[str, Any]) -> None:
+        """Remove the volume (only reached when retain_on_delete is off)."""
+        podman.remove([podman.PODMAN, "volume", "rm", id_])
+
+
+class ContainerProvider(_Provider):
+    """A container. Containers hold no data (the workspace is a volume), so any change
+    replaces them; whether it is running is not state (`paude stop` is not drift)."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        """Start the container, replacing a leftover of the same session from a failed run."""
+        existing = podman.inspect("container", props["name"])
+        if existing is not None:
+            _require_owned(existing.get("Config", {}).get("Labels") or {}, props, "container")
+            podman.remove([podman.PODMAN, "rm", "--force", "--time", "2", props["name"]])
+        proc.run(podman.run_argv(props))
+        container_id = podman.wait_running(props["name"])
+        return CreateResult(props["name"], {**props, "container_id": container_id})
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        """Observe existence, image and networks so hand-made changes show as drift."""
+        found = podman.inspect("container", id_)
+        if found is None:
+            return ReadResult(None, {})
+        networks = sorted((found.get("NetworkSettings") or {}).get("Networks") or {})
+        declared = props.get("networks") or []
+        observed = {
+            **props,
+            "image": found.get("ImageName") or props.get("image"),
+            # Keep the declared order when the set matches: order is not drift.
+            "networks": declared if sorted(declared) == networks else networks,
+            "container_id": found.get("Id", ""),
+        }
+        return ReadResult(id_, observed, inputs=_without(observed, ("container_id",)))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        """Any change to the container's definition replaces it."""
+        return _replace_diff(olds, news, _CONTAINER_KEYS)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """Never reached: every diff is a replacement."""
+        return UpdateResult(dict(news))
+
+    def delete(self, id_: str, _props: dict[str, Any]) -> None:
+        """Stop and remove the container; already gone is fine."""
+        podman.remove([podman.PODMAN, "rm", "--force", "--time", "2", id_])
+
+
+def _inputs_of(props: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: props[k] for k in keys if k in props}
+
+
+def _without(props: dict[str, Any], computed: tuple[str, ...]) -> dict[str, Any]:
+    # Refreshed inputs: everything the program declared, with observed values swapped in.
+    return {k: v for k, v in props.items() if k not in computed and not k.startswith("__")}
+
+
+def _require_owned(labels: dict[str, str], props: dict[str, Any], kind: str) -> None:
+    # Never adopt or remove an object that belongs to something else.
+    want = props.get("labels", {}).get("paude.session")
+    if labels.get("paude.session") != want:
+        raise RuntimeError(
+            f"a {kind} named {props['name']} already exists and does not belong to paude "
+            f"session {want}; remove or rename it, then apply again"
+        )
+
+
+class Image(Resource, module="podman", name="Image"):
+    """A content-addressed container image."""
+
+    def __init__(self, name: str, props: dict[str, Input[Any]],
+                 opts: ResourceOptions | None = None) -> None:
+        super().__init__(ImageProvider(), name, {**props, "image_id": None, "built": None}, opts)
+
+
+class Network(Resource, module="podman", name="Network"):
+    """A podman network."""
+
+    def __init__(self, name: str, props: dict[str, Input[Any]],
+                 opts: ResourceOptions | None = None) -> None:
+        super().__init__(NetworkProvider(), name, props, opts)
+
+
+class Volume(Resource, module="podman", name="Volume"):
+    """A podman named volume."""
+
+    def __init__(self, name: str, props: dict[str, Input[Any]],
+                 opts: ResourceOptions | None = None) -> None:
+        super().__init__(VolumeProvider(), name, {**props, "adopted": None}, opts)
+
+
+class Container(Resource, module="podman", name="Container"):
+    """A podman container."""
+
+    def __init__(self, name: str, props: dict[str, Input[Any]],
+                 opts: ResourceOptions | None = None) -> None:
+        super().__init__(ContainerProvider(), name, {**props, "container_id": None}, opts)
