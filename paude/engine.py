@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,7 +177,7 @@ def _short_type(type_: str) -> str:
     return type_.split("dynamic/", 1)[-1] if "dynamic/" in type_ else type_
 
 
-def _clean(inputs: dict[str, Any] | None) -> dict[str, Any]:
+def _clean(inputs: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (inputs or {}).items() if not k.startswith("__")}
 
 
@@ -237,7 +237,8 @@ def _engine_error(exc: auto.CommandError, name: str,
         return SessionBusyError(
             f"session {name} is being changed by another paude or pulumi process",
             hint=f"wait for it to finish and retry; if no such process exists, run "
-                 f"`pulumi cancel` on stack {name} or remove the stale lock under the state backend")
+                 f"`pulumi cancel` on stack {name} or remove the stale lock under the "
+                 "state backend")
     if isinstance(exc, auto.StackNotFoundError):
         return SessionNotFoundError(f"session {name} has no stack",
                                     hint=f"run `paude apply {name}` first")

@@ -46,7 +46,8 @@ class ConfigError(PaudeError):
             lines.append(f"  ... and {len(self.problems) - 15} more problems")
         super().__init__(
             "\n".join(lines),
-            hint=hint or "edit the file and run the command again; `paude schema` shows every field",
+            hint=hint or "edit the file and run the command again; docs/paude.schema.json "
+            "lists every field",
         )
 
 
@@ -69,7 +70,8 @@ class ToolNotFoundError(PaudeError):
 class CommandFailedError(PaudeError):
     """A subprocess exited non-zero."""
 
-    def __init__(self, argv: Sequence[str], returncode: int, stderr: str, *, hint: str | None = None):
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str, *,
+                 hint: str | None = None) -> None:
         self.argv = list(argv)
         self.returncode = returncode
         self.stderr = stderr

@@ -90,7 +90,7 @@ def run(
     if env is not None:
         full_env = {**os.environ, **env}
     try:
-        completed = subprocess.run(  # noqa: S603 - argv list, never a shell
+        completed = subprocess.run(
             args,
             cwd=cwd,
             env=full_env,
@@ -117,6 +117,6 @@ def run_interactive(argv: Sequence[str], *, cwd: Path | str | None = None) -> in
     args = [str(a) for a in argv]
     log.info("run (interactive): %s", " ".join(args))
     try:
-        return subprocess.call(args, cwd=cwd)  # noqa: S603
+        return subprocess.call(args, cwd=cwd)
     except FileNotFoundError as exc:
         raise ToolNotFoundError(f"{args[0]} is not installed or not on PATH") from exc

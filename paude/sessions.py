@@ -67,7 +67,8 @@ def _program(session: Session, owner: str) -> engine.Program:
     if session.backend == "podman":
         from paude.stacks.podman.program import make_program
 
-        return make_program(session, owner)
+        program: engine.Program = make_program(session, owner)
+        return program
     raise PaudeError(f"session {session.name}: backend {session.backend!r} is not available yet",
                      hint="use backend: podman")
 

@@ -136,13 +136,13 @@ def install_release(home: Path, *, url: str | None = None,
         staging.rename(target / "bin")
     engine, problems = find_engine(home)
     if engine is None:
-        raise EngineMissingError("the downloaded Pulumi engine does not run: " + "; ".join(problems),
-                                 hint=BUILD_HINT)
+        raise EngineMissingError(
+            "the downloaded Pulumi engine does not run: " + "; ".join(problems), hint=BUILD_HINT)
     return engine
 
 
 def _download(url: str, dest: Path, progress: Progress | None) -> None:
-    with urllib.request.urlopen(url, timeout=60) as response, dest.open("wb") as out:  # noqa: S310
+    with urllib.request.urlopen(url, timeout=60) as response, dest.open("wb") as out:
         total_header = response.headers.get("Content-Length")
         total = int(total_header) if total_header else None
         done = 0

@@ -25,7 +25,8 @@ def _change_line(change: ResourceChange) -> str:
         note = "  (" + ", ".join(change.replace_keys or change.diff_keys) + ")"
     if change.retained:
         note += "  [kept on disk]"
-    return f"  {_SYMBOL.get(change.op, '?'):>3} {change.op:<8} {change.name:<18} {change.type}{note}"
+    symbol = _SYMBOL.get(change.op, "?")
+    return f"  {symbol:>3} {change.op:<8} {change.name:<18} {change.type}{note}"
 
 
 def _ordered(changes: tuple[ResourceChange, ...]) -> list[ResourceChange]:

@@ -28,8 +28,7 @@ def plan(
       paude plan demo --json | jq .summary\n
       paude plan demo --detailed-exitcode || echo "drift or pending changes"
     """
-    quiet = as_json or markdown
-    result = sessions.plan(name, on_progress=None if quiet else None)
+    result = sessions.plan(name)
     if as_json:
         output.text(planview.plan_json_text(result).rstrip("\n"))
     elif markdown:
@@ -68,7 +67,8 @@ def destroy(
     name: NameArg,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Destroy without asking.")] = False,
     delete_data: Annotated[bool, typer.Option(
-        "--delete-data", help="Also remove the workspace volume (the agent's repository).")] = False,
+        "--delete-data", help="Also remove the workspace volume (the agent's repository)."
+    )] = False,
 ) -> int:
     """Remove the session's containers and networks; keep its workspace unless --delete-data.
 

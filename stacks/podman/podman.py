@@ -20,11 +20,16 @@ def label_args(labels: Mapping[str, str]) -> list[str]:
     return args
 
 
-def network_create_argv(name: str, *, internal: bool, labels: Mapping[str, str]) -> list[str]:
+def network_create_argv(name: str, *, internal: bool, dns: bool,
+                        labels: Mapping[str, str]) -> list[str]:
     """argv creating a bridge network; internal networks have no route out."""
     argv = [PODMAN, "network", "create"]
     if internal:
         argv.append("--internal")
+    if not dns:
+        # podman's resolver on a network forwards outside names even when the network
+        # is internal: a DNS tunnel out of the sandbox. The agent's network has none.
+        argv.append("--disable-dns")
     return [*argv, *label_args(labels), name]
 
 
@@ -47,6 +52,10 @@ def run_argv(spec: Mapping[str, Any]) -> list[str]:
     argv = [PODMAN, "run", "--detach", "--name", spec["name"], "--hostname", spec["hostname"]]
     for network in spec["networks"]:
         argv += ["--network", network]
+    for host in spec.get("add_hosts", []):
+        argv += ["--add-host", host]
+    if spec.get("dns"):
+        argv += ["--dns", spec["dns"]]
     if spec.get("user"):
         argv += ["--user", spec["user"]]
     for cap in spec.get("cap_drop", []):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -11,8 +12,9 @@ import pulumi
 from paude import domains
 from paude.models import Session
 from paude.render import render
-from paude.stacks.podman.images import agent_build, proxy_build
-from paude.stacks.podman.resources import Container, Image, Network, Volume
+
+from .images import agent_build, proxy_build
+from .resources import Container, Image, Network, Volume
 
 PROXY_PORT = 3128
 WORKSPACE_MOUNT = "/workspace"
@@ -68,6 +70,13 @@ def squid_conf(session: Session) -> str:
                   domains=list(allow.domains), regexes=list(allow.regexes))
 
 
+def proxy_address(subnet: str) -> str:
+    """The proxy's fixed address: the last host of the internal subnet (podman hands out
+    addresses from the bottom, so the agent never takes it)."""
+    network = ipaddress.ip_network(subnet)
+    return str(network.broadcast_address - 1)
+
+
 def make_program(session: Session, owner: str) -> Callable[[], None]:
     """Return the inline Pulumi program for one session on podman."""
 
@@ -86,11 +95,11 @@ def make_program(session: Session, owner: str) -> Callable[[], None]:
             "labels": {"paude.managed": "true", "paude.build-digest": proxy_spec.digest},
         }, keep)
         internal = Network("internal-network", {
-            "name": names.internal_network, "internal": True,
+            "name": names.internal_network, "internal": True, "dns": False,
             "labels": labels(session.name, "internal-network", owner),
         })
         egress = Network("egress-network", {
-            "name": names.egress_network, "internal": False,
+            "name": names.egress_network, "internal": False, "dns": True,
             "labels": labels(session.name, "egress-network", owner),
         })
         workspace = Volume("workspace", {
@@ -99,10 +108,14 @@ def make_program(session: Session, owner: str) -> Callable[[], None]:
 
         hardening = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
         conf = base64.b64encode(squid_conf(session).encode()).decode()
+        # A fixed proxy address lets the agent find it without any resolver, and survives
+        # proxy replacement (an allowlist change must not restart the agent).
+        proxy_ip = internal.subnet.apply(proxy_address)
         proxy = Container("proxy", {
             "name": names.proxy, "hostname": names.proxy,
-            "image": proxy_image.tag,  # type: ignore[attr-defined]
-            "networks": [internal.name, egress.name],  # type: ignore[attr-defined]
+            "image": proxy_image.tag,
+            "networks": [pulumi.Output.concat(internal.name, ":ip=", proxy_ip),
+                         egress.name],
             "env": {"PAUDE_SQUID_CONF_B64": conf},
             # Not a podman setting: recorded so plans can say how egress changes.
             "allowlist": domains.expand(session.allowed_domains).describe(),
@@ -113,15 +126,17 @@ def make_program(session: Session, owner: str) -> Callable[[], None]:
         no_proxy = f"localhost,127.0.0.1,::1,{names.proxy}"
         agent = Container("agent", {
             "name": names.agent, "hostname": names.agent,
-            "image": agent_image.tag,  # type: ignore[attr-defined]
-            "networks": [internal.name],  # type: ignore[attr-defined]
-            "volumes": [pulumi.Output.concat(workspace.name, ":", WORKSPACE_MOUNT)],  # type: ignore[attr-defined]
+            "image": agent_image.tag,
+            "networks": [internal.name],
+            "volumes": [pulumi.Output.concat(workspace.name, ":", WORKSPACE_MOUNT)],
             "env": {
                 "HTTP_PROXY": proxy_url, "HTTPS_PROXY": proxy_url,
                 "http_proxy": proxy_url, "https_proxy": proxy_url,
                 "NO_PROXY": no_proxy, "no_proxy": no_proxy,
                 "PAUDE_SESSION": session.name,
             },
+            "add_hosts": [pulumi.Output.concat(names.proxy, ":", proxy_ip)],
+            "dns": "none",
             "user": "paude", "labels": labels(session.name, "agent", owner),
             **hardening,
         }, pulumi.ResourceOptions(depends_on=[proxy]))
@@ -130,13 +145,13 @@ def make_program(session: Session, owner: str) -> Callable[[], None]:
         pulumi.export("session", session.name)
         pulumi.export("backend", "podman")
         pulumi.export("owner", owner)
-        pulumi.export("agent_container", agent.name)  # type: ignore[attr-defined]
-        pulumi.export("proxy_container", proxy.name)  # type: ignore[attr-defined]
-        pulumi.export("workspace_volume", workspace.name)  # type: ignore[attr-defined]
-        pulumi.export("networks", [internal.name, egress.name])  # type: ignore[attr-defined]
-        pulumi.export("agent_image", agent_image.tag)  # type: ignore[attr-defined]
-        pulumi.export("proxy_image", proxy_image.tag)  # type: ignore[attr-defined]
-        pulumi.export("agent_image_id", agent_image.image_id)  # type: ignore[attr-defined]
+        pulumi.export("agent_container", agent.name)
+        pulumi.export("proxy_container", proxy.name)
+        pulumi.export("workspace_volume", workspace.name)
+        pulumi.export("networks", [internal.name, egress.name])
+        pulumi.export("agent_image", agent_image.tag)
+        pulumi.export("proxy_image", proxy_image.tag)
+        pulumi.export("agent_image_id", agent_image.image_id)
         pulumi.export("allowed_domains", allow.describe())
         pulumi.export("egress_unrestricted", allow.unrestricted)
         pulumi.export("git_remote_name", f"paude-{session.name}")

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pulumi import Input, ResourceOptions
+from pulumi import Input, Output, ResourceOptions
 from pulumi.dynamic import (
     CreateResult,
     DiffResult,
@@ -21,11 +21,14 @@ from pulumi.dynamic import (
 )
 
 from paude import proc
-from paude.stacks.podman import podman
+
+from . import podman
 
 # Inputs whose change requires a new object: podman cannot modify these in place.
 _CONTAINER_KEYS = ("name", "image", "networks", "volumes", "env", "labels", "user", "cap_drop",
-                   "security_opt", "command", "hostname", "read_only", "tmpfs", "restart")
+                   "security_opt", "command", "hostname", "read_only", "tmpfs", "restart",
+                   "add_hosts", "dns")
+_NETWORK_KEYS = ("name", "internal", "dns", "labels")
 
 
 def _replace_diff(olds: dict[str, Any], news: dict[str, Any], keys: tuple[str, ...]) -> DiffResult:
@@ -83,20 +86,21 @@ class NetworkProvider(_Provider):
             _require_owned(existing.get("labels") or {}, props, "network")
         else:
             proc.run(podman.network_create_argv(props["name"], internal=props["internal"],
-                                                labels=props["labels"]))
-        return CreateResult(props["name"], dict(props))
+                                                dns=props["dns"], labels=props["labels"]))
+            existing = podman.inspect("network", props["name"])
+        return CreateResult(props["name"], {**props, **_network_facts(existing or {})})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        """Observe existence and the internal flag (a non-internal agent network is drift)."""
+        """Observe existence, isolation and DNS (an agent network that gained either is drift)."""
         found = podman.inspect("network", id_)
         if found is None:
             return ReadResult(None, {})
-        observed = {**props, "internal": bool(found.get("internal", False))}
-        return ReadResult(id_, observed, inputs=_inputs_of(observed, ("name", "internal", "labels")))
+        observed = {**props, **_network_facts(found)}
+        return ReadResult(id_, observed, inputs=_inputs_of(observed, _NETWORK_KEYS))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         """Networks are immutable: any change replaces them."""
-        return _replace_diff(olds, news, ("name", "internal", "labels"))
+        return _replace_diff(olds, news, _NETWORK_KEYS)
 
     def delete(self, id_: str, _props: dict[str, Any]) -> None:
         """Remove the network; already gone is fine."""
@@ -139,7 +143,7 @@ class ContainerProvider(_Provider):
         existing = podman.inspect("container", props["name"])
         if existing is not None:
             _require_owned(existing.get("Config", {}).get("Labels") or {}, props, "container")
-            podman.remove([podman.PODMAN, "rm", "--force", "--time", "2", props["name"]])
+            podman.remove([podman.PODMAN, "rm", "--force", "--time", "1", props["name"]])
         proc.run(podman.run_argv(props))
         container_id = podman.wait_running(props["name"])
         return CreateResult(props["name"], {**props, "container_id": container_id})
@@ -151,11 +155,13 @@ class ContainerProvider(_Provider):
             return ReadResult(None, {})
         networks = sorted((found.get("NetworkSettings") or {}).get("Networks") or {})
         declared = props.get("networks") or []
+        # Declared entries may carry options (NAME:ip=ADDR); compare the names, and keep
+        # the declared form when they match: order and options are not drift.
+        same = sorted(str(n).split(":", 1)[0] for n in declared) == networks
         observed = {
             **props,
             "image": found.get("ImageName") or props.get("image"),
-            # Keep the declared order when the set matches: order is not drift.
-            "networks": declared if sorted(declared) == networks else networks,
+            "networks": declared if same else networks,
             "container_id": found.get("Id", ""),
         }
         return ReadResult(id_, observed, inputs=_without(observed, ("container_id",)))
@@ -170,7 +176,14 @@ class ContainerProvider(_Provider):
 
     def delete(self, id_: str, _props: dict[str, Any]) -> None:
         """Stop and remove the container; already gone is fine."""
-        podman.remove([podman.PODMAN, "rm", "--force", "--time", "2", id_])
+        podman.remove([podman.PODMAN, "rm", "--force", "--time", "1", id_])
+
+
+def _network_facts(found: dict[str, Any]) -> dict[str, Any]:
+    subnets = found.get("subnets") or [{}]
+    return {"internal": bool(found.get("internal", False)),
+            "dns": bool(found.get("dns_enabled", False)),
+            "subnet": subnets[0].get("subnet", "")}
 
 
 def _inputs_of(props: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -195,6 +208,9 @@ def _require_owned(labels: dict[str, str], props: dict[str, Any], kind: str) -> 
 class Image(Resource, module="podman", name="Image"):
     """A content-addressed container image."""
 
+    tag: Output[str]
+    image_id: Output[str]
+
     def __init__(self, name: str, props: dict[str, Input[Any]],
                  opts: ResourceOptions | None = None) -> None:
         super().__init__(ImageProvider(), name, {**props, "image_id": None, "built": None}, opts)
@@ -203,13 +219,18 @@ class Image(Resource, module="podman", name="Image"):
 class Network(Resource, module="podman", name="Network"):
     """A podman network."""
 
+    name: Output[str]
+    subnet: Output[str]
+
     def __init__(self, name: str, props: dict[str, Input[Any]],
                  opts: ResourceOptions | None = None) -> None:
-        super().__init__(NetworkProvider(), name, props, opts)
+        super().__init__(NetworkProvider(), name, {**props, "subnet": None}, opts)
 
 
 class Volume(Resource, module="podman", name="Volume"):
     """A podman named volume."""
+
+    name: Output[str]
 
     def __init__(self, name: str, props: dict[str, Input[Any]],
                  opts: ResourceOptions | None = None) -> None:
@@ -218,6 +239,9 @@ class Volume(Resource, module="podman", name="Volume"):
 
 class Container(Resource, module="podman", name="Container"):
     """A podman container."""
+
+    name: Output[str]
+    container_id: Output[str]
 
     def __init__(self, name: str, props: dict[str, Input[Any]],
                  opts: ResourceOptions | None = None) -> None:

@@ -1,0 +1,52 @@
+# Developer and CI entry points. `make` alone lists the targets.
+
+PYTHON ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
+# Interpreter used to create .venv (Python 3.11 or newer).
+PYTHON3 ?= python3
+BASE_IMAGE ?= localhost/paude-base:bookworm
+# Extra arguments, e.g. `make test PYTEST_ARGS="-k plan -x"`.
+PYTEST_ARGS ?=
+ENGINE_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv lint type test test-unit test-integration bench engine base-image \
+	setup-podman schema
+
+help: ## List the targets
+	@echo "Targets (PYTHON=$(PYTHON)):"
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | \
+		awk 'BEGIN { FS = ":.*## " } { printf "  %-17s %s\n", $$1, $$2 }'
+
+venv: ## Create .venv and install paude with its development tools
+	test -x .venv/bin/python || $(PYTHON3) -m venv .venv
+	.venv/bin/python -m pip install -e '.[dev]'
+
+lint: ## Run ruff
+	$(PYTHON) -m ruff check paude stacks tests bench
+
+type: ## Run mypy (strict, configured in pyproject.toml)
+	$(PYTHON) -m mypy
+
+test: ## Run the whole test suite
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+test-unit: ## Run the unit tests
+	$(PYTHON) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: ## Run the integration tests (podman, Pulumi engine)
+	$(PYTHON) -m pytest tests/integration $(PYTEST_ARGS)
+
+bench: ## Run the benchmarks
+	$(PYTHON) bench/run.py
+
+engine: ## Build the Pulumi engine from Go modules (cached by version)
+	bash scripts/build-engine.sh $(ENGINE_ARGS)
+
+base-image: ## Build the local test base image (BASE_IMAGE=...)
+	bash scripts/build-base-image.sh $(BASE_IMAGE)
+
+setup-podman: ## Install and configure podman and test tools on this machine (root)
+	bash scripts/setup-podman.sh
+
+schema: ## Regenerate docs/paude.schema.json
+	$(PYTHON) -m paude.schema docs/paude.schema.json
