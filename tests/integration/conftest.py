@@ -1,0 +1,71 @@
+"""Fixtures for integration tests: a freshly installed paude, real podman, the real engine."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import venv
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.helpers import (
+    BASE_IMAGE,
+    Paude,
+    make_repo,
+    podman,
+    remove_session_objects,
+    write_paude_yaml,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _engine_dir() -> Path:
+    found = shutil.which("pulumi")
+    if found:
+        return Path(found).resolve().parent
+    home = Path(os.environ.get("PAUDE_HOME") or Path.home() / ".paude")
+    if (home / "bin" / "pulumi").exists():
+        return home / "bin"
+    pytest.fail("no pulumi engine on PATH or in PAUDE_HOME/bin; run scripts/build-engine.sh")
+
+
+@pytest.fixture(scope="session")
+def paude_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`paude` from a fresh virtualenv with the repository pip-installed (as a user would)."""
+    if os.environ.get("PAUDE_IT_USE_CURRENT") == "1":
+        exe = shutil.which("paude")
+        assert exe, "PAUDE_IT_USE_CURRENT=1 but no paude on PATH"
+        return Path(exe)
+    env_dir = tmp_path_factory.mktemp("venv")
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    # A copy of the tree keeps build artefacts out of the checkout.
+    src = tmp_path_factory.mktemp("src") / "paude"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "*.egg-info", "build", "__pycache__", ".mypy_cache", ".pytest_cache"))
+    subprocess.run([python, "-m", "pip", "install", "--quiet", str(src)], check=True)
+    return env_dir / "bin" / "paude"
+
+
+@pytest.fixture
+def paude(paude_exe: Path, tmp_path: Path) -> Iterator[Paude]:
+    """A fresh repository, PAUDE_HOME and unique session name, cleaned up afterwards."""
+    if podman("image", "exists", BASE_IMAGE, check=False).returncode != 0:
+        pytest.fail(f"base image {BASE_IMAGE} is missing; run scripts/build-base-image.sh")
+    home = tmp_path / "paude-home"
+    (home / "bin").mkdir(parents=True)
+    for tool in _engine_dir().iterdir():
+        (home / "bin" / tool.name).symlink_to(tool)
+    session = f"it-{secrets.token_hex(3)}"
+    repo = make_repo(tmp_path / "repo")
+    write_paude_yaml(repo, session)
+    try:
+        yield Paude(paude_exe, home, repo, session)
+    finally:
+        remove_session_objects(session)
+

@@ -1,0 +1,87 @@
+"""Helpers for integration tests: run the installed CLI and observe podman directly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+BASE_IMAGE = os.environ.get("PAUDE_TEST_BASE_IMAGE", "localhost/paude-base:bookworm")
+
+
+@dataclass
+class Paude:
+    """Runs the installed paude CLI in a repository with its own PAUDE_HOME."""
+
+    exe: Path
+    home: Path
+    repo: Path
+    session: str
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
+        env.update({"PAUDE_HOME": str(self.home), "PAUDE_NO_ENGINE_DOWNLOAD": "1",
+                    "PULUMI_CONFIG_PASSPHRASE": "integration-tests"})
+        return env
+
+    def run(self, *args: str, cwd: Path | None = None,
+            timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(self.exe), *args], cwd=cwd or self.repo, env=self.env(),
+                              capture_output=True, text=True, timeout=timeout)
+
+    def ok(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        result = self.run(*args, cwd=cwd)
+        assert result.returncode == 0, (
+            f"paude {' '.join(args)} exited {result.returncode}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+        return result
+
+    def plan_json(self) -> dict[str, object]:
+        result = self.ok("plan", self.session, "--json")
+        data: dict[str, object] = json.loads(result.stdout)
+        return data
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([str(self.exe), *args], cwd=self.repo, env=self.env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def write_paude_yaml(repo: Path, session: str, *, packages: list[str] | None = None,
+                     extra: str = "") -> None:
+    """A paude.yaml defining one session on the test base image."""
+    pk = f"\n    packages: [{', '.join(packages)}]" if packages else ""
+    (repo / "paude.yaml").write_text(
+        f"version: 1\ndefaults:\n  image:\n    base: {BASE_IMAGE}{pk}\n"
+        f"sessions:\n  {session}: {{}}\n{extra}", encoding="utf-8")
+
+
+def make_repo(path: Path) -> Path:
+    """An empty git repository."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["git", "init", "--quiet", str(path)], check=True)
+    return path
+
+
+def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run podman directly (to observe what paude did, never to do paude's work)."""
+    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check)
+
+
+def remove_session_objects(session: str) -> None:
+    """Remove everything labelled with the session, whatever state a test left it in."""
+    label = f"label=paude.session={session}"
+    ids = podman("ps", "-aq", "--filter", label, check=False).stdout.split()
+    if ids:
+        podman("rm", "-f", "-t", "0", *ids, check=False)
+    for kind in ("network", "volume"):
+        names = podman(kind, "ls", "-q", "--filter", label, check=False).stdout.split()
+        if names:
+            podman(kind, "rm", "-f", *names, check=False)
+
+
+def python_in(container: str, code: str) -> subprocess.CompletedProcess[str]:
+    """Run a python snippet inside a container."""
+    return podman("exec", container, "python3", "-c", code, check=False)
+
