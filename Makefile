@@ -9,13 +9,18 @@ PYTEST_ARGS ?=
 ENGINE_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lint type test test-unit test-integration bench engine base-image \
+.PHONY: help setup check venv lint type test test-unit test-integration bench engine base-image \
 	setup-podman schema
 
 help: ## List the targets
 	@echo "Targets (PYTHON=$(PYTHON)):"
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | \
 		awk 'BEGIN { FS = ":.*## " } { printf "  %-17s %s\n", $$1, $$2 }'
+
+setup: setup-podman engine base-image venv ## One-time machine set-up: podman, engine, base image, .venv
+	@echo "ready: .venv/bin/paude doctor"
+
+check: lint type test ## Lint, type-check and run every test
 
 venv: ## Create .venv and install paude with its development tools
 	test -x .venv/bin/python || $(PYTHON3) -m venv .venv

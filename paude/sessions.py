@@ -11,10 +11,10 @@ from pathlib import Path
 
 from paude import engine
 from paude.backends import get_backend
-from paude.config import PAUDE_FILE, find_project_root, load_image_source, load_paude_file
+from paude.config import PAUDE_FILE, find_project_root, load_paude_file, load_session
 from paude.errors import AbortedError, ConfigError, ConfigProblem, OwnershipError, PaudeError
 from paude.home import paude_home
-from paude.models import PaudeFile, Session, resolve, validate_session_name
+from paude.models import PaudeFile, Session, validate_session_name
 from paude.results import ApplyResult, DestroyResult, PlanResult
 from paude.summary import summarize
 
@@ -50,12 +50,12 @@ def open_project(cwd: Path | None = None) -> Project:
 
 
 def session_of(project: Project, name: str) -> tuple[Session, list[str]]:
-    """The effective definition of one session, plus warnings from image sources."""
-    fallback = load_image_source(project.root)
-    if fallback is None:
-        return resolve(project.file, name), []
-    image, source, warnings = fallback
-    return resolve(project.file, name, image_fallback=image, image_source=source), warnings
+    """The effective definition of one session, plus warnings about its image sources."""
+    session, warnings = load_session(project.root, name)
+    if session.image.features:
+        warnings.append("image.features (devcontainer features) are recorded but not installed; "
+                        "install what you need with image.packages or image.setup")
+    return session, warnings
 
 
 def _context(project: Project) -> engine.EngineContext:

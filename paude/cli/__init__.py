@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Annotated
 
 import typer
 
+from paude import __version__
 from paude.cli import doctor, output, stack
 from paude.errors import PaudeError
 
@@ -25,6 +27,20 @@ app = typer.Typer(
 )
 stack.register(app)
 doctor.register(app)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        output.text(f"paude {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """Run autonomous coding agents in sandboxed containers, declared as Pulumi stacks."""
 
 
 def main(argv: list[str] | None = None) -> int:
