@@ -136,6 +136,8 @@ class _EventCollector:
         if self.on_progress and raw in _PROGRESS_OPS:
             began = self.started.get(name)
             elapsed = None if phase == "start" or began is None else time.monotonic() - began
+            if raw == "delete" and meta.old is not None and meta.old.retain_on_delete:
+                op = "keep"  # leaves the stack, stays on the machine
             self.on_progress(ProgressEvent(name, op, phase, elapsed))
 
     def _record(self, name: str, meta: auto.StepEventMetadata, op: str) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 
 from paude.results import ResourceChange, SummaryItem
 
-_IMAGES = {"agent-image": "agent image", "proxy-image": "proxy image"}
+_IMAGES = {"base-image": "base image (your Dockerfile)", "agent-image": "agent image",
+           "proxy-image": "proxy image"}
 
 
 def summarize(changes: Sequence[ResourceChange], *, new_session: bool) -> tuple[SummaryItem, ...]:
@@ -91,4 +92,6 @@ def _file_diff(change: ResourceChange) -> list[str]:
             if line.startswith(("+++", "---", "@@")):
                 continue
             lines.append(f"{name}: {line.strip()}")
+    if not lines and change.old_inputs.get("tag") != change.new_inputs.get("tag"):
+        lines.append("build context changed (a file the Dockerfile copies, or a build arg)")
     return lines[:20]

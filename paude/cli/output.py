@@ -12,9 +12,9 @@ from paude.results import ProgressEvent
 out = Console(markup=False, highlight=False, soft_wrap=True)
 err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
 
-_VERBS = {"create": "creating", "replace": "replacing", "update": "updating",
-          "delete": "deleting", "same": "checking"}
-_DONE = {"create": "created", "replace": "replaced", "update": "updated",
+_VERBS = {"keep": "releasing (kept on disk)", "create": "creating", "replace": "replacing",
+          "update": "updating", "delete": "deleting", "same": "checking"}
+_DONE = {"keep": "kept", "create": "created", "replace": "replaced", "update": "updated",
          "delete": "deleted", "same": "checked"}
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from paude.models import Session
 from paude.render import render, template_source
@@ -22,12 +24,17 @@ class BuildSpec:
     repository: str
     files: dict[str, str]
     build_args: dict[str, str] = field(default_factory=dict)
+    # A user's own Dockerfile builds from a folder of the repository instead of `files`.
+    context_dir: str | None = None
+    dockerfile: str | None = None
+    context_digest: str = ""
 
     @property
     def digest(self) -> str:
         """sha256 over every build input; equal digests mean identical builds."""
         payload = json.dumps(
-            {"format": IMAGE_FORMAT, "files": self.files, "build_args": self.build_args},
+            {"format": IMAGE_FORMAT, "files": self.files, "build_args": self.build_args,
+             "dockerfile": self.dockerfile, "context": self.context_digest},
             sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()
@@ -38,12 +45,12 @@ class BuildSpec:
         return f"localhost/{self.repository}:{self.digest[:16]}"
 
 
-def agent_build(session: Session) -> BuildSpec:
+def agent_build(session: Session, base: str | None = None) -> BuildSpec:
     """The agent image: the session's base plus packages, setup and paude's entrypoint."""
     image = session.image
     containerfile = render(
         "Containerfile.agent.j2",
-        base=image.base,
+        base=base or image.base,
         base_packages=list(AGENT_BASE_PACKAGES),
         packages=list(image.packages),
         setup=image.setup,
@@ -53,14 +60,71 @@ def agent_build(session: Session) -> BuildSpec:
         "Containerfile": containerfile,
         "agent-entrypoint.sh": template_source("agent-entrypoint.sh"),
     }
-    return BuildSpec("paude-agent", files, dict(image.build_args))
+    return BuildSpec("paude-agent", files)
 
 
-def proxy_build(session: Session) -> BuildSpec:
+def proxy_build(session: Session, base: str | None = None) -> BuildSpec:
     """The proxy image: squid on the session's base image; its allowlist is not baked in."""
-    containerfile = render("Containerfile.proxy.j2", base=session.image.base)
+    containerfile = render("Containerfile.proxy.j2", base=base or session.image.base)
     files = {
         "Containerfile": containerfile,
         "proxy-entrypoint.sh": template_source("proxy-entrypoint.sh"),
     }
     return BuildSpec("paude-proxy", files)
+
+
+def dockerfile_build(session: Session, root: Path) -> BuildSpec | None:
+    """The user's own base image from image.dockerfile, or None when the session names a base.
+
+    Its tag hashes the Dockerfile and every file of the build context, so editing a file
+    the Dockerfile copies rebuilds it, and nothing else does."""
+    image = session.image
+    if image.dockerfile is None:
+        return None
+    dockerfile = (root / image.dockerfile).resolve()
+    context = (root / (image.context or str(Path(image.dockerfile).parent))).resolve()
+    return BuildSpec(
+        "paude-userbase",
+        {"Dockerfile": dockerfile.read_text(encoding="utf-8")},
+        dict(image.build_args),
+        context_dir=str(context),
+        dockerfile=str(dockerfile),
+        context_digest=context_digest(context),
+    )
+
+
+def context_digest(context: Path) -> str:
+    """sha256 over the paths and contents of a build context, minus .dockerignore'd files."""
+    ignore = _ignore_patterns(context)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in context.rglob("*") if p.is_file() and not p.is_symlink()):
+        rel = path.relative_to(context).as_posix()
+        if rel.split("/", 1)[0] == ".git" or _ignored(rel, ignore):
+            continue
+        digest.update(rel.encode() + b"\0")
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _ignore_patterns(context: Path) -> list[str]:
+    path = context / ".dockerignore"
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [ln.strip().strip("/") for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+def _ignored(rel: str, patterns: list[str]) -> bool:
+    # A pattern matches the file or any folder above it (`node_modules` ignores its tree).
+    parts = rel.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        body = pattern[1:] if negate else pattern
+        if any(fnmatch.fnmatchcase(p, body) for p in prefixes):
+            ignored = not negate
+    return ignored

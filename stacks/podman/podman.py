@@ -39,9 +39,9 @@ def volume_create_argv(name: str, *, labels: Mapping[str, str]) -> list[str]:
 
 
 def build_argv(tag: str, context_dir: str, *, build_args: Mapping[str, str],
-               labels: Mapping[str, str]) -> list[str]:
-    """argv building an image from a prepared context directory."""
-    argv = [PODMAN, "build", "--tag", tag, "--file", f"{context_dir}/Containerfile"]
+               labels: Mapping[str, str], file: str | None = None) -> list[str]:
+    """argv building an image from a context directory (default file: its Containerfile)."""
+    argv = [PODMAN, "build", "--tag", tag, "--file", file or f"{context_dir}/Containerfile"]
     for key in sorted(build_args):
         argv += ["--build-arg", f"{key}={build_args[key]}"]
     return [*argv, *label_args(labels), context_dir]

@@ -6,6 +6,8 @@ import base64
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pulumi
 
@@ -13,7 +15,7 @@ from paude import domains
 from paude.models import Session
 from paude.render import render
 
-from .images import agent_build, proxy_build
+from .images import BuildSpec, agent_build, dockerfile_build, proxy_build
 from .resources import Container, Image, Network, Volume
 
 PROXY_PORT = 3128
@@ -70,6 +72,16 @@ def squid_conf(session: Session) -> str:
                   domains=list(allow.domains), regexes=list(allow.regexes))
 
 
+def _image_props(spec: BuildSpec) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "tag": spec.tag, "files": spec.files, "build_args": spec.build_args,
+        "labels": {"paude.managed": "true", "paude.build-digest": spec.digest},
+    }
+    if spec.context_dir:
+        props.update(context_dir=spec.context_dir, dockerfile=spec.dockerfile)
+    return props
+
+
 def proxy_address(subnet: str) -> str:
     """The proxy's fixed address: the last host of the internal subnet (podman hands out
     addresses from the bottom, so the agent never takes it)."""
@@ -82,18 +94,18 @@ def make_program(session: Session, owner: str) -> Callable[[], None]:
 
     def program() -> None:
         names = Names(session.name)
-        agent_spec, proxy_spec = agent_build(session), proxy_build(session)
         keep = pulumi.ResourceOptions(retain_on_delete=True)
-
-        agent_image = Image("agent-image", {
-            "tag": agent_spec.tag, "files": agent_spec.files,
-            "build_args": agent_spec.build_args,
-            "labels": {"paude.managed": "true", "paude.build-digest": agent_spec.digest},
-        }, keep)
-        proxy_image = Image("proxy-image", {
-            "tag": proxy_spec.tag, "files": proxy_spec.files, "build_args": {},
-            "labels": {"paude.managed": "true", "paude.build-digest": proxy_spec.digest},
-        }, keep)
+        base_spec = dockerfile_build(session, Path(owner))
+        base_tag: str | None = None
+        after_base = keep
+        if base_spec is not None:
+            base_image = Image("base-image", _image_props(base_spec), keep)
+            base_tag = base_spec.tag
+            after_base = pulumi.ResourceOptions(retain_on_delete=True, depends_on=[base_image])
+        agent_spec = agent_build(session, base_tag)
+        proxy_spec = proxy_build(session, base_tag)
+        agent_image = Image("agent-image", _image_props(agent_spec), after_base)
+        proxy_image = Image("proxy-image", _image_props(proxy_spec), after_base)
         internal = Network("internal-network", {
             "name": names.internal_network, "internal": True, "dns": False,
             "labels": labels(session.name, "internal-network", owner),

@@ -51,11 +51,18 @@ class ImageProvider(_Provider):
         tag = props["tag"]
         found = podman.inspect("image", tag)
         if found is None:
-            with tempfile.TemporaryDirectory(prefix="paude-build-") as ctx:
-                for name, content in props["files"].items():
-                    (Path(ctx) / name).write_text(content, encoding="utf-8")
-                proc.run(podman.build_argv(tag, ctx, build_args=props.get("build_args", {}),
-                                           labels=props.get("labels", {})))
+            if props.get("context_dir"):
+                # The user's Dockerfile builds from its folder in the repository.
+                proc.run(podman.build_argv(tag, props["context_dir"],
+                                           build_args=props.get("build_args", {}),
+                                           labels=props.get("labels", {}),
+                                           file=props["dockerfile"]))
+            else:
+                with tempfile.TemporaryDirectory(prefix="paude-build-") as ctx:
+                    for name, content in props["files"].items():
+                        (Path(ctx) / name).write_text(content, encoding="utf-8")
+                    proc.run(podman.build_argv(tag, ctx, build_args=props.get("build_args", {}),
+                                               labels=props.get("labels", {})))
             found = podman.inspect("image", tag)
             if found is None:
                 raise RuntimeError(f"podman build reported success but {tag} does not exist")
