@@ -69,35 +69,50 @@ def _noop() -> None:
     """Placeholder program for operations that never run one (destroy, outputs)."""
 
 
-def _select(ctx: EngineContext, name: str, program: Program | None) -> auto.Stack:
+@dataclass(frozen=True)
+class StackHandle:
+    """One session's stack, selected once and reused for every step of a command."""
+
+    name: str
+    stack: auto.Stack
+    new: bool  # created by this command: nothing was ever applied
+
+
+def open_stack(ctx: EngineContext, name: str, program: Program | None = None, *,
+               create: bool = True) -> StackHandle | None:
+    """Select the session's stack; create it when missing if `create`, else return None."""
+    opts = _options(ctx)
     try:
-        return auto.select_stack(stack_name=name, project_name=PROJECT, program=program or _noop,
-                                 opts=_options(ctx))
-    except auto.StackNotFoundError as exc:
-        raise SessionNotFoundError(f"session {name} has no stack in {ctx.backend_url}",
-                                   hint=f"run `paude apply {name}` first") from exc
+        stack = auto.select_stack(stack_name=name, project_name=PROJECT,
+                                  program=program or _noop, opts=opts)
+        return StackHandle(name, stack, False)
+    except auto.StackNotFoundError:
+        if not create:
+            return None
     except auto.CommandError as exc:
         raise _engine_error(exc, name) from exc
-
-
-def stack_exists(ctx: EngineContext, name: str) -> bool:
-    """True when the session has a stack in the backend."""
     try:
-        _select(ctx, name, None)
-    except SessionNotFoundError:
-        return False
-    return True
-
-
-def outputs(ctx: EngineContext, name: str) -> dict[str, Any] | None:
-    """The stack's outputs, or None when the session has no stack."""
-    try:
-        stack = _select(ctx, name, None)
-        return {k: v.value for k, v in stack.outputs().items()}
-    except SessionNotFoundError:
-        return None
+        stack = auto.create_stack(stack_name=name, project_name=PROJECT,
+                                  program=program or _noop, opts=opts)
     except auto.CommandError as exc:
         raise _engine_error(exc, name) from exc
+    return StackHandle(name, stack, True)
+
+
+def outputs(handle: StackHandle) -> dict[str, Any]:
+    """The stack's outputs (empty for a stack nothing was applied to)."""
+    if handle.new:
+        return {}
+    try:
+        return {k: v.value for k, v in handle.stack.outputs().items()}
+    except auto.CommandError as exc:
+        raise _engine_error(exc, handle.name) from exc
+
+
+def read_outputs(ctx: EngineContext, name: str) -> dict[str, Any] | None:
+    """The outputs of a session's stack, or None when it has no stack."""
+    handle = open_stack(ctx, name, create=False)
+    return None if handle is None else outputs(handle)
 
 
 class _EventCollector:
@@ -183,52 +198,45 @@ def _clean(inputs: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (inputs or {}).items() if not k.startswith("__")}
 
 
-def preview(ctx: EngineContext, name: str, program: Program, *,
-            on_progress: OnProgress | None = None) -> tuple[tuple[ResourceChange, ...], bool]:
-    """Plan a session against refreshed state; returns (changes, is_new_stack).
+def preview(handle: StackHandle, *,
+            on_progress: OnProgress | None = None) -> tuple[ResourceChange, ...]:
+    """Plan a session against refreshed state.
 
     A stack created only to plan a new session is removed again, so planning never
     leaves anything behind."""
-    new = not stack_exists(ctx, name)
-    stack = auto.create_or_select_stack(stack_name=name, project_name=PROJECT,
-                                         program=program, opts=_options(ctx))
     collector = _EventCollector(on_progress)
     try:
-        stack.preview(refresh=not new, on_event=collector, color="never",
-                      suppress_progress=True, diff=False)
+        handle.stack.preview(refresh=not handle.new, on_event=collector, color="never",
+                             suppress_progress=True, diff=False)
     except auto.CommandError as exc:
-        raise _engine_error(exc, name, collector.errors) from exc
+        raise _engine_error(exc, handle.name, collector.errors) from exc
     finally:
-        if new:
-            stack.workspace.remove_stack(name)
-    return collector.result(), new
+        if handle.new:
+            handle.stack.workspace.remove_stack(handle.name)
+    return collector.result()
 
 
-def up(ctx: EngineContext, name: str, program: Program, *,
-       on_progress: OnProgress | None = None) -> tuple[tuple[ResourceChange, ...], dict[str, Any]]:
+def up(handle: StackHandle, *, on_progress: OnProgress | None = None
+       ) -> tuple[tuple[ResourceChange, ...], dict[str, Any]]:
     """Apply a session (refreshing first so hand-made drift is repaired)."""
-    new = not stack_exists(ctx, name)
-    stack = auto.create_or_select_stack(stack_name=name, project_name=PROJECT,
-                                         program=program, opts=_options(ctx))
     collector = _EventCollector(on_progress)
     try:
-        result = stack.up(refresh=not new, on_event=collector, color="never",
-                          suppress_progress=True)
+        result = handle.stack.up(refresh=not handle.new, on_event=collector, color="never",
+                                 suppress_progress=True)
     except auto.CommandError as exc:
-        raise _engine_error(exc, name, collector.errors) from exc
+        raise _engine_error(exc, handle.name, collector.errors) from exc
     return collector.result(), {k: v.value for k, v in result.outputs.items()}
 
 
-def destroy(ctx: EngineContext, name: str, *,
+def destroy(handle: StackHandle, *,
             on_progress: OnProgress | None = None) -> tuple[ResourceChange, ...]:
     """Delete every resource of the stack that is not retained, then the stack itself."""
-    stack = _select(ctx, name, None)
     collector = _EventCollector(on_progress)
     try:
-        stack.destroy(on_event=collector, color="never", suppress_progress=True)
-        stack.workspace.remove_stack(name)
+        handle.stack.destroy(on_event=collector, color="never", suppress_progress=True)
+        handle.stack.workspace.remove_stack(handle.name)
     except auto.CommandError as exc:
-        raise _engine_error(exc, name, collector.errors) from exc
+        raise _engine_error(exc, handle.name, collector.errors) from exc
     return collector.result()
 
 

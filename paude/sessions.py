@@ -73,13 +73,14 @@ def _program(session: Session, owner: str) -> engine.Program:
                      hint="use backend: podman")
 
 
-def _check_owner(ctx: engine.EngineContext, name: str, owner: str) -> None:
-    outputs = engine.outputs(ctx, name)
-    recorded = (outputs or {}).get("owner")
+def _check_owner(handle: engine.StackHandle, owner: str) -> dict[str, object]:
+    outputs = engine.outputs(handle)
+    recorded = outputs.get("owner")
     if recorded and recorded != owner:
         raise OwnershipError(
-            f"session {name} belongs to the repository at {recorded}, not {owner}",
+            f"session {handle.name} belongs to the repository at {recorded}, not {owner}",
             hint=f"run paude from {recorded}, or choose another session name here")
+    return outputs
 
 
 def plan(name: str, *, cwd: Path | None = None,
@@ -89,12 +90,18 @@ def plan(name: str, *, cwd: Path | None = None,
     project = open_project(cwd)
     session, warnings = session_of(project, name)
     ctx = _context(project)
-    _check_owner(ctx, name, project.owner)
-    changes, new = engine.preview(ctx, name, _program(session, project.owner),
-                                  on_progress=on_progress)
+    handle = _open(ctx, name, _program(session, project.owner))
+    _check_owner(handle, project.owner)
+    changes = engine.preview(handle, on_progress=on_progress)
     return PlanResult(session=name, backend=session.backend, changes=changes,
-                      summary=summarize(changes, new_session=new), new_session=new,
-                      warnings=tuple(warnings))
+                      summary=summarize(changes, new_session=handle.new),
+                      new_session=handle.new, warnings=tuple(warnings))
+
+
+def _open(ctx: engine.EngineContext, name: str, program: engine.Program) -> engine.StackHandle:
+    handle = engine.open_stack(ctx, name, program)
+    assert handle is not None  # create=True always yields a stack
+    return handle
 
 
 def apply(name: str, *, cwd: Path | None = None, confirm: Confirm | None = None,
@@ -103,22 +110,26 @@ def apply(name: str, *, cwd: Path | None = None, confirm: Confirm | None = None,
     name = check_name(name)
     started = time.monotonic()
     project = open_project(cwd)
-    session, _warnings = session_of(project, name)
+    session, warnings = session_of(project, name)
     ctx = _context(project)
-    _check_owner(ctx, name, project.owner)
     program = _program(session, project.owner)
+    handle = _open(ctx, name, program)
+    outputs = _check_owner(handle, project.owner)
     if confirm is not None:
-        changes, new = engine.preview(ctx, name, program)
-        planned = PlanResult(name, session.backend, changes, summarize(changes, new_session=new),
-                             new)
+        changes = engine.preview(handle)
+        planned = PlanResult(name, session.backend, changes,
+                             summarize(changes, new_session=handle.new), handle.new,
+                             tuple(warnings))
         if not planned.has_changes:
-            return ApplyResult(name, changes, engine.outputs(ctx, name) or {},
-                               time.monotonic() - started, planned.summary)
+            return ApplyResult(name, changes, dict(outputs), time.monotonic() - started,
+                               planned.summary)
         if not confirm(planned):
             raise AbortedError("apply cancelled; nothing was changed")
-    applied, outputs = engine.up(ctx, name, program, on_progress=on_progress)
+        if handle.new:  # the preview removed the stack it created to plan
+            handle = _open(ctx, name, program)
+    applied, final = engine.up(handle, on_progress=on_progress)
     _write_index(name, session.backend, project.owner)
-    return ApplyResult(name, applied, outputs, time.monotonic() - started,
+    return ApplyResult(name, applied, final, time.monotonic() - started,
                        summarize(applied, new_session=False))
 
 
@@ -130,18 +141,17 @@ def destroy(name: str, *, cwd: Path | None = None, delete_data: bool = False,
     started = time.monotonic()
     project = open_project(cwd)
     ctx = _context(project)
-    outputs = engine.outputs(ctx, name)
+    handle = engine.open_stack(ctx, name, create=False)
+    outputs = _check_owner(handle, project.owner) if handle is not None else None
     backend_name = str((outputs or {}).get("backend") or _declared_backend(project, name))
-    if outputs is not None:
-        _check_owner(ctx, name, project.owner)
     if confirm is not None:
         what = "containers, networks" + (" AND the workspace volume (data)" if delete_data else "")
         if not confirm(f"destroy session {name}: remove its {what}?"):
             raise AbortedError("destroy cancelled; nothing was changed")
     deleted: list[str] = []
     kept: list[str] = []
-    if outputs is not None:
-        changes = engine.destroy(ctx, name, on_progress=on_progress)
+    if handle is not None:
+        changes = engine.destroy(handle, on_progress=on_progress)
         deleted = [c.name for c in changes if c.op == "delete" and not c.retained]
         kept = [c.name for c in changes if c.retained]
     elif not delete_data:

@@ -1,0 +1,197 @@
+"""Plan rendering (text, JSON, markdown) from hand-built PlanResults: golden files."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from paude.cli.planview import (
+    PLAN_JSON_VERSION,
+    apply_text,
+    plan_json,
+    plan_json_text,
+    plan_markdown,
+    plan_text,
+)
+from paude.domains import expand
+from paude.results import ApplyResult, PlanResult, ResourceChange, SummaryItem
+from paude.summary import summarize
+
+TYPES = {"agent": "podman:Container", "proxy": "podman:Container",
+         "agent-image": "podman:Image", "proxy-image": "podman:Image",
+         "internal-network": "podman:Network", "egress-network": "podman:Network",
+         "workspace": "podman:Volume"}
+
+
+def changes(op: str = "same", **special: ResourceChange) -> tuple[ResourceChange, ...]:
+    return tuple(special.get(n.replace("-", "_"), ResourceChange(n, t, op))
+                 for n, t in sorted(TYPES.items()))
+
+
+def new_session() -> PlanResult:
+    created = changes("create")
+    return PlanResult("demo", "podman", created, summarize(created, new_session=True),
+                      new_session=True)
+
+
+def no_changes() -> PlanResult:
+    same = changes()
+    return PlanResult("demo", "podman", same, summarize(same, new_session=False))
+
+
+def image_change() -> PlanResult:
+    old = {"tag": "localhost/paude-agent:1111111111111111",
+           "files": {"Containerfile": "FROM debian\nRUN apt-get install -y git\n"}}
+    new = {"tag": "localhost/paude-agent:2222222222222222",
+           "files": {"Containerfile": "FROM debian\nRUN apt-get install -y git make\n"}}
+    planned = changes(
+        agent_image=ResourceChange("agent-image", "podman:Image", "replace",
+                                   diff_keys=("files", "tag"), replace_keys=("tag",),
+                                   retained=True, old_inputs=old, new_inputs=new),
+        agent=ResourceChange("agent", "podman:Container", "replace", diff_keys=("image",),
+                             replace_keys=("image",)),
+    )
+    return PlanResult("demo", "podman", planned, summarize(planned, new_session=False))
+
+
+def egress_widened() -> PlanResult:
+    planned = changes(proxy=ResourceChange(
+        "proxy", "podman:Container", "replace", diff_keys=("allowlist", "env"),
+        replace_keys=("env",),
+        old_inputs={"allowlist": expand(["default"]).describe()},
+        new_inputs={"allowlist": expand(["default", ".example.com"]).describe()}))
+    return PlanResult("demo", "podman", planned, summarize(planned, new_session=False))
+
+
+def workspace_replaced() -> PlanResult:
+    planned = changes(workspace=ResourceChange("workspace", "podman:Volume", "replace",
+                                               diff_keys=("name",), replace_keys=("name",)),
+                      agent=ResourceChange("agent", "podman:Container", "replace",
+                                           diff_keys=("volumes",), replace_keys=("volumes",)))
+    return PlanResult("demo", "podman", planned, summarize(planned, new_session=False))
+
+
+PLANS = {
+    "new-session": new_session,
+    "no-changes": no_changes,
+    "image-change": image_change,
+    "egress-widened": egress_widened,
+    "workspace-replaced": workspace_replaced,
+}
+
+
+# ---------------------------------------------------------------- golden files
+
+
+@pytest.mark.parametrize("case", sorted(PLANS))
+def test_plan_text_golden(case: str, golden: Any) -> None:
+    golden.check(f"plan/{case}.txt", plan_text(PLANS[case]()))
+
+
+@pytest.mark.parametrize("case", sorted(PLANS))
+def test_plan_json_golden(case: str, golden: Any) -> None:
+    golden.check(f"plan/{case}.json", plan_json_text(PLANS[case]()))
+
+
+@pytest.mark.parametrize("case", sorted(PLANS))
+def test_plan_markdown_golden(case: str, golden: Any) -> None:
+    golden.check(f"plan/{case}.md", plan_markdown(PLANS[case]()))
+
+
+# ---------------------------------------------------------------- JSON contract
+
+
+def test_plan_json_contract() -> None:
+    data = json.loads(plan_json_text(image_change()))
+    assert PLAN_JSON_VERSION == 1
+    assert set(data) == {"version", "session", "backend", "new_session", "has_changes",
+                         "summary", "counts", "resources", "warnings"}
+    assert data["version"] == 1
+    assert (data["session"], data["backend"]) == ("demo", "podman")
+    assert data["new_session"] is False and data["has_changes"] is True
+    assert data["counts"] == {"delete": 0, "replace": 2, "create": 0, "update": 0, "same": 5}
+    assert data["warnings"] == []
+    for resource in data["resources"]:
+        assert set(resource) == {"resource", "type", "action", "changed", "replace_because",
+                                 "retained"}
+    for item in data["summary"]:
+        assert set(item) == {"kind", "text", "security_relevant", "data_loss", "details"}
+    # Inputs (which may hold build files or tokens) never appear in the JSON form.
+    assert "old_inputs" not in plan_json_text(image_change())
+    assert "apt-get" not in json.dumps(data["resources"])
+
+
+def test_plan_json_lists_riskiest_first() -> None:
+    data = plan_json(workspace_replaced())
+    assert [r["action"] for r in data["resources"]][:2] == ["replace", "replace"]
+    assert data["summary"][0]["data_loss"] is True
+
+
+def test_has_changes_follows_ops() -> None:
+    assert new_session().has_changes
+    assert not no_changes().has_changes
+
+
+# ---------------------------------------------------------------- text details
+
+
+def test_text_marks_data_loss_and_security() -> None:
+    text = plan_text(workspace_replaced())
+    assert "  !! workspace volume will be replaced: its data is LOST\n" in text
+    assert "\n  ! " not in text.split("!!", 1)[0]
+    assert "  !  egress widened\n" in plan_text(egress_widened())
+
+
+def test_text_shows_replace_reasons_and_kept_on_disk() -> None:
+    text = plan_text(image_change())
+    assert "  -/+ replace  agent-image        podman:Image  (tag)  [kept on disk]\n" in text
+    assert "Plan: 2 to replace, 5 unchanged.\n" in text
+
+
+def test_no_changes_line() -> None:
+    assert plan_text(no_changes()).endswith("No changes. 7 resources unchanged.\n")
+
+
+def test_markdown_status_line() -> None:
+    assert plan_markdown(no_changes()).startswith(
+        "### paude plan: `demo` (podman) - no changes\n")
+    assert plan_markdown(egress_widened()).startswith(
+        "### paude plan: `demo` (podman) - changes\n")
+
+
+WARNING = ".devcontainer/devcontainer.json: runArgs is ignored (paude controls it)"
+
+
+def test_text_and_json_show_warnings() -> None:
+    plan = PlanResult("demo", "podman", changes(), warnings=(WARNING,))
+    assert f"\n  warning: {WARNING}\n" in plan_text(plan)
+    assert plan_json(plan)["warnings"] == [WARNING]
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="BUG: plan_markdown drops PlanResult.warnings from the PR comment")
+def test_markdown_shows_warnings() -> None:
+    plan = PlanResult("demo", "podman", changes(), warnings=(WARNING,))
+    assert WARNING in plan_markdown(plan)
+
+
+def test_apply_text() -> None:
+    result = ApplyResult(
+        "demo", changes("create"),
+        {"agent_container": "paude-demo-agent", "proxy_container": "paude-demo-proxy",
+         "workspace_volume": "paude-demo-workspace", "git_remote_name": "paude-demo",
+         "git_remote_url": "paude::demo"},
+        12.34, (SummaryItem("new-session", "new session"),))
+    assert apply_text(result) == (
+        "Session demo applied in 12.3s: 7 created.\n"
+        "  agent:     paude-demo-agent\n"
+        "  proxy:     paude-demo-proxy\n"
+        "  workspace: paude-demo-workspace\n"
+        "  git remote: paude-demo -> paude::demo\n")
+
+
+def test_apply_text_without_changes_or_outputs() -> None:
+    assert apply_text(ApplyResult("demo", changes(), {}, 0.5)) == (
+        "Session demo applied in 0.5s: no changes.\n")

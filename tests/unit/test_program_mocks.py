@@ -1,0 +1,273 @@
+"""The Podman stack program under Pulumi mocks: what a session declares, resource by resource."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
+
+from paude.domains import expand
+from paude.models import PaudeFile, Session, resolve
+from paude.stacks.podman.images import agent_build, dockerfile_build, proxy_build
+from paude.stacks.podman.program import make_program, squid_conf
+
+SUBNET = "10.89.3.0/24"
+PROXY_IP = "10.89.3.254"
+OWNER = "/repo"
+PROXY_URL = "http://paude-demo-proxy:3128"
+DYNAMIC = "pulumi-python:dynamic/podman:"
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Records every resource the program declares and answers like the providers would."""
+
+    def __init__(self) -> None:
+        self.resources: dict[str, MockResourceArgs] = {}
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.resources[args.name] = args
+        state = dict(args.inputs)
+        if args.typ.endswith(":Network"):
+            state["subnet"] = SUBNET
+        if args.typ.endswith(":Image"):
+            state["image_id"] = f"sha256:{args.name}"
+        return f"{args.name}-id", state
+
+    def call(self, args: MockCallArgs) -> dict[str, Any]:
+        raise AssertionError(f"the program made an unexpected call: {args.token}")
+
+
+class RecordingMonitor(MockMonitor):
+    """Keeps each registration request, which carries the resource options."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.requests: dict[str, Any] = {}
+
+    def RegisterResource(self, request: Any) -> Any:
+        self.requests[request.name] = request
+        return super().RegisterResource(request)
+
+
+@dataclass
+class Run:
+    """What one program run declared."""
+
+    resources: dict[str, MockResourceArgs]
+    requests: dict[str, Any]
+    exports: dict[str, Any]
+
+    def inputs(self, name: str) -> dict[str, Any]:
+        return dict(self.resources[name].inputs)
+
+
+def session_of(spec: dict[str, Any]) -> Session:
+    return resolve(PaudeFile.model_validate({"sessions": {"demo": spec}}), "demo")
+
+
+def run_program(session: Session, owner: str = OWNER) -> Run:
+    """Run make_program(session, owner) under mocks and resolve its exports."""
+    mocks = RecordingMocks()
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.settings.reset_options()
+    pulumi.runtime.set_mocks(mocks, preview=False, monitor=monitor)
+    exported: dict[str, Any] = {}
+    resolved: dict[str, Any] = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pulumi, "export", lambda key, value: exported.__setitem__(key, value))
+
+        @pulumi.runtime.test
+        def program() -> pulumi.Output[Any]:
+            make_program(session, owner)()
+            return pulumi.Output.all(**exported).apply(resolved.update)
+
+        program()
+    pulumi.runtime.settings.reset_options()
+    return Run(mocks.resources, monitor.requests, resolved)
+
+
+@pytest.fixture(scope="module")
+def default_run() -> Iterator[Run]:
+    yield run_program(session_of({}))
+
+
+# ---------------------------------------------------------------- the resources
+
+
+def test_seven_dynamic_resources(default_run: Run) -> None:
+    assert {name: args.typ for name, args in default_run.resources.items()} == {
+        "agent-image": DYNAMIC + "Image",
+        "proxy-image": DYNAMIC + "Image",
+        "internal-network": DYNAMIC + "Network",
+        "egress-network": DYNAMIC + "Network",
+        "workspace": DYNAMIC + "Volume",
+        "proxy": DYNAMIC + "Container",
+        "agent": DYNAMIC + "Container",
+    }
+    for args in default_run.resources.values():
+        assert args.custom
+        # The provider travels with the resource (stored in state by reference).
+        assert isinstance(args.inputs.get("__provider"), str)
+
+
+def test_every_object_carries_discovery_labels(default_run: Run) -> None:
+    for name in ("internal-network", "egress-network", "workspace", "proxy", "agent"):
+        assert default_run.inputs(name)["labels"] == {
+            "paude.managed": "true", "paude.session": "demo", "paude.role": name,
+            "paude.repository": OWNER}
+
+
+def test_internal_network_has_no_route_out_and_no_dns(default_run: Run) -> None:
+    net = default_run.inputs("internal-network")
+    assert (net["name"], net["internal"], net["dns"]) == ("paude-demo-internal", True, False)
+
+
+def test_egress_network_has_dns(default_run: Run) -> None:
+    net = default_run.inputs("egress-network")
+    assert (net["name"], net["internal"], net["dns"]) == ("paude-demo-egress", False, True)
+
+
+def test_agent_container_is_locked_down(default_run: Run) -> None:
+    agent = default_run.inputs("agent")
+    assert agent["name"] == agent["hostname"] == "paude-demo-agent"
+    assert agent["networks"] == ["paude-demo-internal"]
+    assert agent["user"] == "paude"
+    assert agent["cap_drop"] == ["ALL"]
+    assert agent["security_opt"] == ["no-new-privileges"]
+    assert agent["dns"] == "none"
+    assert "privileged" not in agent and "cap_add" not in agent
+
+
+def test_agent_reaches_only_the_proxy(default_run: Run) -> None:
+    env = default_run.inputs("agent")["env"]
+    for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        assert env[key] == PROXY_URL
+    assert env["NO_PROXY"] == env["no_proxy"] == "localhost,127.0.0.1,::1,paude-demo-proxy"
+    assert env["PAUDE_SESSION"] == "demo"
+    # Without DNS the agent finds its proxy through a hosts entry for the fixed address.
+    assert default_run.inputs("agent")["add_hosts"] == [f"paude-demo-proxy:{PROXY_IP}"]
+
+
+def test_agent_mounts_only_the_workspace_volume(default_run: Run) -> None:
+    volumes = default_run.inputs("agent")["volumes"]
+    workspace = default_run.inputs("workspace")["name"]
+    assert workspace == "paude-demo-workspace"
+    assert volumes == [f"{workspace}:/workspace"]
+    for mount in volumes:
+        source = mount.split(":", 1)[0]
+        assert source == workspace, f"host path or foreign volume mounted: {mount}"
+
+
+def test_agent_runs_the_agent_image_and_waits_for_the_proxy(default_run: Run) -> None:
+    assert default_run.inputs("agent")["image"] == agent_build(session_of({})).tag
+    deps = list(default_run.requests["agent"].dependencies)
+    assert any(d.endswith("::proxy") for d in deps)
+
+
+def test_proxy_is_on_both_networks_at_its_fixed_address(default_run: Run) -> None:
+    proxy = default_run.inputs("proxy")
+    assert proxy["networks"] == [f"paude-demo-internal:ip={PROXY_IP}", "paude-demo-egress"]
+    assert proxy["image"] == proxy_build(session_of({})).tag
+    assert proxy["cap_drop"] == ["ALL"] and proxy["security_opt"] == ["no-new-privileges"]
+    assert proxy["restart"] == "unless-stopped"
+
+
+def test_proxy_carries_the_rendered_allowlist(default_run: Run) -> None:
+    session = session_of({})
+    proxy = default_run.inputs("proxy")
+    conf = base64.b64decode(proxy["env"]["PAUDE_SQUID_CONF_B64"]).decode()
+    assert conf == squid_conf(session)
+    assert proxy["allowlist"] == expand(["default"]).describe()
+
+
+def test_images_are_content_addressed(default_run: Run) -> None:
+    session = session_of({})
+    for name, spec in (("agent-image", agent_build(session)),
+                       ("proxy-image", proxy_build(session))):
+        image = default_run.inputs(name)
+        assert image["tag"] == spec.tag
+        assert image["files"] == spec.files
+        assert image["labels"] == {"paude.managed": "true", "paude.build-digest": spec.digest}
+
+
+def test_images_and_workspace_are_retained_on_delete(default_run: Run) -> None:
+    retained = {name for name, request in default_run.requests.items()
+                if request.HasField("retainOnDelete") and request.retainOnDelete}
+    assert retained == {"agent-image", "proxy-image", "workspace"}
+
+
+def test_exports(default_run: Run) -> None:
+    exports = default_run.exports
+    assert exports["session"] == "demo"
+    assert exports["backend"] == "podman"
+    assert exports["owner"] == OWNER
+    assert exports["agent_container"] == "paude-demo-agent"
+    assert exports["proxy_container"] == "paude-demo-proxy"
+    assert exports["workspace_volume"] == "paude-demo-workspace"
+    assert exports["networks"] == ["paude-demo-internal", "paude-demo-egress"]
+    assert exports["agent_image_id"] == "sha256:agent-image"
+    assert exports["allowed_domains"] == expand(["default"]).describe()
+    assert exports["egress_unrestricted"] is False
+    assert exports["git_remote_name"] == "paude-demo"
+    assert exports["git_remote_url"] == "paude::demo"
+
+
+# ---------------------------------------------------------------- what a change touches
+
+
+def test_allowlist_change_reconfigures_only_the_proxy(default_run: Run) -> None:
+    widened = run_program(session_of({"allowed_domains": ["default", ".example.com"]}))
+    differs = {name for name in default_run.resources
+               if widened.inputs(name) != default_run.inputs(name)}
+    assert differs == {"proxy"}
+    assert widened.exports["allowed_domains"][0] == ".example.com"
+
+
+def test_package_change_touches_only_the_agent_image_and_agent(default_run: Run) -> None:
+    changed = run_program(session_of({"image": {"packages": ["make"]}}))
+    differs = {name for name in default_run.resources
+               if changed.inputs(name) != default_run.inputs(name)}
+    assert differs == {"agent-image", "agent"}
+
+
+def test_unrestricted_session_says_so(default_run: Run) -> None:
+    unrestricted = run_program(session_of({"allowed_domains": ["all"]}))
+    assert unrestricted.exports["egress_unrestricted"] is True
+    assert unrestricted.exports["allowed_domains"] == ["* (all domains: unrestricted)"]
+    conf = base64.b64decode(unrestricted.inputs("proxy")["env"]["PAUDE_SQUID_CONF_B64"])
+    assert b"http_access allow all\n" in conf
+    # The agent stays on the internal network behind the proxy even then.
+    assert unrestricted.inputs("agent") == default_run.inputs("agent")
+
+
+# ---------------------------------------------------------------- the user's Dockerfile
+
+
+def test_dockerfile_session_builds_a_base_image_first(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM docker.io/library/python:3.12\n")
+    session = session_of({"image": {"dockerfile": "Dockerfile", "build_args": {"V": "1"}}})
+    run = run_program(session, str(tmp_path))
+    assert set(run.resources) == {"base-image", "agent-image", "proxy-image", "internal-network",
+                                  "egress-network", "workspace", "proxy", "agent"}
+    base = run.inputs("base-image")
+    spec = dockerfile_build(session, tmp_path)
+    assert spec is not None
+    assert base["tag"] == spec.tag
+    assert base["build_args"] == {"V": "1"}
+    assert base["context_dir"] == str(tmp_path.resolve())
+    assert base["dockerfile"] == str((tmp_path / "Dockerfile").resolve())
+    for name in ("agent-image", "proxy-image"):
+        image = run.inputs(name)
+        assert f"FROM {spec.tag}\n" in image["files"]["Containerfile"]
+        assert "context_dir" not in image
+        deps = list(run.requests[name].dependencies)
+        assert any(d.endswith("::base-image") for d in deps)
+    retained = {name for name, request in run.requests.items()
+                if request.HasField("retainOnDelete") and request.retainOnDelete}
+    assert retained == {"base-image", "agent-image", "proxy-image", "workspace"}
