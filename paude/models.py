@@ -279,6 +279,19 @@ class OpenShiftConfig(_Model):
     )
 
 
+class ProxyConfig(_Model):
+    """The squid sidecar: the agent's only way out."""
+
+    base: ImageRef | None = Field(
+        None,
+        description=(
+            "Debian-based image the proxy is built on; defaults to image.base, or the built-in "
+            "base when the agent image comes from a dockerfile. Never built from the "
+            "repository's own Dockerfile, so the agent cannot shape its egress guard."
+        ),
+    )
+
+
 class SessionSpec(_Model):
     """A session as written under `defaults:` or `sessions.NAME:`; unset fields inherit."""
 
@@ -296,6 +309,7 @@ class SessionSpec(_Model):
     agent: AgentConfig | None = Field(None, description="How the agent is started.")
     image: ImageConfig | None = Field(None, description="How the agent's image is built.")
     openshift: OpenShiftConfig | None = Field(None, description="OpenShift / Kubernetes settings.")
+    proxy: ProxyConfig | None = Field(None, description="The egress proxy sidecar.")
 
 
 class StateConfig(_Model):
@@ -360,6 +374,7 @@ class Session(_Model):
     agent: AgentConfig = Field(description="How the agent is started.")
     image: ImageConfig = Field(description="How the agent's image is built.")
     openshift: OpenShiftConfig = Field(description="OpenShift / Kubernetes settings.")
+    proxy: ProxyConfig = Field(default_factory=ProxyConfig, description="The egress proxy.")
     image_source: str = Field(
         description="Where the image settings came from: paude.yaml, paude.json, a "
         "devcontainer.json path, or 'default'."
@@ -431,5 +446,6 @@ def resolve(
         agent=_merge(_merge(AgentConfig(), defaults.agent), spec.agent),
         image=image,
         openshift=_merge(_merge(OpenShiftConfig(), defaults.openshift), spec.openshift),
+        proxy=_merge(_merge(ProxyConfig(), defaults.proxy), spec.proxy),
         image_source=image_source,
     )

@@ -101,10 +101,19 @@ def run(
             check=False,
         )
     except FileNotFoundError as exc:
+        if cwd is not None and not Path(cwd).is_dir():
+            raise PaudeError(f"cannot run {args[0]}: the folder {cwd} does not exist") from exc
         raise ToolNotFoundError(
             f"{args[0]} is not installed or not on PATH",
             hint=f"install {args[0]} and make sure it is on PATH; `paude doctor` checks everything",
         ) from exc
+    except PermissionError as exc:
+        raise ToolNotFoundError(f"{args[0]} is not executable: {exc.strerror}",
+                                hint=f"check the permissions of {args[0]}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise CommandFailedError(
+            args, -1, f"{args[0]} did not finish within {timeout:g}s",
+            hint="see `paude doctor`; PAUDE_DEBUG=1 logs every command") from exc
     result = CommandResult(args, completed.returncode, completed.stdout, completed.stderr)
     log.debug("exit %d\nstdout: %s\nstderr: %s", result.returncode, result.stdout, result.stderr)
     if check and not result.ok:

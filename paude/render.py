@@ -12,7 +12,7 @@ import jinja2
 @lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
     # StrictUndefined: a template that names a missing value is a bug, not an empty string.
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FunctionLoader(_load),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -20,6 +20,14 @@ def _env() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["containerfile_quote"] = containerfile_quote
+    return env
+
+
+def containerfile_quote(value: str) -> str:
+    """A double-quoted Containerfile value: only \\, " and $ are special there."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
 
 
 def _load(name: str) -> str:

@@ -47,7 +47,10 @@ def summarize(changes: Sequence[ResourceChange], *, new_session: bool) -> tuple[
 def _egress(proxy: ResourceChange) -> list[SummaryItem]:
     old = set(_allowlist(proxy.old_inputs))
     new = set(_allowlist(proxy.new_inputs))
-    added, removed = sorted(new - old), sorted(old - new)
+    # An entry only widens egress if the old list did not already allow it (a .suffix
+    # covers its names, `*` covers everything), and only narrows it likewise.
+    added = sorted(e for e in new - old if not _covered(e, old))
+    removed = sorted(e for e in old - new if not _covered(e, new))
     items = []
     if added:
         items.append(SummaryItem("egress-widened", "egress widened", security=True,
@@ -56,6 +59,16 @@ def _egress(proxy: ResourceChange) -> list[SummaryItem]:
         items.append(SummaryItem("egress-narrowed", "egress narrowed", security=True,
                                  details=tuple(f"- {d}" for d in removed)))
     return items
+
+
+def _covered(entry: str, entries: set[str]) -> bool:
+    if any(e.startswith("*") for e in entries):
+        return True
+    if entry.startswith(("*", "~")):
+        return False
+    name = entry.lstrip(".")
+    return any(s.startswith(".") and (name.endswith(s) or name == s[1:]) and s != entry
+               for s in entries)
 
 
 def _allowlist(inputs: dict[str, Any]) -> list[str]:

@@ -116,7 +116,12 @@ def install_release(home: Path, *, url: str | None = None,
                                      hint=BUILD_HINT) from exc
         staging = Path(tmp) / "bin"
         staging.mkdir()
-        with tarfile.open(archive) as tar:
+        try:
+            tar = tarfile.open(archive)  # noqa: SIM115 - closed by the `with` below
+        except tarfile.TarError as exc:
+            raise EngineMissingError(f"{url} did not return a release archive ({exc})",
+                                     hint=BUILD_HINT) from exc
+        with tar:
             for member in tar.getmembers():
                 # The release holds pulumi/<binary>; flatten it and refuse anything odd.
                 name = Path(member.name).name

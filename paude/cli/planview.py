@@ -81,6 +81,7 @@ def plan_markdown(plan: PlanResult) -> str:
         prefix = "**data loss:** " if item.data_loss else "**security:** " if item.security else ""
         lines.append(f"- {prefix}{item.text}")
         lines.extend(f"  - `{d}`" for d in item.details)
+    lines.extend(f"- warning: {w}" for w in plan.warnings)
     lines += ["", f"{_counts_line(plan.counts())}", "", "<details><summary>Resources</summary>",
               "", "| action | resource | type | because |", "|---|---|---|---|"]
     for c in _ordered(plan.changes):

@@ -57,7 +57,6 @@ def apply(
         output.text(planview.plan_text(planned).rstrip("\n"))
         return output.confirm(f"Apply these changes to session {planned.session}?")
 
-    output.info(f"Applying session {name}...")
     result = sessions.apply(name, confirm=None if yes else ask, on_progress=output.progress)
     output.text(planview.apply_text(result).rstrip("\n"))
     return 0

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from paude.models import Session
+from paude.errors import ConfigError, ConfigProblem
+from paude.models import DEFAULT_BASE_IMAGE, Session
 from paude.render import render, template_source
 
 # Bump when the meaning of a build input changes without its text changing.
@@ -60,12 +61,16 @@ def agent_build(session: Session, base: str | None = None) -> BuildSpec:
         "Containerfile": containerfile,
         "agent-entrypoint.sh": template_source("agent-entrypoint.sh"),
     }
+    if image.setup:
+        files["paude-setup.sh"] = image.setup.rstrip("\n") + "\n"
     return BuildSpec("paude-agent", files)
 
 
-def proxy_build(session: Session, base: str | None = None) -> BuildSpec:
-    """The proxy image: squid on the session's base image; its allowlist is not baked in."""
-    containerfile = render("Containerfile.proxy.j2", base=base or session.image.base)
+def proxy_build(session: Session) -> BuildSpec:
+    """The proxy image: squid on a base the repository's Dockerfile cannot touch; its
+    allowlist is not baked in (an allowlist change must not rebuild it)."""
+    base = session.proxy.base or session.image.base or DEFAULT_BASE_IMAGE
+    containerfile = render("Containerfile.proxy.j2", base=base)
     files = {
         "Containerfile": containerfile,
         "proxy-entrypoint.sh": template_source("proxy-entrypoint.sh"),
@@ -83,6 +88,12 @@ def dockerfile_build(session: Session, root: Path) -> BuildSpec | None:
         return None
     dockerfile = (root / image.dockerfile).resolve()
     context = (root / (image.context or str(Path(image.dockerfile).parent))).resolve()
+    if not dockerfile.is_file():
+        raise ConfigError(f"{root}/paude.yaml", [ConfigProblem(
+            "image.dockerfile", f"{image.dockerfile} does not exist in {root}")])
+    if not context.is_dir():
+        raise ConfigError(f"{root}/paude.yaml", [ConfigProblem(
+            "image.context", f"{image.context} is not a folder in {root}")])
     return BuildSpec(
         "paude-userbase",
         {"Dockerfile": dockerfile.read_text(encoding="utf-8")},
@@ -118,13 +129,31 @@ def _ignore_patterns(context: Path) -> list[str]:
 
 
 def _ignored(rel: str, patterns: list[str]) -> bool:
-    # A pattern matches the file or any folder above it (`node_modules` ignores its tree).
+    # podman's semantics: `*` and `?` stay within one path segment, `**` spans folders,
+    # and a pattern naming a folder ignores everything under it; the last match wins.
     parts = rel.split("/")
     prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
     ignored = False
     for pattern in patterns:
         negate = pattern.startswith("!")
-        body = pattern[1:] if negate else pattern
-        if any(fnmatch.fnmatchcase(p, body) for p in prefixes):
+        regex = _pattern_regex(pattern[1:] if negate else pattern)
+        if any(regex.fullmatch(p) for p in prefixes):
             ignored = not negate
     return ignored
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            if pattern.startswith("/", i):
+                out.append("/?")
+                i += 1
+            continue
+        char = pattern[i]
+        out.append("[^/]*" if char == "*" else "[^/]" if char == "?" else re.escape(char))
+        i += 1
+    return re.compile("".join(out))

@@ -92,10 +92,13 @@ def proxy_address(subnet: str) -> str:
 def make_program(session: Session, owner: str) -> Callable[[], None]:
     """Return the inline Pulumi program for one session on podman."""
 
+    # Outside the program: a missing Dockerfile is a definition error, reported before
+    # the engine starts.
+    base_spec = dockerfile_build(session, Path(owner))
+
     def program() -> None:
         names = Names(session.name)
         keep = pulumi.ResourceOptions(retain_on_delete=True)
-        base_spec = dockerfile_build(session, Path(owner))
         base_tag: str | None = None
         after_base = keep
         if base_spec is not None:
@@ -103,9 +106,9 @@ def make_program(session: Session, owner: str) -> Callable[[], None]:
             base_tag = base_spec.tag
             after_base = pulumi.ResourceOptions(retain_on_delete=True, depends_on=[base_image])
         agent_spec = agent_build(session, base_tag)
-        proxy_spec = proxy_build(session, base_tag)
+        proxy_spec = proxy_build(session)
         agent_image = Image("agent-image", _image_props(agent_spec), after_base)
-        proxy_image = Image("proxy-image", _image_props(proxy_spec), after_base)
+        proxy_image = Image("proxy-image", _image_props(proxy_spec), keep)
         internal = Network("internal-network", {
             "name": names.internal_network, "internal": True, "dns": False,
             "labels": labels(session.name, "internal-network", owner),

@@ -170,8 +170,6 @@ def test_text_and_json_show_warnings() -> None:
     assert plan_json(plan)["warnings"] == [WARNING]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG: plan_markdown drops PlanResult.warnings from the PR comment")
 def test_markdown_shows_warnings() -> None:
     plan = PlanResult("demo", "podman", changes(), warnings=(WARNING,))
     assert WARNING in plan_markdown(plan)

@@ -80,8 +80,6 @@ def test_missing_executable_raises_even_with_check_false() -> None:
         proc.run(["paude-no-such-tool-xyz"], check=False)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG: a missing cwd is reported as the tool missing")
 def test_missing_cwd_is_not_reported_as_missing_tool(tmp_path: Path) -> None:
     with pytest.raises(PaudeError) as exc:
         proc.run(["true"], cwd=tmp_path / "gone")
@@ -89,8 +87,6 @@ def test_missing_cwd_is_not_reported_as_missing_tool(tmp_path: Path) -> None:
     assert "gone" in exc.value.message
 
 
-@pytest.mark.xfail(strict=True, raises=PermissionError,
-                   reason="BUG: a non-executable file escapes as PermissionError")
 def test_non_executable_tool_is_a_paude_error(tmp_path: Path) -> None:
     script = tmp_path / "tool"
     script.write_text("#!/bin/sh\n")
@@ -99,8 +95,6 @@ def test_non_executable_tool_is_a_paude_error(tmp_path: Path) -> None:
         proc.run([str(script)])
 
 
-@pytest.mark.xfail(strict=True, raises=subprocess.TimeoutExpired,
-                   reason="BUG: subprocess.TimeoutExpired escapes untyped")
 def test_timeout_is_a_paude_error(monkeypatch: pytest.MonkeyPatch) -> None:
     def hang(args: tuple[str, ...], **_kw: object) -> subprocess.CompletedProcess[str]:
         raise subprocess.TimeoutExpired(args, 30)

@@ -262,12 +262,14 @@ def test_dockerfile_session_builds_a_base_image_first(tmp_path: Path) -> None:
     assert base["build_args"] == {"V": "1"}
     assert base["context_dir"] == str(tmp_path.resolve())
     assert base["dockerfile"] == str((tmp_path / "Dockerfile").resolve())
-    for name in ("agent-image", "proxy-image"):
-        image = run.inputs(name)
-        assert f"FROM {spec.tag}\n" in image["files"]["Containerfile"]
-        assert "context_dir" not in image
-        deps = list(run.requests[name].dependencies)
-        assert any(d.endswith("::base-image") for d in deps)
+    image = run.inputs("agent-image")
+    assert f"FROM {spec.tag}\n" in image["files"]["Containerfile"]
+    assert "context_dir" not in image
+    assert any(d.endswith("::base-image") for d in run.requests["agent-image"].dependencies)
+    # The proxy never builds on the repository's Dockerfile.
+    proxy_file = run.inputs("proxy-image")["files"]["Containerfile"]
+    assert spec.tag not in proxy_file
+    assert not any(d.endswith("::base-image") for d in run.requests["proxy-image"].dependencies)
     retained = {name for name, request in run.requests.items()
                 if request.HasField("retainOnDelete") and request.retainOnDelete}
     assert retained == {"base-image", "agent-image", "proxy-image", "workspace"}

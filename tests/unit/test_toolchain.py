@@ -319,8 +319,6 @@ def test_unreachable_url_is_engine_missing(home: Path) -> None:
     assert "scripts/build-engine.sh" in exc.value.render()
 
 
-@pytest.mark.xfail(strict=True, raises=tarfile.ReadError,
-                   reason="BUG: a download that is not a tarball escapes as tarfile.ReadError")
 def test_download_that_is_not_a_tarball_is_engine_missing(home: Path, serve: Site) -> None:
     (serve.root / "r.tar.gz").write_text("<html>captive portal</html>")
     with pytest.raises(EngineMissingError):
