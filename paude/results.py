@@ -9,6 +9,14 @@ from typing import Any
 OP_ORDER = ("delete", "replace", "create", "update", "same")
 
 
+def count_ops(changes: tuple[ResourceChange, ...]) -> dict[str, int]:
+    """Number of resources per operation, every operation present."""
+    out = dict.fromkeys(OP_ORDER, 0)
+    for change in changes:
+        out[change.op] = out.get(change.op, 0) + 1
+    return out
+
+
 @dataclass(frozen=True)
 class ResourceChange:
     """One resource's planned or applied step."""
@@ -63,10 +71,7 @@ class PlanResult:
 
     def counts(self) -> dict[str, int]:
         """Number of resources per operation."""
-        out = {op: 0 for op in OP_ORDER}
-        for change in self.changes:
-            out[change.op] = out.get(change.op, 0) + 1
-        return out
+        return count_ops(self.changes)
 
 
 @dataclass(frozen=True)
@@ -81,10 +86,7 @@ class ApplyResult:
 
     def counts(self) -> dict[str, int]:
         """Number of resources per operation."""
-        out = {op: 0 for op in OP_ORDER}
-        for change in self.changes:
-            out[change.op] = out.get(change.op, 0) + 1
-        return out
+        return count_ops(self.changes)
 
 
 @dataclass(frozen=True)

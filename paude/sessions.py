@@ -58,9 +58,12 @@ def session_of(project: Project, name: str) -> tuple[Session, list[str]]:
     return session, warnings
 
 
-def _context(project: Project) -> engine.EngineContext:
+InstallProgress = Callable[[int, int | None], None]
+
+
+def _context(project: Project, on_install: InstallProgress | None) -> engine.EngineContext:
     url = os.environ.get("PAUDE_STATE_BACKEND") or project.file.state.backend
-    return engine.connect(paude_home(), url)
+    return engine.connect(paude_home(), url, on_install=on_install)
 
 
 def _program(session: Session, owner: str) -> engine.Program:
@@ -84,12 +87,13 @@ def _check_owner(handle: engine.StackHandle, owner: str) -> dict[str, object]:
 
 
 def plan(name: str, *, cwd: Path | None = None,
-         on_progress: engine.OnProgress | None = None) -> PlanResult:
+         on_progress: engine.OnProgress | None = None,
+         on_install: InstallProgress | None = None) -> PlanResult:
     """Preview what applying the session would change, against the live objects."""
     name = check_name(name)
     project = open_project(cwd)
     session, warnings = session_of(project, name)
-    ctx = _context(project)
+    ctx = _context(project, on_install)
     handle = _open(ctx, name, _program(session, project.owner))
     _check_owner(handle, project.owner)
     changes = engine.preview(handle, on_progress=on_progress)
@@ -105,13 +109,14 @@ def _open(ctx: engine.EngineContext, name: str, program: engine.Program) -> engi
 
 
 def apply(name: str, *, cwd: Path | None = None, confirm: Confirm | None = None,
-          on_progress: engine.OnProgress | None = None) -> ApplyResult:
+          on_progress: engine.OnProgress | None = None,
+          on_install: InstallProgress | None = None) -> ApplyResult:
     """Converge the session on its definition; with `confirm`, show the plan and ask first."""
     name = check_name(name)
     started = time.monotonic()
     project = open_project(cwd)
     session, warnings = session_of(project, name)
-    ctx = _context(project)
+    ctx = _context(project, on_install)
     program = _program(session, project.owner)
     handle = _open(ctx, name, program)
     outputs = _check_owner(handle, project.owner)
@@ -135,12 +140,13 @@ def apply(name: str, *, cwd: Path | None = None, confirm: Confirm | None = None,
 
 def destroy(name: str, *, cwd: Path | None = None, delete_data: bool = False,
             confirm: Callable[[str], bool] | None = None,
-            on_progress: engine.OnProgress | None = None) -> DestroyResult:
+            on_progress: engine.OnProgress | None = None,
+            on_install: InstallProgress | None = None) -> DestroyResult:
     """Remove a session's containers and networks; its workspace only with delete_data."""
     name = check_name(name)
     started = time.monotonic()
     project = open_project(cwd)
-    ctx = _context(project)
+    ctx = _context(project, on_install)
     handle = engine.open_stack(ctx, name, create=False)
     outputs = _check_owner(handle, project.owner) if handle is not None else None
     backend_name = str((outputs or {}).get("backend") or _declared_backend(project, name))

@@ -49,6 +49,20 @@ def progress(event: ProgressEvent) -> None:
         err.print(f"  FAILED {event.op} {event.resource}", style="red")
 
 
+_last_tenth = [-1]
+
+
+def download(done: int, total: int | None) -> None:
+    """Progress of the first-use engine download, one line per tenth."""
+    if total:
+        tenth = done * 10 // total
+        if tenth != _last_tenth[0]:
+            _last_tenth[0] = tenth
+            err.print(f"  downloading the Pulumi engine: {done / 1e6:.1f} of {total / 1e6:.1f} MB")
+    elif done % (8 << 20) < (64 << 10):
+        err.print(f"  downloading the Pulumi engine: {done / 1e6:.1f} MB")
+
+
 def confirm(question: str) -> bool:
     """Ask yes/no on the terminal; anything but yes is no, and no terminal means no."""
     if not sys.stdin.isatty():

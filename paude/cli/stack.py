@@ -28,7 +28,7 @@ def plan(
       paude plan demo --json | jq .summary\n
       paude plan demo --detailed-exitcode || echo "drift or pending changes"
     """
-    result = sessions.plan(name)
+    result = sessions.plan(name, on_install=output.download)
     if as_json:
         output.text(planview.plan_json_text(result).rstrip("\n"))
     elif markdown:
@@ -57,7 +57,8 @@ def apply(
         output.text(planview.plan_text(planned).rstrip("\n"))
         return output.confirm(f"Apply these changes to session {planned.session}?")
 
-    result = sessions.apply(name, confirm=None if yes else ask, on_progress=output.progress)
+    result = sessions.apply(name, confirm=None if yes else ask, on_progress=output.progress,
+                            on_install=output.download)
     output.text(planview.apply_text(result).rstrip("\n"))
     return 0
 
@@ -77,7 +78,7 @@ def destroy(
     """
     result = sessions.destroy(name, delete_data=delete_data,
                               confirm=None if yes else output.confirm,
-                              on_progress=output.progress)
+                              on_progress=output.progress, on_install=output.download)
     output.text(f"Session {name} destroyed in {result.seconds:.1f}s.")
     if result.data_deleted:
         output.text("  workspace volume deleted.")

@@ -193,7 +193,8 @@ def test_apply_without_yes_declines_when_stdin_is_not_a_tty(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     answers: list[bool] = []
 
-    def fake_apply(name: str, *, confirm: Any = None, on_progress: Any = None) -> ApplyResult:
+    def fake_apply(name: str, *, confirm: Any = None, on_progress: Any = None,
+                   on_install: Any = None) -> ApplyResult:
         assert confirm is not None, "without --yes, apply must ask"
         answers.append(confirm(plan_result("create")))
         if not answers[-1]:
@@ -212,7 +213,8 @@ def test_apply_without_yes_declines_when_stdin_is_not_a_tty(
 
 def test_apply_with_yes_does_not_ask(monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture[str]) -> None:
-    def fake_apply(name: str, *, confirm: Any = None, on_progress: Any = None) -> ApplyResult:
+    def fake_apply(name: str, *, confirm: Any = None, on_progress: Any = None,
+                   on_install: Any = None) -> ApplyResult:
         assert confirm is None and on_progress is not None
         return ApplyResult(name, plan_result("create").changes, {}, 1.0)
 
@@ -224,7 +226,7 @@ def test_apply_with_yes_does_not_ask(monkeypatch: pytest.MonkeyPatch,
 def test_destroy_without_yes_declines(monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     def fake_destroy(name: str, *, delete_data: bool, confirm: Any,
-                     on_progress: Any) -> DestroyResult:
+                     on_progress: Any, on_install: Any = None) -> DestroyResult:
         assert confirm is not None and not delete_data
         if not confirm(f"destroy session {name}?"):
             raise AbortedError("destroy cancelled; nothing was changed")
@@ -264,3 +266,16 @@ def test_doctor_exits_1_when_a_check_fails(monkeypatch: pytest.MonkeyPatch,
 def test_doctor_exits_0_when_all_checks_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(diagnose, "run_all", lambda _home: [Check("state", True, "file:///x")])
     assert main(["doctor"]) == 0
+
+
+def test_engine_download_progress_prints_one_line_per_tenth(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from paude.cli import output
+
+    output._last_tenth[0] = -1
+    total = 80_000_000
+    for done in range(0, total + 1, 1_000_000):
+        output.download(done, total)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "downloading" in ln]
+    assert len(lines) == 11  # 0%, 10%, ..., 100%
+    assert lines[-1].endswith("80.0 of 80.0 MB")
