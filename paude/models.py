@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
-import posixpath
-import re
 import shlex
 from typing import Annotated, Any, Literal, TypeVar
-from urllib.parse import urlsplit
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,182 +16,62 @@ from pydantic import (
 )
 
 from paude.errors import SessionNotFoundError
-
-# Names end up inside `paude-NAME-workspace`, volume, network, Kubernetes and git
-# remote names, so they follow DNS-label rules and stay short enough for prefixes.
-SESSION_NAME_MAX = 40
-SESSION_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?$")
-_NAME_RULE = (
-    f"use 1-{SESSION_NAME_MAX} characters: lowercase letters, digits and '-', "
-    "starting with a letter and not ending with '-'"
+from paude.fields import (
+    DEFAULT_ALLOWED_DOMAINS,
+    DEFAULT_BACKEND,
+    DEFAULT_BASE_IMAGE,
+    DOMAIN_GROUPS,
+    SESSION_NAME_MAX,
+    SESSION_NAME_RE,
+    STATE_SCHEMES,
+    Backend,
+    Domain,
+    EnvName,
+    EnvValue,
+    ImageRef,
+    Namespace,
+    OptionName,
+    PackageName,
+    Quantity,
+    RepoPath,
+    SessionName,
+    StorageClass,
+    validate_domain,
+    validate_session_name,
 )
 
-Backend = Literal["podman", "openshift"]
-
-DEFAULT_BASE_IMAGE = "docker.io/library/debian:bookworm-slim"
-DEFAULT_BACKEND: Backend = "podman"
-DEFAULT_ALLOWED_DOMAINS = ("default",)
-
-DOMAIN_GROUPS: frozenset[str] = frozenset(
-    {"default", "all", "vertexai", "pypi", "claude", "github"}
-)
-
-# Package names land in a Containerfile RUN line: only Debian's own name syntax (and
-# an optional version) is allowed, so no shell metacharacter can get through.
-_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]+(?:=[A-Za-z0-9.+~:\-]+)?$")
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_QUANTITY_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)?(?:Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-_DNS_LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-_DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-STATE_SCHEMES = ("file://", "s3://", "gs://", "azblob://", "https://")
-
-
-def _suggest_name(name: str) -> str | None:
-    """A valid session name close to `name`, or None when nothing sensible is left."""
-    candidate = re.sub(r"[^a-z0-9]+", "-", name.lower())
-    candidate = re.sub(r"^[^a-z]+", "", candidate)[:SESSION_NAME_MAX].rstrip("-")
-    return candidate if SESSION_NAME_RE.match(candidate) else None
-
-
-def validate_session_name(name: str) -> str:
-    """Return `name` if it is a valid session name, else raise ValueError saying the rule."""
-    if SESSION_NAME_RE.match(name):
-        return name
-    message = f"invalid session name {name!r}: {_NAME_RULE}"
-    suggestion = _suggest_name(name)
-    if suggestion and suggestion != name:
-        message += f" (for example {suggestion!r})"
-    raise ValueError(message)
-
-
-def _is_ip_literal(host: str) -> bool:
-    """True for IPv4/IPv6 addresses, bracketed or not."""
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
-def validate_domain(entry: str) -> str:
-    """Return a normalised allowed_domains entry (group, host or .suffix) or raise ValueError."""
-    if entry in DOMAIN_GROUPS:
-        return entry
-    groups = ", ".join(sorted(DOMAIN_GROUPS))
-    if "://" in entry:
-        host = urlsplit(entry).hostname
-        hint = f", e.g. {host!r}" if host else ""
-        raise ValueError(f"{entry!r} is a URL: list only the host name{hint}")
-    candidate = entry.lower()
-    wildcard = candidate.startswith(".")
-    host = candidate[1:] if wildcard else candidate
-    labels = host.split(".")
-    ip_message = (
-        f"{entry!r} is an IP address: the proxy only allows domain names, "
-        "so list the host name instead"
-    )
-    if _is_ip_literal(host) or host.startswith("["):
-        raise ValueError(ip_message)
-    if "/" in host:
-        raise ValueError(f"{entry!r} contains a path: list only the host name")
-    if ":" in host:
-        raise ValueError(f"{entry!r} contains a port: list only the host name (ports are fixed)")
-    if host.startswith("*."):
-        raise ValueError(f"write the wildcard {entry!r} as {'.' + host[2:]!r}")
-    if len(host) > 253 or not all(_DNS_LABEL_RE.match(label) for label in labels):
-        raise ValueError(
-            f"{entry!r} is not a valid host name: dot-separated labels of 1-63 letters, "
-            "digits or '-', not starting or ending with '-'"
-        )
-    # Resolvers read all-numeric forms such as '127.1' as addresses, so they are refused too.
-    if labels[-1].isdigit():
-        raise ValueError(ip_message)
-    if len(labels) < 2:
-        if wildcard:
-            raise ValueError(
-                f"wildcard {entry!r} is too broad: name at least a domain such as '.example.com'"
-            )
-        raise ValueError(
-            f"{entry!r} is neither a group ({groups}) "
-            "nor a full host name such as 'api.example.com'"
-        )
-    return "." + host if wildcard else host
-
-
-def _check_image_ref(value: str) -> str:
-    if not value or _CONTROL_RE.search(value) or any(c.isspace() for c in value):
-        raise ValueError(f"{value!r} is not an image reference: it must be one word")
-    if value.startswith("-"):
-        raise ValueError(f"{value!r} is not an image reference: it must not start with '-'")
-    return value
-
-
-def _check_relative_path(value: str) -> str:
-    # Build inputs are read on the host; a path outside the repository could pull
-    # files such as ~/.ssh into the image the agent runs in.
-    if not value or _CONTROL_RE.search(value) or value.startswith("-"):
-        raise ValueError(f"{value!r} is not a usable path")
-    if posixpath.isabs(value) or re.match(r"^[A-Za-z]:[\\/]", value):
-        raise ValueError(f"{value!r} must be relative to the repository root, not absolute")
-    normal = posixpath.normpath(value)
-    if normal == ".." or normal.startswith("../"):
-        raise ValueError(f"{value!r} points outside the repository")
-    return value
-
-
-def _check_env_value(value: str) -> str:
-    # Values are written into Containerfile instructions, where a newline starts a new one.
-    if "\n" in value or "\r" in value or "\x00" in value:
-        raise ValueError("value must be a single line")
-    return value
-
-
-def _check_option(value: str) -> str:
-    if not value or _CONTROL_RE.search(value) or value.startswith("-") or value != value.strip():
-        raise ValueError(f"{value!r} is not a valid name")
-    return value
-
-
-def _matching(regex: re.Pattern[str], what: str) -> AfterValidator:
-    """A validator accepting strings that match `regex`; `what` says the rule."""
-
-    def check(value: str) -> str:
-        if not regex.match(value):
-            raise ValueError(f"{value!r} is not {what}")
-        return value
-
-    return AfterValidator(check)
-
-
-def _pattern(regex: re.Pattern[str]) -> WithJsonSchema:
-    """Advertise `regex` in the JSON Schema; the validator gives the readable error."""
-    return WithJsonSchema({"type": "string", "pattern": regex.pattern})
-
-
-SessionName = Annotated[str, AfterValidator(validate_session_name), _pattern(SESSION_NAME_RE)]
-PackageName = Annotated[str, _matching(
-    _PACKAGE_RE,
-    "a Debian package name: lowercase letters, digits and '+.-', optionally '=VERSION' "
-    "(one package per list entry)",
-), _pattern(_PACKAGE_RE)]
-EnvName = Annotated[str, _matching(
-    _ENV_NAME_RE, "a variable name: letters, digits and '_', not starting with a digit"
-), _pattern(_ENV_NAME_RE)]
-Quantity = Annotated[str, _matching(
-    _QUANTITY_RE, "a Kubernetes quantity such as '10Gi' or '500Mi'"
-), _pattern(_QUANTITY_RE)]
-Namespace = Annotated[str, _matching(
-    _DNS_LABEL_RE, "a namespace name: a DNS label of at most 63 characters"
-), _pattern(_DNS_LABEL_RE)]
-StorageClass = Annotated[str, _matching(
-    _DNS_SUBDOMAIN_RE, "a StorageClass name: a DNS subdomain"
-), _pattern(_DNS_SUBDOMAIN_RE)]
-EnvValue = Annotated[str, AfterValidator(_check_env_value)]
-Domain = Annotated[str, AfterValidator(validate_domain)]
-ImageRef = Annotated[str, AfterValidator(_check_image_ref)]
-RepoPath = Annotated[str, AfterValidator(_check_relative_path)]
-OptionName = Annotated[str, AfterValidator(_check_option)]
+__all__ = [
+    "DEFAULT_ALLOWED_DOMAINS",
+    "DEFAULT_BACKEND",
+    "DEFAULT_BASE_IMAGE",
+    "DOMAIN_GROUPS",
+    "SESSION_NAME_MAX",
+    "SESSION_NAME_RE",
+    "STATE_SCHEMES",
+    "AgentConfig",
+    "Backend",
+    "Domain",
+    "EnvName",
+    "EnvValue",
+    "ImageConfig",
+    "ImageRef",
+    "Namespace",
+    "OpenShiftConfig",
+    "OptionName",
+    "PackageName",
+    "PaudeFile",
+    "ProxyConfig",
+    "Quantity",
+    "RepoPath",
+    "Session",
+    "SessionName",
+    "SessionSpec",
+    "StateConfig",
+    "StorageClass",
+    "resolve",
+    "validate_domain",
+    "validate_session_name",
+]
 
 
 class _Model(BaseModel):
