@@ -185,3 +185,21 @@ Domain = Annotated[str, AfterValidator(validate_domain)]
 ImageRef = Annotated[str, AfterValidator(_check_image_ref)]
 RepoPath = Annotated[str, AfterValidator(_check_relative_path)]
 OptionName = Annotated[str, AfterValidator(_check_option)]
+
+
+def check_single_line(value: str) -> str:
+    """Refuse control characters (newlines would split a Containerfile or argv line)."""
+    if _CONTROL_RE.search(value):
+        raise ValueError("must be a single line without control characters")
+    return value
+
+
+def _check_host_path(value: str) -> str:
+    check_single_line(value)
+    if not (value.startswith("/") or value.startswith("~")):
+        raise ValueError(f"{value!r} must be an absolute path or start with '~'")
+    return value
+
+
+HostPath = Annotated[str, AfterValidator(_check_host_path)]
+SingleLine = Annotated[str, AfterValidator(check_single_line)]

@@ -28,6 +28,7 @@ from paude.fields import (
     Domain,
     EnvName,
     EnvValue,
+    HostPath,
     ImageRef,
     Namespace,
     OptionName,
@@ -35,6 +36,7 @@ from paude.fields import (
     Quantity,
     RepoPath,
     SessionName,
+    SingleLine,
     StorageClass,
     validate_domain,
     validate_session_name,
@@ -53,6 +55,7 @@ __all__ = [
     "Domain",
     "EnvName",
     "EnvValue",
+    "HostPath",
     "ImageConfig",
     "ImageRef",
     "Namespace",
@@ -66,6 +69,7 @@ __all__ = [
     "Session",
     "SessionName",
     "SessionSpec",
+    "SingleLine",
     "StateConfig",
     "StorageClass",
     "resolve",
@@ -110,10 +114,29 @@ class ImageConfig(_Model):
         default_factory=dict,
         description="Devcontainer features; recorded for review but not installed.",
     )
+    ca_certificates: list[HostPath] = Field(
+        default_factory=list,
+        description=(
+            "Extra CA certificate files (PEM) on the host, trusted inside the agent and proxy "
+            "images: needed behind TLS-inspecting proxies."
+        ),
+    )
 
 
 class AgentConfig(_Model):
     """How the coding agent (claude) is started."""
+
+    install: Literal["native", "npm", "none"] = Field(
+        "native",
+        description=(
+            "How Claude Code gets into the agent image: Anthropic's native installer, the "
+            "npm package, or none (the image already has it)."
+        ),
+    )
+    command: list[SingleLine] = Field(
+        default_factory=lambda: ["claude"], min_length=1,
+        description="The agent program and any fixed leading arguments.",
+    )
 
     args: Annotated[
         list[str],

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from paude import engine
+from paude import credentials, engine
 from paude.backends import get_backend
 from paude.config import PAUDE_FILE, find_project_root, load_paude_file, load_session
 from paude.errors import AbortedError, ConfigError, ConfigProblem, OwnershipError, PaudeError
@@ -70,7 +70,9 @@ def _program(session: Session, owner: str) -> engine.Program:
     if session.backend == "podman":
         from paude.stacks.podman.program import make_program
 
-        program: engine.Program = make_program(session, owner)
+        identity = credentials.gather(Path.home(), os.environ,
+                                      paude_home() / "sessions" / session.name / "mounts")
+        program: engine.Program = make_program(session, owner, identity)
         return program
     raise PaudeError(f"session {session.name}: backend {session.backend!r} is not available yet",
                      hint="use backend: podman")

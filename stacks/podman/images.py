@@ -47,19 +47,26 @@ class BuildSpec:
 
 
 def agent_build(session: Session, base: str | None = None) -> BuildSpec:
-    """The agent image: the session's base plus packages, setup and paude's entrypoint."""
+    """The agent image: the session's base plus packages, Claude Code, setup and paude's
+    entrypoint."""
     image = session.image
+    install = session.agent.install
+    extra = ["curl"] if install == "native" else ["nodejs", "npm"] if install == "npm" else []
+    cas = ca_files(session)
     containerfile = render(
         "Containerfile.agent.j2",
         base=base or image.base,
-        base_packages=list(AGENT_BASE_PACKAGES),
+        base_packages=list(AGENT_BASE_PACKAGES) + extra,
         packages=list(image.packages),
         setup=image.setup,
         env=dict(image.env),
+        install=install,
+        ca_certificates=bool(cas),
     )
     files = {
         "Containerfile": containerfile,
         "agent-entrypoint.sh": template_source("agent-entrypoint.sh"),
+        **cas,
     }
     if image.setup:
         files["paude-setup.sh"] = image.setup.rstrip("\n") + "\n"
@@ -70,12 +77,41 @@ def proxy_build(session: Session) -> BuildSpec:
     """The proxy image: squid on a base the repository's Dockerfile cannot touch; its
     allowlist is not baked in (an allowlist change must not rebuild it)."""
     base = session.proxy.base or session.image.base or DEFAULT_BASE_IMAGE
-    containerfile = render("Containerfile.proxy.j2", base=base)
+    cas = ca_files(session)
+    containerfile = render("Containerfile.proxy.j2", base=base, ca_certificates=bool(cas))
     files = {
         "Containerfile": containerfile,
         "proxy-entrypoint.sh": template_source("proxy-entrypoint.sh"),
+        "ERR_PAUDE_BLOCKED": template_source("ERR_PAUDE_BLOCKED"),
+        **cas,
     }
     return BuildSpec("paude-proxy", files)
+
+
+_PEM_END = "-----END CERTIFICATE-----"
+
+
+def ca_files(session: Session) -> dict[str, str]:
+    """Build-context files for image.ca_certificates: one certificate per .crt file, since
+    update-ca-certificates expects that; the certificates' text is hashed into the tags."""
+    files: dict[str, str] = {}
+    for index, source in enumerate(session.image.ca_certificates):
+        path = Path(source).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError("paude.yaml", [ConfigProblem(
+                f"image.ca_certificates.{index}", f"cannot read {source}: {exc.strerror}")],
+                hint="list PEM certificate files that exist on this machine") from None
+        blocks = [b.strip() + "\n" + _PEM_END + "\n" for b in text.split(_PEM_END) if
+                  "-----BEGIN CERTIFICATE-----" in b]
+        if not blocks:
+            raise ConfigError("paude.yaml", [ConfigProblem(
+                f"image.ca_certificates.{index}", f"{source} holds no PEM certificate")])
+        for number, block in enumerate(blocks):
+            body = block[block.index("-----BEGIN CERTIFICATE-----"):]
+            files[f"ca/paude-{index}-{number}.crt"] = body
+    return files
 
 
 def dockerfile_build(session: Session, root: Path) -> BuildSpec | None:

@@ -47,9 +47,12 @@ def build_argv(tag: str, context_dir: str, *, build_args: Mapping[str, str],
     return [*argv, *label_args(labels), context_dir]
 
 
-def run_argv(spec: Mapping[str, Any]) -> list[str]:
-    """argv starting a detached container from a container spec (see ContainerSpec)."""
-    argv = [PODMAN, "run", "--detach", "--name", spec["name"], "--hostname", spec["hostname"]]
+def create_argv(spec: Mapping[str, Any]) -> list[str]:
+    """argv creating (not starting) a container from a container spec.
+
+    Secret variables appear as bare `--env KEY`: podman takes their values from its own
+    environment, so they never show in argv, process lists or logs."""
+    argv = [PODMAN, "create", "--name", spec["name"], "--hostname", spec["hostname"]]
     for network in spec["networks"]:
         argv += ["--network", network]
     for host in spec.get("add_hosts", []):
@@ -71,6 +74,8 @@ def run_argv(spec: Mapping[str, Any]) -> list[str]:
     env = spec.get("env", {})
     for key in sorted(env):
         argv += ["--env", f"{key}={env[key]}"]
+    for key in sorted(spec.get("secret_env") or {}):
+        argv += ["--env", key]
     argv += label_args(spec.get("labels", {}))
     if spec.get("restart"):
         argv += ["--restart", spec["restart"]]

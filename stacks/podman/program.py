@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pulumi
 
 from paude import domains
+from paude.credentials import AgentIdentity, stage
 from paude.models import Session
 from paude.render import render
 
@@ -89,8 +91,16 @@ def proxy_address(subnet: str) -> str:
     return str(network.broadcast_address - 1)
 
 
-def make_program(session: Session, owner: str) -> Callable[[], None]:
+def agent_command(session: Session) -> str:
+    """The agent's command line, shell-quoted for tmux: each argument stays one argument."""
+    flags = ["--dangerously-skip-permissions"] if session.yolo else []
+    return shlex.join([*session.agent.command, *flags, *session.agent.args])
+
+
+def make_program(session: Session, owner: str,
+                 identity: AgentIdentity | None = None) -> Callable[[], None]:
     """Return the inline Pulumi program for one session on podman."""
+    identity = identity or AgentIdentity((), (), {}, {})
 
     # Outside the program: a missing Dockerfile is a definition error, reported before
     # the engine starts.
@@ -122,6 +132,8 @@ def make_program(session: Session, owner: str) -> Callable[[], None]:
         }, keep)
 
         hardening = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
+        if not pulumi.runtime.is_dry_run():
+            stage(identity)  # the read-only mounts' sources; a plan writes nothing
         conf = base64.b64encode(squid_conf(session).encode()).decode()
         # A fixed proxy address lets the agent find it without any resolver, and survives
         # proxy replacement (an allowlist change must not restart the agent).
@@ -143,13 +155,18 @@ def make_program(session: Session, owner: str) -> Callable[[], None]:
             "name": names.agent, "hostname": names.agent,
             "image": agent_image.tag,
             "networks": [internal.name],
-            "volumes": [pulumi.Output.concat(workspace.name, ":", WORKSPACE_MOUNT)],
+            "volumes": [pulumi.Output.concat(workspace.name, ":", WORKSPACE_MOUNT),
+                        *identity.mounts()],
             "env": {
+                **identity.env,
                 "HTTP_PROXY": proxy_url, "HTTPS_PROXY": proxy_url,
                 "http_proxy": proxy_url, "https_proxy": proxy_url,
                 "NO_PROXY": no_proxy, "no_proxy": no_proxy,
                 "PAUDE_SESSION": session.name,
+                "PAUDE_AGENT_CMD": agent_command(session),
             },
+            "secret_env": pulumi.Output.secret(identity.secret_env),
+            "copy_in": [list(pair) for pair in identity.copies],
             "add_hosts": [pulumi.Output.concat(names.proxy, ":", proxy_ip)],
             "dns": "none",
             "user": "paude", "labels": labels(session.name, "agent", owner),

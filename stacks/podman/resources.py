@@ -27,7 +27,7 @@ from . import podman
 # Inputs whose change requires a new object: podman cannot modify these in place.
 _CONTAINER_KEYS = ("name", "image", "networks", "volumes", "env", "labels", "user", "cap_drop",
                    "security_opt", "command", "hostname", "read_only", "tmpfs", "restart",
-                   "add_hosts", "dns")
+                   "add_hosts", "dns", "secret_env", "copy_in")
 _NETWORK_KEYS = ("name", "internal", "dns", "labels")
 
 
@@ -60,7 +60,9 @@ class ImageProvider(_Provider):
             else:
                 with tempfile.TemporaryDirectory(prefix="paude-build-") as ctx:
                     for name, content in props["files"].items():
-                        (Path(ctx) / name).write_text(content, encoding="utf-8")
+                        target = Path(ctx) / name
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_text(content, encoding="utf-8")
                     proc.run(podman.build_argv(tag, ctx, build_args=props.get("build_args", {}),
                                                labels=props.get("labels", {})))
             found = podman.inspect("image", tag)
@@ -151,8 +153,14 @@ class ContainerProvider(_Provider):
         if existing is not None:
             _require_owned(existing.get("Config", {}).get("Labels") or {}, props, "container")
             podman.remove([podman.PODMAN, "rm", "--force", "--time", "1", props["name"]])
-        proc.run(podman.run_argv(props))
-        container_id = podman.wait_running(props["name"])
+        name = props["name"]
+        proc.run(podman.create_argv(props), env=dict(props.get("secret_env") or {}))
+        # Copied before the first start, so the agent never runs without its settings;
+        # podman cp hands the files to the container's user.
+        for source, target in props.get("copy_in") or []:
+            proc.run([podman.PODMAN, "cp", source, f"{name}:{target}"])
+        proc.run([podman.PODMAN, "start", name])
+        container_id = podman.wait_running(name)
         return CreateResult(props["name"], {**props, "container_id": container_id})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:

@@ -126,7 +126,7 @@ def test_agent_containerfile_with_packages_setup_and_env(golden: Any) -> None:
     spec = agent_build(session(CUSTOM_IMAGE))
     text = spec.files["Containerfile"]
     assert spec.files["paude-setup.sh"] == "pip install -r requirements.txt\n"
-    assert ("--no-install-recommends bash ca-certificates coreutils git tmux procps make gcc "
+    assert ("--no-install-recommends bash ca-certificates coreutils git tmux procps curl make gcc "
             in text)
     assert 'ENV FOO="bar"\n' in text
     assert "RUN sh -e /tmp/paude-setup.sh && rm -f /tmp/paude-setup.sh\n" in text
@@ -144,7 +144,7 @@ def test_proxy_containerfile(golden: Any) -> None:
     spec = proxy_build(session())
     assert spec.repository == "paude-proxy"
     assert TAG_RE.match(spec.tag) and spec.tag.startswith("localhost/paude-proxy:")
-    assert set(spec.files) == {"Containerfile", "proxy-entrypoint.sh"}
+    assert set(spec.files) == {"Containerfile", "proxy-entrypoint.sh", "ERR_PAUDE_BLOCKED"}
     assert spec.files["proxy-entrypoint.sh"] == template_source("proxy-entrypoint.sh")
     assert spec.build_args == {}
     text = spec.files["Containerfile"]

@@ -76,7 +76,7 @@ def test_build_argv() -> None:
     ]
 
 
-def test_run_argv_full_spec() -> None:
+def test_create_argv_full_spec() -> None:
     spec = {
         "name": "paude-demo-agent", "hostname": "paude-demo-agent",
         "networks": ["paude-demo-internal", "net:ip=1.2.3.4"],
@@ -91,9 +91,12 @@ def test_run_argv_full_spec() -> None:
         "image": "localhost/paude-agent:0123456789abcdef",
         "command": ["sleep", "infinity"],
         "container_id": "ignored", "allowlist": ["ignored.example.com"],
+        "secret_env": {"ANTHROPIC_API_KEY": "sk-never-in-argv"},
     }
-    assert podman.run_argv(spec) == [
-        "podman", "run", "--detach", "--name", "paude-demo-agent",
+    argv = podman.create_argv(spec)
+    assert not any("sk-never-in-argv" in a for a in argv)
+    assert argv == [
+        "podman", "create", "--name", "paude-demo-agent",
         "--hostname", "paude-demo-agent",
         "--network", "paude-demo-internal", "--network", "net:ip=1.2.3.4",
         "--add-host", "paude-demo-proxy:10.89.3.254",
@@ -105,16 +108,16 @@ def test_run_argv_full_spec() -> None:
         "--tmpfs", "/tmp",
         "--volume", "paude-demo-workspace:/workspace",
         "--env", "A=a b", "--env", "HTTP_PROXY=http://paude-demo-proxy:3128",
-        "--env", "Z_VAR=z",
+        "--env", "Z_VAR=z", "--env", "ANTHROPIC_API_KEY",
         "--label", "paude.managed=true", "--label", "paude.role=agent",
         "--restart", "unless-stopped",
         "localhost/paude-agent:0123456789abcdef", "sleep", "infinity",
     ]
 
 
-def test_run_argv_minimal_spec_has_no_optional_flags() -> None:
-    assert podman.run_argv({"name": "c", "hostname": "h", "networks": [], "image": "img"}) == [
-        "podman", "run", "--detach", "--name", "c", "--hostname", "h", "img"]
+def test_create_argv_minimal_spec_has_no_optional_flags() -> None:
+    assert podman.create_argv({"name": "c", "hostname": "h", "networks": [], "image": "img"}) == [
+        "podman", "create", "--name", "c", "--hostname", "h", "img"]
 
 
 # ---------------------------------------------------------------- inspect()

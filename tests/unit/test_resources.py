@@ -211,16 +211,41 @@ def test_container_read_reports_a_swapped_image(fake: Podman) -> None:
 
 def test_container_create_runs_and_waits(fake: Podman) -> None:
     result = ContainerProvider().create(container_props())
-    assert fake.runs == [podman.run_argv(container_props())]
+    assert fake.runs == [podman.create_argv(container_props()),
+                         ["podman", "start", "paude-demo-proxy"]]
     assert result.id == "paude-demo-proxy"
     assert result.outs["container_id"] == "id-of-paude-demo-proxy"
+
+
+def test_container_create_copies_files_in_before_the_first_start(fake: Podman) -> None:
+    props = container_props(copy_in=[["/home/u/.claude", "/home/paude/.claude"]])
+    ContainerProvider().create(props)
+    assert fake.runs[1:] == [
+        ["podman", "cp", "/home/u/.claude", "paude-demo-proxy:/home/paude/.claude"],
+        ["podman", "start", "paude-demo-proxy"]]
+
+
+def test_container_secret_env_travels_in_the_environment_not_argv(
+        fake: Podman, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[dict[str, str]] = []
+
+    def run(argv: Sequence[str], *, check: bool = True, env: Any = None,
+            **_kw: Any) -> CommandResult:
+        seen.append(dict(env or {}))
+        return fake.run(argv, check=check)
+
+    monkeypatch.setattr(resources.proc, "run", run)
+    ContainerProvider().create(container_props(secret_env={"ANTHROPIC_API_KEY": "sk-1"}))
+    assert seen[0] == {"ANTHROPIC_API_KEY": "sk-1"}
+    assert not any("sk-1" in arg for argv in fake.runs for arg in argv)
+    assert "ANTHROPIC_API_KEY" in fake.runs[0]
 
 
 def test_container_create_replaces_its_own_leftover(fake: Podman) -> None:
     fake.objects[("container", "paude-demo-proxy")] = observed_container([])
     ContainerProvider().create(container_props())
     assert fake.runs[0] == ["podman", "rm", "--force", "--time", "1", "paude-demo-proxy"]
-    assert fake.runs[1][:2] == ["podman", "run"]
+    assert fake.runs[1][:2] == ["podman", "create"]
 
 
 # ---------------------------------------------------------------- networks
