@@ -9,7 +9,6 @@ them, and the gitconfig filter drops every section that could name a helper or a
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -141,7 +140,9 @@ def _global_ignore(home: Path, environ: Mapping[str, str], gitconfig: Path | Non
         match = re.search(r"^\s*excludesfile\s*=\s*(.+?)\s*$",
                           gitconfig.read_text(encoding="utf-8"), re.I | re.M)
         if match:
-            configured = Path(os.path.expanduser(match.group(1).strip('"')))
+            value = match.group(1).strip('"')
+            # `~` means the home paude was given (tests, other users), not this process's.
+            configured = home / value[2:] if value.startswith("~/") else Path(value)
             if not configured.is_absolute():
                 configured = home / configured
             if configured.is_file():

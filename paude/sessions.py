@@ -9,12 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from paude import credentials, engine
+from paude import credentials, engine, proxylog
 from paude.backends import get_backend
 from paude.config import PAUDE_FILE, find_project_root, load_paude_file, load_session
 from paude.errors import AbortedError, ConfigError, ConfigProblem, OwnershipError, PaudeError
 from paude.home import paude_home
 from paude.models import PaudeFile, Session, validate_session_name
+from paude.proxylog import ProxyRequest
 from paude.results import ApplyResult, DestroyResult, PlanResult
 from paude.summary import summarize
 
@@ -52,6 +53,9 @@ def open_project(cwd: Path | None = None) -> Project:
 def session_of(project: Project, name: str) -> tuple[Session, list[str]]:
     """The effective definition of one session, plus warnings about its image sources."""
     session, warnings = load_session(project.root, name)
+    if "all" in session.allowed_domains:
+        warnings.append(f"session {name}: allowed_domains includes 'all': egress is "
+                        "UNRESTRICTED and the agent can send your code anywhere")
     if session.image.features:
         warnings.append("image.features (devcontainer features) are recorded but not installed; "
                         "install what you need with image.packages or image.setup")
@@ -112,12 +116,16 @@ def _open(ctx: engine.EngineContext, name: str, program: engine.Program) -> engi
 
 def apply(name: str, *, cwd: Path | None = None, confirm: Confirm | None = None,
           on_progress: engine.OnProgress | None = None,
-          on_install: InstallProgress | None = None) -> ApplyResult:
+          on_install: InstallProgress | None = None,
+          on_warning: Callable[[str], None] | None = None) -> ApplyResult:
     """Converge the session on its definition; with `confirm`, show the plan and ask first."""
     name = check_name(name)
     started = time.monotonic()
     project = open_project(cwd)
     session, warnings = session_of(project, name)
+    if on_warning is not None:
+        for warning in warnings:
+            on_warning(warning)  # before anything changes, not after
     ctx = _context(project, on_install)
     program = _program(session, project.owner)
     handle = _open(ctx, name, program)
@@ -171,6 +179,14 @@ def destroy(name: str, *, cwd: Path | None = None, delete_data: bool = False,
     _remove_index(name)
     return DestroyResult(name, tuple(deleted), tuple(kept), bool(removed),
                          time.monotonic() - started)
+
+
+def blocked(name: str, *, cwd: Path | None = None) -> list[ProxyRequest]:
+    """Requests the session's proxy refused, oldest first."""
+    name = check_name(name)
+    project = open_project(cwd)
+    session, _ = session_of(project, name)
+    return proxylog.blocked(get_backend(session.backend).proxy_log(session=name))
 
 
 def _declared_backend(project: Project, name: str) -> str:

@@ -21,6 +21,11 @@ def summarize(changes: Sequence[ResourceChange], *, new_session: bool) -> tuple[
     proxy = by_name.get("proxy")
     if proxy is not None and proxy.op in ("replace", "update") and not new_session:
         items.extend(_egress(proxy))
+    if proxy is not None and any(e.startswith("*") for e in _allowlist(proxy.new_inputs)):
+        items.append(SummaryItem(
+            "egress-unrestricted",
+            "egress is UNRESTRICTED (allowed_domains: all): the agent can send your code "
+            "anywhere", security=True))
     workspace = by_name.get("workspace")
     if workspace is not None:
         items.append(_workspace(workspace))

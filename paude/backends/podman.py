@@ -21,6 +21,12 @@ class PodmanBackend(Backend):
         proc.run([PODMAN, "volume", "rm", "--force", volume])
         return [volume]
 
+    def proxy_log(self, *, session: str) -> str:
+        """Read squid's access log from inside the proxy container."""
+        result = proc.run([PODMAN, "exec", f"paude-{session}-proxy",
+                           "cat", "/var/log/squid/access.log"])
+        return result.stdout
+
     def leftover_objects(self, *, session: str) -> list[str]:
         """Containers, networks and volumes labelled with this session."""
         found: list[str] = []

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from paude import __version__
-from paude.cli import doctor, output, stack
+from paude.cli import doctor, output, proxy, stack
 from paude.errors import PaudeError
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -26,6 +26,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 stack.register(app)
+proxy.register(app)
 doctor.register(app)
 
 

@@ -58,7 +58,7 @@ def apply(
         return output.confirm(f"Apply these changes to session {planned.session}?")
 
     result = sessions.apply(name, confirm=None if yes else ask, on_progress=output.progress,
-                            on_install=output.download)
+                            on_install=output.download, on_warning=output.warn if yes else None)
     output.text(planview.apply_text(result).rstrip("\n"))
     return 0
 

@@ -88,7 +88,8 @@ def raw_conn(conn, peer, port):
             if not chunk:
                 break
             data += chunk
-            if port == 53 and len(data) >= 2 and len(data) >= 2 + int.from_bytes(data[:2]):
+            size = 2 + int.from_bytes(data[:2], "big") if len(data) >= 2 else 1 << 16
+            if port == 53 and len(data) >= size:
                 break
             if port != 53 and b"\n" in data:
                 break

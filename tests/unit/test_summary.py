@@ -89,7 +89,8 @@ def test_proxy_replaced_for_another_reason_says_nothing_about_egress() -> None:
 ])
 def test_egress_change_has_one_direction(old: list[str], new: list[str], direction: str) -> None:
     items = summarize(stack(proxy=proxy_allowlist(old, new)), new_session=False)
-    assert [k for k in kinds(items) if k.startswith("egress-")] == [direction]
+    direction_kinds = ("egress-widened", "egress-narrowed")
+    assert [k for k in kinds(items) if k in direction_kinds] == [direction]
 
 
 def test_workspace_replaced_loses_data() -> None:
@@ -204,3 +205,16 @@ def test_base_image_rebuild_lists_dockerfile_lines() -> None:
     (item,) = [i for i in summarize([*stack(), base], new_session=False)
                if i.kind == "image-rebuilt"]
     assert item.details == ("Dockerfile: -FROM x:1", "Dockerfile: +FROM x:2")
+
+
+def test_unrestricted_egress_is_said_on_every_plan() -> None:
+    same = ResourceChange("proxy", "podman:Container", "same",
+                          new_inputs={"allowlist": expand(["all"]).describe()})
+    items = summarize(stack(proxy=same), new_session=False)
+    unrestricted = [i for i in items if i.kind == "egress-unrestricted"]
+    assert len(unrestricted) == 1 and unrestricted[0].security
+    assert "UNRESTRICTED" in unrestricted[0].text
+    restricted = ResourceChange("proxy", "podman:Container", "same",
+                                new_inputs={"allowlist": expand(["default"]).describe()})
+    assert "egress-unrestricted" not in kinds(summarize(stack(proxy=restricted),
+                                                        new_session=False))
