@@ -80,8 +80,12 @@ def run(
     check: bool = True,
     input: str | None = None,
     timeout: float | None = None,
+    log_output: bool = True,
 ) -> CommandResult:
-    """Run argv to completion and capture its output; raise a typed error on failure."""
+    """Run argv to completion and capture its output; raise a typed error on failure.
+
+    `log_output=False` keeps stdout out of the debug log (e.g. `podman inspect`, whose
+    output holds a container's environment, secrets included)."""
     args = tuple(str(a) for a in argv)
     if not args:
         raise ValueError("empty argv")
@@ -115,7 +119,8 @@ def run(
             args, -1, f"{args[0]} did not finish within {timeout:g}s",
             hint="see `paude doctor`; PAUDE_DEBUG=1 logs every command") from exc
     result = CommandResult(args, completed.returncode, completed.stdout, completed.stderr)
-    log.debug("exit %d\nstdout: %s\nstderr: %s", result.returncode, result.stdout, result.stderr)
+    log.debug("exit %d\nstdout: %s\nstderr: %s", result.returncode,
+              result.stdout if log_output else "(not logged)", result.stderr)
     if check and not result.ok:
         raise classify_failure(result)
     return result

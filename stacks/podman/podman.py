@@ -84,7 +84,7 @@ def create_argv(spec: Mapping[str, Any]) -> list[str]:
 
 def inspect(kind: str, name: str) -> dict[str, Any] | None:
     """`podman KIND inspect NAME` as a dict, or None when the object does not exist."""
-    result = proc.run([PODMAN, kind, "inspect", name], check=False)
+    result = proc.run([PODMAN, kind, "inspect", name], check=False, log_output=False)
     if not result.ok:
         if _is_missing(result.stderr):
             return None

@@ -61,6 +61,7 @@ def paude(paude_exe: Path, tmp_path: Path) -> Iterator[Paude]:
     (home / "bin").mkdir(parents=True)
     for tool in _engine_dir().iterdir():
         (home / "bin" / tool.name).symlink_to(tool)
+    (tmp_path / "user-home").mkdir()
     session = f"it-{secrets.token_hex(3)}"
     repo = make_repo(tmp_path / "repo")
     write_paude_yaml(repo, session)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 BASE_IMAGE = os.environ.get("PAUDE_TEST_BASE_IMAGE", "localhost/paude-base:bookworm")
@@ -19,11 +19,17 @@ class Paude:
     home: Path
     repo: Path
     session: str
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
+        # The user's own credentials never leak into tests: HOME is the test's, and the
+        # variables paude passes through are cleared unless a test sets them.
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("PULUMI_", "ANTHROPIC_", "CLAUDE_", "GOOGLE_", "CLOUD"))}
         env.update({"PAUDE_HOME": str(self.home), "PAUDE_NO_ENGINE_DOWNLOAD": "1",
-                    "PULUMI_CONFIG_PASSPHRASE": "integration-tests"})
+                    "PULUMI_CONFIG_PASSPHRASE": "integration-tests",
+                    "HOME": str(self.home.parent / "user-home")})
+        env.update(self.extra_env)
         return env
 
     def run(self, *args: str, cwd: Path | None = None,

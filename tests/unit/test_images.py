@@ -307,3 +307,39 @@ def test_context_digest_follows_podman_ignore_semantics(tmp_path: Path) -> None:
 def test_missing_dockerfile_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(PaudeError, match=r"image\.dockerfile"):
         dockerfile_build(session({"dockerfile": "Dockerfile"}), tmp_path)
+
+
+PEM = ("-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUZm9v\n-----END CERTIFICATE-----\n")
+
+
+def test_npm_install_and_ca_certificates(golden: Any, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text("# two certificates\n" + PEM + PEM.replace("Zm9v", "YmFy"))
+    built = session_of_spec({"agent": {"install": "npm"},
+                             "image": {"ca_certificates": [str(bundle)]}})
+    agent, proxy = agent_build(built), proxy_build(built)
+    # One certificate per file, as update-ca-certificates expects, in both images.
+    cas = {k: v for k, v in agent.files.items() if k.startswith("ca/")}
+    assert sorted(cas) == ["ca/paude-0-0.crt", "ca/paude-0-1.crt"]
+    assert all(v.startswith("-----BEGIN CERTIFICATE-----") for v in cas.values())
+    assert {k: v for k, v in proxy.files.items() if k.startswith("ca/")} == cas
+    text = agent.files["Containerfile"]
+    assert "nodejs npm" in text and "npm install --global" in text
+    assert "claude.ai/install.sh" not in text
+    assert "update-ca-certificates" in proxy.files["Containerfile"]
+    golden.check("containerfile/agent-npm-ca.Containerfile", text)
+    # The certificates' content is a build input.
+    bundle.write_text(PEM)
+    assert agent_build(session_of_spec({"agent": {"install": "npm"}, "image": {
+        "ca_certificates": [str(bundle)]}})).tag != agent.tag
+
+
+def test_missing_ca_file_names_the_field(tmp_path: Path) -> None:
+    built = session_of_spec({"image": {"ca_certificates": [str(tmp_path / "nope.pem")]}})
+    with pytest.raises(PaudeError, match=r"image\.ca_certificates\.0"):
+        agent_build(built)
+
+
+def test_install_none_adds_nothing(golden: Any) -> None:
+    text = agent_build(session_of_spec({"agent": {"install": "none"}})).files["Containerfile"]
+    assert "npm" not in text and "install.sh" not in text
