@@ -65,6 +65,9 @@ def create_argv(spec: Mapping[str, Any]) -> list[str]:
         argv += ["--cap-drop", cap]
     for opt in spec.get("security_opt", []):
         argv += ["--security-opt", opt]
+    sysctls = spec.get("sysctls") or {}
+    for key in sorted(sysctls):
+        argv += ["--sysctl", f"{key}={sysctls[key]}"]
     if spec.get("read_only"):
         argv.append("--read-only")
     for tmpfs in spec.get("tmpfs", []):

@@ -169,6 +169,11 @@ def make_program(session: Session, owner: str,
             "copy_in": [list(pair) for pair in identity.copies],
             "add_hosts": [pulumi.Output.concat(names.proxy, ":", proxy_ip)],
             "dns": "none",
+            # An internal network still gives every interface an IPv6 link-local address,
+            # and the host's bridge has one too: a path to host services that bypasses
+            # the proxy. The agent gets no IPv6 at all.
+            "sysctls": {"net.ipv6.conf.all.disable_ipv6": "1",
+                        "net.ipv6.conf.default.disable_ipv6": "1"},
             "user": "paude", "labels": labels(session.name, "agent", owner),
             **hardening,
         }, pulumi.ResourceOptions(depends_on=[proxy]))

@@ -27,7 +27,7 @@ from . import podman
 # Inputs whose change requires a new object: podman cannot modify these in place.
 _CONTAINER_KEYS = ("name", "image", "networks", "volumes", "env", "labels", "user", "cap_drop",
                    "security_opt", "command", "hostname", "read_only", "tmpfs", "restart",
-                   "add_hosts", "dns", "secret_env", "copy_in")
+                   "add_hosts", "dns", "secret_env", "copy_in", "sysctls")
 _NETWORK_KEYS = ("name", "internal", "dns", "labels")
 
 

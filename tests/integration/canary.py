@@ -106,8 +106,7 @@ def raw_conn(conn, peer, port):
         conn.close()
 
 
-def serve_raw(port):
-    server = socket.create_server(("0.0.0.0", port))
+def serve_raw(server, port):
     while True:
         conn, addr = server.accept()
         threading.Thread(target=raw_conn, args=(conn, addr[0], port), daemon=True).start()
@@ -139,12 +138,14 @@ def serve_git():
     raise SystemExit("git daemon did not start")
 
 
+# Every socket is bound before "ready" is recorded, so a test never races a listener.
 threads = []
 for port in (80, 8080):
     server = ThreadingHTTPServer(("0.0.0.0", port), Http)
     threads.append(threading.Thread(target=server.serve_forever, daemon=True))
 for port in (22, 53, 443):
-    threads.append(threading.Thread(target=serve_raw, args=(port,), daemon=True))
+    server = socket.create_server(("0.0.0.0", port))
+    threads.append(threading.Thread(target=serve_raw, args=(server, port), daemon=True))
 for port in (53, 9999):
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("0.0.0.0", port))
@@ -153,7 +154,6 @@ for thread in threads:
     thread.start()
 if os.environ.get("CANARY_GIT") == "1":
     serve_git()
-time.sleep(0.5)
 record("ready", "", 0, "")
 threads[0].join()
 '''
@@ -161,7 +161,7 @@ threads[0].join()
 
 def marker(kind: str) -> str:
     """A unique token naming one attempt, so a canary record can be attributed to it."""
-    return f"paude-{kind}-{secrets.token_hex(4)}"
+    return f"mark-{kind}-{secrets.token_hex(4)}"
 
 
 def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
@@ -189,11 +189,10 @@ def container_ip(container: str, network: str, *, timeout: float = 20) -> str:
     return found[0]
 
 
-def in_container(container: str, *argv: str, timeout: float = 60,
-                 user: str | None = None) -> subprocess.CompletedProcess[str]:
+def in_container(container: str, *argv: str,
+                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run a command inside a running container (never raises on its exit code)."""
-    opts = ["--user", user] if user else []
-    return subprocess.run(["podman", "exec", *opts, container, *argv], capture_output=True,
+    return subprocess.run(["podman", "exec", container, *argv], capture_output=True,
                           text=True, timeout=timeout, check=False)
 
 
@@ -211,12 +210,11 @@ class Canary:
 
     def records(self) -> list[dict[str, Any]]:
         """Every event the canary logged so far."""
-        out = in_container(self.name, "cat", CANARY_LOG).stdout
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-    def saw(self, token: str) -> bool:
-        """True when any recorded payload, request line or DNS name carries `token`."""
-        return any(token in str(r.get("data", "")) for r in self.records())
+        result = in_container(self.name, "cat", CANARY_LOG)
+        # A canary that died would make every "nothing arrived" check pass vacuously.
+        assert result.returncode == 0, f"canary {self.name} is not answering: {result.stderr}"
+        # Only complete lines: the canary may be half-way through writing the last one.
+        return [json.loads(line) for line in result.stdout.split("\n")[:-1] if line.strip()]
 
     def wait_for(self, token: str, *, timeout: float = 10) -> dict[str, Any]:
         """The first record carrying `token`, polled until it arrives."""
@@ -279,7 +277,8 @@ def start_canary(name: str, network: str, *, session: str, aliases: Sequence[str
         if state.stdout.strip() != "true":
             logs = podman("logs", name, check=False)
             raise AssertionError(f"canary {name} exited:\n{logs.stdout}{logs.stderr}")
-        return any(r["event"] == "ready" for r in canary.records())
+        # Not records(): the log does not exist until the script writes its first line.
+        return '"event": "ready"' in in_container(name, "cat", CANARY_LOG).stdout
 
     wait_until(ready, timeout=30, what=f"canary {name} to start")
     return canary
@@ -297,3 +296,151 @@ def start_control(name: str, networks: Sequence[str], *, session: str,
     for network in networks:
         container_ip(name, network)
     return name
+
+
+# Probes: what a client inside a container sends, and what it got back.
+
+PROXY_VARS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
+              "all_proxy", "NO_PROXY", "no_proxy")
+
+# sys.argv: host port payload. Prints everything the peer sends back until it closes.
+TCP_SEND = """
+import socket, sys
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3) as s:
+    s.sendall(sys.argv[3].encode())
+    reply = b""
+    while chunk := s.recv(4096):
+        reply += chunk
+print(reply.decode(errors="replace"))
+"""
+# sys.argv: host port payload. Prints the first datagram that comes back.
+UDP_SEND = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))
+print(s.recvfrom(4096)[0].decode(errors="replace"))
+"""
+# sys.argv: server udp|tcp name. An A query straight to a resolver at `server`:53.
+DNS_QUERY = """
+import socket, sys
+server, proto, name = sys.argv[1:4]
+qname = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\\0"
+query = b"\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00" + qname + b"\\0\\1\\0\\1"
+if proto == "udp":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    s.sendto(query, (server, 53))
+    reply = s.recvfrom(4096)[0]
+else:
+    s = socket.create_connection((server, 53), timeout=3)
+    s.sendall(len(query).to_bytes(2, "big") + query)
+    reply = s.recv(4096)[2:]
+print("answer", socket.inet_ntoa(reply[-4:]))
+"""
+# sys.argv: proxy-host proxy-port target payload. Prints the proxy's status line, then what
+# the target answers through the tunnel when the proxy opens one.
+CONNECT = """
+import socket, sys
+target, payload = sys.argv[3], sys.argv[4]
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+s.sendall(f"CONNECT {target} HTTP/1.1\\r\\nHost: {target}\\r\\n\\r\\n".encode())
+head = b""
+while b"\\r\\n\\r\\n" not in head and (chunk := s.recv(4096)):
+    head += chunk
+print(head.split(b"\\r\\n", 1)[0].decode(errors="replace"))
+if head.split(b" ")[1:2] == [b"200"]:
+    s.sendall(payload.encode() + b"\\n")
+    print(s.recv(4096).decode(errors="replace").strip())
+"""
+# sys.argv: names. Prints {name: address or null}.
+RESOLVE = """
+import json, socket, sys
+found = {}
+for name in sys.argv[1:]:
+    try:
+        found[name] = socket.gethostbyname(name)
+    except OSError:
+        found[name] = None
+print(json.dumps(found))
+"""
+# sh -c: $1 remote URL, $2 branch. A fresh one-commit repository pushed to the remote.
+GIT_PUSH = """
+set -e
+cd "$(mktemp -d)"
+git init --quiet .
+git -c user.name=canary -c user.email=canary@canary.test commit --quiet --allow-empty -m "$2"
+timeout 20 git push --quiet "$1" "HEAD:refs/heads/$2"
+"""
+
+
+@dataclass(frozen=True)
+class Response:
+    """An HTTP response as curl saw it; status 0 when none arrived."""
+
+    status: int
+    headers: str
+    body: str
+    error: str
+
+
+def curl(container: str, url: str, *, proxy: str | None = None,
+         without_proxy_env: bool = False) -> Response:
+    """GET `url` with curl inside `container` (through `proxy` when given)."""
+    argv = ["curl", "-sS", "-i", "--max-time", "5"]
+    if proxy:
+        argv += ["--proxy", proxy]
+    if without_proxy_env:
+        argv = ["env", *(f"--unset={v}" for v in PROXY_VARS), *argv]
+    result = in_container(container, *argv, url)
+    # text mode has turned every CRLF into LF
+    head, _, body = result.stdout.partition("\n\n")
+    if result.returncode != 0 or not head.startswith("HTTP/"):
+        return Response(0, head, body, result.stderr.strip())
+    return Response(int(head.split()[1]), head, body, "")
+
+
+def tcp_send(container: str, host: str, port: int, payload: str) -> str:
+    """What `host:port` answers to `payload`; empty when no connection was made."""
+    result = py(container, TCP_SEND, host, str(port), payload)
+    return result.stdout if result.returncode == 0 else ""
+
+
+def udp_send(container: str, host: str, port: int, payload: str) -> str:
+    """The first datagram `host:port` sends back; empty when nothing came back."""
+    result = py(container, UDP_SEND, host, str(port), payload)
+    return result.stdout if result.returncode == 0 else ""
+
+
+def dns_query(container: str, server: str, proto: str, name: str) -> str:
+    """Ask `server`:53 (over udp or tcp) for `name`; the A record it answered, or ''."""
+    result = py(container, DNS_QUERY, server, proto, name)
+    return result.stdout.removeprefix("answer ").strip() if result.returncode == 0 else ""
+
+def http_get(path: str) -> str:
+    """A minimal HTTP/1.0 request line for a raw socket."""
+    return f"GET /{path} HTTP/1.0\r\nHost: canary\r\n\r\n"
+
+
+def connect(container: str, proxy: str, target: str, payload: str) -> tuple[int, str]:
+    """CONNECT `target` through `proxy` (host:port): (status, what the tunnel answered)."""
+    host, _, port = proxy.rpartition(":")
+    result = py(container, CONNECT, host, port, target, payload)
+    lines = result.stdout.splitlines()
+    parts = lines[0].split() if lines else []
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    return status, "\n".join(lines[1:])
+
+
+def resolve(container: str, *names: str) -> dict[str, str | None]:
+    """Each name's IPv4 address as the container's resolver sees it (None: no answer)."""
+    result = py(container, RESOLVE, *names)
+    assert result.returncode == 0, result.stderr
+    found: dict[str, str | None] = json.loads(result.stdout)
+    return found
+
+
+def git_push(container: str, remote: str, branch: str) -> int:
+    """Push a one-commit branch from inside `container`; the exit code."""
+    return in_container(container, "sh", "-c", GIT_PUSH, "sh", remote, branch).returncode
+

@@ -55,12 +55,13 @@ class Paude:
 
 
 def write_paude_yaml(repo: Path, session: str, *, packages: list[str] | None = None,
-                     extra: str = "", defaults: str = "") -> None:
+                     setup: str | None = None, extra: str = "", defaults: str = "") -> None:
     """A paude.yaml defining one session on the test base image.
 
     The agent is a stand-in (bash in the tmux session) on an image without Claude Code:
     no test may depend on downloads beyond the Debian mirror."""
     pk = f"\n    packages: [{', '.join(packages)}]" if packages else ""
+    pk += f"\n    setup: {json.dumps(setup)}" if setup else ""
     (repo / "paude.yaml").write_text(
         f"version: 1\ndefaults:\n  agent: {{install: none, command: [bash]}}\n"
         f"  image:\n    base: {BASE_IMAGE}{pk}\n{defaults}"

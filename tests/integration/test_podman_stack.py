@@ -105,7 +105,9 @@ def test_session_lifecycle(paude: Paude, tmp_path: Path) -> None:
     podman("exec", agent, "sh", "-c", "echo keep-me > /workspace/marker")
     agent_id = inspect("container", agent)["Id"]
     proxy_id = inspect("container", proxy)["Id"]
-    write_paude_yaml(paude.repo, name, packages=["jq"])
+    # The build's setup step sleeps, so the apply below holds the session long enough for
+    # the busy check whatever the image cache holds (the token makes the tag new).
+    write_paude_yaml(paude.repo, name, packages=["jq"], setup=f"sleep 15 # {name}")
     plan = paude.plan_json()
     acts = actions(plan)
     assert acts["agent-image"] == "replace" and acts["agent"] == "replace"

@@ -92,6 +92,7 @@ def test_create_argv_full_spec() -> None:
         "command": ["sleep", "infinity"],
         "container_id": "ignored", "allowlist": ["ignored.example.com"],
         "secret_env": {"ANTHROPIC_API_KEY": "sk-never-in-argv"},
+        "sysctls": {"net.ipv6.conf.all.disable_ipv6": "1"},
     }
     argv = podman.create_argv(spec)
     assert not any("sk-never-in-argv" in a for a in argv)
@@ -104,6 +105,7 @@ def test_create_argv_full_spec() -> None:
         "--user", "paude",
         "--cap-drop", "ALL",
         "--security-opt", "no-new-privileges",
+        "--sysctl", "net.ipv6.conf.all.disable_ipv6=1",
         "--read-only",
         "--tmpfs", "/tmp",
         "--volume", "paude-demo-workspace:/workspace",

@@ -141,6 +141,9 @@ def test_agent_container_is_locked_down(default_run: Run) -> None:
     assert agent["cap_drop"] == ["ALL"]
     assert agent["security_opt"] == ["no-new-privileges"]
     assert agent["dns"] == "none"
+    # No IPv6: a link-local address would reach the host without the proxy.
+    assert agent["sysctls"] == {"net.ipv6.conf.all.disable_ipv6": "1",
+                                "net.ipv6.conf.default.disable_ipv6": "1"}
     assert "privileged" not in agent and "cap_add" not in agent
 
 
