@@ -71,7 +71,8 @@ def gather(home: Path, environ: Mapping[str, str], stage_dir: Path) -> AgentIden
                                 excludes=f"{AGENT_HOME}/.config/git/ignore" if ignore else None)
         files.append(StagedFile(gitconfig, stage_dir / "gitconfig", f"{AGENT_HOME}/.gitconfig",
                                 text))
-    copies = tuple((str(p), f"{AGENT_HOME}/{p.name}")
+    # Copied into a seed folder: the entrypoint seeds the session's state from it once.
+    copies = tuple((str(p), f"{AGENT_HOME}/.paude-seed/{p.name}")
                    for p in (home / ".claude", home / ".claude.json") if p.exists())
     env = {k: environ[k] for k in PASSTHROUGH_ENV if environ.get(k)}
     secret_env = {k: environ[k] for k in SECRET_ENV if environ.get(k)}

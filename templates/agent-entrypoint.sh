@@ -1,15 +1,42 @@
 #!/bin/sh
-# paude agent entrypoint. Runs as the unprivileged 'paude' user: starts the agent in a
-# detached tmux session (`paude connect` attaches to it; Ctrl+b d detaches and the
-# agent keeps running), then keeps the container alive for connect and git.
+# paude agent entrypoint. Runs as the unprivileged 'paude' user: links the agent's
+# persistent state, starts the agent in a detached tmux session (`paude connect`
+# attaches; Ctrl+b d detaches and the agent keeps running), then stays alive for
+# connect and git.
 set -eu
 
 # Exit promptly on `podman stop` instead of waiting for the kill timeout.
 trap 'tmux kill-server 2>/dev/null || true; exit 0' TERM INT
 
-if [ -n "${PAUDE_AGENT_CMD:-}" ]; then
-    # PAUDE_AGENT_CMD is shell-quoted by paude, so a quoted phrase stays one argument.
-    tmux new-session -d -s paude -x 200 -y 50 -c /workspace "$PAUDE_AGENT_CMD" \
+state=/paude/home
+seed="$HOME/.paude-seed"
+# ~/.claude and ~/.claude.json live on the session's volume. paude copies the user's
+# into the seed folder; they seed the state once, so the agent's history is kept.
+for name in .claude .claude.json; do
+    if [ -e "$seed/$name" ] && [ ! -e "$state/.seeded$name" ]; then
+        rm -rf "${state:?}/$name"
+        cp -a "$seed/$name" "$state/$name"
+        touch "$state/.seeded$name"
+    fi
+    if [ ! -L "$HOME/$name" ]; then
+        rm -rf "${HOME:?}/$name"
+        ln -s "$state/$name" "$HOME/$name"
+    fi
+done
+mkdir -p "$state/.claude"
+
+# PAUDE_AGENT_CMD is shell-quoted by paude, so a quoted phrase stays one argument.
+# A headless prompt (PAUDE_AGENT_ONCE_CMD) runs on the first start only.
+cmd="${PAUDE_AGENT_CMD:-}"
+if [ -n "${PAUDE_AGENT_ONCE_CMD:-}" ]; then
+    digest=$(printf '%s' "$PAUDE_AGENT_ONCE_CMD" | sha256sum | cut -c1-16)
+    if [ "$(cat "$state/.paude-once" 2>/dev/null || true)" != "$digest" ]; then
+        printf '%s\n' "$digest" > "$state/.paude-once"
+        cmd="$PAUDE_AGENT_ONCE_CMD"
+    fi
+fi
+if [ -n "$cmd" ]; then
+    tmux new-session -d -s paude -x 200 -y 50 -c /workspace "$cmd" \
         || echo "paude-agent: could not start the agent's tmux session" >&2
 fi
 

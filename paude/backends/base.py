@@ -3,12 +3,59 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Where the agent's repository lives inside the sandbox, on every backend.
+WORKSPACE = "/workspace"
+
+
+@dataclass(frozen=True)
+class RuntimeStatus:
+    """What is running for a session, observed without the engine."""
+
+    exists: bool
+    agent_running: bool
+    proxy_running: bool
+    agent_alive: bool  # the agent's tmux session is up
+
+    @property
+    def state(self) -> str:
+        """running | stopped | partial | absent."""
+        if not self.exists:
+            return "absent"
+        if self.agent_running and self.proxy_running:
+            return "running"
+        if not self.agent_running and not self.proxy_running:
+            return "stopped"
+        return "partial"
 
 
 class Backend(ABC):
     """Operations on a session's runtime objects that are not stack changes."""
 
     name: str
+
+    @abstractmethod
+    def exec_argv(self, *, session: str, argv: Sequence[str], stdin: bool = False,
+                  tty: bool = False, env: dict[str, str] | None = None) -> list[str]:
+        """The command line that runs argv inside the session's agent (for proc)."""
+
+    @abstractmethod
+    def start(self, *, session: str) -> None:
+        """Start the proxy, then the agent (both exist; nothing is created)."""
+
+    @abstractmethod
+    def stop(self, *, session: str) -> None:
+        """Stop the agent and the proxy, keeping everything."""
+
+    @abstractmethod
+    def status(self, *, session: str) -> RuntimeStatus:
+        """Observe the session's containers."""
+
+    @abstractmethod
+    def attach_argv(self, *, session: str) -> list[str]:
+        """The interactive command line that attaches to the agent's tmux session."""
 
     @abstractmethod
     def delete_data(self, *, session: str) -> list[str]:

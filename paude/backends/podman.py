@@ -1,17 +1,74 @@
-"""Podman operations outside the stack."""
+"""Podman operations outside the stack: exec, attach, start, stop, status, data."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+
 from paude import proc
-from paude.backends.base import Backend
+from paude.backends.base import Backend, RuntimeStatus
+from paude.errors import SessionNotFoundError
 
 PODMAN = "podman"
+# Attach to the agent's tmux session, starting it again if the agent has exited.
+_ATTACH = 'exec tmux new-session -A -s paude "${PAUDE_AGENT_CMD:-bash}"'
+
+
+def agent(session: str) -> str:
+    """The agent container's name."""
+    return f"paude-{session}-agent"
+
+
+def proxy(session: str) -> str:
+    """The proxy container's name."""
+    return f"paude-{session}-proxy"
 
 
 class PodmanBackend(Backend):
     """Local sessions on podman."""
 
     name = "podman"
+
+    def exec_argv(self, *, session: str, argv: Sequence[str], stdin: bool = False,
+                  tty: bool = False, env: dict[str, str] | None = None) -> list[str]:
+        """`podman exec` into the agent, as the agent's user, in the workspace."""
+        flags = (["--interactive"] if stdin else []) + (["--tty"] if tty else [])
+        for key, value in sorted((env or {}).items()):
+            flags += ["--env", f"{key}={value}"]
+        return [PODMAN, "exec", *flags, agent(session), *argv]
+
+    def start(self, *, session: str) -> None:
+        """Start the proxy first: the agent's first request must find it."""
+        self._require(session)
+        proc.run([PODMAN, "start", proxy(session)])
+        proc.run([PODMAN, "start", agent(session)])
+
+    def stop(self, *, session: str) -> None:
+        """Stop the agent first, then its proxy."""
+        self._require(session)
+        proc.run([PODMAN, "stop", "--time", "5", agent(session)])
+        proc.run([PODMAN, "stop", "--time", "2", proxy(session)])
+
+    def status(self, *, session: str) -> RuntimeStatus:
+        """One `podman inspect` for both containers, one exec for the tmux check."""
+        result = proc.run([PODMAN, "container", "inspect", "--format",
+                           "{{.Name}} {{.State.Running}}", agent(session), proxy(session)],
+                          check=False, log_output=False)
+        running = {}
+        for line in result.stdout.splitlines():
+            name, _, state = line.partition(" ")
+            running[name] = state.strip() == "true"
+        if agent(session) not in running and proxy(session) not in running:
+            return RuntimeStatus(False, False, False, False)
+        agent_running = running.get(agent(session), False)
+        alive = agent_running and proc.run(
+            self.exec_argv(session=session, argv=["tmux", "has-session", "-t", "paude"]),
+            check=False).ok
+        return RuntimeStatus(True, agent_running, running.get(proxy(session), False), alive)
+
+    def attach_argv(self, *, session: str) -> list[str]:
+        """Interactive tmux attach; Ctrl+b d detaches and the agent keeps running."""
+        return self.exec_argv(session=session, argv=["sh", "-c", _ATTACH], stdin=True, tty=True)
 
     def delete_data(self, *, session: str) -> list[str]:
         """Remove the workspace volume a destroy kept."""
@@ -23,19 +80,29 @@ class PodmanBackend(Backend):
 
     def proxy_log(self, *, session: str) -> str:
         """Read squid's access log from inside the proxy container."""
-        result = proc.run([PODMAN, "exec", f"paude-{session}-proxy",
-                           "cat", "/var/log/squid/access.log"])
+        result = proc.run([PODMAN, "exec", proxy(session), "cat", "/var/log/squid/access.log"])
         return result.stdout
 
     def leftover_objects(self, *, session: str) -> list[str]:
         """Containers, networks and volumes labelled with this session."""
         found: list[str] = []
         label = f"label=paude.session={session}"
-        for kind, fmt in (("ps", "{{.Names}}"), ("network", "{{.Name}}"),
-                          ("volume", "{{.Name}}")):
-            argv = [PODMAN, kind, "ls", "--filter", label, "--format", fmt]
-            if kind == "ps":
-                argv = [PODMAN, "ps", "--all", "--filter", label, "--format", fmt]
-            result = proc.run(argv, check=False)
-            found += [line for line in result.stdout.split() if line]
+        for argv in ([PODMAN, "ps", "--all", "--filter", label, "--format", "{{.Names}}"],
+                     [PODMAN, "network", "ls", "--filter", label, "--format", "{{.Name}}"],
+                     [PODMAN, "volume", "ls", "--filter", label, "--format", "{{.Name}}"]):
+            found += proc.run(argv, check=False).stdout.split()
         return found
+
+    def _require(self, session: str) -> None:
+        result = proc.run([PODMAN, "container", "exists", agent(session)], check=False)
+        if not result.ok:
+            raise SessionNotFoundError(
+                f"session {session} has no agent container",
+                hint=f"run `paude apply {session}` (or `paude create {session}`) first")
+
+
+def labels_of(container: str) -> dict[str, str]:
+    """A container's labels (empty when it does not exist)."""
+    result = proc.run([PODMAN, "container", "inspect", "--format", "{{json .Config.Labels}}",
+                       container], check=False, log_output=False)
+    return dict(json.loads(result.stdout)) if result.ok and result.stdout.strip() else {}

@@ -21,7 +21,9 @@ from .images import BuildSpec, agent_build, dockerfile_build, proxy_build
 from .resources import Container, Image, Network, Volume
 
 PROXY_PORT = 3128
-WORKSPACE_MOUNT = "/workspace"
+# The volume holds the repository (/paude/workspace, linked as /workspace) and the
+# agent's state (/paude/home).
+VOLUME_MOUNT = "/paude"
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,20 @@ def proxy_address(subnet: str) -> str:
     return str(network.broadcast_address - 1)
 
 
-def agent_command(session: Session) -> str:
-    """The agent's command line, shell-quoted for tmux: each argument stays one argument."""
+PRINT_FLAGS = ("-p", "--print")
+
+
+def agent_commands(session: Session) -> dict[str, str]:
+    """The agent's command lines, shell-quoted for tmux (each argument stays one argument).
+
+    With a headless prompt (-p/--print) in agent.args, the full line runs once, on the
+    first start; later starts run the agent interactively without the prompt."""
     flags = ["--dangerously-skip-permissions"] if session.yolo else []
-    return shlex.join([*session.agent.command, *flags, *session.agent.args])
+    full = shlex.join([*session.agent.command, *flags, *session.agent.args])
+    if any(a in PRINT_FLAGS or a.startswith("--print=") for a in session.agent.args):
+        return {"PAUDE_AGENT_ONCE_CMD": full,
+                "PAUDE_AGENT_CMD": shlex.join([*session.agent.command, *flags])}
+    return {"PAUDE_AGENT_CMD": full}
 
 
 def make_program(session: Session, owner: str,
@@ -155,7 +167,7 @@ def make_program(session: Session, owner: str,
             "name": names.agent, "hostname": names.agent,
             "image": agent_image.tag,
             "networks": [internal.name],
-            "volumes": [pulumi.Output.concat(workspace.name, ":", WORKSPACE_MOUNT),
+            "volumes": [pulumi.Output.concat(workspace.name, ":", VOLUME_MOUNT),
                         *identity.mounts()],
             "env": {
                 **identity.env,
@@ -163,7 +175,7 @@ def make_program(session: Session, owner: str,
                 "http_proxy": proxy_url, "https_proxy": proxy_url,
                 "NO_PROXY": no_proxy, "no_proxy": no_proxy,
                 "PAUDE_SESSION": session.name,
-                "PAUDE_AGENT_CMD": agent_command(session),
+                **agent_commands(session),
             },
             "secret_env": pulumi.Output.secret(identity.secret_env),
             "copy_in": [list(pair) for pair in identity.copies],

@@ -67,8 +67,9 @@ def test_gather_mounts_copies_and_nothing_else(tmp_path: Path) -> None:
                        f"{AGENT_HOME}/.gitconfig", f"{AGENT_HOME}/.config/git/ignore"}
     assert all(m.endswith(":ro") for m in identity.mounts())
     assert all(str(tmp_path / "stage") in m for m in identity.mounts())
-    assert identity.copies == ((str(home / ".claude"), f"{AGENT_HOME}/.claude"),
-                               (str(home / ".claude.json"), f"{AGENT_HOME}/.claude.json"))
+    seed = f"{AGENT_HOME}/.paude-seed"
+    assert identity.copies == ((str(home / ".claude"), f"{seed}/.claude"),
+                               (str(home / ".claude.json"), f"{seed}/.claude.json"))
     assert identity.env == {"GOOGLE_CLOUD_PROJECT": "p", "CLOUD_ML_REGION": "r"}
     assert identity.secret_env == {"ANTHROPIC_API_KEY": "sk-1"}
     everything = repr(identity) + "".join(f.content for f in identity.files)

@@ -161,7 +161,7 @@ def test_agent_mounts_only_the_workspace_volume(default_run: Run) -> None:
     volumes = default_run.inputs("agent")["volumes"]
     workspace = default_run.inputs("workspace")["name"]
     assert workspace == "paude-demo-workspace"
-    assert volumes == [f"{workspace}:/workspace"]
+    assert volumes == [f"{workspace}:/paude"]
     for mount in volumes:
         source = mount.split(":", 1)[0]
         assert source == workspace, f"host path or foreign volume mounted: {mount}"
@@ -276,3 +276,16 @@ def test_dockerfile_session_builds_a_base_image_first(tmp_path: Path) -> None:
     retained = {name for name, request in run.requests.items()
                 if request.HasField("retainOnDelete") and request.retainOnDelete}
     assert retained == {"base-image", "agent-image", "proxy-image", "workspace"}
+
+
+def test_headless_prompt_runs_once_then_the_agent_is_interactive() -> None:
+    from paude.stacks.podman.program import agent_commands
+
+    headless = session_of({"yolo": True,
+                           "agent": {"args": '-p "refactor the auth module"'}})
+    assert agent_commands(headless) == {
+        "PAUDE_AGENT_ONCE_CMD":
+            "claude --dangerously-skip-permissions -p 'refactor the auth module'",
+        "PAUDE_AGENT_CMD": "claude --dangerously-skip-permissions"}
+    interactive = session_of({"agent": {"args": ["--model", "opus"]}})
+    assert agent_commands(interactive) == {"PAUDE_AGENT_CMD": "claude --model opus"}
