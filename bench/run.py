@@ -177,6 +177,8 @@ def make_sandbox(root: Path, *, base_image: str, engine_dir: Path, paude: str) -
     (repo / "paude.yaml").write_text(
         "version: 1\n"
         "defaults:\n"
+        # No Claude Code download: the bench measures paude, not the installer.
+        "  agent: {install: none, command: [bash]}\n"
         "  image:\n"
         f"    base: {base_image}\n"
         "sessions:\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -252,10 +253,26 @@ def _engine_error(exc: auto.CommandError, name: str,
     if isinstance(exc, auto.StackNotFoundError):
         return SessionNotFoundError(f"session {name} has no stack",
                                     hint=f"run `paude apply {name}` first")
-    text = "\n".join(d for d in (diagnostics or []) if d) or _stderr_tail(exc)
+    text = "\n".join(_brief(d) for d in (diagnostics or []) if d) or _stderr_tail(exc)
     return EngineError(f"the Pulumi engine failed for session {name}:\n{_indent(text)}",
                        hint="fix the cause above and run the command again; "
                             "PAUDE_DEBUG=1 shows the full engine output")
+
+
+# The last exception line of a provider traceback: what a user needs, without frames.
+_RAISED = re.compile(r"^\s*(?:paude\.errors\.\w+|RuntimeError|Exception): ", re.M)
+_ENGINE_NOISE = ("update failed", "Resource monitor has terminated")
+
+
+def _brief(diagnostic: str) -> str:
+    """Reduce a dynamic provider's traceback to its exception message."""
+    found = list(_RAISED.finditer(diagnostic))
+    if "Traceback (most recent call last)" not in diagnostic or not found:
+        return diagnostic.strip()
+    tail = diagnostic[found[-1].end():]
+    lines = [ln for ln in tail.splitlines() if ln.strip() and not ln.strip().startswith(
+        _ENGINE_NOISE)]
+    return "\n".join(ln.strip() if i == 0 else ln.rstrip() for i, ln in enumerate(lines))
 
 
 def _stderr_tail(exc: auto.CommandError) -> str:

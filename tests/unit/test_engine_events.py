@@ -290,3 +290,18 @@ def test_command_error_without_diagnostics_uses_the_stderr_tail() -> None:
     assert "    error: preview failed" in err.message
     assert "noise 0" not in err.message
     assert len(err.message.splitlines()) <= 13
+
+
+def test_provider_tracebacks_are_reduced_to_their_message() -> None:
+    from paude.engine import _brief
+
+    diagnostic = (
+        "    Traceback (most recent call last):\n"
+        '      File "/x/pulumi/dynamic/__main__.py", line 84, in wrapper\n'
+        "        return fn(self, request, context)\n"
+        "    paude.errors.CommandFailedError: `podman build --tag t` failed with exit code 1\n"
+        "        curl: (6) Could not resolve host: example.invalid\n"
+        "    update failed\n")
+    assert _brief(diagnostic) == ("`podman build --tag t` failed with exit code 1\n"
+                                  "        curl: (6) Could not resolve host: example.invalid")
+    assert _brief("plain engine message\n") == "plain engine message"
