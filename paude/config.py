@@ -221,6 +221,11 @@ def _problem(err: ErrorDetails, root: yaml.Node | None) -> ConfigProblem:
 
 def save_paude_file(path: Path, file: PaudeFile) -> None:
     """Write paude.yaml atomically, omitting unset and null fields."""
+    _write_atomic(path, dump_paude_file(file))
+
+
+def dump_paude_file(file: PaudeFile) -> str:
+    """paude.yaml's text for a definition, omitting unset and null fields."""
     def dump(model: BaseModel) -> dict[str, Any]:
         return model.model_dump(mode="json", exclude_unset=True, exclude_none=True)
 
@@ -231,8 +236,7 @@ def save_paude_file(path: Path, file: PaudeFile) -> None:
         if part:
             data[key] = part
     data["sessions"] = {name: dump(spec) for name, spec in file.sessions.items()}
-    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
-    _write_atomic(path, text)
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -401,7 +405,11 @@ def load_image_source(root: Path) -> tuple[ImageConfig, str, list[str]] | None:
 
 def load_session(root: Path, name: str) -> tuple[Session, list[str]]:
     """The effective Session NAME from root/paude.yaml and any image source, plus warnings."""
-    file = load_paude_file(root / PAUDE_FILE)
+    return session_from(load_paude_file(root / PAUDE_FILE), root, name)
+
+
+def session_from(file: PaudeFile, root: Path, name: str) -> tuple[Session, list[str]]:
+    """The effective Session NAME of a parsed definition, with root's image sources."""
     spec = file.sessions.get(name)
     if spec is None:
         return resolve(file, name), []  # raises SessionNotFoundError

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pulumi import automation as auto
+from semver import VersionInfo
 
 from paude.errors import EngineError, PaudeError, SessionBusyError, SessionNotFoundError
 from paude.home import default_backend_url, passphrase
@@ -58,12 +59,21 @@ def _options(ctx: EngineContext) -> auto.LocalWorkspaceOptions:
     return auto.LocalWorkspaceOptions(
         work_dir=str(ctx.work_dir),
         pulumi_home=str(ctx.home / "pulumi"),
-        pulumi_command=auto.PulumiCommand(str(ctx.engine.root), skip_version_check=True),
+        pulumi_command=_command(ctx.engine),
         env_vars=env,
         secrets_provider="passphrase",
         project_settings=auto.ProjectSettings(
             name=PROJECT, runtime="python", backend=auto.ProjectBackend(url=ctx.backend_url)),
     )
+
+
+def _command(engine: Engine) -> auto.PulumiCommand:
+    # PulumiCommand wants ROOT/bin/pulumi, but a CLI found on PATH may sit anywhere; point
+    # it at the binary paude already found and version-checked.
+    command = auto.PulumiCommand.__new__(auto.PulumiCommand)
+    command.command = str(engine.bin_dir / "pulumi")
+    command.version = VersionInfo.parse(engine.version.lstrip("v"))
+    return command
 
 
 def _noop() -> None:

@@ -93,3 +93,7 @@ class AbortedError(PaudeError):
     """The user declined a confirmation prompt."""
 
     exit_code = 1
+
+
+class UnfetchedWorkError(PaudeError):
+    """The agent has commits the host has not fetched; deleting would lose them."""

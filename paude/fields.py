@@ -203,3 +203,13 @@ def _check_host_path(value: str) -> str:
 
 HostPath = Annotated[str, AfterValidator(_check_host_path)]
 SingleLine = Annotated[str, AfterValidator(check_single_line)]
+
+
+def _check_argument(value: str) -> str:
+    # An argv element may hold anything a program accepts, newlines included, but not NUL.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Argument = Annotated[str, AfterValidator(_check_argument)]

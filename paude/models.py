@@ -24,6 +24,7 @@ from paude.fields import (
     SESSION_NAME_MAX,
     SESSION_NAME_RE,
     STATE_SCHEMES,
+    Argument,
     Backend,
     Domain,
     EnvName,
@@ -51,6 +52,7 @@ __all__ = [
     "SESSION_NAME_RE",
     "STATE_SCHEMES",
     "AgentConfig",
+    "Argument",
     "Backend",
     "Domain",
     "EnvName",
@@ -133,7 +135,7 @@ class AgentConfig(_Model):
             "npm package, or none (the image already has it)."
         ),
     )
-    command: list[SingleLine] = Field(
+    command: list[Argument] = Field(
         default_factory=lambda: ["claude"], min_length=1,
         description="The agent program and any fixed leading arguments.",
     )

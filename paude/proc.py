@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from paude.errors import CommandFailedError, PaudeError, SessionNotFoundError, ToolNotFoundError
 
@@ -134,3 +135,22 @@ def run_interactive(argv: Sequence[str], *, cwd: Path | str | None = None) -> in
         return subprocess.call(args, cwd=cwd)
     except FileNotFoundError as exc:
         raise ToolNotFoundError(f"{args[0]} is not installed or not on PATH") from exc
+
+
+def exec_replace(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> NoReturn:
+    """Replace the current process with argv (os.execvpe); `env` adds to the environment, as
+    in run()."""
+    args = [str(a) for a in argv]
+    if not args:
+        raise ValueError("empty argv")
+    log.info("exec: %s", " ".join(args))
+    try:
+        os.execvpe(args[0], args, {**os.environ, **(env or {})})
+    except FileNotFoundError as exc:
+        raise ToolNotFoundError(
+            f"{args[0]} is not installed or not on PATH",
+            hint=f"install {args[0]} and make sure it is on PATH; `paude doctor` checks everything",
+        ) from exc
+    except PermissionError as exc:
+        raise ToolNotFoundError(f"{args[0]} is not executable: {exc.strerror}",
+                                hint=f"check the permissions of {args[0]}") from exc

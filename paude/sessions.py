@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from paude import credentials, engine, proxylog
+from paude import credentials, engine, gitsync, index, proxylog
 from paude.backends import get_backend
-from paude.config import PAUDE_FILE, find_project_root, load_paude_file, load_session
-from paude.errors import AbortedError, ConfigError, ConfigProblem, OwnershipError, PaudeError
+from paude.config import PAUDE_FILE, find_project_root, load_paude_file, session_from
+from paude.errors import (
+    AbortedError,
+    ConfigError,
+    ConfigProblem,
+    OwnershipError,
+    PaudeError,
+    UnfetchedWorkError,
+)
 from paude.home import paude_home
 from paude.models import PaudeFile, Session, validate_session_name
 from paude.proxylog import ProxyRequest
@@ -52,7 +58,7 @@ def open_project(cwd: Path | None = None) -> Project:
 
 def session_of(project: Project, name: str) -> tuple[Session, list[str]]:
     """The effective definition of one session, plus warnings about its image sources."""
-    session, warnings = load_session(project.root, name)
+    session, warnings = session_from(project.file, project.root, name)
     if "all" in session.allowed_domains:
         warnings.append(f"session {name}: allowed_domains includes 'all': egress is "
                         "UNRESTRICTED and the agent can send your code anywhere")
@@ -70,13 +76,13 @@ def _context(project: Project, on_install: InstallProgress | None) -> engine.Eng
     return engine.connect(paude_home(), url, on_install=on_install)
 
 
-def _program(session: Session, owner: str) -> engine.Program:
+def _program(session: Session, owner: str, *, rebuild: str = "") -> engine.Program:
     if session.backend == "podman":
         from paude.stacks.podman.program import make_program
 
         identity = credentials.gather(Path.home(), os.environ,
                                       paude_home() / "sessions" / session.name / "mounts")
-        program: engine.Program = make_program(session, owner, identity)
+        program: engine.Program = make_program(session, owner, identity, rebuild=rebuild)
         return program
     raise PaudeError(f"session {session.name}: backend {session.backend!r} is not available yet",
                      hint="use backend: podman")
@@ -92,12 +98,14 @@ def _check_owner(handle: engine.StackHandle, owner: str) -> dict[str, object]:
     return outputs
 
 
-def plan(name: str, *, cwd: Path | None = None,
+def plan(name: str, *, cwd: Path | None = None, project: Project | None = None,
          on_progress: engine.OnProgress | None = None,
          on_install: InstallProgress | None = None) -> PlanResult:
-    """Preview what applying the session would change, against the live objects."""
+    """Preview what applying the session would change, against the live objects.
+
+    `project` plans an in-memory definition (create --dry-run) instead of paude.yaml."""
     name = check_name(name)
-    project = open_project(cwd)
+    project = project or open_project(cwd)
     session, warnings = session_of(project, name)
     ctx = _context(project, on_install)
     handle = _open(ctx, name, _program(session, project.owner))
@@ -114,20 +122,25 @@ def _open(ctx: engine.EngineContext, name: str, program: engine.Program) -> engi
     return handle
 
 
-def apply(name: str, *, cwd: Path | None = None, confirm: Confirm | None = None,
+def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
+          confirm: Confirm | None = None,
           on_progress: engine.OnProgress | None = None,
           on_install: InstallProgress | None = None,
-          on_warning: Callable[[str], None] | None = None) -> ApplyResult:
-    """Converge the session on its definition; with `confirm`, show the plan and ask first."""
+          on_warning: Callable[[str], None] | None = None,
+          rebuild: bool = False) -> ApplyResult:
+    """Converge the session on its definition; with `confirm`, show the plan and ask first.
+
+    The workspace volume is retained on delete and re-adopted by name, so no apply can
+    delete the agent's work; data only goes with destroy --delete-data or delete."""
     name = check_name(name)
     started = time.monotonic()
-    project = open_project(cwd)
+    project = project or open_project(cwd)
     session, warnings = session_of(project, name)
     if on_warning is not None:
         for warning in warnings:
             on_warning(warning)  # before anything changes, not after
     ctx = _context(project, on_install)
-    program = _program(session, project.owner)
+    program = _program(session, project.owner, rebuild=f"{time.time():.0f}" if rebuild else "")
     handle = _open(ctx, name, program)
     outputs = _check_owner(handle, project.owner)
     if confirm is not None:
@@ -143,13 +156,14 @@ def apply(name: str, *, cwd: Path | None = None, confirm: Confirm | None = None,
         if handle.new:  # the preview removed the stack it created to plan
             handle = _open(ctx, name, program)
     applied, final = engine.up(handle, on_progress=on_progress)
-    _write_index(name, session.backend, project.owner)
+    index.write(name, backend=session.backend, owner=project.owner, outputs=final)
+    _configure_remote(project.root, name)
     return ApplyResult(name, applied, final, time.monotonic() - started,
                        summarize(applied, new_session=False))
 
 
 def destroy(name: str, *, cwd: Path | None = None, delete_data: bool = False,
-            confirm: Callable[[str], bool] | None = None,
+            force: bool = False, confirm: Callable[[str], bool] | None = None,
             on_progress: engine.OnProgress | None = None,
             on_install: InstallProgress | None = None) -> DestroyResult:
     """Remove a session's containers and networks; its workspace only with delete_data."""
@@ -160,6 +174,8 @@ def destroy(name: str, *, cwd: Path | None = None, delete_data: bool = False,
     handle = engine.open_stack(ctx, name, create=False)
     outputs = _check_owner(handle, project.owner) if handle is not None else None
     backend_name = str((outputs or {}).get("backend") or _declared_backend(project, name))
+    if delete_data and not force:
+        guard_unfetched(project.root, backend_name, name, container_expected=handle is not None)
     if confirm is not None:
         what = "containers, networks" + (" AND the workspace volume (data)" if delete_data else "")
         if not confirm(f"destroy session {name}: remove its {what}?"):
@@ -176,7 +192,9 @@ def destroy(name: str, *, cwd: Path | None = None, delete_data: bool = False,
     removed = get_backend(backend_name).delete_data(session=name) if delete_data else []
     if removed:
         kept = [k for k in kept if k != "workspace"]
-    _remove_index(name)
+    index.remove(name)
+    if _in_git_repo(project.root):
+        gitsync.remove_remote(project.root, name)
     return DestroyResult(name, tuple(deleted), tuple(kept), bool(removed),
                          time.monotonic() - started)
 
@@ -189,24 +207,42 @@ def blocked(name: str, *, cwd: Path | None = None) -> list[ProxyRequest]:
     return proxylog.blocked(get_backend(session.backend).proxy_log(session=name))
 
 
+def guard_unfetched(repo: Path, backend_name: str, name: str, *,
+                    container_expected: bool) -> None:
+    """Refuse to lose commits the host has not fetched (callers skip this with --force)."""
+    backend = get_backend(backend_name)
+    status = backend.status(session=name)
+    if not status.exists:
+        if container_expected:
+            raise UnfetchedWorkError(
+                f"cannot check session {name} for unfetched commits: its agent container is "
+                "gone", hint=f"run `paude apply {name}` and `git fetch paude-{name}` first, "
+                "or pass --force to delete the workspace anyway")
+        return
+    if not status.agent_running:
+        backend.start(session=name)  # the check reads the repository inside the agent
+    if not _in_git_repo(repo):
+        return
+    lags = gitsync.unfetched(repo, backend, name)
+    if lags:
+        raise UnfetchedWorkError(gitsync.describe_lags(lags, name),
+                                 hint="fetch them first, or pass --force to discard them")
+
+
+def _in_git_repo(path: Path) -> bool:
+    try:
+        gitsync.require_repo(path)
+    except PaudeError:
+        return False
+    return True
+
+
+def _configure_remote(repo: Path, name: str) -> None:
+    # The remote is a stack output; apply records it in the owning repository.
+    if _in_git_repo(repo):
+        gitsync.add_remote(repo, name)
+
+
 def _declared_backend(project: Project, name: str) -> str:
     spec = project.file.sessions.get(name)
     return (spec.backend if spec and spec.backend else project.file.defaults.backend) or "podman"
-
-
-def _index_path(name: str) -> Path:
-    return paude_home() / "sessions" / f"{name}.json"
-
-
-def _write_index(name: str, backend: str, owner: str) -> None:
-    # A local index lets `paude list` answer without running the engine per session.
-    path = _index_path(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"name": name, "backend": backend, "owner": owner, "applied_at": time.time()}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
-def _remove_index(name: str) -> None:
-    _index_path(name).unlink(missing_ok=True)

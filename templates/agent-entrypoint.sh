@@ -32,7 +32,8 @@ if [ -n "${PAUDE_AGENT_ONCE_CMD:-}" ]; then
     digest=$(printf '%s' "$PAUDE_AGENT_ONCE_CMD" | sha256sum | cut -c1-16)
     if [ "$(cat "$state/.paude-once" 2>/dev/null || true)" != "$digest" ]; then
         printf '%s\n' "$digest" > "$state/.paude-once"
-        cmd="$PAUDE_AGENT_ONCE_CMD"
+        # The prompt is about the user's code: wait until it has been pushed in.
+        cmd="until git -C /workspace rev-parse -q --verify HEAD >/dev/null 2>&1; do sleep 1; done; $PAUDE_AGENT_ONCE_CMD"
     fi
 fi
 if [ -n "$cmd" ]; then

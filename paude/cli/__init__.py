@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from paude import __version__
-from paude.cli import doctor, output, proxy, stack
+from paude.cli import doctor, lifecycle, output, proxy, remote, stack
 from paude.errors import PaudeError
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -20,11 +20,13 @@ app = typer.Typer(
     help="Run autonomous coding agents in sandboxed containers, declared as Pulumi stacks.\n\n"
          "Exit codes: 0 success; 1 error; 2 changes present (plan --detailed-exitcode); "
          "130 interrupted.",
-    no_args_is_help=True,
+    invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+lifecycle.register(app)
+remote.register(app)
 stack.register(app)
 proxy.register(app)
 doctor.register(app)
@@ -38,10 +40,16 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
                                           help="Show the version and exit.")] = False,
 ) -> None:
-    """Run autonomous coding agents in sandboxed containers, declared as Pulumi stacks."""
+    """Run autonomous coding agents in sandboxed containers, declared as Pulumi stacks.
+
+    Without a command, paude lists the sessions.
+    """
+    if ctx.invoked_subcommand is None:
+        raise typer.Exit(lifecycle.list_())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,8 +16,9 @@ def blocked(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
     last: Annotated[int, typer.Option("--last", "-n", help="Show only the last N.")] = 50,
 ) -> int:
-    """List the requests the session's proxy blocked (names off the allowlist, IP
-    addresses, other ports).
+    """List the requests the session's proxy refused.
+
+    Names off the allowlist, IP addresses and other ports are refused and logged.
 
     Examples:\n
       paude blocked demo\n

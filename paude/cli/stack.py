@@ -69,6 +69,8 @@ def destroy(
     delete_data: Annotated[bool, typer.Option(
         "--delete-data", help="Also remove the workspace volume (the agent's repository)."
     )] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="With --delete-data: even if the agent has unfetched commits.")] = False,
 ) -> int:
     """Remove the session's containers and networks; keep its workspace unless --delete-data.
 
@@ -76,7 +78,7 @@ def destroy(
       paude destroy demo --yes\n
       paude destroy demo --yes --delete-data
     """
-    result = sessions.destroy(name, delete_data=delete_data,
+    result = sessions.destroy(name, delete_data=delete_data, force=force,
                               confirm=None if yes else output.confirm,
                               on_progress=output.progress, on_install=output.download)
     output.text(f"Session {name} destroyed in {result.seconds:.1f}s.")

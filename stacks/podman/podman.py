@@ -39,9 +39,12 @@ def volume_create_argv(name: str, *, labels: Mapping[str, str]) -> list[str]:
 
 
 def build_argv(tag: str, context_dir: str, *, build_args: Mapping[str, str],
-               labels: Mapping[str, str], file: str | None = None) -> list[str]:
+               labels: Mapping[str, str], file: str | None = None,
+               no_cache: bool = False) -> list[str]:
     """argv building an image from a context directory (default file: its Containerfile)."""
     argv = [PODMAN, "build", "--tag", tag, "--file", file or f"{context_dir}/Containerfile"]
+    if no_cache:
+        argv.append("--no-cache")
     for key in sorted(build_args):
         argv += ["--build-arg", f"{key}={build_args[key]}"]
     return [*argv, *label_args(labels), context_dir]

@@ -76,10 +76,11 @@ def squid_conf(session: Session) -> str:
                   domains=list(allow.domains), regexes=list(allow.regexes))
 
 
-def _image_props(spec: BuildSpec) -> dict[str, Any]:
+def _image_props(spec: BuildSpec, rebuild: str = "") -> dict[str, Any]:
     props: dict[str, Any] = {
         "tag": spec.tag, "files": spec.files, "build_args": spec.build_args,
         "labels": {"paude.managed": "true", "paude.build-digest": spec.digest},
+        "rebuild": rebuild,
     }
     if spec.context_dir:
         props.update(context_dir=spec.context_dir, dockerfile=spec.dockerfile)
@@ -109,9 +110,12 @@ def agent_commands(session: Session) -> dict[str, str]:
     return {"PAUDE_AGENT_CMD": full}
 
 
-def make_program(session: Session, owner: str,
-                 identity: AgentIdentity | None = None) -> Callable[[], None]:
-    """Return the inline Pulumi program for one session on podman."""
+def make_program(session: Session, owner: str, identity: AgentIdentity | None = None, *,
+                 rebuild: str = "") -> Callable[[], None]:
+    """Return the inline Pulumi program for one session on podman.
+
+    A non-empty `rebuild` (a fresh token per `create --rebuild`) rebuilds the images
+    without the layer cache and so recreates the containers."""
     identity = identity or AgentIdentity((), (), {}, {})
 
     # Outside the program: a missing Dockerfile is a definition error, reported before
@@ -124,13 +128,13 @@ def make_program(session: Session, owner: str,
         base_tag: str | None = None
         after_base = keep
         if base_spec is not None:
-            base_image = Image("base-image", _image_props(base_spec), keep)
+            base_image = Image("base-image", _image_props(base_spec, rebuild), keep)
             base_tag = base_spec.tag
             after_base = pulumi.ResourceOptions(retain_on_delete=True, depends_on=[base_image])
         agent_spec = agent_build(session, base_tag)
         proxy_spec = proxy_build(session)
-        agent_image = Image("agent-image", _image_props(agent_spec), after_base)
-        proxy_image = Image("proxy-image", _image_props(proxy_spec), keep)
+        agent_image = Image("agent-image", _image_props(agent_spec, rebuild), after_base)
+        proxy_image = Image("proxy-image", _image_props(proxy_spec, rebuild), keep)
         internal = Network("internal-network", {
             "name": names.internal_network, "internal": True, "dns": False,
             "labels": labels(session.name, "internal-network", owner),
@@ -152,7 +156,7 @@ def make_program(session: Session, owner: str,
         proxy_ip = internal.subnet.apply(proxy_address)
         proxy = Container("proxy", {
             "name": names.proxy, "hostname": names.proxy,
-            "image": proxy_image.tag,
+            "image": proxy_image.tag, "image_id": proxy_image.image_id,
             "networks": [pulumi.Output.concat(internal.name, ":ip=", proxy_ip),
                          egress.name],
             "env": {"PAUDE_SQUID_CONF_B64": conf},
@@ -165,7 +169,7 @@ def make_program(session: Session, owner: str,
         no_proxy = f"localhost,127.0.0.1,::1,{names.proxy}"
         agent = Container("agent", {
             "name": names.agent, "hostname": names.agent,
-            "image": agent_image.tag,
+            "image": agent_image.tag, "image_id": agent_image.image_id,
             "networks": [internal.name],
             "volumes": [pulumi.Output.concat(workspace.name, ":", VOLUME_MOUNT),
                         *identity.mounts()],

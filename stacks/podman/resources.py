@@ -25,9 +25,9 @@ from paude import proc
 from . import podman
 
 # Inputs whose change requires a new object: podman cannot modify these in place.
-_CONTAINER_KEYS = ("name", "image", "networks", "volumes", "env", "labels", "user", "cap_drop",
-                   "security_opt", "command", "hostname", "read_only", "tmpfs", "restart",
-                   "add_hosts", "dns", "secret_env", "copy_in", "sysctls")
+_CONTAINER_KEYS = ("name", "image", "image_id", "networks", "volumes", "env", "labels", "user",
+                   "cap_drop", "security_opt", "command", "hostname", "read_only", "tmpfs",
+                   "restart", "add_hosts", "dns", "secret_env", "copy_in", "sysctls")
 _NETWORK_KEYS = ("name", "internal", "dns", "labels")
 
 
@@ -49,14 +49,16 @@ class ImageProvider(_Provider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         """Build the image unless an image with this tag already exists."""
         tag = props["tag"]
-        found = podman.inspect("image", tag)
+        # A rebuild ignores the existing image and podman's layer cache.
+        found = None if props.get("rebuild") else podman.inspect("image", tag)
         if found is None:
             if props.get("context_dir"):
                 # The user's Dockerfile builds from its folder in the repository.
                 proc.run(podman.build_argv(tag, props["context_dir"],
                                            build_args=props.get("build_args", {}),
                                            labels=props.get("labels", {}),
-                                           file=props["dockerfile"]))
+                                           file=props["dockerfile"],
+                                           no_cache=bool(props.get("rebuild"))))
             else:
                 with tempfile.TemporaryDirectory(prefix="paude-build-") as ctx:
                     for name, content in props["files"].items():
@@ -64,7 +66,8 @@ class ImageProvider(_Provider):
                         target.parent.mkdir(parents=True, exist_ok=True)
                         target.write_text(content, encoding="utf-8")
                     proc.run(podman.build_argv(tag, ctx, build_args=props.get("build_args", {}),
-                                               labels=props.get("labels", {})))
+                                               labels=props.get("labels", {}),
+                                               no_cache=bool(props.get("rebuild"))))
             found = podman.inspect("image", tag)
             if found is None:
                 raise RuntimeError(f"podman build reported success but {tag} does not exist")
@@ -78,8 +81,10 @@ class ImageProvider(_Provider):
         return ReadResult(id_, {**props, "image_id": found["Id"]})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        """The tag is a hash of every build input, so only a tag change matters."""
-        return _replace_diff(olds, news, ("tag",))
+        """The tag is a hash of every build input, so only a tag change matters, and a
+        rebuild request (a token that differs from the last one)."""
+        keys = ("tag", "rebuild") if news.get("rebuild") else ("tag",)
+        return _replace_diff(olds, news, keys)
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         """Images are a shared build cache; stacks retain them (see retain_on_delete)."""

@@ -92,14 +92,15 @@ def test_agent_command_line_is_exact_and_lives_in_tmux(paude: Paude) -> None:
         "sessions": {paude.session: {
             "yolo": True,
             "agent": {"install": "none", "command": ["python3", "-c", STAND_IN],
-                      "args": "-p \"refactor the auth module\" --model 'x y'"},
+                      "args": "--append-system-prompt \"refactor the auth module\" "
+                              "--model 'x y'"},
         }},
     }
     (paude.repo / "paude.yaml").write_text(yaml.safe_dump(definition))
     paude.ok("apply", paude.session, "--yes")
     assert exec_agent(paude, "tmux", "has-session", "-t", "paude").returncode == 0
     argv = _poll_file(paude, "/tmp/argv.json")
-    assert json.loads(argv) == ["--dangerously-skip-permissions", "-p",
+    assert json.loads(argv) == ["--dangerously-skip-permissions", "--append-system-prompt",
                                 "refactor the auth module", "--model", "x y"]
 
 

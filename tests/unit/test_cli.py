@@ -225,7 +225,7 @@ def test_apply_with_yes_does_not_ask(monkeypatch: pytest.MonkeyPatch,
 
 def test_destroy_without_yes_declines(monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    def fake_destroy(name: str, *, delete_data: bool, confirm: Any,
+    def fake_destroy(name: str, *, delete_data: bool, confirm: Any, force: bool = False,
                      on_progress: Any, on_install: Any = None) -> DestroyResult:
         assert confirm is not None and not delete_data
         if not confirm(f"destroy session {name}?"):

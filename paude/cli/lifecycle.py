@@ -1,0 +1,193 @@
+"""The seed's commands: create, start, stop, connect, list, status, delete."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from paude import lifecycle, proc
+from paude.cli import output, planview
+from paude.definition import CreateFlags
+
+OptionalName = Annotated[str | None, typer.Argument(
+    help="Session name; defaults to the current repository's session, or the only one.",
+    show_default=False)]
+
+
+def create(
+    name: Annotated[str | None, typer.Argument(
+        help="Session name; defaults to the repository folder's name.", show_default=False)] = None,
+    yolo: Annotated[bool, typer.Option("--yolo", help=(
+        "Run claude with --dangerously-skip-permissions (egress stays filtered)."))] = False,
+    backend: Annotated[str | None, typer.Option("--backend", help="podman or openshift.")] = None,
+    allowed_domains: Annotated[list[str] | None, typer.Option(
+        "--allowed-domains", help="Egress allowlist entry (repeatable): default, all, vertexai, "
+        "pypi, claude, github, a host name or a .suffix.")] = None,
+    args: Annotated[str | None, typer.Option(
+        "--args", "-a", help="Arguments for claude, quoted as in a shell; -p PROMPT runs "
+        "headless, once.")] = None,
+    pvc_size: Annotated[str | None, typer.Option("--pvc-size", help="OpenShift PVC size.")] = None,
+    storage_class: Annotated[str | None, typer.Option(
+        "--storage-class", help="OpenShift storage class.")] = None,
+    rebuild: Annotated[bool, typer.Option(
+        "--rebuild", help="Rebuild the images without podman's cache.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the definition and the plan; change nothing.")] = False,
+) -> int:
+    """Define a session in paude.yaml from the flags, then apply it.
+
+    Examples:\n
+      paude create --yolo my-project\n
+      paude create --allowed-domains default --allowed-domains .example.com\n
+      paude create --yolo my-project -a '-p "refactor the auth module"'\n
+      paude create --dry-run
+    """
+    flags = CreateFlags(yolo=yolo or None, backend=backend,
+                        allowed_domains=tuple(allowed_domains) if allowed_domains else None,
+                        args=args, pvc_size=pvc_size, storage_class=storage_class)
+    result = lifecycle.create(name, flags, dry_run=dry_run, rebuild=rebuild,
+                              on_progress=output.progress, on_warning=output.warn)
+    if dry_run:
+        output.text(f"# paude.yaml{' (unchanged)' if not result.definition.changed else ''}")
+        output.text(result.definition.text.rstrip("\n"))
+        output.text("")
+        if result.plan is not None:
+            output.text(planview.plan_text(result.plan).rstrip("\n"))
+        output.text("Dry run: nothing was written or changed.")
+        return 0
+    if result.definition.changed:
+        output.info(f"paude.yaml: {'added' if result.definition.new_session else 'updated'} "
+                    f"session {result.name}")
+    if result.applied is not None:
+        output.text(planview.apply_text(result.applied).rstrip("\n"))
+    output.text(f"Next: `paude start {result.name}`, then in a second terminal "
+                f"`paude remote add --push {result.name}`.")
+    return 0
+
+
+def start(
+    name: OptionalName = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show each step.")] = False,
+    attach: Annotated[bool, typer.Option(
+        "--attach/--no-attach", help="Attach to the agent's tmux session.")] = True,
+) -> int:
+    """Start the session's containers and attach to the agent (Ctrl+b d detaches).
+
+    Examples:\n
+      paude start my-project\n
+      paude start --no-attach
+    """
+    session = lifecycle.resolve_name(name)
+    if verbose:
+        output.info(f"starting the proxy and the agent of session {session}...")
+    argv = lifecycle.start(session)
+    if verbose:
+        output.info(f"session {session} is running")
+    if not attach or not sys.stdin.isatty():
+        output.text(f"Session {session} is running. Attach with `paude connect {session}`.")
+        return 0
+    return proc.run_interactive(argv)
+
+
+def stop(name: OptionalName = None) -> int:
+    """Stop the session's containers. Everything is kept; `paude start` resumes.
+
+    Examples:\n
+      paude stop my-project
+    """
+    session = lifecycle.resolve_name(name)
+    lifecycle.stop(session)
+    output.text(f"Session {session} stopped; its workspace and the agent's state are kept.")
+    return 0
+
+
+def connect(name: OptionalName = None) -> int:
+    """Attach to the agent's tmux session. Ctrl+b d detaches; the agent keeps running.
+
+    Examples:\n
+      paude connect my-project
+    """
+    return proc.run_interactive(lifecycle.attach_argv(lifecycle.resolve_name(name)))
+
+
+def list_(as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False
+          ) -> int:
+    """List sessions: NAME, BACKEND, STATUS, WORKSPACE (no engine run: fast).
+
+    Examples:\n
+      paude list\n
+      paude list --json | jq -r '.[] | select(.status == "running") | .name'
+    """
+    rows = lifecycle.list_sessions()
+    if as_json:
+        output.text(json.dumps([r.to_json() for r in rows], indent=2))
+        return 0
+    if not rows:
+        output.text("No sessions. Create one with `paude create NAME`.")
+        return 0
+    width = max(4, *(len(r.name) for r in rows))
+    output.text(f"{'NAME':<{width}}  {'BACKEND':<9}  {'STATUS':<8}  WORKSPACE")
+    for r in rows:
+        output.text(f"{r.name:<{width}}  {r.backend:<9}  {r.status:<8}  {r.workspace}")
+    return 0
+
+
+def status(
+    name: OptionalName = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> int:
+    """Show a session's state, agent and proxy health, and unfetched commits.
+
+    Examples:\n
+      paude status my-project
+    """
+    result = lifecycle.status(lifecycle.resolve_name(name))
+    if as_json:
+        output.text(json.dumps(result.to_json(), indent=2))
+        return 0
+    unfetched = "unknown (not running)" if result.unfetched is None else str(result.unfetched)
+    output.text(f"Session {result.name} ({result.backend}): {result.state}")
+    output.text(f"  agent alive:       {'yes' if result.agent_alive else 'no'}")
+    output.text(f"  proxy alive:       {'yes' if result.proxy_alive else 'no'}")
+    output.text(f"  unfetched commits: {unfetched}")
+    for branch, count in sorted(result.branches.items()):
+        output.text(f"    {branch}: {count}  (git pull paude-{result.name} {branch})")
+    return 0
+
+
+def delete(
+    name: Annotated[str, typer.Argument(help="Session name.", show_default=False)],
+    confirm: Annotated[bool, typer.Option(
+        "--confirm", help="Required: delete the session and its workspace.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Delete even if the agent has commits you have not fetched.")] = False,
+) -> int:
+    """Destroy a session with its data. Refuses while the agent has unfetched commits.
+
+    Examples:\n
+      paude delete my-project --confirm\n
+      paude delete my-project --confirm --force
+    """
+    if not confirm:
+        output.error(f"deleting removes session {name} and its workspace; "
+                     f"run `paude delete {name} --confirm`")
+        return 1
+    session = lifecycle.resolve_name(name)
+    result = lifecycle.delete(session, force=force, on_progress=output.progress)
+    output.text(f"Session {session} deleted in {result.seconds:.1f}s"
+                f"{', workspace included' if result.data_deleted else ''}.")
+    return 0
+
+
+def register(app: typer.Typer) -> None:
+    """Add the lifecycle commands."""
+    app.command()(create)
+    app.command()(start)
+    app.command()(stop)
+    app.command()(connect)
+    app.command("list")(list_)
+    app.command()(status)
+    app.command()(delete)

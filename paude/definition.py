@@ -1,0 +1,167 @@
+"""Writing a session into paude.yaml from `paude create` flags, keeping the file's comments."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from paude.config import PAUDE_FILE, dump_paude_file, load_paude_file
+from paude.errors import ConfigError, ConfigProblem
+from paude.models import PaudeFile, SessionSpec
+
+
+@dataclass(frozen=True)
+class CreateFlags:
+    """The definition flags of `paude create`; None means "not given"."""
+
+    yolo: bool | None = None
+    backend: str | None = None
+    allowed_domains: tuple[str, ...] | None = None
+    args: str | None = None
+    pvc_size: str | None = None
+    storage_class: str | None = None
+
+    def spec_data(self) -> dict[str, Any]:
+        """The session fields these flags set, in paude.yaml's shape."""
+        data: dict[str, Any] = {}
+        if self.yolo:
+            data["yolo"] = True
+        if self.backend is not None:
+            data["backend"] = self.backend
+        if self.allowed_domains:
+            data["allowed_domains"] = list(self.allowed_domains)
+        if self.args is not None:
+            data["agent"] = {"args": self.args}
+        openshift = {k: v for k, v in (("pvc_size", self.pvc_size),
+                                       ("storage_class", self.storage_class)) if v is not None}
+        if openshift:
+            data["openshift"] = openshift
+        return data
+
+
+_FLAG_OF = {"yolo": "--yolo", "backend": "--backend", "allowed_domains": "--allowed-domains",
+            "agent": "--args", "openshift": "--pvc-size/--storage-class"}
+
+
+@dataclass(frozen=True)
+class Definition:
+    """The paude.yaml a create would leave, and whether it differs from the current one."""
+
+    path: Path
+    file: PaudeFile
+    text: str  # the new file's text
+    previous: str | None  # the current file's text (None: no file yet)
+    new_session: bool
+
+    @property
+    def changed(self) -> bool:
+        """True when the file on disk must be written."""
+        return self.text != self.previous
+
+
+def plan_definition(root: Path, name: str, flags: CreateFlags) -> Definition:
+    """Work out paude.yaml with sessions.NAME from the flags; refuse conflicting flags.
+
+    Nothing is written: see write_definition."""
+    path = root / PAUDE_FILE
+    previous = path.read_text(encoding="utf-8") if path.exists() else None
+    file = load_paude_file(path) if previous is not None else PaudeFile()
+    wanted = flags.spec_data()
+    spec = _validated(wanted, path)
+    existing = file.sessions.get(name)
+    if existing is not None:
+        _refuse_conflicts(name, existing, spec, path)
+        return Definition(path, file, previous or "", previous, False)
+    new_file = file.model_copy(update={"sessions": {**file.sessions, name: spec}})
+    text = _insert_session(previous, name, wanted) if previous else None
+    if text is None or not _equivalent(text, new_file):
+        text = dump_paude_file(new_file)
+    return Definition(path, new_file, text, previous, True)
+
+
+def write_definition(definition: Definition) -> None:
+    """Write the planned paude.yaml (atomically)."""
+    if definition.changed:
+        tmp = definition.path.with_suffix(".yaml.tmp")
+        tmp.write_text(definition.text, encoding="utf-8")
+        tmp.replace(definition.path)
+
+
+def restore(definition: Definition) -> None:
+    """Put paude.yaml back as it was before write_definition (a failed create)."""
+    if not definition.changed:
+        return
+    if definition.previous is None:
+        definition.path.unlink(missing_ok=True)
+    else:
+        definition.path.write_text(definition.previous, encoding="utf-8")
+
+
+def _validated(data: dict[str, Any], path: Path) -> SessionSpec:
+    try:
+        return SessionSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = [ConfigProblem(_FLAG_OF.get(str(e["loc"][0]), str(e["loc"][0])),
+                                  str(e["msg"])) for e in exc.errors()]
+        raise ConfigError("command line", problems,
+                          hint="fix the flag; `paude create --help` lists them") from None
+
+
+def _refuse_conflicts(name: str, existing: SessionSpec, wanted: SessionSpec, path: Path) -> None:
+    problems = []
+    for field in wanted.model_fields_set:
+        have, want = getattr(existing, field), getattr(wanted, field)
+        if have is None and field == "yolo" and want is False:
+            continue
+        if _plain(have) != _plain(want):
+            problems.append(ConfigProblem(
+                f"sessions.{name}.{field}",
+                f"paude.yaml has {_plain(have)!r}; {_FLAG_OF.get(field, field)} asks for "
+                f"{_plain(want)!r}"))
+    if problems:
+        raise ConfigError(str(path), problems, hint=(
+            f"session {name} already exists with other settings: edit paude.yaml and run "
+            f"`paude plan {name}` then `paude apply {name}`, or create under another name"))
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(exclude_unset=True, exclude_none=True)
+    return value
+
+
+def _insert_session(text: str, name: str, data: dict[str, Any]) -> str | None:
+    # Add one line under `sessions:` so the rest of the file (and its comments) stays
+    # exactly as the team wrote and reviewed it.
+    entry = yaml.safe_dump({name: data}, default_flow_style=True, sort_keys=False).strip()
+    entry = entry[1:-1] if entry.startswith("{") else entry  # {name: {...}} -> name: {...}
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^sessions:\s*(#.*)?$", line):
+            indent = "  "
+            for following in lines[i + 1:]:
+                if following.strip() and not following.lstrip().startswith("#"):
+                    match = re.match(r"^(\s+)", following)
+                    indent = match.group(1) if match else indent
+                    break
+            lines.insert(i + 1, f"{indent}{entry}")
+            return "\n".join(lines) + "\n"
+        if re.match(r"^sessions:\s*\{\s*\}\s*$", line):
+            lines[i] = f"sessions:\n  {entry}"
+            return "\n".join(lines) + "\n"
+    if not any(line.startswith("sessions:") for line in lines):
+        return text.rstrip("\n") + f"\nsessions:\n  {entry}\n"
+    return None
+
+
+def _equivalent(text: str, file: PaudeFile) -> bool:
+    try:
+        parsed = PaudeFile.model_validate(yaml.safe_load(text) or {})
+    except (ValidationError, yaml.YAMLError):
+        return False
+    return parsed.model_dump() == file.model_dump()

@@ -1,0 +1,325 @@
+"""Git between the user's repository and a session: the paude-NAME remote, pushes, and the
+commits the host has not fetched yet. Returns results, never prints."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from paude import index, proc
+from paude.backends.base import WORKSPACE, Backend
+from paude.errors import PaudeError, SessionNotFoundError
+from paude.fields import DEFAULT_BACKEND
+from paude.proc import CommandResult
+
+log = logging.getLogger(__name__)
+
+URL_PREFIX = "paude::"
+# Used only when the container has no git identity at all, so the agent can commit.
+FALLBACK_NAME = "paude agent"
+FALLBACK_EMAIL = "agent@paude.invalid"
+
+_SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
+_NOT_RUNNING = re.compile(r"can only create exec sessions on running containers|"
+                          r"container state improper", re.I)
+_NO_REPO = ("not a git repository", "cannot change to")
+
+# Positional arguments: workspace, branch, fallback name, fallback email. The workspace is
+# an argument (not part of the script) so every backend can map it.
+_INIT_SCRIPT = """\
+if ! prefix=$(git -C "$1" rev-parse --show-prefix 2>/dev/null) || [ -n "$prefix" ]; then
+  git init -q -b "$2" "$1" || exit
+fi
+git -C "$1" config receive.denyCurrentBranch updateInstead || exit
+if [ -z "$(git -C "$1" config user.email)" ]; then
+  git -C "$1" config user.name "$3" && git -C "$1" config user.email "$4" || exit
+fi
+"""
+# Known commits arrive on stdin (only those the container has count); heads are arguments.
+_COUNT_SCRIPT = """\
+cd "$1" || exit
+shift
+known=$(git cat-file --batch-check='%(objecttype) %(objectname)' | sed -n 's/^commit //p')
+for head in "$@"; do
+  git rev-list --count "$head" --not $known || exit
+done
+"""
+
+
+@dataclass(frozen=True)
+class BranchLag:
+    """A branch in the session whose head the host does not have."""
+
+    branch: str
+    commits: int  # commits on the branch the host lacks
+    head: str
+
+
+@dataclass(frozen=True)
+class RemoteAddResult:
+    """What `paude remote add` did."""
+
+    remote: str
+    url: str
+    branch: str
+    pushed: bool
+    changed: bool  # the remote was added or its URL corrected
+
+
+def remote_name(session: str) -> str:
+    """The git remote of a session in the user's repository."""
+    return f"paude-{session}"
+
+
+def remote_url(session: str) -> str:
+    """The remote's URL, served by git-remote-paude."""
+    return f"{URL_PREFIX}{session}"
+
+
+def session_backend(session: str) -> str:
+    """The backend recorded when the session (an already validated name) was applied."""
+    entry = index.read(session)
+    backend = entry.backend if entry is not None else None
+    return backend if isinstance(backend, str) and backend else DEFAULT_BACKEND
+
+
+def git_env() -> dict[str, str]:
+    """Environment for git commands that use the remote: git-remote-paude must be on PATH.
+
+    It is installed beside the running interpreter, which may be a venv nobody activated."""
+    scripts = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    return {"PATH": f"{scripts}{os.pathsep}{path}" if path else scripts}
+
+
+# ---------------------------------------------------------------- the user's repository
+
+
+def _git(repo: Path, *args: str, check: bool = True, env: dict[str, str] | None = None,
+         input: str | None = None) -> CommandResult:
+    return proc.run(["git", "-C", str(repo), *args], check=check, env=env, input=input)
+
+
+def _is_no_repo(result: CommandResult) -> bool:
+    return any(text in result.stderr.lower() for text in _NO_REPO)
+
+
+def require_repo(repo: Path) -> None:
+    """Raise a PaudeError with a fix unless repo is inside a git repository."""
+    result = _git(repo, "rev-parse", "--git-dir", check=False)
+    if result.ok:
+        return
+    if _is_no_repo(result):
+        raise PaudeError(f"not a git repository: {repo}",
+                         hint="run paude inside your repository, or make this one with `git init`")
+    raise proc.classify_failure(result)
+
+
+def _head_branch(repo: Path) -> str:
+    result = _git(repo, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+    if not result.ok:
+        raise PaudeError(f"HEAD is detached in {repo}: paude pushes a branch",
+                         hint="check out a branch first, e.g. `git switch -c work`")
+    return result.stdout.strip()
+
+
+def current_branch(repo: Path) -> str:
+    """The checked-out branch, which must have a commit to push."""
+    require_repo(repo)
+    branch = _head_branch(repo)
+    if not _git(repo, "rev-parse", "--verify", "--quiet", "HEAD^{commit}", check=False).ok:
+        raise PaudeError(f"branch {branch} in {repo} has no commits yet",
+                         hint='commit first, e.g. `git add -A && git commit -m "initial"`')
+    return branch
+
+
+def _remotes(repo: Path) -> list[str]:
+    return _git(repo, "remote").stdout.split()
+
+
+def add_remote(repo: Path, session: str) -> bool:
+    """Add the session's remote, or correct its URL; True when anything changed."""
+    require_repo(repo)
+    name, url = remote_name(session), remote_url(session)
+    if name not in _remotes(repo):
+        _git(repo, "remote", "add", name, url)
+        return True
+    current = _git(repo, "config", "--get", f"remote.{name}.url", check=False).stdout.strip()
+    if current == url:
+        return False
+    _git(repo, "remote", "set-url", name, url)
+    return True
+
+
+def remove_remote(repo: Path, session: str) -> bool:
+    """Remove the session's remote and its remote-tracking branches; False if absent."""
+    require_repo(repo)
+    name = remote_name(session)
+    if name not in _remotes(repo):
+        return False
+    _git(repo, "remote", "remove", name)
+    return True
+
+
+def list_remotes(repo: Path) -> list[tuple[str, str]]:
+    """(name, url) of every remote served by paude, sorted by name."""
+    require_repo(repo)
+    # Exit 1 means no remote has a URL.
+    result = _git(repo, "config", "--get-regexp", r"^remote\..*\.url$", check=False)
+    if result.returncode not in (0, 1):
+        raise proc.classify_failure(result)
+    found = []
+    for line in result.stdout.splitlines():
+        key, _, url = line.partition(" ")
+        if url.startswith(URL_PREFIX):
+            found.append((key.removeprefix("remote.").removesuffix(".url"), url))
+    return sorted(found)
+
+
+def push(repo: Path, session: str, branch: str) -> CommandResult:
+    """Push HEAD to the session's branch; the container's work tree follows (updateInstead)."""
+    remote = remote_name(session)
+    result = _git(repo, "push", remote, f"HEAD:refs/heads/{branch}", env=git_env(), check=False)
+    if result.ok:
+        return result
+    stderr = result.stderr.lower()
+    hint = None
+    if "uncommitted" in stderr or "unstaged" in stderr or "would be overwritten" in stderr:
+        hint = (f"the session's {WORKSPACE} has changes the agent has not committed; commit "
+                "them inside the session, then push again")
+    elif "rejected" in stderr:
+        hint = f"the session has commits you have not pulled: `git pull {remote} {branch}` first"
+    failure = proc.classify_failure(result)
+    if hint and not isinstance(failure, SessionNotFoundError):
+        failure.hint = hint
+    raise failure
+
+
+_push = push  # remote_add's `push` flag shadows the function's name
+
+
+# ---------------------------------------------------------------- inside the session
+
+
+def _exec(backend: Backend, session: str, argv: Sequence[str], *, input: str | None = None,
+          check: bool = True) -> CommandResult:
+    """Run argv in the agent container; a missing or stopped container is always an error."""
+    result = proc.run(backend.exec_argv(session=session, argv=argv, stdin=input is not None),
+                      input=input, check=False)
+    if result.ok:
+        return result
+    failure = proc.classify_failure(result)
+    if isinstance(failure, SessionNotFoundError):
+        raise failure
+    if _NOT_RUNNING.search(result.stderr):
+        raise PaudeError(f"the agent container of session {session} is not running",
+                         hint=f"start it with `paude start {session}`, then try again")
+    if check:
+        raise failure
+    return result
+
+
+def init_workspace(backend: Backend, session: str, branch: str) -> None:
+    """Make the session's workspace a repository that accepts pushes to its checked-out branch."""
+    _exec(backend, session, ["sh", "-c", _INIT_SCRIPT, "sh", WORKSPACE, branch,
+                             FALLBACK_NAME, FALLBACK_EMAIL])
+
+
+def _printable(name: str) -> str:
+    # Branch names come from the container, which the agent controls.
+    return name if name.isprintable() else repr(name)
+
+
+def _container_heads(backend: Backend, session: str) -> dict[str, str]:
+    result = _exec(backend, session, ["git", "-C", WORKSPACE, "for-each-ref",
+                                      "--format=%(refname) %(objectname)", "refs/heads"],
+                   check=False)
+    if not result.ok:
+        if _is_no_repo(result):
+            return {}
+        raise proc.classify_failure(result)
+    heads = {}
+    for line in result.stdout.splitlines():
+        ref, _, sha = line.rpartition(" ")
+        if ref.startswith("refs/heads/") and _SHA.match(sha):
+            heads[_printable(ref.removeprefix("refs/heads/"))] = sha
+        else:
+            log.warning("ignoring unexpected ref line from the container: %r", line)
+    return heads
+
+
+def _host_commits(repo: Path, shas: Iterable[str]) -> set[str]:
+    """The commits among shas that the host repository has."""
+    wanted = sorted(set(shas))
+    result = _git(repo, "cat-file", "--batch-check=%(objecttype)", check=False,
+                  input="".join(f"{sha}\n" for sha in wanted))
+    if not result.ok:
+        if _is_no_repo(result):
+            return set()
+        raise proc.classify_failure(result)
+    types = result.stdout.splitlines()
+    return {sha for sha, kind in zip(wanted, types, strict=False) if kind == "commit"}
+
+
+def _host_known(repo: Path, session: str) -> list[str]:
+    result = _git(repo, "for-each-ref", "--format=%(objectname)",
+                  f"refs/remotes/{remote_name(session)}/", "refs/heads/", check=False)
+    return sorted(set(result.stdout.split())) if result.ok else []
+
+
+def unfetched(repo: Path, backend: Backend, session: str) -> list[BranchLag]:
+    """Branches in the session whose head the host lacks, with the commits it lacks on each.
+
+    Raises a PaudeError when the agent container is missing or stopped."""
+    heads = _container_heads(backend, session)
+    present = _host_commits(repo, heads.values()) if heads else set()
+    lagging = {branch: sha for branch, sha in heads.items() if sha not in present}
+    if not lagging:
+        return []
+    targets = sorted(set(lagging.values()))
+    known = _host_known(repo, session)
+    result = _exec(backend, session, ["sh", "-c", _COUNT_SCRIPT, "sh", WORKSPACE, *targets],
+                   input="".join(f"{sha}\n" for sha in known))
+    counts = result.stdout.split()
+    if len(counts) != len(targets) or not all(c.isdigit() for c in counts):
+        raise PaudeError(f"unexpected answer from session {session} while counting commits: "
+                         f"{result.stdout.strip()[:200]!r}")
+    by_sha = dict(zip(targets, (int(c) for c in counts), strict=True))
+    return [BranchLag(branch, by_sha[sha], sha) for branch, sha in sorted(lagging.items())]
+
+
+def describe_lags(lags: Sequence[BranchLag], session: str) -> str:
+    """What the host has not fetched from the session, and how to fetch it."""
+    if not lags:
+        return f"the host has every commit of session {session}"
+    remote = remote_name(session)
+    total = sum(lag.commits for lag in lags)
+    lines = [f"session {session} has {_count(total)} the host has not fetched:"]
+    lines += [f"  {lag.branch}: {_count(lag.commits)} (head {lag.head[:12]})" for lag in lags]
+    lines.append(f"fetch them with `git fetch {remote}`, or merge one branch with "
+                 f"`git pull {remote} {lags[0].branch}`")
+    lines.append(f"(no remote {remote} in your repository? `paude remote add {session}` adds it)")
+    return "\n".join(lines)
+
+
+def _count(commits: int) -> str:
+    return f"{commits} commit" if commits == 1 else f"{commits} commits"
+
+
+# ---------------------------------------------------------------- orchestration
+
+
+def remote_add(repo: Path, session: str, *, push: bool, backend: Backend) -> RemoteAddResult:
+    """Prepare the session's workspace, add its remote here and, with push, push HEAD."""
+    require_repo(repo)  # before anything in the session changes
+    branch = current_branch(repo) if push else _head_branch(repo)
+    init_workspace(backend, session, branch)
+    changed = add_remote(repo, session)
+    if push:
+        _push(repo, session, branch)
+    return RemoteAddResult(remote_name(session), remote_url(session), branch, push, changed)

@@ -1,0 +1,231 @@
+"""The seed's session commands: create, start, stop, connect, list, status, delete."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from paude import gitsync, index, proc, sessions
+from paude.backends import get_backend
+from paude.config import PAUDE_FILE, find_project_root, load_paude_file
+from paude.definition import CreateFlags, Definition, plan_definition, restore, write_definition
+from paude.engine import OnProgress
+from paude.errors import ConfigError, ConfigProblem, PaudeError, SessionNotFoundError
+from paude.fields import validate_session_name
+from paude.results import ApplyResult, DestroyResult, PlanResult
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    """What `paude create` did (or, with dry_run, would do)."""
+
+    name: str
+    definition: Definition
+    plan: PlanResult | None = None
+    applied: ApplyResult | None = None
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """One line of `paude list`."""
+
+    name: str
+    backend: str
+    status: str
+    workspace: str
+
+    def to_json(self) -> dict[str, str]:
+        """The JSON form of `paude list --json`."""
+        return {"name": self.name, "backend": self.backend, "status": self.status,
+                "workspace": self.workspace}
+
+
+@dataclass(frozen=True)
+class SessionStatus:
+    """`paude status NAME`."""
+
+    name: str
+    backend: str
+    state: str
+    agent_alive: bool
+    proxy_alive: bool
+    unfetched: int | None  # None: could not tell (not running, no repository)
+    branches: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        """The JSON form of `paude status --json`."""
+        return {"name": self.name, "backend": self.backend, "state": self.state,
+                "agent_alive": self.agent_alive, "proxy_alive": self.proxy_alive,
+                "unfetched_commits": self.unfetched, "unfetched_by_branch": self.branches}
+
+
+def resolve_name(name: str | None, cwd: Path | None = None) -> str:
+    """NAME, else the current repository's session, else the only one, else an error
+    listing the candidates."""
+    if name:
+        return sessions.check_name(name)
+    root = find_project_root((cwd or Path.cwd()).resolve())
+    defined = sorted(load_paude_file(root / PAUDE_FILE).sessions) if (
+        root / PAUDE_FILE).exists() else []
+    if len(defined) == 1:
+        return defined[0]
+    mine = [e.name for e in index.read_all() if e.owner == str(root)]
+    if len(mine) == 1:
+        return mine[0]
+    everywhere = [e.name for e in index.read_all()]
+    if not defined and len(everywhere) == 1:
+        return everywhere[0]
+    candidates = defined or everywhere
+    raise PaudeError(
+        "which session? " + (f"candidates: {', '.join(candidates)}" if candidates
+                             else "no sessions exist yet"),
+        hint="name one, e.g. `paude start NAME`" if candidates
+        else "create one with `paude create NAME`")
+
+
+def default_name(cwd: Path | None = None) -> str:
+    """`paude create` without NAME: the repository folder's name, if it is a valid one."""
+    root = find_project_root((cwd or Path.cwd()).resolve())
+    try:
+        return validate_session_name(root.name)
+    except ValueError as exc:
+        raise ConfigError("command line", [ConfigProblem("NAME", str(exc))],
+                          hint="give the session a name: `paude create NAME`") from None
+
+
+def create(name: str | None, flags: CreateFlags, *, cwd: Path | None = None,
+           dry_run: bool = False, rebuild: bool = False,
+           confirm: sessions.Confirm | None = None, on_progress: OnProgress | None = None,
+           on_warning: Callable[[str], None] | None = None) -> CreateResult:
+    """Write sessions.NAME into paude.yaml from the flags, then apply it.
+
+    A create that fails leaves no half-made session: paude.yaml is restored and a new
+    session's partial stack is destroyed."""
+    name = sessions.check_name(name) if name else default_name(cwd)
+    root = find_project_root((cwd or Path.cwd()).resolve())
+    definition = plan_definition(root, name, flags)
+    project = sessions.Project(root, definition.file)
+    if dry_run:
+        return CreateResult(name, definition, plan=sessions.plan(name, project=project))
+    write_definition(definition)
+    try:
+        applied = sessions.apply(name, project=project, confirm=confirm, rebuild=rebuild,
+                                 on_progress=on_progress, on_warning=on_warning)
+    except BaseException:
+        if definition.new_session:
+            _undo_new_session(root, name)  # needs paude.yaml as written, so first
+        restore(definition)
+        raise
+    if _headless(definition, name):
+        # A headless prompt works on the user's code, so it goes in now; the agent waits
+        # for it (see the agent entrypoint).
+        gitsync.remote_add(root, name, push=True, backend=get_backend(_backend_of(name)))
+    return CreateResult(name, definition, applied=applied)
+
+
+def _headless(definition: Definition, name: str) -> bool:
+    root = definition.path.parent
+    session, _ = sessions.session_of(sessions.Project(root, definition.file), name)
+    return any(a in ("-p", "--print") or a.startswith("--print=") for a in session.agent.args)
+
+
+def _undo_new_session(root: Path, name: str) -> None:
+    # Nothing may be left half-made; if this fails too, the original error says why.
+    with contextlib.suppress(Exception):
+        sessions.destroy(name, cwd=root, delete_data=True, force=True)
+
+
+def start(name: str) -> list[str]:
+    """Start a session's containers; returns the argv that attaches to the agent."""
+    backend = get_backend(_backend_of(name))
+    backend.start(session=name)
+    return backend.attach_argv(session=name)
+
+
+def stop(name: str) -> None:
+    """Stop a session's containers, keeping everything (not a stack change)."""
+    get_backend(_backend_of(name)).stop(session=name)
+
+
+def attach_argv(name: str) -> list[str]:
+    """The argv that attaches to a running agent's tmux session."""
+    backend = get_backend(_backend_of(name))
+    status = backend.status(session=name)
+    if not status.agent_running:
+        raise PaudeError(f"session {name} is not running",
+                         hint=f"start it with `paude start {name}`")
+    return backend.attach_argv(session=name)
+
+
+def list_sessions() -> list[SessionRow]:
+    """Every applied session with its status: one podman call, no engine run."""
+    entries = index.read_all()
+    states = _podman_states() if any(e.backend == "podman" for e in entries) else {}
+    rows = []
+    for entry in entries:
+        agent = states.get(f"paude-{entry.name}-agent")
+        proxy = states.get(f"paude-{entry.name}-proxy")
+        if agent is None and proxy is None:
+            status = "missing"
+        elif agent == proxy == "running":
+            status = "running"
+        elif agent != "running" and proxy != "running":
+            status = "stopped"
+        else:
+            status = "degraded"
+        rows.append(SessionRow(entry.name, entry.backend, status, entry.owner))
+    return rows
+
+
+def _podman_states() -> dict[str, str]:
+    result = proc.run(["podman", "ps", "--all", "--filter", "label=paude.managed=true",
+                       "--format", "json"], check=False, log_output=False)
+    if not result.ok:
+        return {}
+    states = {}
+    for item in json.loads(result.stdout or "[]"):
+        for container in item.get("Names") or []:
+            states[container] = str(item.get("State", "")).lower()
+    return states
+
+
+def status(name: str, *, cwd: Path | None = None) -> SessionStatus:
+    """Running or stopped, agent and proxy alive, and commits the host has not fetched."""
+    backend_name = _backend_of(name)
+    backend = get_backend(backend_name)
+    observed = backend.status(session=name)
+    unfetched: int | None = None
+    branches: dict[str, int] = {}
+    entry = index.read(name)
+    repo = Path(entry.owner) if entry else find_project_root((cwd or Path.cwd()).resolve())
+    if observed.agent_running:
+        try:
+            lags = gitsync.unfetched(repo, backend, name)
+        except PaudeError:
+            lags = None
+        if lags is not None:
+            branches = {lag.branch: lag.commits for lag in lags}
+            unfetched = sum(branches.values())
+    return SessionStatus(name, backend_name, observed.state, observed.agent_alive,
+                         observed.proxy_running, unfetched, branches)
+
+
+def delete(name: str, *, force: bool = False, cwd: Path | None = None,
+           on_progress: OnProgress | None = None) -> DestroyResult:
+    """Destroy a session with its data (refusing while commits are unfetched)."""
+    entry = index.read(name)
+    where = Path(entry.owner) if entry and Path(entry.owner).is_dir() else cwd
+    return sessions.destroy(name, cwd=where, delete_data=True, force=force,
+                            on_progress=on_progress)
+
+
+def _backend_of(name: str) -> str:
+    entry = index.read(name)
+    if entry is None:
+        raise SessionNotFoundError(f"session {name} is not applied on this machine",
+                                   hint=f"create it with `paude create {name}` "
+                                        f"(or `paude apply {name}`)")
+    return entry.backend
