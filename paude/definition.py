@@ -138,7 +138,8 @@ def _plain(value: Any) -> Any:
 def _insert_session(text: str, name: str, data: dict[str, Any]) -> str | None:
     # Add one line under `sessions:` so the rest of the file (and its comments) stays
     # exactly as the team wrote and reviewed it.
-    entry = yaml.safe_dump({name: data}, default_flow_style=True, sort_keys=False).strip()
+    entry = yaml.safe_dump({name: data}, default_flow_style=True, sort_keys=False,
+                           width=1 << 20).strip()
     entry = entry[1:-1] if entry.startswith("{") else entry  # {name: {...}} -> name: {...}
     lines = text.splitlines()
     for i, line in enumerate(lines):

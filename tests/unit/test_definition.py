@@ -1,0 +1,92 @@
+"""`paude create` writing paude.yaml: comments kept, conflicts refused, nothing half-done."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from paude.config import load_paude_file
+from paude.definition import CreateFlags, plan_definition, restore, write_definition
+from paude.errors import ConfigError
+
+TEAM_FILE = """\
+version: 1
+# Reviewed by the platform team: keep egress tight.
+defaults:
+  image:
+    base: localhost/paude-base:bookworm  # built by make base-image
+sessions:
+  # the reviewer bot
+  reviewer: {allowed_domains: [default, github]}
+"""
+
+
+def test_new_session_is_one_added_line_and_comments_survive(tmp_path: Path) -> None:
+    (tmp_path / "paude.yaml").write_text(TEAM_FILE)
+    flags = CreateFlags(yolo=True, allowed_domains=("default", ".example.com"),
+                        args='-p "refactor the auth module"')
+    definition = plan_definition(tmp_path, "my-project", flags)
+    assert definition.new_session and definition.changed
+    added = [ln for ln in definition.text.splitlines() if ln not in TEAM_FILE.splitlines()]
+    assert len(added) == 1 and added[0].startswith("  my-project: {")
+    write_definition(definition)
+    text = (tmp_path / "paude.yaml").read_text()
+    assert "# Reviewed by the platform team" in text and "# built by make base-image" in text
+    spec = load_paude_file(tmp_path / "paude.yaml").sessions["my-project"]
+    assert spec.yolo is True and spec.allowed_domains == ["default", ".example.com"]
+    assert spec.agent is not None and spec.agent.args == ["-p", "refactor the auth module"]
+
+
+def test_no_file_yet_writes_a_minimal_one(tmp_path: Path) -> None:
+    definition = plan_definition(tmp_path, "demo", CreateFlags(yolo=True))
+    assert definition.previous is None
+    write_definition(definition)
+    assert yaml.safe_load((tmp_path / "paude.yaml").read_text()) == {
+        "version": 1, "sessions": {"demo": {"yolo": True}}}
+    restore(definition)
+    assert not (tmp_path / "paude.yaml").exists()
+
+
+def test_file_without_sessions_gets_a_sessions_block(tmp_path: Path) -> None:
+    (tmp_path / "paude.yaml").write_text("version: 1\ndefaults: {yolo: false}\n")
+    definition = plan_definition(tmp_path, "demo", CreateFlags())
+    assert definition.text == "version: 1\ndefaults: {yolo: false}\nsessions:\n  demo: {}\n"
+
+
+def test_existing_session_with_the_same_flags_changes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "paude.yaml").write_text(TEAM_FILE)
+    definition = plan_definition(tmp_path, "reviewer",
+                                 CreateFlags(allowed_domains=("default", "github")))
+    assert not definition.new_session and not definition.changed
+    assert plan_definition(tmp_path, "reviewer", CreateFlags()).changed is False
+
+
+def test_existing_session_with_other_flags_is_refused_and_untouched(tmp_path: Path) -> None:
+    (tmp_path / "paude.yaml").write_text(TEAM_FILE)
+    with pytest.raises(ConfigError) as exc:
+        plan_definition(tmp_path, "reviewer", CreateFlags(yolo=True, allowed_domains=("all",)))
+    text = exc.value.render()
+    assert "sessions.reviewer.allowed_domains" in text and "sessions.reviewer.yolo" in text
+    assert "--allowed-domains" in text
+    assert (tmp_path / "paude.yaml").read_text() == TEAM_FILE
+
+
+def test_bad_flag_values_name_the_flag(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        plan_definition(tmp_path, "demo", CreateFlags(allowed_domains=("10.0.0.1",)))
+    assert "--allowed-domains" in exc.value.render()
+    with pytest.raises(ConfigError) as exc:
+        plan_definition(tmp_path, "demo", CreateFlags(args='-p "unterminated'))
+    assert "--args" in exc.value.render()
+    assert not (tmp_path / "paude.yaml").exists()
+
+
+def test_restore_puts_the_previous_text_back(tmp_path: Path) -> None:
+    (tmp_path / "paude.yaml").write_text(TEAM_FILE)
+    definition = plan_definition(tmp_path, "demo", CreateFlags(yolo=True))
+    write_definition(definition)
+    assert (tmp_path / "paude.yaml").read_text() != TEAM_FILE
+    restore(definition)
+    assert (tmp_path / "paude.yaml").read_text() == TEAM_FILE
