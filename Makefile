@@ -29,8 +29,9 @@ venv: ## Create .venv and install paude with its development tools
 lint: ## Run ruff
 	$(PYTHON) -m ruff check paude stacks tests bench
 
-type: ## Run mypy (strict, configured in pyproject.toml)
+type: ## Run mypy (strict, configured in pyproject.toml), also on bench/
 	$(PYTHON) -m mypy
+	cd bench && MYPYPATH=.:.. $(abspath $(PYTHON)) -m mypy --strict run.py git_bench.py list_bench.py
 
 test: ## Run the whole test suite
 	$(PYTHON) -m pytest $(PYTEST_ARGS)

@@ -15,11 +15,9 @@ written to bench/results/git-latest.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -36,6 +34,7 @@ from run import (  # bench/run.py: the same command, engine and cleanup helpers
     paude_images,
     remove_labelled,
     run,
+    run_main,
     source_revision,
     timed,
     tool_version,
@@ -286,28 +285,9 @@ def benchmark(args: argparse.Namespace) -> dict[str, object]:
     return build_report(samples, base_image=base_image)
 
 
-def _raise_interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; 0 when every command succeeded."""
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        report = benchmark(args)
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; benchmark objects removed", file=sys.stderr)
-        return 130
-    RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_FILE.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print()
-    print(render_table(report))
-    print(f"\nwritten to {RESULTS_FILE.relative_to(BENCH_DIR.parent)}")
-    return 0
+    return run_main(parse_args(argv), benchmark, render_table, RESULTS_FILE)
 
 
 if __name__ == "__main__":

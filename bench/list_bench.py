@@ -62,7 +62,7 @@ def main() -> int:
             running = [r for r in listed if r["status"] == "running"]
             if len(running) != len(names):
                 raise BenchError(f"list shows {len(running)} running sessions, not {len(names)}")
-            samples = {"list": [], "list_json": [], "podman_ps": []}
+            samples: dict[str, list[float]] = {"list": [], "list_json": [], "podman_ps": []}
             for _ in range(opts.runs):
                 for key, argv in (("list", [paude, "list"]),
                                   ("list_json", [paude, "list", "--json"]),

@@ -22,11 +22,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 BASELINE_SCRIPT = BENCH_DIR / "podman_baseline.sh"
@@ -498,24 +499,30 @@ def benchmark(args: argparse.Namespace) -> dict[str, object]:
     return build_report(samples, base_image=base_image, engine_dir=engine_dir)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; 0 when every command succeeded (missed targets included)."""
-    args = parse_args(argv)
+def run_main(args: argparse.Namespace, bench: Callable[[argparse.Namespace], dict[str, Any]],
+             render: Callable[[dict[str, Any]], str], results_file: Path) -> int:
+    """Run one benchmark: exit 0 when every command succeeded (missed targets included),
+    1 when one failed, 130 when interrupted; objects are removed in every case."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        report = benchmark(args)
+        report = bench(args)
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; benchmark objects removed", file=sys.stderr)
         return 130
-    RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_FILE.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+    results_file.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print()
-    print(render_table(report))
-    print(f"\nwritten to {RESULTS_FILE.relative_to(BENCH_DIR.parent)}")
+    print(render(report))
+    print(f"\nwritten to {results_file.relative_to(BENCH_DIR.parent)}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark."""
+    return run_main(parse_args(argv), benchmark, render_table, RESULTS_FILE)
 
 
 if __name__ == "__main__":

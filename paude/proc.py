@@ -68,6 +68,15 @@ def classify_failure(result: CommandResult) -> PaudeError:
     return CommandFailedError(result.argv, result.returncode, result.stderr)
 
 
+def _unrunnable(tool: str, exc: OSError) -> ToolNotFoundError:
+    if isinstance(exc, PermissionError):
+        return ToolNotFoundError(f"{tool} is not executable: {exc.strerror}",
+                                 hint=f"check the permissions of {tool}")
+    return ToolNotFoundError(
+        f"{tool} is not installed or not on PATH",
+        hint=f"install {tool} and make sure it is on PATH; `paude doctor` checks everything")
+
+
 def which(tool: str) -> str | None:
     """Locate an executable on PATH."""
     return shutil.which(tool)
@@ -108,13 +117,9 @@ def run(
     except FileNotFoundError as exc:
         if cwd is not None and not Path(cwd).is_dir():
             raise PaudeError(f"cannot run {args[0]}: the folder {cwd} does not exist") from exc
-        raise ToolNotFoundError(
-            f"{args[0]} is not installed or not on PATH",
-            hint=f"install {args[0]} and make sure it is on PATH; `paude doctor` checks everything",
-        ) from exc
+        raise _unrunnable(args[0], exc) from exc
     except PermissionError as exc:
-        raise ToolNotFoundError(f"{args[0]} is not executable: {exc.strerror}",
-                                hint=f"check the permissions of {args[0]}") from exc
+        raise _unrunnable(args[0], exc) from exc
     except subprocess.TimeoutExpired as exc:
         raise CommandFailedError(
             args, -1, f"{args[0]} did not finish within {timeout:g}s",
@@ -147,10 +152,6 @@ def exec_replace(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -
     try:
         os.execvpe(args[0], args, {**os.environ, **(env or {})})
     except FileNotFoundError as exc:
-        raise ToolNotFoundError(
-            f"{args[0]} is not installed or not on PATH",
-            hint=f"install {args[0]} and make sure it is on PATH; `paude doctor` checks everything",
-        ) from exc
+        raise _unrunnable(args[0], exc) from exc
     except PermissionError as exc:
-        raise ToolNotFoundError(f"{args[0]} is not executable: {exc.strerror}",
-                                hint=f"check the permissions of {args[0]}") from exc
+        raise _unrunnable(args[0], exc) from exc

@@ -15,6 +15,7 @@ import pytest
 from tests.integration.helpers import (
     BASE_IMAGE,
     Paude,
+    engine_dir,
     make_repo,
     podman,
     remove_session_objects,
@@ -24,14 +25,6 @@ from tests.integration.helpers import (
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _engine_dir() -> Path:
-    found = shutil.which("pulumi")
-    if found:
-        return Path(found).resolve().parent
-    home = Path(os.environ.get("PAUDE_HOME") or Path.home() / ".paude")
-    if (home / "bin" / "pulumi").exists():
-        return home / "bin"
-    pytest.fail("no pulumi engine on PATH or in PAUDE_HOME/bin; run scripts/build-engine.sh")
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +52,7 @@ def paude(paude_exe: Path, tmp_path: Path) -> Iterator[Paude]:
         pytest.fail(f"base image {BASE_IMAGE} is missing; run scripts/build-base-image.sh")
     home = tmp_path / "paude-home"
     (home / "bin").mkdir(parents=True)
-    for tool in _engine_dir().iterdir():
+    for tool in engine_dir().iterdir():
         (home / "bin" / tool.name).symlink_to(tool)
     (tmp_path / "user-home").mkdir()
     session = f"it-{secrets.token_hex(3)}"

@@ -4,9 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
+
+
+def engine_dir() -> Path:
+    """Where the Pulumi engine is: PATH, else PAUDE_HOME/bin."""
+    found = shutil.which("pulumi")
+    if found:
+        return Path(found).resolve().parent
+    home = Path(os.environ.get("PAUDE_HOME") or Path.home() / ".paude")
+    if (home / "bin" / "pulumi").exists():
+        return home / "bin"
+    pytest.fail("no pulumi engine on PATH or in PAUDE_HOME/bin; run scripts/build-engine.sh")
+
 
 BASE_IMAGE = os.environ.get("PAUDE_TEST_BASE_IMAGE", "localhost/paude-base:bookworm")
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
 import secrets
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +39,7 @@ from tests.integration.canary import (
 from tests.integration.helpers import (
     BASE_IMAGE,
     Paude,
+    engine_dir,
     make_repo,
     podman,
     remove_session_objects,
@@ -123,21 +122,12 @@ class Sandbox:
         return f"http://{self.proxy_address}"
 
 
-def _engine_dir() -> Path:
-    # Mirrors conftest's `paude` fixture, which is function-scoped.
-    found = shutil.which("pulumi")
-    if found:
-        return Path(found).resolve().parent
-    home = Path(os.environ.get("PAUDE_HOME") or Path.home() / ".paude")
-    if (home / "bin" / "pulumi").exists():
-        return home / "bin"
-    pytest.fail("no pulumi engine on PATH or in PAUDE_HOME/bin; run scripts/build-engine.sh")
 
 
 def _make_paude(exe: Path, root: Path) -> Paude:
     home = root / "paude-home"
     (home / "bin").mkdir(parents=True)
-    for tool in _engine_dir().iterdir():
+    for tool in engine_dir().iterdir():
         (home / "bin" / tool.name).symlink_to(tool)
     session = f"it-{secrets.token_hex(3)}"
     repo = make_repo(root / "repo")
