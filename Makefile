@@ -31,7 +31,7 @@ lint: ## Run ruff
 
 type: ## Run mypy (strict, configured in pyproject.toml), also on bench/
 	$(PYTHON) -m mypy
-	cd bench && MYPYPATH=.:.. $(abspath $(PYTHON)) -m mypy --strict run.py git_bench.py list_bench.py
+	cd bench && MYPYPATH=.:.. $(if $(findstring /,$(PYTHON)),$(abspath $(PYTHON)),$(PYTHON)) -m mypy --strict run.py git_bench.py list_bench.py
 
 test: ## Run the whole test suite
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
