@@ -177,6 +177,10 @@ class OpenShiftConfig(_Model):
     storage_class: StorageClass | None = Field(
         None, description="StorageClass of the workspace claim; the cluster default if unset."
     )
+    image_registry: ImageRef | None = Field(
+        None, description=(
+            "Registry (host[:port]/path) the cluster pulls the session's images from; paude "
+            "pushes them there. Unset on OpenShift: images are built in-cluster."))
 
 
 class ProxyConfig(_Model):

@@ -4,12 +4,17 @@
 set -eu
 
 conf=/etc/squid/paude/squid.conf
-if [ -z "${PAUDE_SQUID_CONF_B64:-}" ]; then
-    echo "paude-proxy: PAUDE_SQUID_CONF_B64 is not set; refusing to start an open proxy" >&2
+# The configuration comes in an environment variable (podman) or a mounted file
+# (a Kubernetes ConfigMap); without one the proxy must not start at all.
+if [ -n "${PAUDE_SQUID_CONF_B64:-}" ]; then
+    printf '%s' "$PAUDE_SQUID_CONF_B64" | base64 -d > "$conf"
+    unset PAUDE_SQUID_CONF_B64
+elif [ -n "${PAUDE_SQUID_CONF_FILE:-}" ] && [ -r "$PAUDE_SQUID_CONF_FILE" ]; then
+    cp "$PAUDE_SQUID_CONF_FILE" "$conf"
+else
+    echo "paude-proxy: no squid configuration given; refusing to start an open proxy" >&2
     exit 64
 fi
-printf '%s' "$PAUDE_SQUID_CONF_B64" | base64 -d > "$conf"
-unset PAUDE_SQUID_CONF_B64
 
 # A configuration squid cannot parse must stop the proxy, never fall back to defaults.
 squid -k parse -f "$conf" 2>/tmp/squid-parse.log || {

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pulumi
 import pytest
-from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
 
 from paude.domains import expand
 from paude.models import PaudeFile, Session, resolve
 from paude.stacks.podman.images import agent_build, dockerfile_build, proxy_build
 from paude.stacks.podman.program import make_program, squid_conf
+from tests.unit.pulumi_mocks import RecordingMocks, Run, run_pulumi
 
 SUBNET = "10.89.3.0/24"
 PROXY_IP = "10.89.3.254"
@@ -24,72 +22,13 @@ PROXY_URL = "http://paude-demo-proxy:3128"
 DYNAMIC = "pulumi-python:dynamic/podman:"
 
 
-class RecordingMocks(pulumi.runtime.Mocks):
-    """Records every resource the program declares and answers like the providers would."""
-
-    def __init__(self) -> None:
-        self.resources: dict[str, MockResourceArgs] = {}
-
-    def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.resources[args.name] = args
-        state = dict(args.inputs)
-        if args.typ.endswith(":Network"):
-            state["subnet"] = SUBNET
-        if args.typ.endswith(":Image"):
-            state["image_id"] = f"sha256:{args.name}"
-        return f"{args.name}-id", state
-
-    def call(self, args: MockCallArgs) -> dict[str, Any]:
-        raise AssertionError(f"the program made an unexpected call: {args.token}")
-
-
-class RecordingMonitor(MockMonitor):
-    """Keeps each registration request, which carries the resource options."""
-
-    def __init__(self, mocks: RecordingMocks) -> None:
-        super().__init__(mocks)
-        self.requests: dict[str, Any] = {}
-
-    def RegisterResource(self, request: Any) -> Any:
-        self.requests[request.name] = request
-        return super().RegisterResource(request)
-
-
-@dataclass
-class Run:
-    """What one program run declared."""
-
-    resources: dict[str, MockResourceArgs]
-    requests: dict[str, Any]
-    exports: dict[str, Any]
-
-    def inputs(self, name: str) -> dict[str, Any]:
-        return dict(self.resources[name].inputs)
-
-
 def session_of(spec: dict[str, Any]) -> Session:
     return resolve(PaudeFile.model_validate({"sessions": {"demo": spec}}), "demo")
 
 
 def run_program(session: Session, owner: str = OWNER) -> Run:
     """Run make_program(session, owner) under mocks and resolve its exports."""
-    mocks = RecordingMocks()
-    monitor = RecordingMonitor(mocks)
-    pulumi.runtime.settings.reset_options()
-    pulumi.runtime.set_mocks(mocks, preview=False, monitor=monitor)
-    exported: dict[str, Any] = {}
-    resolved: dict[str, Any] = {}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pulumi, "export", lambda key, value: exported.__setitem__(key, value))
-
-        @pulumi.runtime.test
-        def program() -> pulumi.Output[Any]:
-            make_program(session, owner)()
-            return pulumi.Output.all(**exported).apply(resolved.update)
-
-        program()
-    pulumi.runtime.settings.reset_options()
-    return Run(mocks.resources, monitor.requests, resolved)
+    return run_pulumi(make_program(session, owner), RecordingMocks(SUBNET))
 
 
 @pytest.fixture(scope="module")

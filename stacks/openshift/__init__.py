@@ -1,0 +1,1 @@
+"""The OpenShift / Kubernetes stack: what a session materialises in a cluster."""

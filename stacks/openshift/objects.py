@@ -1,0 +1,183 @@
+"""Kubernetes object bodies for a session, as plain dicts: pure, golden-testable, and
+shared by the Pulumi program and the render path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+PROXY_PORT = 3128
+VOLUME_MOUNT = "/paude"
+AGENT_UID = 1000
+PROXY_UID = 13  # Debian's `proxy` user, as in the proxy image
+
+# Every container: non-root, nothing to escalate to, no capabilities, the runtime's
+# default seccomp profile.
+CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+    "readOnlyRootFilesystem": False,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+@dataclass(frozen=True)
+class K8sNames:
+    """Object names of one session; derived from its validated name only."""
+
+    session: str
+
+    @property
+    def agent(self) -> str:
+        """StatefulSet (and pod) of the agent."""
+        return f"paude-{self.session}-agent"
+
+    @property
+    def proxy(self) -> str:
+        """Deployment and Service of the proxy."""
+        return f"paude-{self.session}-proxy"
+
+    @property
+    def proxy_config(self) -> str:
+        """ConfigMap with squid.conf."""
+        return f"paude-{self.session}-proxy-config"
+
+    @property
+    def workspace(self) -> str:
+        """The PVC."""
+        return f"paude-{self.session}-workspace"
+
+    @property
+    def credentials(self) -> str:
+        """Secret with the agent's credential files and secret variables."""
+        return f"paude-{self.session}-credentials"
+
+
+def labels(session: str, role: str) -> dict[str, str]:
+    """Labels for discovery and for the NetworkPolicies' selectors."""
+    return {"app.kubernetes.io/name": "paude", "app.kubernetes.io/managed-by": "paude",
+            "paude.io/session": session, "paude.io/role": role}
+
+
+def selector(session: str, role: str) -> dict[str, Any]:
+    """A label selector for one role of one session."""
+    return {"matchLabels": {"paude.io/session": session, "paude.io/role": role}}
+
+
+def network_policies(session: str) -> dict[str, dict[str, Any]]:
+    """Specs of the session's NetworkPolicies, by name suffix.
+
+    Default deny for every pod of the session; the agent may talk only to its proxy on
+    3128 (no DNS: names are resolved by the proxy); the proxy accepts only its agent
+    and may reach only 80, 443 and DNS."""
+    everything = {"matchLabels": {"paude.io/session": session}}
+    agent, proxy = selector(session, "agent"), selector(session, "proxy")
+    dns_ports = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    return {
+        "default-deny": {"podSelector": everything, "policyTypes": ["Ingress", "Egress"]},
+        "agent-egress": {
+            "podSelector": agent, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"podSelector": proxy}],
+                        "ports": [{"protocol": "TCP", "port": PROXY_PORT}]}]},
+        "proxy-ingress": {
+            "podSelector": proxy, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": agent}],
+                         "ports": [{"protocol": "TCP", "port": PROXY_PORT}]}]},
+        "proxy-egress": {
+            "podSelector": proxy, "policyTypes": ["Egress"],
+            "egress": [{"ports": [{"protocol": "TCP", "port": 80},
+                                  {"protocol": "TCP", "port": 443}, *dns_ports]}]},
+    }
+
+
+def pod_security(uid: int) -> dict[str, Any]:
+    """The pod-level security context."""
+    return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def proxy_deployment(session: str, image: str, config_hash: str) -> dict[str, Any]:
+    """The proxy Deployment spec: squid reads squid.conf from its ConfigMap."""
+    names = K8sNames(session)
+    return {
+        "replicas": 1,
+        "selector": selector(session, "proxy"),
+        "template": {
+            # The hash restarts the proxy when the allowlist changes, and only the proxy.
+            "metadata": {"labels": labels(session, "proxy"),
+                         "annotations": {"paude.io/config-hash": config_hash}},
+            "spec": {
+                "automountServiceAccountToken": False,
+                "enableServiceLinks": False,
+                "securityContext": pod_security(PROXY_UID),
+                "containers": [{
+                    "name": "squid",
+                    "image": image,
+                    "ports": [{"containerPort": PROXY_PORT, "name": "proxy"}],
+                    "env": [{"name": "PAUDE_SQUID_CONF_FILE",
+                             "value": "/etc/squid/paude-config/squid.conf"}],
+                    "volumeMounts": [{"name": "config", "mountPath": "/etc/squid/paude-config",
+                                      "readOnly": True}],
+                    "securityContext": CONTAINER_SECURITY,
+                }],
+                "volumes": [{"name": "config", "configMap": {"name": names.proxy_config}}],
+            },
+        },
+    }
+
+
+def proxy_service(session: str) -> dict[str, Any]:
+    """The proxy's Service: the agent's only destination."""
+    return {"selector": {"paude.io/session": session, "paude.io/role": "proxy"},
+            "ports": [{"name": "proxy", "port": PROXY_PORT, "targetPort": PROXY_PORT,
+                       "protocol": "TCP"}]}
+
+
+def agent_statefulset(session: str, image: str, env: dict[str, str],
+                      secret_keys: list[str], files: list[tuple[str, str]],
+                      proxy_ip: str) -> dict[str, Any]:
+    """The agent StatefulSet spec (one replica; `paude stop` scales it to zero)."""
+    names = K8sNames(session)
+    proxy_url = f"http://{names.proxy}:{PROXY_PORT}"
+    plain = {**env, "HTTP_PROXY": proxy_url, "HTTPS_PROXY": proxy_url, "http_proxy": proxy_url,
+             "https_proxy": proxy_url, "NO_PROXY": f"localhost,127.0.0.1,::1,{names.proxy}",
+             "no_proxy": f"localhost,127.0.0.1,::1,{names.proxy}"}
+    env_list: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(plain.items())]
+    env_list += [{"name": key, "valueFrom": {"secretKeyRef": {"name": names.credentials,
+                                                              "key": key}}}
+                 for key in sorted(secret_keys)]
+    mounts: list[dict[str, Any]] = [{"name": "workspace", "mountPath": VOLUME_MOUNT}]
+    mounts += [{"name": "credentials", "mountPath": target, "subPath": key, "readOnly": True}
+               for key, target in files]
+    volumes: list[dict[str, Any]] = [{"name": "workspace", "persistentVolumeClaim": {
+        "claimName": names.workspace}}]
+    if files:
+        volumes.append({"name": "credentials", "secret": {
+            "secretName": names.credentials, "defaultMode": 0o444,
+            "items": [{"key": key, "path": key} for key, _ in files]}})
+    return {
+        "replicas": 1,
+        "serviceName": names.agent,
+        "selector": selector(session, "agent"),
+        "template": {
+            "metadata": {"labels": labels(session, "agent")},
+            "spec": {
+                "automountServiceAccountToken": False,
+                "enableServiceLinks": False,
+                # No DNS for the agent: it finds its proxy through a fixed hosts entry.
+                "dnsPolicy": "None",
+                "dnsConfig": {"nameservers": ["127.0.0.1"]},
+                "hostAliases": [{"ip": proxy_ip, "hostnames": [names.proxy]}],
+                "securityContext": pod_security(AGENT_UID),
+                "containers": [{
+                    "name": "agent",
+                    "image": image,
+                    "env": env_list,
+                    "volumeMounts": mounts,
+                    "securityContext": CONTAINER_SECURITY,
+                }],
+                "volumes": volumes,
+            },
+        },
+    }

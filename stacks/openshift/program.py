@@ -1,0 +1,113 @@
+"""The OpenShift / Kubernetes stack program: one session's objects in a namespace.
+
+It serves OpenShift and plain Kubernetes alike. `render_dir` switches pulumi-kubernetes
+to render mode: manifests are written to a folder for review or GitOps, and no cluster
+is contacted."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from paude.credentials import AgentIdentity
+from paude.models import Session
+
+from ..podman.images import agent_build, proxy_build
+from ..podman.program import agent_commands, squid_conf
+from .objects import (
+    K8sNames,
+    agent_statefulset,
+    labels,
+    network_policies,
+    proxy_deployment,
+    proxy_service,
+)
+
+# Rendered manifests cannot know the Service's address; the hosts entry says so.
+RENDER_PLACEHOLDER_IP = "0.0.0.0"  # a placeholder, never bound or dialled
+
+
+def make_program(session: Session, owner: str, identity: AgentIdentity | None = None, *,
+                 render_dir: str | None = None) -> Callable[[], None]:
+    """Return the inline Pulumi program for one session on OpenShift / Kubernetes."""
+    identity = identity or AgentIdentity((), (), {}, {})
+    cfg = session.openshift
+    names = K8sNames(session.name)
+
+    def program() -> None:
+        provider = k8s.Provider(
+            "cluster", context=cfg.context, namespace=cfg.namespace,
+            render_yaml_to_directory=render_dir, enable_server_side_apply=True)
+        opts = pulumi.ResourceOptions(provider=provider)
+        namespace = cfg.namespace or "default"
+
+        def meta(name: str, role: str) -> dict[str, Any]:
+            return {"name": name, "namespace": namespace, "labels": labels(session.name, role)}
+
+        images = _images(session, cfg.image_registry)
+        conf = squid_conf(session)
+        config = k8s.core.v1.ConfigMap("proxy-config", metadata=meta(names.proxy_config, "proxy"),
+                                       data={"squid.conf": conf}, opts=opts)
+        config_hash = hashlib.sha256(conf.encode()).hexdigest()[:16]
+        proxy = k8s.apps.v1.Deployment(
+            "proxy", metadata=meta(names.proxy, "proxy"),
+            spec=proxy_deployment(session.name, images["proxy"], config_hash),
+            opts=pulumi.ResourceOptions(provider=provider, depends_on=[config]))
+        service = k8s.core.v1.Service("proxy-service", metadata=meta(names.proxy, "proxy"),
+                                      spec=proxy_service(session.name), opts=opts)
+        for suffix, spec in network_policies(session.name).items():
+            k8s.networking.v1.NetworkPolicy(
+                f"policy-{suffix}", metadata=meta(f"paude-{session.name}-{suffix}", "policy"),
+                spec=spec, opts=opts)
+        # Kept on destroy (like the podman volume): `paude destroy --delete-data` removes it.
+        claim: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
+                                 "resources": {"requests": {"storage": cfg.pvc_size}}}
+        if cfg.storage_class:
+            claim["storageClassName"] = cfg.storage_class
+        k8s.core.v1.PersistentVolumeClaim(
+            "workspace", metadata=meta(names.workspace, "workspace"), spec=claim,
+            opts=pulumi.ResourceOptions(provider=provider, retain_on_delete=True))
+        files = [(f"file-{i}", item.target) for i, item in enumerate(identity.files)]
+        secret_data = {key: item.content for (key, _), item in zip(files, identity.files,
+                                                                   strict=True)}
+        secret_data.update(identity.secret_env)
+        if secret_data:
+            k8s.core.v1.Secret(
+                "credentials", metadata=meta(names.credentials, "agent"),
+                string_data=pulumi.Output.secret(secret_data), opts=opts)
+        proxy_ip = RENDER_PLACEHOLDER_IP if render_dir else service.spec.cluster_ip
+        env = {**identity.env, "PAUDE_SESSION": session.name, **agent_commands(session)}
+        agent_spec = pulumi.Output.from_input(proxy_ip).apply(
+            lambda ip: agent_statefulset(session.name, images["agent"], env,
+                                         list(identity.secret_env), files, str(ip or "")))
+        k8s.apps.v1.StatefulSet(
+            "agent", metadata=meta(names.agent, "agent"), spec=agent_spec,
+            opts=pulumi.ResourceOptions(
+                provider=provider, depends_on=[proxy],
+                # `paude stop` scales to zero and `start` back to one: not drift.
+                ignore_changes=["spec.replicas"]))
+        pulumi.export("session", session.name)
+        pulumi.export("backend", "openshift")
+        pulumi.export("owner", owner)
+        pulumi.export("namespace", namespace)
+        pulumi.export("agent_statefulset", names.agent)
+        pulumi.export("proxy_deployment", names.proxy)
+        pulumi.export("workspace_claim", names.workspace)
+        pulumi.export("agent_image", images["agent"])
+        pulumi.export("proxy_image", images["proxy"])
+        pulumi.export("git_remote_name", f"paude-{session.name}")
+        pulumi.export("git_remote_url", f"paude::{session.name}")
+
+    return program
+
+
+def _images(session: Session, registry: str | None) -> dict[str, str]:
+    """Image references: content-addressed tags, in the configured registry."""
+    agent, proxy = agent_build(session), proxy_build(session)
+    prefix = (registry.rstrip("/") + "/") if registry else ""
+    return {"agent": prefix + agent.tag.removeprefix("localhost/"),
+            "proxy": prefix + proxy.tag.removeprefix("localhost/")}

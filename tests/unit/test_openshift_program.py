@@ -1,0 +1,174 @@
+"""The OpenShift / Kubernetes stack under Pulumi mocks: every resource and security field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from paude.credentials import AgentIdentity, StagedFile
+from paude.models import PaudeFile, Session, resolve
+from paude.stacks.openshift.program import RENDER_PLACEHOLDER_IP, make_program
+from tests.unit.pulumi_mocks import RecordingMocks, Run, run_pulumi
+
+CLUSTER_IP = "172.30.12.34"
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker of a secret value
+K8S = {"ConfigMap": "kubernetes:core/v1:ConfigMap", "Service": "kubernetes:core/v1:Service",
+       "PVC": "kubernetes:core/v1:PersistentVolumeClaim", "Secret": "kubernetes:core/v1:Secret",
+       "Deployment": "kubernetes:apps/v1:Deployment",
+       "StatefulSet": "kubernetes:apps/v1:StatefulSet",
+       "NetworkPolicy": "kubernetes:networking.k8s.io/v1:NetworkPolicy"}
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "minimal": {},
+    "namespaced": {"openshift": {"namespace": "team-a", "context": "prod",
+                                 "pvc_size": "50Gi", "storage_class": "fast-ssd"},
+                   "yolo": True, "allowed_domains": ["default", "github"]},
+    "registry": {"openshift": {"namespace": "dev", "image_registry": "registry.example.com/ai"},
+                 "agent": {"args": ["--model", "opus"]}},
+}
+
+
+def session_of(spec: dict[str, Any]) -> Session:
+    return resolve(PaudeFile.model_validate({"sessions": {"demo": {"backend": "openshift",
+                                                                   **spec}}}), "demo")
+
+
+def identity(tmp_path: Path) -> AgentIdentity:
+    adc = StagedFile(tmp_path / "adc.json", tmp_path / "stage" / "adc.json",
+                     "/home/paude/.config/gcloud/application_default_credentials.json",
+                     '{"refresh_token": "r"}')
+    return AgentIdentity((adc,), (), {"GOOGLE_CLOUD_PROJECT": "p"}, {"ANTHROPIC_API_KEY": "sk"})
+
+
+def run(spec: dict[str, Any], ident: AgentIdentity | None = None) -> Run:
+    key = repr((spec, ident))
+    if key not in _RUNS:  # a program run takes a second or two: share them across tests
+        _RUNS[key] = run_pulumi(make_program(session_of(spec), "/repo", ident),
+                                RecordingMocks(cluster_ip=CLUSTER_IP))
+    return _RUNS[key]
+
+
+_RUNS: dict[str, Run] = {}
+
+
+def of_type(result: Run, kind: str) -> dict[str, dict[str, Any]]:
+    return {n: result.inputs(n) for n, a in result.resources.items() if a.typ == K8S[kind]}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_resource_is_declared(variant: str) -> None:
+    result = run(VARIANTS[variant])
+    kinds = sorted(a.typ for a in result.resources.values())
+    assert kinds.count(K8S["NetworkPolicy"]) == 4
+    for kind in ("ConfigMap", "Service", "PVC", "Deployment", "StatefulSet"):
+        assert kinds.count(K8S[kind]) == 1, kind
+    assert result.exports["backend"] == "openshift"
+    assert result.exports["git_remote_url"] == "paude::demo"
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_pod_is_locked_down(variant: str) -> None:
+    result = run(VARIANTS[variant])
+    pods = [r["spec"]["template"]["spec"] for kind in ("Deployment", "StatefulSet")
+            for r in of_type(result, kind).values()]
+    assert len(pods) == 2
+    for pod in pods:
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["enableServiceLinks"] is False
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            sc = container["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["runAsNonRoot"] is True
+            assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+            assert "privileged" not in sc
+        assert not any("hostPath" in v for v in pod.get("volumes", []))
+        assert "hostNetwork" not in pod and "hostPID" not in pod
+
+
+def test_agent_has_no_dns_and_reaches_its_proxy_by_address() -> None:
+    agent = of_type(run({}), "StatefulSet")["agent"]
+    pod = agent["spec"]["template"]["spec"]
+    assert pod["dnsPolicy"] == "None" and pod["dnsConfig"] == {"nameservers": ["127.0.0.1"]}
+    assert pod["hostAliases"] == [{"ip": CLUSTER_IP, "hostnames": ["paude-demo-proxy"]}]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        assert env[key] == "http://paude-demo-proxy:3128"
+    assert "paude-demo-proxy" in env["NO_PROXY"] and "localhost" in env["NO_PROXY"]
+    assert agent["spec"]["replicas"] == 1
+
+
+def test_network_policies_isolate_the_session() -> None:
+    policies = {n.removeprefix("policy-"): p["spec"]
+                for n, p in of_type(run({}), "NetworkPolicy").items()}
+    deny = policies["default-deny"]
+    assert deny["podSelector"] == {"matchLabels": {"paude.io/session": "demo"}}
+    assert sorted(deny["policyTypes"]) == ["Egress", "Ingress"] and "egress" not in deny
+    agent = policies["agent-egress"]["egress"]
+    assert agent == [{"to": [{"podSelector": {"matchLabels": {
+        "paude.io/session": "demo", "paude.io/role": "proxy"}}}],
+        "ports": [{"protocol": "TCP", "port": 3128}]}]
+    ingress = policies["proxy-ingress"]["ingress"]
+    assert ingress[0]["from"] == [{"podSelector": {"matchLabels": {
+        "paude.io/session": "demo", "paude.io/role": "agent"}}}]
+    ports = {(p["protocol"], p["port"]) for p in policies["proxy-egress"]["egress"][0]["ports"]}
+    assert ports == {("TCP", 80), ("TCP", 443), ("UDP", 53), ("TCP", 53)}
+
+
+def test_pvc_size_class_and_retention() -> None:
+    result = run(VARIANTS["namespaced"])
+    pvc = of_type(result, "PVC")["workspace"]
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    assert pvc["spec"]["storageClassName"] == "fast-ssd"
+    assert pvc["metadata"]["namespace"] == "team-a"
+    assert result.requests["workspace"].retainOnDelete is True
+    assert result.requests["agent"].ignoreChanges == ["spec.replicas"]
+
+
+def test_credentials_are_a_secret_mounted_read_only(tmp_path: Path) -> None:
+    result = run({}, identity(tmp_path))
+    secret = of_type(result, "Secret")["credentials"]["stringData"]
+    # A Pulumi secret (encrypted in state), carried under the secret signature.
+    assert SECRET_SIG in secret
+    assert set(secret["value"]) == {"file-0", "ANTHROPIC_API_KEY"}
+    pod = of_type(result, "StatefulSet")["agent"]["spec"]["template"]["spec"]
+    mounts = pod["containers"][0]["volumeMounts"]
+    cred = [m for m in mounts if m["name"] == "credentials"]
+    adc = "/home/paude/.config/gcloud/application_default_credentials.json"
+    assert cred == [{"name": "credentials", "readOnly": True, "subPath": "file-0",
+                     "mountPath": adc}]
+    env = pod["containers"][0]["env"]
+    key = next(e for e in env if e["name"] == "ANTHROPIC_API_KEY")
+    assert key == {"name": "ANTHROPIC_API_KEY", "valueFrom": {"secretKeyRef": {
+        "name": "paude-demo-credentials", "key": "ANTHROPIC_API_KEY"}}}
+    assert "sk" not in str([e.get("value") for e in env])
+
+
+def test_allowlist_lives_in_the_configmap_and_restarts_only_the_proxy() -> None:
+    narrow = run({"allowed_domains": ["pypi"]})
+    wide = run({"allowed_domains": ["pypi", "github"]})
+    conf = of_type(wide, "ConfigMap")["proxy-config"]["data"]["squid.conf"]
+    assert "dstdomain -n github.com" in conf
+    def template(r: Run, kind: str) -> Any:
+        return next(iter(of_type(r, kind).values()))["spec"]["template"]
+    assert template(narrow, "StatefulSet") == template(wide, "StatefulSet")
+    assert (template(narrow, "Deployment")["metadata"]["annotations"]
+            != template(wide, "Deployment")["metadata"]["annotations"])
+
+
+def test_registry_prefixes_the_images() -> None:
+    result = run(VARIANTS["registry"])
+    image = of_type(result, "StatefulSet")["agent"]["spec"]["template"]["spec"][
+        "containers"][0]["image"]
+    assert image.startswith("registry.example.com/ai/paude-agent:")
+
+
+def test_render_mode_uses_a_placeholder_for_the_proxy_address(tmp_path: Path) -> None:
+    program = make_program(session_of({}), "/repo", render_dir=str(tmp_path))
+    result = run_pulumi(program, RecordingMocks(cluster_ip=CLUSTER_IP))
+    pod = of_type(result, "StatefulSet")["agent"]["spec"]["template"]["spec"]
+    assert pod["hostAliases"][0]["ip"] == RENDER_PLACEHOLDER_IP
