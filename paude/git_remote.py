@@ -49,7 +49,7 @@ def read_line(fd: int) -> str | None:
 
 def serve(session: str, *, stdin_fd: int = 0, stdout_fd: int = 1) -> int:
     """Answer git's commands until it is done, or become the requested git service."""
-    backend = get_backend(session_backend(session))
+    backend = get_backend(session_backend(session), session)
     while True:
         line = read_line(stdin_fd)
         if not line:  # an empty line or end of input: git has nothing more to ask

@@ -23,6 +23,8 @@ class IndexEntry:
     owner: str
     applied_at: float
     agent_image: str = ""
+    context: str | None = None  # openshift: kubeconfig context
+    namespace: str | None = None  # openshift: namespace
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> IndexEntry:
@@ -37,7 +39,8 @@ def _folder() -> Path:
 
 def write(name: str, *, backend: str, owner: str, outputs: dict[str, Any]) -> IndexEntry:
     """Record a session after an apply (atomically)."""
-    entry = IndexEntry(name, backend, owner, time.time(), str(outputs.get("agent_image", "")))
+    entry = IndexEntry(name, backend, owner, time.time(), str(outputs.get("agent_image", "")),
+                       outputs.get("context"), outputs.get("namespace"))
     path = _folder() / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

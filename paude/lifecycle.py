@@ -122,7 +122,7 @@ def create(name: str | None, flags: CreateFlags, *, cwd: Path | None = None,
     if _headless(definition, name):
         # A headless prompt works on the user's code, so it goes in now; the agent waits
         # for it (see the agent entrypoint).
-        gitsync.remote_add(root, name, push=True, backend=get_backend(_backend_of(name)))
+        gitsync.remote_add(root, name, push=True, backend=get_backend(_backend_of(name), name))
     return CreateResult(name, definition, applied=applied)
 
 
@@ -140,19 +140,19 @@ def _undo_new_session(root: Path, name: str) -> None:
 
 def start(name: str) -> list[str]:
     """Start a session's containers; returns the argv that attaches to the agent."""
-    backend = get_backend(_backend_of(name))
+    backend = get_backend(_backend_of(name), name)
     backend.start(session=name)
     return backend.attach_argv(session=name)
 
 
 def stop(name: str) -> None:
     """Stop a session's containers, keeping everything (not a stack change)."""
-    get_backend(_backend_of(name)).stop(session=name)
+    get_backend(_backend_of(name), name).stop(session=name)
 
 
 def attach_argv(name: str) -> list[str]:
     """The argv that attaches to a running agent's tmux session."""
-    backend = get_backend(_backend_of(name))
+    backend = get_backend(_backend_of(name), name)
     status = backend.status(session=name)
     if not status.agent_running:
         raise PaudeError(f"session {name} is not running",
@@ -195,7 +195,7 @@ def _podman_states() -> dict[str, str]:
 def status(name: str, *, cwd: Path | None = None) -> SessionStatus:
     """Running or stopped, agent and proxy alive, and commits the host has not fetched."""
     backend_name = _backend_of(name)
-    backend = get_backend(backend_name)
+    backend = get_backend(backend_name, name)
     observed = backend.status(session=name)
     unfetched: int | None = None
     branches: dict[str, int] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from paude.errors import (
     AbortedError,
     ConfigError,
     ConfigProblem,
+    EngineError,
     OwnershipError,
     PaudeError,
     UnfetchedWorkError,
@@ -76,16 +78,44 @@ def _context(project: Project, on_install: InstallProgress | None) -> engine.Eng
     return engine.connect(paude_home(), url, on_install=on_install)
 
 
-def _program(session: Session, owner: str, *, rebuild: str = "") -> engine.Program:
+def _program(session: Session, owner: str, *, rebuild: str = "",
+             render_dir: Path | None = None) -> engine.Program:
+    identity = credentials.gather(Path.home(), os.environ,
+                                  paude_home() / "sessions" / session.name / "mounts")
+    program: engine.Program
     if session.backend == "podman":
         from paude.stacks.podman.program import make_program
 
-        identity = credentials.gather(Path.home(), os.environ,
-                                      paude_home() / "sessions" / session.name / "mounts")
-        program: engine.Program = make_program(session, owner, identity, rebuild=rebuild)
+        program = make_program(session, owner, identity, rebuild=rebuild)
         return program
-    raise PaudeError(f"session {session.name}: backend {session.backend!r} is not available yet",
-                     hint="use backend: podman")
+    from paude.stacks.openshift.program import make_program as cluster_program
+
+    program = cluster_program(session, owner, identity,
+                              render_dir=str(render_dir) if render_dir else None)
+    return program
+
+
+def render(name: str, directory: Path, *, cwd: Path | None = None) -> list[Path]:
+    """Render an OpenShift / Kubernetes session's manifests into `directory`; no cluster is
+    contacted and no state is kept (a throwaway stack in a temporary backend)."""
+    name = check_name(name)
+    project = open_project(cwd)
+    session, _ = session_of(project, name)
+    if session.backend != "openshift":
+        raise PaudeError(f"session {name} runs on {session.backend}; only OpenShift / "
+                         "Kubernetes sessions render manifests",
+                         hint=f"`paude plan {name}` shows a podman session's plan")
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="paude-render-") as tmp:
+        ctx = engine.connect(Path(tmp), f"file://{tmp}")
+        ctx = engine.EngineContext(Path(tmp), f"file://{tmp}", ctx.engine, "render")
+        handle = _open(ctx, name, _program(session, project.owner, render_dir=directory))
+        try:
+            engine.up(handle)
+        except EngineError as exc:
+            raise _cluster_hint(exc, session) from exc
+    return sorted(p for p in directory.rglob("*.yaml"))
 
 
 def _check_owner(handle: engine.StackHandle, owner: str) -> dict[str, object]:
@@ -110,7 +140,10 @@ def plan(name: str, *, cwd: Path | None = None, project: Project | None = None,
     ctx = _context(project, on_install)
     handle = _open(ctx, name, _program(session, project.owner))
     _check_owner(handle, project.owner)
-    changes = engine.preview(handle, on_progress=on_progress)
+    try:
+        changes = engine.preview(handle, on_progress=on_progress)
+    except EngineError as exc:
+        raise _cluster_hint(exc, session) from exc
     return PlanResult(session=name, backend=session.backend, changes=changes,
                       summary=summarize(changes, new_session=handle.new),
                       new_session=handle.new, warnings=tuple(warnings))
@@ -136,6 +169,13 @@ def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
     started = time.monotonic()
     project = project or open_project(cwd)
     session, warnings = session_of(project, name)
+    if session.backend == "openshift":
+        # The stack and its manifests exist, but paude does not build and push the images
+        # for a cluster yet: applying would create pods that cannot start.
+        raise PaudeError(
+            f"session {name}: applying OpenShift / Kubernetes sessions is not available yet "
+            "(paude cannot build and push their images yet)",
+            hint=f"review the manifests with `paude plan {name} --render DIR`")
     if on_warning is not None:
         for warning in warnings:
             on_warning(warning)  # before anything changes, not after
@@ -189,7 +229,7 @@ def destroy(name: str, *, cwd: Path | None = None, delete_data: bool = False,
     elif not delete_data:
         raise PaudeError(f"session {name} has no stack to destroy",
                          hint=f"`paude destroy {name} --delete-data` removes a kept workspace")
-    removed = get_backend(backend_name).delete_data(session=name) if delete_data else []
+    removed = get_backend(backend_name, name).delete_data(session=name) if delete_data else []
     if removed:
         kept = [k for k in kept if k != "workspace"]
     index.remove(name)
@@ -204,13 +244,13 @@ def blocked(name: str, *, cwd: Path | None = None) -> list[ProxyRequest]:
     name = check_name(name)
     project = open_project(cwd)
     session, _ = session_of(project, name)
-    return proxylog.blocked(get_backend(session.backend).proxy_log(session=name))
+    return proxylog.blocked(get_backend(session.backend, name).proxy_log(session=name))
 
 
 def guard_unfetched(repo: Path, backend_name: str, name: str, *,
                     container_expected: bool) -> None:
     """Refuse to lose commits the host has not fetched (callers skip this with --force)."""
-    backend = get_backend(backend_name)
+    backend = get_backend(backend_name, name)
     status = backend.status(session=name)
     if not status.exists:
         if container_expected:
@@ -227,6 +267,22 @@ def guard_unfetched(repo: Path, backend_name: str, name: str, *,
     if lags:
         raise UnfetchedWorkError(gitsync.describe_lags(lags, name),
                                  hint="fetch them first, or pass --force to discard them")
+
+
+def _cluster_hint(exc: EngineError, session: Session) -> PaudeError:
+    """An OpenShift session planned where no cluster (or no provider) is reachable."""
+    if session.backend != "openshift":
+        return exc
+    text = exc.message.lower()
+    if "no resource plugin" in text or ("kubernetes" in text and "plugin" in text):
+        return PaudeError(
+            f"session {session.name}: the pulumi-kubernetes provider plugin is not installed",
+            hint="build it with `scripts/build-engine.sh --kubernetes` (see docs/engine.md)")
+    return PaudeError(
+        f"session {session.name}: no OpenShift / Kubernetes cluster is reachable "
+        f"(context {session.openshift.context or 'current'})",
+        hint=f"log in (`oc login`) or pick a context, or review the manifests offline with "
+             f"`paude plan {session.name} --render DIR`")
 
 
 def _in_git_repo(path: Path) -> bool:

@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("PAUDE_DEBUG") == "1"
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not debug:
+        # When the engine stops early, the in-process program server logs gRPC tracebacks;
+        # the engine's own error (reported below) is the one that matters.
+        logging.getLogger("grpc").setLevel(logging.CRITICAL)
     try:
         result = typer.main.get_command(app).main(args=argv, prog_name="paude",
                                                   standalone_mode=False)

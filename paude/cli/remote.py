@@ -46,7 +46,7 @@ def add(
       git pull paude-demo main
     """
     name = resolve_name(name)
-    backend = get_backend(gitsync.session_backend(name))
+    backend = get_backend(gitsync.session_backend(name), name)
     result = gitsync.remote_add(Path.cwd(), name, push=push, backend=backend)
     state = "added" if result.changed else "already present"
     output.text(f"remote {result.remote} ({result.url}) {state}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,14 +21,24 @@ def plan(
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a PR comment.")] = False,
     detailed_exitcode: Annotated[bool, typer.Option(
         "--detailed-exitcode", help="Exit 0 with no changes, 2 with changes, 1 on error.")] = False,
+    render: Annotated[Path | None, typer.Option(
+        "--render", help="OpenShift / Kubernetes: write the manifests to this folder instead "
+        "of contacting a cluster.", show_default=False)] = None,
 ) -> int:
     """Show what `paude apply NAME` would change, against the live objects.
 
     Examples:\n
       paude plan demo\n
       paude plan demo --json | jq .summary\n
-      paude plan demo --detailed-exitcode || echo "drift or pending changes"
+      paude plan demo --detailed-exitcode || echo "drift or pending changes"\n
+      paude plan cluster-session --render manifests/
     """
+    if render is not None:
+        written = sessions.render(name, render)
+        for path in written:
+            output.text(str(path))
+        output.info(f"{len(written)} manifests written to {render}; nothing was applied")
+        return 0
     result = sessions.plan(name, on_install=output.download)
     if as_json:
         output.text(planview.plan_json_text(result).rstrip("\n"))

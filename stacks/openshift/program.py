@@ -94,6 +94,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         pulumi.export("backend", "openshift")
         pulumi.export("owner", owner)
         pulumi.export("namespace", namespace)
+        pulumi.export("context", cfg.context)
         pulumi.export("agent_statefulset", names.agent)
         pulumi.export("proxy_deployment", names.proxy)
         pulumi.export("workspace_claim", names.workspace)

@@ -95,14 +95,19 @@ def test_git_protocol_is_passed_into_the_container(helper: Helper,
 
 
 def test_backend_comes_from_the_session_index(helper: Helper, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     index = tmp_path / "home" / "sessions" / "demo.json"
     index.parent.mkdir(parents=True)
-    record = {"name": "demo", "backend": "openshift", "owner": "/repo", "applied_at": 0}
+    record = {"name": "demo", "backend": "openshift", "owner": "/repo", "applied_at": 0,
+              "context": "prod", "namespace": "team-a"}
     index.write_text(json.dumps(record), encoding="utf-8")
-    code, out, _ = helper.run(["paude-demo", "demo"], b"capabilities\n")
-    assert (code, out) == (128, b"")
-    assert "paude: backend 'openshift' is not available" in capsys.readouterr().err
+    monkeypatch.setattr(proc, "which", lambda tool: "/usr/bin/oc" if tool == "oc" else None)
+    code, out, _ = helper.run(["paude-demo", "demo"], b"connect git-upload-pack\n")
+    assert out == b"\n"
+    assert isinstance(code, Replaced)
+    assert code.argv == ["oc", "--context", "prod", "--namespace", "team-a", "exec", "--stdin",
+                         "paude-demo-agent-0", "-c", "agent", "--",
+                         "git-upload-pack", "/workspace"]
 
 
 @pytest.mark.parametrize("url", ["Demo", "../demo", "demo;rm -rf /", "-x", ""])

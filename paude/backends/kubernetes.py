@@ -1,0 +1,109 @@
+"""OpenShift / Kubernetes operations outside the stack, through `oc` or `kubectl`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from paude import index, proc
+from paude.backends.base import Backend, RuntimeStatus
+from paude.errors import SessionNotFoundError
+
+# Attach to the agent's tmux session, starting it again if the agent has exited.
+_ATTACH = 'exec tmux new-session -A -s paude "${PAUDE_AGENT_CMD:-bash}"'
+
+
+class KubernetesBackend(Backend):
+    """Sessions in a cluster: the agent is the single pod of a StatefulSet."""
+
+    name = "openshift"
+
+    def __init__(self, *, context: str | None = None, namespace: str | None = None,
+                 tool: str | None = None) -> None:
+        self.context = context
+        self.namespace = namespace
+        # oc on OpenShift, kubectl elsewhere; both take the same arguments used here.
+        self.tool = tool or ("oc" if proc.which("oc") else "kubectl")
+
+    @classmethod
+    def for_session(cls, session: str) -> KubernetesBackend:
+        """The backend with the context and namespace the session was applied with."""
+        entry = index.read(session)
+        return cls(context=entry.context if entry else None,
+                   namespace=entry.namespace if entry else None)
+
+    def base(self) -> list[str]:
+        """The tool with --context and --namespace."""
+        argv = [self.tool]
+        if self.context:
+            argv += ["--context", self.context]
+        if self.namespace:
+            argv += ["--namespace", self.namespace]
+        return argv
+
+    def exec_argv(self, *, session: str, argv: Sequence[str], stdin: bool = False,
+                  tty: bool = False, env: dict[str, str] | None = None) -> list[str]:
+        """`oc exec` into the agent pod (pod 0 of the StatefulSet)."""
+        flags = (["--stdin"] if stdin else []) + (["--tty"] if tty else [])
+        inner = list(argv)
+        if env:
+            inner = ["env", *(f"{k}={v}" for k, v in sorted(env.items())), *inner]
+        return [*self.base(), "exec", *flags, f"paude-{session}-agent-0", "-c", "agent",
+                "--", *inner]
+
+    def start(self, *, session: str) -> None:
+        """Scale the agent back to one replica (the proxy Deployment always runs)."""
+        self._scale(session, 1)
+        proc.run([*self.base(), "rollout", "status", f"statefulset/paude-{session}-agent",
+                  "--timeout=300s"])
+
+    def stop(self, *, session: str) -> None:
+        """Scale the agent to zero; the PVC keeps the workspace."""
+        self._scale(session, 0)
+
+    def _scale(self, session: str, replicas: int) -> None:
+        result = proc.run([*self.base(), "scale", f"statefulset/paude-{session}-agent",
+                           f"--replicas={replicas}"], check=False)
+        if not result.ok and "not found" in result.stderr.lower():
+            raise SessionNotFoundError(f"session {session} has no agent StatefulSet",
+                                       hint=f"run `paude apply {session}` first")
+        if not result.ok:
+            raise proc.classify_failure(result)
+
+    def status(self, *, session: str) -> RuntimeStatus:
+        """Ready replicas of the agent StatefulSet and the proxy Deployment."""
+        result = proc.run([*self.base(), "get", f"statefulset/paude-{session}-agent",
+                           f"deployment/paude-{session}-proxy", "-o", "json"],
+                          check=False, log_output=False)
+        if not result.ok:
+            return RuntimeStatus(False, False, False, False)
+        ready = {}
+        for item in json.loads(result.stdout).get("items", []):
+            ready[item["kind"]] = int(item.get("status", {}).get("readyReplicas") or 0) > 0
+        agent = ready.get("StatefulSet", False)
+        alive = agent and proc.run(
+            self.exec_argv(session=session, argv=["tmux", "has-session", "-t", "paude"]),
+            check=False).ok
+        return RuntimeStatus(True, agent, ready.get("Deployment", False), alive)
+
+    def attach_argv(self, *, session: str) -> list[str]:
+        """Interactive tmux attach through `oc exec -it`."""
+        return self.exec_argv(session=session, argv=["sh", "-c", _ATTACH], stdin=True, tty=True)
+
+    def delete_data(self, *, session: str) -> list[str]:
+        """Delete the kept PVC."""
+        claim = f"paude-{session}-workspace"
+        result = proc.run([*self.base(), "delete", "pvc", claim, "--ignore-not-found",
+                           "--wait=false"])
+        return [claim] if "deleted" in result.stdout else []
+
+    def proxy_log(self, *, session: str) -> str:
+        """squid's access log from the proxy pod."""
+        return proc.run([*self.base(), "exec", f"deployment/paude-{session}-proxy", "--",
+                         "cat", "/var/log/squid/access.log"]).stdout
+
+    def leftover_objects(self, *, session: str) -> list[str]:
+        """Objects labelled with the session."""
+        result = proc.run([*self.base(), "get", "all,pvc,networkpolicy,configmap,secret",
+                           "-l", f"paude.io/session={session}", "-o", "name"], check=False)
+        return result.stdout.split()

@@ -1,0 +1,38 @@
+"""OpenShift sessions on a machine without a cluster: clear errors, nothing half-made."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.integration.helpers import BASE_IMAGE, Paude
+
+pytestmark = [pytest.mark.requires_pulumi]
+
+
+def define(paude: Paude) -> None:
+    (paude.repo / "paude.yaml").write_text(
+        f"version: 1\ndefaults:\n  agent: {{install: none}}\n  image: {{base: {BASE_IMAGE}}}\n"
+        f"sessions:\n  {paude.session}:\n    backend: openshift\n"
+        "    openshift: {namespace: team-a, context: no-such-context}\n")
+
+
+def test_plan_without_a_cluster_says_what_to_do(paude: Paude, tmp_path: Path) -> None:
+    define(paude)
+    paude.extra_env["KUBECONFIG"] = str(tmp_path / "no-kubeconfig")
+    result = paude.run("plan", paude.session)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "grpc" not in result.stderr
+    assert ("no OpenShift / Kubernetes cluster is reachable" in result.stderr
+            or "provider plugin is not installed" in result.stderr), result.stderr
+    assert "fix:" in result.stderr
+
+
+def test_create_on_openshift_leaves_nothing_behind(paude: Paude) -> None:
+    define(paude)
+    before = (paude.repo / "paude.yaml").read_text()
+    result = paude.run("create", "--backend", "openshift", "other")
+    assert result.returncode == 1 and "not available yet" in result.stderr
+    assert (paude.repo / "paude.yaml").read_text() == before
+    assert paude.ok("list", "--json").stdout.strip() == "[]"
