@@ -278,11 +278,13 @@ def _cluster_hint(exc: EngineError, session: Session) -> PaudeError:
         return PaudeError(
             f"session {session.name}: the pulumi-kubernetes provider plugin is not installed",
             hint="build it with `scripts/build-engine.sh --kubernetes` (see docs/engine.md)")
-    return PaudeError(
-        f"session {session.name}: no OpenShift / Kubernetes cluster is reachable "
-        f"(context {session.openshift.context or 'current'})",
-        hint=f"log in (`oc login`) or pick a context, or review the manifests offline with "
-             f"`paude plan {session.name} --render DIR`")
+    if "unreachable" in text or "kubeconfig" in text or "connection refused" in text:
+        return PaudeError(
+            f"session {session.name}: no OpenShift / Kubernetes cluster is reachable "
+            f"(context {session.openshift.context or 'current'}):\n{exc.message}",
+            hint=f"log in (`oc login`) or pick a context, or review the manifests offline "
+                 f"with `paude plan {session.name} --render DIR`")
+    return exc
 
 
 def _in_git_repo(path: Path) -> bool:

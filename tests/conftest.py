@@ -29,9 +29,21 @@ def _pulumi_usable() -> bool:
     return engine is not None
 
 
+def _k8s_provider_usable() -> bool:
+    from paude.home import paude_home
+    from paude.toolchain import find_engine
+
+    engine, _ = find_engine(paude_home())
+    plugin = "pulumi-resource-kubernetes"
+    return shutil.which(plugin) is not None or (
+        engine is not None and (engine.bin_dir / plugin).exists())
+
+
 _REQUIREMENTS = {
     "requires_podman": (_podman_usable, "podman is not installed"),
     "requires_pulumi": (_pulumi_usable, "no Pulumi engine (scripts/build-engine.sh)"),
+    "requires_k8s_provider": (_k8s_provider_usable,
+                              "no pulumi-kubernetes plugin (scripts/build-engine.sh --kubernetes)"),
 }
 
 

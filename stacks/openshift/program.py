@@ -7,6 +7,7 @@ is contacted."""
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ from .objects import (
 )
 
 # Rendered manifests cannot know the Service's address; the hosts entry says so.
+REDACTED = "<redacted: filled in by paude apply>"
 RENDER_PLACEHOLDER_IP = "0.0.0.0"  # a placeholder, never bound or dialled
 
 
@@ -39,9 +41,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
     names = K8sNames(session.name)
 
     def program() -> None:
-        provider = k8s.Provider(
-            "cluster", context=cfg.context, namespace=cfg.namespace,
-            render_yaml_to_directory=render_dir, enable_server_side_apply=True)
+        provider = _provider(session, render_dir)
         opts = pulumi.ResourceOptions(provider=provider)
         namespace = cfg.namespace or "default"
 
@@ -75,6 +75,9 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         secret_data = {key: item.content for (key, _), item in zip(files, identity.files,
                                                                    strict=True)}
         secret_data.update(identity.secret_env)
+        if render_dir:
+            # Rendered manifests are for review and GitOps: never the credentials themselves.
+            secret_data = dict.fromkeys(secret_data, REDACTED)
         if secret_data:
             k8s.core.v1.Secret(
                 "credentials", metadata=meta(names.credentials, "agent"),
@@ -104,6 +107,21 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         pulumi.export("git_remote_url", f"paude::{session.name}")
 
     return program
+
+
+def _provider(session: Session, render_dir: str | None) -> k8s.Provider:
+    cfg = session.openshift
+    if not render_dir:
+        return k8s.Provider("cluster", context=cfg.context, namespace=cfg.namespace,
+                            enable_server_side_apply=True)
+    # Render mode must not see a kubeconfig; the SDK would read one from KUBECONFIG.
+    saved = os.environ.pop("KUBECONFIG", None)
+    try:
+        return k8s.Provider("cluster", namespace=cfg.namespace,
+                            render_yaml_to_directory=render_dir)
+    finally:
+        if saved is not None:
+            os.environ["KUBECONFIG"] = saved
 
 
 def _images(session: Session, registry: str | None) -> dict[str, str]:

@@ -172,3 +172,14 @@ def test_render_mode_uses_a_placeholder_for_the_proxy_address(tmp_path: Path) ->
     result = run_pulumi(program, RecordingMocks(cluster_ip=CLUSTER_IP))
     pod = of_type(result, "StatefulSet")["agent"]["spec"]["template"]["spec"]
     assert pod["hostAliases"][0]["ip"] == RENDER_PLACEHOLDER_IP
+
+
+def test_render_mode_never_writes_credentials(tmp_path: Path) -> None:
+    from paude.stacks.openshift.program import REDACTED
+
+    program = make_program(session_of({}), "/repo", identity(tmp_path),
+                           render_dir=str(tmp_path / "out"))
+    result = run_pulumi(program, RecordingMocks(cluster_ip=CLUSTER_IP))
+    data = of_type(result, "Secret")["credentials"]["stringData"]
+    values = data["value"] if SECRET_SIG in data else data
+    assert values == {"file-0": REDACTED, "ANTHROPIC_API_KEY": REDACTED}
