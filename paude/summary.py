@@ -26,6 +26,9 @@ def summarize(changes: Sequence[ResourceChange], *, new_session: bool) -> tuple[
             "egress-unrestricted",
             "egress is UNRESTRICTED (allowed_domains: all): the agent can send your code "
             "anywhere", security=True))
+    agent = by_name.get("agent")
+    if agent is not None and agent.op in ("replace", "update") and not new_session:
+        items.extend(_agent_changes(agent))
     workspace = by_name.get("workspace")
     if workspace is not None:
         items.append(_workspace(workspace))
@@ -74,6 +77,45 @@ def _covered(entry: str, entries: set[str]) -> bool:
     name = entry.lstrip(".")
     return any(s.startswith(".") and (name.endswith(s) or name == s[1:]) and s != entry
                for s in entries)
+
+
+YOLO_FLAG = "--dangerously-skip-permissions"
+
+
+def _agent_changes(agent: ResourceChange) -> list[SummaryItem]:
+    """yolo toggled, and credentials that enter or leave the agent container."""
+    items = []
+    old_yolo, new_yolo = _yolo(agent.old_inputs), _yolo(agent.new_inputs)
+    if old_yolo is not None and new_yolo is not None and old_yolo != new_yolo:
+        state = "ON: claude runs without permission prompts" if new_yolo else "off"
+        items.append(SummaryItem("yolo-toggled", f"yolo turned {state}", security=True))
+    old_mounts, new_mounts = _mounts(agent.old_inputs), _mounts(agent.new_inputs)
+    if old_mounts is not None and new_mounts is not None:
+        added, removed = sorted(new_mounts - old_mounts), sorted(old_mounts - new_mounts)
+        if added:
+            items.append(SummaryItem("credentials-added", "credentials added to the agent",
+                                     security=True, details=tuple(f"+ {m}" for m in added)))
+        if removed:
+            items.append(SummaryItem("credentials-removed",
+                                     "credentials removed from the agent", security=True,
+                                     details=tuple(f"- {m}" for m in removed)))
+    return items
+
+
+def _yolo(inputs: dict[str, Any]) -> bool | None:
+    env = inputs.get("env")
+    if not isinstance(env, dict):
+        return None
+    commands = " ".join(str(env.get(k, "")) for k in ("PAUDE_AGENT_CMD", "PAUDE_AGENT_ONCE_CMD"))
+    return YOLO_FLAG in commands
+
+
+def _mounts(inputs: dict[str, Any]) -> set[str] | None:
+    # Read-only binds are the user's credentials; the workspace volume is not one.
+    volumes = inputs.get("volumes")
+    if not isinstance(volumes, list):
+        return None
+    return {str(v).split(":")[1] for v in volumes if str(v).endswith(":ro")}
 
 
 def _allowlist(inputs: dict[str, Any]) -> list[str]:

@@ -152,3 +152,13 @@ def _poll_file(paude: Paude, path: str, timeout: float = 20) -> str:
             return result.stdout
         time.sleep(0.2)
     raise AssertionError(f"{path} never appeared in the agent container")
+
+
+def test_turning_yolo_on_is_a_security_item_of_the_plan(paude: Paude) -> None:
+    paude.ok("apply", paude.session, "--yes")
+    write_paude_yaml(paude.repo, paude.session, defaults="  yolo: true\n")
+    plan = json.loads(paude.ok("plan", paude.session, "--json").stdout)
+    yolo = [s for s in plan["summary"] if s["kind"] == "yolo-toggled"]
+    assert yolo and yolo[0]["security_relevant"] is True and "ON" in yolo[0]["text"]
+    actions = {r["resource"]: r["action"] for r in plan["resources"]}
+    assert {k for k, v in actions.items() if v != "same"} == {"agent"}

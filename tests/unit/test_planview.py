@@ -65,6 +65,18 @@ def egress_widened() -> PlanResult:
     return PlanResult("demo", "podman", planned, summarize(planned, new_session=False))
 
 
+def yolo_on() -> PlanResult:
+    mounts = ["paude-demo-workspace:/paude"]
+    adc = "/s/adc.json:/home/paude/.config/gcloud/application_default_credentials.json:ro"
+    planned = changes(agent=ResourceChange(
+        "agent", "podman:Container", "replace", diff_keys=("env", "volumes"),
+        replace_keys=("env", "volumes"),
+        old_inputs={"env": {"PAUDE_AGENT_CMD": "claude"}, "volumes": mounts},
+        new_inputs={"env": {"PAUDE_AGENT_CMD": "claude --dangerously-skip-permissions"},
+                    "volumes": [*mounts, adc]}))
+    return PlanResult("demo", "podman", planned, summarize(planned, new_session=False))
+
+
 def workspace_replaced() -> PlanResult:
     planned = changes(workspace=ResourceChange("workspace", "podman:Volume", "replace",
                                                diff_keys=("name",), replace_keys=("name",)),
@@ -79,6 +91,7 @@ PLANS = {
     "image-change": image_change,
     "egress-widened": egress_widened,
     "workspace-replaced": workspace_replaced,
+    "yolo-on": yolo_on,
 }
 
 
@@ -193,3 +206,11 @@ def test_apply_text() -> None:
 def test_apply_text_without_changes_or_outputs() -> None:
     assert apply_text(ApplyResult("demo", changes(), {}, 0.5)) == (
         "Session demo applied in 0.5s: no changes.\n")
+
+
+def test_yolo_and_credentials_are_security_items() -> None:
+    kinds = {i.kind: i for i in yolo_on().summary}
+    assert kinds["yolo-toggled"].security and "ON" in kinds["yolo-toggled"].text
+    assert kinds["credentials-added"].details == (
+        "+ /home/paude/.config/gcloud/application_default_credentials.json",)
+    assert "**security:** yolo turned ON" in plan_markdown(yolo_on())
