@@ -149,6 +149,17 @@ def plan(name: str, *, cwd: Path | None = None, project: Project | None = None,
                       new_session=handle.new, warnings=tuple(warnings))
 
 
+def plan_all(*, cwd: Path | None = None,
+             on_install: InstallProgress | None = None) -> list[PlanResult]:
+    """Plan every session defined in paude.yaml, by name."""
+    project = open_project(cwd)
+    if not project.file.sessions:
+        raise PaudeError("paude.yaml defines no sessions",
+                         hint="add one with `paude create NAME`")
+    return [plan(name, project=project, on_install=on_install)
+            for name in sorted(project.file.sessions)]
+
+
 def _open(ctx: engine.EngineContext, name: str, program: engine.Program) -> engine.StackHandle:
     handle = engine.open_stack(ctx, name, program)
     assert handle is not None  # create=True always yields a stack

@@ -106,3 +106,50 @@ def apply_text(result: ApplyResult) -> str:
         lines.append(f"  git remote: {outs.get('git_remote_name', '')} -> "
                      f"{outs.get('git_remote_url', '')}")
     return "\n".join(lines) + "\n"
+
+
+COMMENT_LIMIT = 65_000  # GitHub refuses comments over 65,536 characters
+SPLIT_MARKER = "<!-- paude-plan: next comment -->"
+
+
+def plans_markdown(plans: list[PlanResult], *, limit: int = COMMENT_LIMIT) -> list[str]:
+    """One PR comment for many sessions (more when it would be too long): a table of
+    summary lines, sessions with security-relevant or data-losing changes first, then
+    each session's details."""
+    def risk(plan: PlanResult) -> tuple[int, str]:
+        data = any(i.data_loss for i in plan.summary)
+        security = any(i.security for i in plan.summary)
+        return (0 if data else 1 if security else 2 if plan.has_changes else 3, plan.session)
+
+    ordered = sorted(plans, key=risk)
+    head = ["## paude plan", "", "| session | backend | changes | security |",
+            "|---|---|---|---|"]
+    for plan in ordered:
+        counts = plan.counts()
+        changed = ", ".join(f"{counts[op]} {op}" for op in OP_ORDER
+                            if op != "same" and counts.get(op)) or "none"
+        flagged = [i.text for i in plan.summary if i.security or i.data_loss]
+        head.append(f"| `{plan.session}` | {plan.backend} | {changed} | "
+                    f"{'; '.join(flagged) or '-'} |")
+    sections = ["\n".join(head) + "\n"] + [plan_markdown(p) for p in ordered]
+    parts: list[str] = []
+    current = ""
+    for section in sections:
+        while len(section) > limit:  # one session alone too long: cut it
+            if current:
+                parts.append(current)
+                current = ""
+            parts.append(section[:limit])
+            section = section[limit:]
+        if current and len(current) + len(section) + 1 > limit:
+            parts.append(current)
+            current = ""
+        current = f"{current}\n{section}" if current else section
+    if current:
+        parts.append(current)
+    return parts
+
+
+def plans_json(plans: list[PlanResult]) -> dict[str, Any]:
+    """The JSON form of `plan --all`: version and one plan per session."""
+    return {"version": PLAN_JSON_VERSION, "plans": [plan_json(p) for p in plans]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +17,10 @@ NameArg = Annotated[str, typer.Argument(help="Session name, as defined in paude.
 
 
 def plan(
-    name: NameArg,
+    name: Annotated[str | None, typer.Argument(
+        help="Session name, as defined in paude.yaml.", show_default=False)] = None,
+    all_sessions: Annotated[bool, typer.Option(
+        "--all", help="Plan every session in paude.yaml.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the versioned JSON plan.")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a PR comment.")] = False,
     detailed_exitcode: Annotated[bool, typer.Option(
@@ -31,8 +35,14 @@ def plan(
       paude plan demo\n
       paude plan demo --json | jq .summary\n
       paude plan demo --detailed-exitcode || echo "drift or pending changes"\n
-      paude plan cluster-session --render manifests/
+      paude plan cluster-session --render manifests/\n
+      paude plan --all --markdown > plan-comment.md
     """
+    if all_sessions:
+        return _plan_all(as_json, markdown, detailed_exitcode)
+    if name is None:
+        output.error("give a session NAME, or --all")
+        return 1
     if render is not None:
         written = sessions.render(name, render)
         for path in written:
@@ -49,6 +59,17 @@ def plan(
     if detailed_exitcode and result.has_changes:
         return 2
     return 0
+
+
+def _plan_all(as_json: bool, markdown: bool, detailed_exitcode: bool) -> int:
+    plans = sessions.plan_all(on_install=output.download)
+    if as_json:
+        output.text(json.dumps(planview.plans_json(plans), indent=2, sort_keys=True))
+    elif markdown:
+        output.text(f"\n{planview.SPLIT_MARKER}\n".join(planview.plans_markdown(plans)))
+    else:
+        output.text("\n".join(planview.plan_text(p) for p in plans).rstrip("\n"))
+    return 2 if detailed_exitcode and any(p.has_changes for p in plans) else 0
 
 
 def apply(

@@ -73,12 +73,9 @@ def test_plan_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--detailed-exitcode" in out and "--json" in out and "--markdown" in out
 
 
-def test_plan_without_name_is_a_usage_error_exiting_1(
-        capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_without_name_or_all_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan"]) == 1
-    err = capsys.readouterr().err
-    assert "Usage: paude plan" in err
-    assert "Missing argument" in err
+    assert "give a session NAME, or --all" in capsys.readouterr().err
 
 
 def test_unknown_option_exits_1(capsys: pytest.CaptureFixture[str]) -> None:

@@ -214,3 +214,21 @@ def test_yolo_and_credentials_are_security_items() -> None:
     assert kinds["credentials-added"].details == (
         "+ /home/paude/.config/gcloud/application_default_credentials.json",)
     assert "**security:** yolo turned ON" in plan_markdown(yolo_on())
+
+
+def test_plan_all_markdown_puts_risky_sessions_first_and_splits_long_comments() -> None:
+    from dataclasses import replace
+
+    from paude.cli.planview import plans_json, plans_markdown
+
+    plans = [replace(no_changes(), session="calm"), replace(egress_widened(), session="wide"),
+             replace(workspace_replaced(), session="lossy")]
+    (comment,) = plans_markdown(plans)
+    table = comment.split("\n### ", 1)[0]
+    assert table.index("`lossy`") < table.index("`wide`") < table.index("`calm`")
+    assert "egress widened" in table and "| `calm` | podman | none | - |" in table
+    parts = plans_markdown(plans, limit=900)
+    assert len(parts) > 1 and all(len(p) <= 900 for p in parts)
+    assert "".join(parts).count("### paude plan:") == 3
+    assert [p["session"] for p in plans_json(plans)["plans"]] == ["calm", "wide", "lossy"]
+    assert plans_json(plans)["version"] == PLAN_JSON_VERSION
