@@ -4,7 +4,7 @@
 # restricted sandboxes need. Safe to run repeatedly; it only changes what is missing.
 #
 #   - packages (apt-get, only when missing): podman, runc, netavark, aardvark-dns,
-#     iptables, debootstrap, tmux, git, uidmap, make; hyperfine when the archive has it
+#     iptables, debootstrap, tmux, git, uidmap, make, openssl; hyperfine when available
 #   - /etc/containers/containers.conf, only when this machine needs it:
 #       default_ulimits  when the process lacks CAP_SYS_RESOURCE (podman's default
 #                        container rlimits are then refused by setrlimit)
@@ -35,7 +35,7 @@ is_installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
 }
 
-required=(podman runc netavark aardvark-dns iptables debootstrap tmux git uidmap make)
+required=(podman runc netavark aardvark-dns iptables debootstrap tmux git uidmap make openssl)
 optional=(hyperfine)
 
 missing=()

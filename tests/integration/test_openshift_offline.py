@@ -8,7 +8,7 @@ import pytest
 
 from tests.integration.helpers import BASE_IMAGE, Paude
 
-pytestmark = [pytest.mark.requires_pulumi]
+pytestmark = [pytest.mark.requires_podman, pytest.mark.requires_pulumi]
 
 
 def define(paude: Paude) -> None:

@@ -14,7 +14,8 @@ from tests.integration.helpers import BASE_IMAGE, Paude
 from tests.unit.test_k8s_manifests import MODELS
 from tests.unit.test_openshift_program import VARIANTS
 
-pytestmark = [pytest.mark.requires_pulumi, pytest.mark.requires_k8s_provider]
+pytestmark = [pytest.mark.requires_podman, pytest.mark.requires_pulumi,
+              pytest.mark.requires_k8s_provider]
 GOLDEN = Path(__file__).parents[1] / "golden" / "k8s"
 
 
