@@ -28,11 +28,13 @@ from pathlib import Path
 from run import (  # bench/run.py: the same command, engine and cleanup helpers
     BenchError,
     Stats,
+    bench_args,
     find_engine_dir,
     find_paude,
     interrupts_deferred,
     paude_images,
     remove_labelled,
+    remove_new_images,
     run,
     run_main,
     source_revision,
@@ -223,14 +225,8 @@ def render_table(report: Mapping[str, object]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--runs", type=int, default=5, help="measured runs (default 5)")
-    parser.add_argument("--keep-images", action="store_true",
-                        help="keep agent/proxy images the session's apply built")
-    args = parser.parse_args(argv)
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
-    return args
+    return bench_args(argv, __doc__,
+                      keep_images_help="keep agent/proxy images the session's apply built")
 
 
 def cleanup(setup: Setup | None, images_before: set[str] | None, *, keep_images: bool) -> None:
@@ -244,14 +240,8 @@ def cleanup(setup: Setup | None, images_before: set[str] | None, *, keep_images:
         remove_labelled(SESSION_LABEL)
     except BenchError as exc:
         print(f"warning: cleanup by label {SESSION_LABEL}: {exc}", file=sys.stderr)
-    if keep_images or images_before is None:
-        return
-    try:
-        for tag in sorted(paude_images() - images_before):
-            if run(["podman", "rmi", tag], check=False).returncode != 0:
-                print(f"warning: kept image {tag}", file=sys.stderr)
-    except BenchError as exc:
-        print(f"warning: cleanup of images: {exc}", file=sys.stderr)
+    if not keep_images and images_before is not None:
+        remove_new_images(images_before)
 
 
 def benchmark(args: argparse.Namespace) -> dict[str, object]:

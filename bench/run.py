@@ -319,10 +319,13 @@ def cleanup(sandbox: Sandbox | None, images_before: set[str] | None, *,
             remove_labelled(label)
         except BenchError as exc:
             print(f"warning: cleanup by label {label}: {exc}", file=sys.stderr)
-    if keep_images or images_before is None:
-        return
-    # Images paude built for the benchmark; rmi without --force keeps one that another
-    # session started using meanwhile.
+    if not keep_images and images_before is not None:
+        remove_new_images(images_before)
+
+
+def remove_new_images(images_before: set[str]) -> None:
+    """Remove the images paude built during a benchmark; rmi without --force keeps one
+    that another session started using meanwhile."""
     try:
         for tag in sorted(paude_images() - images_before):
             result = run(["podman", "rmi", tag], check=False)
@@ -455,10 +458,17 @@ def render_table(report: Mapping[str, object]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    return bench_args(argv, __doc__,
+                      keep_images_help="keep agent/proxy images the warm-up built (faster "
+                                       "next time)")
+
+
+def bench_args(argv: Sequence[str] | None, doc: str | None, *,
+               keep_images_help: str) -> argparse.Namespace:
+    """The options every benchmark takes: --runs and --keep-images."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
     parser.add_argument("--runs", type=int, default=5, help="measured runs (default 5)")
-    parser.add_argument("--keep-images", action="store_true",
-                        help="keep agent/proxy images the warm-up built (faster next time)")
+    parser.add_argument("--keep-images", action="store_true", help=keep_images_help)
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")

@@ -120,12 +120,6 @@ def outputs(handle: StackHandle) -> dict[str, Any]:
         raise _engine_error(exc, handle.name) from exc
 
 
-def read_outputs(ctx: EngineContext, name: str) -> dict[str, Any] | None:
-    """The outputs of a session's stack, or None when it has no stack."""
-    handle = open_stack(ctx, name, create=False)
-    return None if handle is None else outputs(handle)
-
-
 class _EventCollector:
     """Turns engine events into ResourceChanges and progress callbacks."""
 

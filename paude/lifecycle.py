@@ -72,10 +72,11 @@ def resolve_name(name: str | None, cwd: Path | None = None) -> str:
         root / PAUDE_FILE).exists() else []
     if len(defined) == 1:
         return defined[0]
-    mine = [e.name for e in index.read_all() if e.owner == str(root)]
+    entries = index.read_all()
+    mine = [e.name for e in entries if e.owner == str(root)]
     if len(mine) == 1:
         return mine[0]
-    everywhere = [e.name for e in index.read_all()]
+    everywhere = [e.name for e in entries]
     if not defined and len(everywhere) == 1:
         return everywhere[0]
     candidates = defined or everywhere

@@ -64,7 +64,3 @@ class Backend(ABC):
     @abstractmethod
     def proxy_log(self, *, session: str) -> str:
         """The proxy's access log (raises SessionNotFoundError when the proxy is gone)."""
-
-    @abstractmethod
-    def leftover_objects(self, *, session: str) -> list[str]:
-        """Objects of the session still present (used after destroy to verify cleanup)."""

@@ -101,9 +101,3 @@ class KubernetesBackend(Backend):
         """squid's access log from the proxy pod."""
         return proc.run([*self.base(), "exec", f"deployment/paude-{session}-proxy", "--",
                          "cat", "/var/log/squid/access.log"]).stdout
-
-    def leftover_objects(self, *, session: str) -> list[str]:
-        """Objects labelled with the session."""
-        result = proc.run([*self.base(), "get", "all,pvc,networkpolicy,configmap,secret",
-                           "-l", f"paude.io/session={session}", "-o", "name"], check=False)
-        return result.stdout.split()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from paude import proc
@@ -83,26 +82,9 @@ class PodmanBackend(Backend):
         result = proc.run([PODMAN, "exec", proxy(session), "cat", "/var/log/squid/access.log"])
         return result.stdout
 
-    def leftover_objects(self, *, session: str) -> list[str]:
-        """Containers, networks and volumes labelled with this session."""
-        found: list[str] = []
-        label = f"label=paude.session={session}"
-        for argv in ([PODMAN, "ps", "--all", "--filter", label, "--format", "{{.Names}}"],
-                     [PODMAN, "network", "ls", "--filter", label, "--format", "{{.Name}}"],
-                     [PODMAN, "volume", "ls", "--filter", label, "--format", "{{.Name}}"]):
-            found += proc.run(argv, check=False).stdout.split()
-        return found
-
     def _require(self, session: str) -> None:
         result = proc.run([PODMAN, "container", "exists", agent(session)], check=False)
         if not result.ok:
             raise SessionNotFoundError(
                 f"session {session} has no agent container",
                 hint=f"run `paude apply {session}` (or `paude create {session}`) first")
-
-
-def labels_of(container: str) -> dict[str, str]:
-    """A container's labels (empty when it does not exist)."""
-    result = proc.run([PODMAN, "container", "inspect", "--format", "{{json .Config.Labels}}",
-                       container], check=False, log_output=False)
-    return dict(json.loads(result.stdout)) if result.ok and result.stdout.strip() else {}
