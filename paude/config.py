@@ -6,7 +6,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -19,7 +19,7 @@ from paude.validation import Loc, dotted, message
 
 PAUDE_FILE = "paude.yaml"
 __all__ = ["PAUDE_FILE", "dump_paude_file", "find_project_root", "load_image_source",
-           "load_paude_file", "load_session", "save_paude_file", "session_from"]
+           "load_paude_file", "load_session", "load_yaml_model", "save_paude_file", "session_from"]
 
 
 def find_project_root(start: Path) -> Path:
@@ -40,14 +40,21 @@ def find_project_root(start: Path) -> Path:
 
 def load_paude_file(path: Path) -> PaudeFile:
     """Parse and validate paude.yaml; problems become a ConfigError with field paths and lines."""
+    return load_yaml_model(path, PaudeFile, top="version, state, defaults and sessions",
+                           missing_hint="run `paude create NAME` to define a session")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_yaml_model(path: Path, model: type[M], *, top: str, missing_hint: str) -> M:
+    """Parse a YAML file into `model`; every problem carries its field path and line."""
     name = str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(
-            name, [ConfigProblem(WHOLE_FILE, "file not found")],
-            hint="run `paude create NAME` to define a session",
-        ) from None
+        raise ConfigError(name, [ConfigProblem(WHOLE_FILE, "file not found")],
+                          hint=missing_hint) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(name, [ConfigProblem(WHOLE_FILE, f"cannot read: {exc}")]) from None
     try:
@@ -61,15 +68,15 @@ def load_paude_file(path: Path) -> PaudeFile:
             name, [ConfigProblem(WHOLE_FILE, f"YAML syntax: {problem}", line)]
         ) from None
     if data is None:
-        return PaudeFile()
+        return model()
     if not isinstance(data, dict):
-        raise ConfigError(name, [ConfigProblem(
-            "(top level)", "expected a mapping with version, state, defaults and sessions", 1)])
+        raise ConfigError(name, [ConfigProblem("(top level)", f"expected a mapping with {top}",
+                                               1)])
     problems = list(_duplicate_keys(root, ()))
     try:
-        parsed = PaudeFile.model_validate(data)
+        parsed = model.model_validate(data)
     except ValidationError as exc:
-        problems += [_problem(err, root) for err in exc.errors()]
+        problems += [_problem(err, root, model) for err in exc.errors()]
     if problems:
         raise ConfigError(name, problems)
     return parsed
@@ -124,9 +131,9 @@ def _line_of(root: yaml.Node | None, loc: Loc) -> int | None:
     return line
 
 
-def _problem(err: ErrorDetails, root: yaml.Node | None) -> ConfigProblem:
+def _problem(err: ErrorDetails, root: yaml.Node | None, model: type[BaseModel]) -> ConfigProblem:
     loc = tuple(err["loc"])
-    return ConfigProblem(dotted(loc), message(err, PaudeFile), _line_of(root, loc))
+    return ConfigProblem(dotted(loc), message(err, model), _line_of(root, loc))
 
 
 def save_paude_file(path: Path, file: PaudeFile) -> None:
