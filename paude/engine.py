@@ -13,9 +13,15 @@ from typing import Any
 from pulumi import automation as auto
 from semver import VersionInfo
 
-from paude.errors import EngineError, PaudeError, SessionBusyError, SessionNotFoundError
+from paude.errors import (
+    EngineError,
+    PaudeError,
+    PolicyViolationError,
+    SessionBusyError,
+    SessionNotFoundError,
+)
 from paude.home import default_backend_url, passphrase
-from paude.results import ProgressEvent, ResourceChange
+from paude.results import PolicyFinding, ProgressEvent, ResourceChange
 from paude.toolchain import Engine, engine_env, ensure_engine
 
 PROJECT = "paude"
@@ -127,6 +133,7 @@ class _EventCollector:
         self.on_progress = on_progress
         self.changes: dict[str, ResourceChange] = {}
         self.errors: list[str] = []
+        self.findings: list[PolicyFinding] = []
         self.started: dict[str, float] = {}
         self.lock = threading.Lock()
 
@@ -134,6 +141,8 @@ class _EventCollector:
         with self.lock:
             if event.diagnostic_event and event.diagnostic_event.severity == "error":
                 self.errors.append(event.diagnostic_event.message.strip())
+            if event.policy_event:
+                self.findings.append(_finding(event.policy_event))
             if event.resource_pre_event:
                 self._step(event.resource_pre_event.metadata, "start")
             if event.res_outputs_event:
@@ -194,6 +203,18 @@ class _EventCollector:
         return tuple(sorted(self.changes.values(), key=lambda c: c.name))
 
 
+def _finding(event: auto.PolicyEvent) -> PolicyFinding:
+    """A policy event as paude reports it. The engine sends the rule's description, then
+    the violation text, which paude's pack writes as detail lines and a `Fix:` line."""
+    lines = [ln for ln in event.message.strip().splitlines() if ln.strip()]
+    fix = next((ln.removeprefix("Fix: ") for ln in lines if ln.startswith("Fix: ")), "")
+    detail = [ln for ln in lines[1:] if not ln.startswith("Fix: ")] or lines[:1]
+    resource = (event.resource_urn or "").rsplit("::", 1)[-1] if event.resource_urn else ""
+    level = "mandatory" if event.enforcement_level == "mandatory" else "advisory"
+    return PolicyFinding(rule=event.policy_name, level=level, resource=resource,
+                         message=" ".join(detail), fix=fix)
+
+
 def _short_type(type_: str) -> str:
     # pulumi-python:dynamic/podman:Container -> podman:Container
     return type_.split("dynamic/", 1)[-1] if "dynamic/" in type_ else type_
@@ -203,46 +224,70 @@ def _clean(inputs: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (inputs or {}).items() if not k.startswith("__")}
 
 
-def preview(handle: StackHandle, *,
-            on_progress: OnProgress | None = None) -> tuple[ResourceChange, ...]:
-    """Plan a session against refreshed state.
+Findings = tuple[PolicyFinding, ...]
+
+
+def preview(handle: StackHandle, *, on_progress: OnProgress | None = None,
+            policy_packs: tuple[Path, ...] = ()) -> tuple[tuple[ResourceChange, ...], Findings]:
+    """Plan a session against refreshed state, running the policy packs on it.
 
     A stack created only to plan a new session is removed again, so planning never
-    leaves anything behind."""
+    leaves anything behind. A mandatory policy violation raises PolicyViolationError."""
     collector = _EventCollector(on_progress)
     try:
         handle.stack.preview(refresh=not handle.new, on_event=collector, color="never",
-                             suppress_progress=True, diff=False)
+                             suppress_progress=True, diff=False,
+                             policy_packs=[str(p) for p in policy_packs] or None)
     except auto.CommandError as exc:
-        raise _engine_error(exc, handle.name, collector.errors) from exc
+        raise _failure(exc, handle.name, collector) from exc
     finally:
         if handle.new:
             handle.stack.workspace.remove_stack(handle.name)
-    return collector.result()
+    return collector.result(), tuple(collector.findings)
 
 
-def up(handle: StackHandle, *, on_progress: OnProgress | None = None
-       ) -> tuple[tuple[ResourceChange, ...], dict[str, Any]]:
+def up(handle: StackHandle, *, on_progress: OnProgress | None = None,
+       policy_packs: tuple[Path, ...] = ()
+       ) -> tuple[tuple[ResourceChange, ...], dict[str, Any], Findings]:
     """Apply a session (refreshing first so hand-made drift is repaired)."""
     collector = _EventCollector(on_progress)
     try:
         result = handle.stack.up(refresh=not handle.new, on_event=collector, color="never",
-                                 suppress_progress=True)
+                                 suppress_progress=True,
+                                 policy_packs=[str(p) for p in policy_packs] or None)
     except auto.CommandError as exc:
-        raise _engine_error(exc, handle.name, collector.errors) from exc
-    return collector.result(), {k: v.value for k, v in result.outputs.items()}
+        raise _failure(exc, handle.name, collector) from exc
+    outputs = {k: v.value for k, v in result.outputs.items()}
+    return collector.result(), outputs, tuple(collector.findings)
 
 
-def destroy(handle: StackHandle, *,
-            on_progress: OnProgress | None = None) -> tuple[ResourceChange, ...]:
-    """Delete every resource of the stack that is not retained, then the stack itself."""
+def _failure(exc: auto.CommandError, name: str, collector: _EventCollector) -> PaudeError:
+    if any(f.blocking for f in collector.findings):
+        return PolicyViolationError(name, collector.findings, partial=collector.result())
+    return _engine_error(exc, name, collector.errors)
+
+
+def destroy(handle: StackHandle, *, on_progress: OnProgress | None = None
+            ) -> tuple[tuple[ResourceChange, ...], tuple[str, ...]]:
+    """Delete every resource of the stack except protected ones (the workspace), then the
+    stack itself; returns the steps and the names of the protected resources left in place."""
     collector = _EventCollector(on_progress)
     try:
-        handle.stack.destroy(on_event=collector, color="never", suppress_progress=True)
-        handle.stack.workspace.remove_stack(handle.name)
+        handle.stack.destroy(on_event=collector, color="never", suppress_progress=True,
+                             exclude_protected=True)
+        kept = _protected(handle)
+        # The stack still lists what it protects; those objects stay where they are and a
+        # later apply adopts them by name.
+        handle.stack.workspace.remove_stack(handle.name, force=bool(kept))
     except auto.CommandError as exc:
         raise _engine_error(exc, handle.name, collector.errors) from exc
-    return collector.result()
+    return collector.result(), kept
+
+
+def _protected(handle: StackHandle) -> tuple[str, ...]:
+    resources = handle.stack.export_stack().deployment.get("resources") or []
+    return tuple(sorted(str(r.get("urn", "")).rsplit("::", 1)[-1]
+                        for r in resources if r.get("protect")))
 
 
 def _engine_error(exc: auto.CommandError, name: str,

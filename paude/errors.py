@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 class PaudeError(Exception):
@@ -97,3 +98,23 @@ class AbortedError(PaudeError):
 
 class UnfetchedWorkError(PaudeError):
     """The agent has commits the host has not fetched; deleting would lose them."""
+
+
+class PolicyViolationError(PaudeError):
+    """A mandatory policy rule failed: nothing was (or will be) applied."""
+
+    def __init__(self, session: str, findings: Sequence[Any], *, partial: Any = None) -> None:
+        blocking = [f for f in findings if f.blocking]
+        lines = [f"session {session} violates {len(blocking)} mandatory policy "
+                 f"rule{'s' if len(blocking) != 1 else ''}; nothing was applied:"]
+        for f in blocking:
+            where = f"resource {f.resource}" if f.resource else "the session"
+            lines.append(f"  [{f.rule}] {where}: {f.message}")
+            if f.fix:
+                lines.append(f"      fix: {f.fix}")
+        super().__init__("\n".join(lines),
+                         hint="change paude.yaml as each fix says; policy levels come from "
+                              "paude-policy.yaml (see docs/policies.md)")
+        self.session = session
+        self.findings = tuple(findings)
+        self.partial = partial  # the PlanResult up to the failure, for plan --all

@@ -20,6 +20,8 @@ _NAME_RULE = (
 )
 
 Backend = Literal["podman", "openshift"]
+# Mandatory policy rules a session may waive, with a written reason (policies/rules.py).
+WaivableRule = Literal["yolo-unrestricted-egress"]
 
 DEFAULT_BASE_IMAGE = "docker.io/library/debian:bookworm-slim"
 DEFAULT_BACKEND: Backend = "podman"
@@ -213,3 +215,14 @@ def _check_argument(value: str) -> str:
 
 
 Argument = Annotated[str, AfterValidator(_check_argument)]
+
+
+def _check_reason(value: str) -> str:
+    text = check_single_line(value).strip()
+    if len(text) < 10:
+        raise ValueError("a waiver needs a reason a reviewer can judge (at least 10 "
+                         "characters): why this session needs it, and who agreed")
+    return text
+
+
+WaiverReason = Annotated[str, AfterValidator(_check_reason)]

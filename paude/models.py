@@ -39,6 +39,8 @@ from paude.fields import (
     SessionName,
     SingleLine,
     StorageClass,
+    WaivableRule,
+    WaiverReason,
     validate_domain,
     validate_session_name,
 )
@@ -214,6 +216,13 @@ class SessionSpec(_Model):
     image: ImageConfig | None = Field(None, description="How the agent's image is built.")
     openshift: OpenShiftConfig | None = Field(None, description="OpenShift / Kubernetes settings.")
     proxy: ProxyConfig | None = Field(None, description="The egress proxy sidecar.")
+    waivers: dict[WaivableRule, WaiverReason] | None = Field(
+        None,
+        description=(
+            "Mandatory policy rules this session waives, each with the reason, for review. "
+            "Only yolo-unrestricted-egress can be waived, and only under sessions.NAME."
+        ),
+    )
 
 
 class StateConfig(_Model):
@@ -265,6 +274,15 @@ class PaudeFile(_Model):
             data["sessions"] = {}
         return data
 
+    @model_validator(mode="after")
+    def _waivers_per_session(self) -> PaudeFile:
+        # A waiver under defaults would waive a mandatory rule for every session, present
+        # and future, without anyone reviewing each one.
+        if self.defaults.waivers:
+            raise ValueError("defaults.waivers: waivers belong to one session; move them under "
+                             "sessions.NAME.waivers")
+        return self
+
 
 class Session(_Model):
     """The effective definition of one session, after merging every layer."""
@@ -279,6 +297,8 @@ class Session(_Model):
     image: ImageConfig = Field(description="How the agent's image is built.")
     openshift: OpenShiftConfig = Field(description="OpenShift / Kubernetes settings.")
     proxy: ProxyConfig = Field(default_factory=ProxyConfig, description="The egress proxy.")
+    waivers: dict[str, str] = Field(
+        default_factory=dict, description="Waived mandatory policy rules and the reasons.")
     image_source: str = Field(
         description="Where the image settings came from: paude.yaml, paude.json, a "
         "devcontainer.json path, or 'default'."
@@ -351,5 +371,6 @@ def resolve(
         image=image,
         openshift=_merge(_merge(OpenShiftConfig(), defaults.openshift), spec.openshift),
         proxy=_merge(_merge(ProxyConfig(), defaults.proxy), spec.proxy),
+        waivers=dict(spec.waivers or {}),
         image_source=image_source,
     )

@@ -54,6 +54,27 @@ class SummaryItem:
 
 
 @dataclass(frozen=True)
+class PolicyFinding:
+    """One policy violation the engine reported: which rule, on what, and how to fix it."""
+
+    rule: str
+    level: str  # mandatory | advisory
+    resource: str  # logical resource name, or "" for the whole session
+    message: str
+    fix: str = ""
+
+    @property
+    def blocking(self) -> bool:
+        """Mandatory findings stop the plan and any apply."""
+        return self.level == "mandatory"
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable JSON form."""
+        return {"rule": self.rule, "level": self.level, "resource": self.resource,
+                "message": self.message, "fix": self.fix}
+
+
+@dataclass(frozen=True)
 class PlanResult:
     """What `paude plan` found: the summary and every resource step."""
 
@@ -63,6 +84,12 @@ class PlanResult:
     summary: tuple[SummaryItem, ...] = ()
     new_session: bool = False
     warnings: tuple[str, ...] = ()
+    policy: tuple[PolicyFinding, ...] = ()
+
+    @property
+    def blocked(self) -> bool:
+        """True when a mandatory policy rule forbids applying this plan."""
+        return any(f.blocking for f in self.policy)
 
     @property
     def has_changes(self) -> bool:
@@ -83,6 +110,7 @@ class ApplyResult:
     outputs: dict[str, Any]
     seconds: float
     summary: tuple[SummaryItem, ...] = ()
+    policy: tuple[PolicyFinding, ...] = ()
 
     def counts(self) -> dict[str, int]:
         """Number of resources per operation."""

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from paude import credentials, engine, gitsync, index, proxylog
+from paude import credentials, engine, gitsync, index, policy, proxylog
 from paude.backends import get_backend
 from paude.config import PAUDE_FILE, find_project_root, load_paude_file, session_from
 from paude.errors import (
@@ -19,6 +19,7 @@ from paude.errors import (
     EngineError,
     OwnershipError,
     PaudeError,
+    PolicyViolationError,
     UnfetchedWorkError,
 )
 from paude.home import paude_home
@@ -112,7 +113,7 @@ def render(name: str, directory: Path, *, cwd: Path | None = None) -> list[Path]
         ctx = engine.EngineContext(Path(tmp), f"file://{tmp}", ctx.engine, "render")
         handle = _open(ctx, name, _program(session, project.owner, render_dir=directory))
         try:
-            engine.up(handle)
+            engine.up(handle, policy_packs=(policy.pack_for(project.root),))
         except EngineError as exc:
             raise _cluster_hint(exc, session) from exc
     return sorted(p for p in directory.rglob("*.yaml"))
@@ -138,15 +139,29 @@ def plan(name: str, *, cwd: Path | None = None, project: Project | None = None,
     project = project or open_project(cwd)
     session, warnings = session_of(project, name)
     ctx = _context(project, on_install)
+    pack = policy.pack_for(project.root)
     handle = _open(ctx, name, _program(session, project.owner))
     _check_owner(handle, project.owner)
+    return _preview(handle, session, pack, warnings, on_progress)
+
+
+def _preview(handle: engine.StackHandle, session: Session, pack: Path, warnings: list[str],
+             on_progress: engine.OnProgress | None = None) -> PlanResult:
+    """Preview under the policy pack. A mandatory violation raises, carrying the plan so
+    far (plan --all reports it with the other sessions)."""
     try:
-        changes = engine.preview(handle, on_progress=on_progress)
+        changes, findings = engine.preview(handle, on_progress=on_progress, policy_packs=(pack,))
+    except PolicyViolationError as exc:
+        partial = tuple(exc.partial or ())
+        exc.partial = PlanResult(handle.name, session.backend, partial,
+                                 summarize(partial, new_session=handle.new), handle.new,
+                                 tuple(warnings), exc.findings)
+        raise
     except EngineError as exc:
         raise _cluster_hint(exc, session) from exc
-    return PlanResult(session=name, backend=session.backend, changes=changes,
+    return PlanResult(session=handle.name, backend=session.backend, changes=changes,
                       summary=summarize(changes, new_session=handle.new),
-                      new_session=handle.new, warnings=tuple(warnings))
+                      new_session=handle.new, warnings=tuple(warnings), policy=findings)
 
 
 def plan_all(*, cwd: Path | None = None,
@@ -156,8 +171,16 @@ def plan_all(*, cwd: Path | None = None,
     if not project.file.sessions:
         raise PaudeError("paude.yaml defines no sessions",
                          hint="add one with `paude create NAME`")
-    return [plan(name, project=project, on_install=on_install)
-            for name in sorted(project.file.sessions)]
+    results = []
+    for name in sorted(project.file.sessions):
+        try:
+            results.append(plan(name, project=project, on_install=on_install))
+        except PolicyViolationError as exc:
+            # One session breaking a rule must not hide the others' plans from review.
+            if not isinstance(exc.partial, PlanResult):
+                raise
+            results.append(exc.partial)
+    return results
 
 
 def _open(ctx: engine.EngineContext, name: str, program: engine.Program) -> engine.StackHandle:
@@ -191,26 +214,26 @@ def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
         for warning in warnings:
             on_warning(warning)  # before anything changes, not after
     ctx = _context(project, on_install)
+    pack = policy.pack_for(project.root)
     program = _program(session, project.owner, rebuild=f"{time.time():.0f}" if rebuild else "")
     handle = _open(ctx, name, program)
     outputs = _check_owner(handle, project.owner)
-    if confirm is not None:
-        changes = engine.preview(handle)
-        planned = PlanResult(name, session.backend, changes,
-                             summarize(changes, new_session=handle.new), handle.new,
-                             tuple(warnings))
-        if not planned.has_changes:
-            return ApplyResult(name, changes, dict(outputs), time.monotonic() - started,
-                               planned.summary)
-        if not confirm(planned):
-            raise AbortedError("apply cancelled; nothing was changed")
-        if handle.new:  # the preview removed the stack it created to plan
-            handle = _open(ctx, name, program)
-    applied, final = engine.up(handle, on_progress=on_progress)
+    # Always plan first, under the policies: `up` applies resource by resource, so a
+    # violation first seen there would leave the session half-built.
+    planned = _preview(handle, session, pack, warnings)
+    if not planned.has_changes:
+        index.write(name, backend=session.backend, owner=project.owner, outputs=outputs)
+        return ApplyResult(name, planned.changes, dict(outputs), time.monotonic() - started,
+                           planned.summary, planned.policy)
+    if confirm is not None and not confirm(planned):
+        raise AbortedError("apply cancelled; nothing was changed")
+    if handle.new:  # the preview removed the stack it created to plan
+        handle = _open(ctx, name, program)
+    applied, final, _ = engine.up(handle, on_progress=on_progress, policy_packs=(pack,))
     index.write(name, backend=session.backend, owner=project.owner, outputs=final)
     _configure_remote(project.root, name)
     return ApplyResult(name, applied, final, time.monotonic() - started,
-                       summarize(applied, new_session=False))
+                       summarize(applied, new_session=False), planned.policy)
 
 
 def destroy(name: str, *, cwd: Path | None = None, delete_data: bool = False,
@@ -234,9 +257,9 @@ def destroy(name: str, *, cwd: Path | None = None, delete_data: bool = False,
     deleted: list[str] = []
     kept: list[str] = []
     if handle is not None:
-        changes = engine.destroy(handle, on_progress=on_progress)
+        changes, protected = engine.destroy(handle, on_progress=on_progress)
         deleted = [c.name for c in changes if c.op == "delete" and not c.retained]
-        kept = [c.name for c in changes if c.retained]
+        kept = [c.name for c in changes if c.retained] + list(protected)
     elif not delete_data:
         raise PaudeError(f"session {name} has no stack to destroy",
                          hint=f"`paude destroy {name} --delete-data` removes a kept workspace")

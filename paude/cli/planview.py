@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from paude.results import OP_ORDER, ApplyResult, PlanResult, ResourceChange
+from paude.results import OP_ORDER, ApplyResult, PlanResult, PolicyFinding, ResourceChange
 
 PLAN_JSON_VERSION = 1
 _SYMBOL = {"create": "+", "replace": "-/+", "update": "~", "delete": "-", "same": "="}
@@ -34,6 +34,23 @@ def _ordered(changes: tuple[ResourceChange, ...]) -> list[ResourceChange]:
     return sorted(changes, key=lambda c: (rank.get(c.op, 9), c.name))
 
 
+def _finding_where(finding: PolicyFinding) -> str:
+    return finding.resource or "session"
+
+
+def policy_lines(findings: tuple[PolicyFinding, ...]) -> list[str]:
+    """The policy section of a text plan: blocking findings first, each with its fix."""
+    if not findings:
+        return ["Policies: all rules passed."]
+    lines = ["Policies:"]
+    for f in sorted(findings, key=lambda f: (not f.blocking, f.rule, f.resource)):
+        mark = "BLOCKED" if f.blocking else "advisory"
+        lines.append(f"  {mark:<8} [{f.rule}] {_finding_where(f)}: {f.message}")
+        if f.fix:
+            lines.append(f"           fix: {f.fix}")
+    return lines
+
+
 def plan_text(plan: PlanResult) -> str:
     """The terminal form: session summary first, then the resource diff."""
     head = f"Session {plan.session} ({plan.backend})"
@@ -50,6 +67,7 @@ def plan_text(plan: PlanResult) -> str:
     lines.extend(_change_line(c) for c in _ordered(plan.changes))
     lines.append("")
     lines.append(_counts_line(plan.counts()))
+    lines.extend(policy_lines(plan.policy))
     return "\n".join(lines) + "\n"
 
 
@@ -65,6 +83,8 @@ def plan_json(plan: PlanResult) -> dict[str, Any]:
         "counts": plan.counts(),
         "resources": [c.to_json() for c in _ordered(plan.changes)],
         "warnings": list(plan.warnings),
+        "policy": {"passed": not plan.blocked,
+                   "findings": [f.to_json() for f in plan.policy]},
     }
 
 
@@ -75,20 +95,43 @@ def plan_json_text(plan: PlanResult) -> str:
 
 def plan_markdown(plan: PlanResult) -> str:
     """A pull-request comment: summary line, security items first, details collapsible."""
-    status = "changes" if plan.has_changes else "no changes"
+    status = "BLOCKED by policy" if plan.blocked else "changes" if plan.has_changes \
+        else "no changes"
     lines = [f"### paude plan: `{plan.session}` ({plan.backend}) - {status}", ""]
     for item in plan.summary:
         prefix = "**data loss:** " if item.data_loss else "**security:** " if item.security else ""
         lines.append(f"- {prefix}{item.text}")
         lines.extend(f"  - `{d}`" for d in item.details)
     lines.extend(f"- warning: {w}" for w in plan.warnings)
-    lines += ["", f"{_counts_line(plan.counts())}", "", "<details><summary>Resources</summary>",
+    lines += ["", f"{_counts_line(plan.counts())}", ""]
+    if plan.policy:
+        lines += ["| policy | rule | resource | finding | fix |", "|---|---|---|---|---|"]
+        for f in sorted(plan.policy, key=lambda f: (not f.blocking, f.rule, f.resource)):
+            level = "**mandatory**" if f.blocking else "advisory"
+            lines.append(f"| {level} | `{f.rule}` | {_finding_where(f)} | {_cell(f.message)} | "
+                         f"{_cell(f.fix)} |")
+    else:
+        lines.append("Policies: all rules passed.")
+    lines += ["", "<details><summary>Resources</summary>",
               "", "| action | resource | type | because |", "|---|---|---|---|"]
     for c in _ordered(plan.changes):
         because = ", ".join(c.replace_keys or c.diff_keys)
         lines.append(f"| {c.op} | {c.name} | {c.type} | {because} |")
     lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _policy_cell(plan: PlanResult) -> str:
+    blocking = sorted({f.rule for f in plan.policy if f.blocking})
+    if blocking:
+        return "**blocked**: " + ", ".join(f"`{r}`" for r in blocking)
+    advisory = len(plan.policy)
+    return f"{advisory} advisory" if advisory else "passed"
 
 
 def apply_text(result: ApplyResult) -> str:
@@ -119,18 +162,20 @@ def plans_markdown(plans: list[PlanResult], *, limit: int = COMMENT_LIMIT) -> li
     def risk(plan: PlanResult) -> tuple[int, str]:
         data = any(i.data_loss for i in plan.summary)
         security = any(i.security for i in plan.summary)
-        return (0 if data else 1 if security else 2 if plan.has_changes else 3, plan.session)
+        order = 0 if plan.blocked else 1 if data else 2 if security else \
+            3 if plan.has_changes else 4
+        return (order, plan.session)
 
     ordered = sorted(plans, key=risk)
-    head = ["## paude plan", "", "| session | backend | changes | security |",
-            "|---|---|---|---|"]
+    head = ["## paude plan", "", "| session | backend | changes | security | policy |",
+            "|---|---|---|---|---|"]
     for plan in ordered:
         counts = plan.counts()
         changed = ", ".join(f"{counts[op]} {op}" for op in OP_ORDER
                             if op != "same" and counts.get(op)) or "none"
         flagged = [i.text for i in plan.summary if i.security or i.data_loss]
         head.append(f"| `{plan.session}` | {plan.backend} | {changed} | "
-                    f"{'; '.join(flagged) or '-'} |")
+                    f"{'; '.join(flagged) or '-'} | {_policy_cell(plan)} |")
     sections = ["\n".join(head) + "\n"] + [plan_markdown(p) for p in ordered]
     parts: list[str] = []
     current = ""

@@ -69,6 +69,10 @@ def _plan_all(as_json: bool, markdown: bool, detailed_exitcode: bool) -> int:
         output.text(f"\n{planview.SPLIT_MARKER}\n".join(planview.plans_markdown(plans)))
     else:
         output.text("\n".join(planview.plan_text(p) for p in plans).rstrip("\n"))
+    if any(p.blocked for p in plans):
+        blocked = ", ".join(p.session for p in plans if p.blocked)
+        output.error(f"mandatory policy rules failed for: {blocked}; nothing was applied")
+        return 1
     return 2 if detailed_exitcode and any(p.has_changes for p in plans) else 0
 
 
@@ -91,6 +95,9 @@ def apply(
 
     result = sessions.apply(name, confirm=None if yes else ask, on_progress=output.progress,
                             on_install=output.download, on_warning=output.warn if yes else None)
+    for finding in result.policy:
+        output.warn(f"policy {finding.rule} (advisory) on {finding.resource or 'the session'}: "
+                    f"{finding.message}; fix: {finding.fix}")
     output.text(planview.apply_text(result).rstrip("\n"))
     return 0
 

@@ -136,8 +136,11 @@ def proxy_service(session: str) -> dict[str, Any]:
 
 def agent_statefulset(session: str, image: str, env: dict[str, str],
                       secret_keys: list[str], files: list[tuple[str, str]],
-                      proxy_ip: str) -> dict[str, Any]:
-    """The agent StatefulSet spec (one replica; `paude stop` scales it to zero)."""
+                      proxy_ip: Any) -> dict[str, Any]:
+    """The agent StatefulSet spec (one replica; `paude stop` scales it to zero).
+
+    `proxy_ip` may be a Pulumi output (the Service's address, known after apply): only
+    that one field is then unknown in a plan, and the policy pack still sees the rest."""
     names = K8sNames(session)
     proxy_url = f"http://{names.proxy}:{PROXY_PORT}"
     plain = {**env, "HTTP_PROXY": proxy_url, "HTTPS_PROXY": proxy_url, "http_proxy": proxy_url,

@@ -68,9 +68,11 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
                                  "resources": {"requests": {"storage": cfg.pvc_size}}}
         if cfg.storage_class:
             claim["storageClassName"] = cfg.storage_class
+        # Protected too: the engine refuses a plan that would delete or replace it (a new
+        # storage_class would); destroy leaves it out.
         k8s.core.v1.PersistentVolumeClaim(
             "workspace", metadata=meta(names.workspace, "workspace"), spec=claim,
-            opts=pulumi.ResourceOptions(provider=provider, retain_on_delete=True))
+            opts=pulumi.ResourceOptions(provider=provider, retain_on_delete=True, protect=True))
         files = [(f"file-{i}", item.target) for i, item in enumerate(identity.files)]
         secret_data = {key: item.content for (key, _), item in zip(files, identity.files,
                                                                    strict=True)}
@@ -84,11 +86,14 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
                 string_data=pulumi.Output.secret(secret_data), opts=opts)
         proxy_ip = RENDER_PLACEHOLDER_IP if render_dir else service.spec.cluster_ip
         env = {**identity.env, "PAUDE_SESSION": session.name, **agent_commands(session)}
-        agent_spec = pulumi.Output.from_input(proxy_ip).apply(
-            lambda ip: agent_statefulset(session.name, images["agent"], env,
-                                         list(identity.secret_env), files, str(ip or "")))
+        agent_spec = agent_statefulset(session.name, images["agent"], env,
+                                       list(identity.secret_env), files, proxy_ip)
+        agent_meta = meta(names.agent, "agent")
+        if session.waivers:  # reviewed in paude.yaml; read by the policy pack
+            agent_meta["annotations"] = {f"paude.io/waiver-{rule}": reason
+                                         for rule, reason in sorted(session.waivers.items())}
         k8s.apps.v1.StatefulSet(
-            "agent", metadata=meta(names.agent, "agent"), spec=agent_spec,
+            "agent", metadata=agent_meta, spec=agent_spec,
             opts=pulumi.ResourceOptions(
                 provider=provider, depends_on=[proxy],
                 # `paude stop` scales to zero and `start` back to one: not drift.

@@ -45,6 +45,25 @@ class BuildSpec:
         """The content-addressed tag: an unchanged definition maps to an existing image."""
         return f"localhost/{self.repository}:{self.digest[:16]}"
 
+    @property
+    def bases(self) -> list[str]:
+        """The images this build starts FROM (not its own stages), with build arguments
+        filled in: what the base-image-pinned policy rule reviews."""
+        text = self.files.get("Containerfile") or self.files.get("Dockerfile") or ""
+        stages: set[str] = set()
+        out: list[str] = []
+        for line in text.splitlines():
+            words = [w for w in line.split() if not w.startswith("--")]
+            if len(words) < 2 or words[0].upper() != "FROM":
+                continue
+            image = re.sub(r"\$\{?(\w+)\}?", lambda m: self.build_args.get(m.group(1), m.group(0)),
+                           words[1])
+            if len(words) >= 4 and words[2].upper() == "AS":
+                stages.add(words[3].lower())
+            if image.lower() not in stages and image not in out:
+                out.append(image)
+        return out
+
 
 def agent_build(session: Session, base: str | None = None) -> BuildSpec:
     """The agent image: the session's base plus packages, Claude Code, setup and paude's

@@ -81,6 +81,8 @@ def _image_props(spec: BuildSpec, rebuild: str = "") -> dict[str, Any]:
         "tag": spec.tag, "files": spec.files, "build_args": spec.build_args,
         "labels": {"paude.managed": "true", "paude.build-digest": spec.digest},
         "rebuild": rebuild,
+        # Not a build input (the tag already covers it): recorded for the policy pack.
+        "base_images": spec.bases,
     }
     if spec.context_dir:
         props.update(context_dir=spec.context_dir, dockerfile=spec.dockerfile)
@@ -143,9 +145,11 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             "name": names.egress_network, "internal": False, "dns": True,
             "labels": labels(session.name, "egress-network", owner),
         })
+        # Protected as well as retained: the engine refuses any plan that would delete or
+        # replace the agent's work (destroy leaves it out; --delete-data removes it).
         workspace = Volume("workspace", {
             "name": names.workspace, "labels": labels(session.name, "workspace", owner),
-        }, keep)
+        }, pulumi.ResourceOptions(retain_on_delete=True, protect=True))
 
         hardening = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
         if not pulumi.runtime.is_dry_run():
@@ -170,7 +174,9 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         agent = Container("agent", {
             "name": names.agent, "hostname": names.agent,
             "image": agent_image.tag, "image_id": agent_image.image_id,
-            "networks": [internal.name],
+            # The name as a plain string (the network is a dependency below), so the policy
+            # pack can check the agent's isolation even in the plan of a new session.
+            "networks": [names.internal_network],
             "volumes": [pulumi.Output.concat(workspace.name, ":", VOLUME_MOUNT),
                         *identity.mounts()],
             "env": {
@@ -191,8 +197,10 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             "sysctls": {"net.ipv6.conf.all.disable_ipv6": "1",
                         "net.ipv6.conf.default.disable_ipv6": "1"},
             "user": "paude", "labels": labels(session.name, "agent", owner),
+            # Not a podman setting: the session's reviewed policy waivers.
+            "waivers": dict(session.waivers),
             **hardening,
-        }, pulumi.ResourceOptions(depends_on=[proxy]))
+        }, pulumi.ResourceOptions(depends_on=[proxy, internal]))
 
         allow = domains.expand(session.allowed_domains)
         pulumi.export("session", session.name)

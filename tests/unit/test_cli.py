@@ -154,7 +154,7 @@ def test_plan_prints_text(planned: dict[str, PlanResult],
     assert main(["plan", "demo"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Session demo (podman)\n")
-    assert out.endswith("No changes. 7 resources unchanged.\n")
+    assert out.endswith("No changes. 7 resources unchanged.\nPolicies: all rules passed.\n")
 
 
 @pytest.mark.parametrize(("op", "code"), [("create", 2), ("same", 0)])

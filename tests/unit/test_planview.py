@@ -16,7 +16,7 @@ from paude.cli.planview import (
     plan_text,
 )
 from paude.domains import expand
-from paude.results import ApplyResult, PlanResult, ResourceChange, SummaryItem
+from paude.results import ApplyResult, PlanResult, PolicyFinding, ResourceChange, SummaryItem
 from paude.summary import summarize
 
 TYPES = {"agent": "podman:Container", "proxy": "podman:Container",
@@ -62,7 +62,11 @@ def egress_widened() -> PlanResult:
         replace_keys=("env",),
         old_inputs={"allowlist": expand(["default"]).describe()},
         new_inputs={"allowlist": expand(["default", ".example.com"]).describe()}))
-    return PlanResult("demo", "podman", planned, summarize(planned, new_session=False))
+    wider = PolicyFinding("allowlist-wider-than-default", "advisory", "proxy",
+                          "the allowlist is wider than the default; additions: .example.com",
+                          "remove the additions from allowed_domains unless the agent needs them")
+    return PlanResult("demo", "podman", planned, summarize(planned, new_session=False),
+                      policy=(wider,))
 
 
 def yolo_on() -> PlanResult:
@@ -85,7 +89,26 @@ def workspace_replaced() -> PlanResult:
     return PlanResult("demo", "podman", planned, summarize(planned, new_session=False))
 
 
+def yolo_unrestricted_blocked() -> PlanResult:
+    planned = changes(proxy=ResourceChange(
+        "proxy", "podman:Container", "replace", diff_keys=("allowlist", "env"),
+        replace_keys=("env",), old_inputs={"allowlist": expand(["default"]).describe()},
+        new_inputs={"allowlist": expand(["all"]).describe()}))
+    findings = (
+        PolicyFinding("yolo-unrestricted-egress", "mandatory", "agent",
+                      "the agent runs with --yolo (no permission prompts) and its proxy allows "
+                      "every destination (allowed_domains: all)",
+                      "drop `all` from allowed_domains and list the domains the agent needs"),
+        PolicyFinding("allowlist-wider-than-default", "advisory", "proxy",
+                      "the proxy allows every destination (allowed_domains: all)",
+                      "remove the additions from allowed_domains unless the agent needs them"),
+    )
+    return PlanResult("demo", "podman", planned, summarize(planned, new_session=False),
+                      policy=findings)
+
+
 PLANS = {
+    "policy-blocked": yolo_unrestricted_blocked,
     "new-session": new_session,
     "no-changes": no_changes,
     "image-change": image_change,
@@ -120,7 +143,8 @@ def test_plan_json_contract() -> None:
     data = json.loads(plan_json_text(image_change()))
     assert PLAN_JSON_VERSION == 1
     assert set(data) == {"version", "session", "backend", "new_session", "has_changes",
-                         "summary", "counts", "resources", "warnings"}
+                         "summary", "counts", "resources", "warnings", "policy"}
+    assert data["policy"] == {"passed": True, "findings": []}
     assert data["version"] == 1
     assert (data["session"], data["backend"]) == ("demo", "podman")
     assert data["new_session"] is False and data["has_changes"] is True
@@ -164,7 +188,26 @@ def test_text_shows_replace_reasons_and_kept_on_disk() -> None:
 
 
 def test_no_changes_line() -> None:
-    assert plan_text(no_changes()).endswith("No changes. 7 resources unchanged.\n")
+    assert plan_text(no_changes()).endswith(
+        "No changes. 7 resources unchanged.\nPolicies: all rules passed.\n")
+
+
+def test_policy_findings_in_every_form() -> None:
+    blocked = yolo_unrestricted_blocked()
+    assert blocked.blocked and not egress_widened().blocked
+    text = plan_text(blocked)
+    # Blocking findings come first and carry their fix.
+    policy = text.split("Policies:\n", 1)[1].splitlines()
+    assert policy[0].startswith("  BLOCKED  [yolo-unrestricted-egress] agent: the agent runs")
+    assert policy[1].startswith("           fix: drop `all`")
+    assert policy[2].startswith("  advisory [allowlist-wider-than-default] proxy:")
+    data = plan_json(blocked)["policy"]
+    assert data["passed"] is False
+    assert [f["rule"] for f in data["findings"]] == ["yolo-unrestricted-egress",
+                                                     "allowlist-wider-than-default"]
+    markdown = plan_markdown(blocked)
+    assert markdown.startswith("### paude plan: `demo` (podman) - BLOCKED by policy\n")
+    assert "| **mandatory** | `yolo-unrestricted-egress` | agent |" in markdown
 
 
 def test_markdown_status_line() -> None:

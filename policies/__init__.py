@@ -1,0 +1,2 @@
+"""paude's policy pack: rules every session's stack must pass, run by the Pulumi engine on
+every plan and apply (see docs/policies.md)."""

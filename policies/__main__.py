@@ -1,0 +1,23 @@
+"""Entry point the engine launches (through paude's launcher script): serve the pack with
+the configuration named by PAUDE_POLICY_CONFIG."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .pack import serve
+from .settings import PackConfig
+
+
+def main() -> None:
+    """Load the resolved configuration and serve the pack."""
+    path = os.environ.get("PAUDE_POLICY_CONFIG")
+    if not path:
+        sys.exit("PAUDE_POLICY_CONFIG is not set: paude starts this pack, not users")
+    serve(PackConfig.model_validate_json(Path(path).read_text(encoding="utf-8")))
+
+
+if __name__ == "__main__":
+    main()
