@@ -285,7 +285,7 @@ def destroy(handle: StackHandle, *, on_progress: OnProgress | None = None
 
 
 def _protected(handle: StackHandle) -> tuple[str, ...]:
-    resources = handle.stack.export_stack().deployment.get("resources") or []
+    resources = (handle.stack.export_stack().deployment or {}).get("resources") or []
     return tuple(sorted(str(r.get("urn", "")).rsplit("::", 1)[-1]
                         for r in resources if r.get("protect")))
 
@@ -302,7 +302,9 @@ def _engine_error(exc: auto.CommandError, name: str,
     if isinstance(exc, auto.StackNotFoundError):
         return SessionNotFoundError(f"session {name} has no stack",
                                     hint=f"run `paude apply {name}` first")
-    text = "\n".join(_brief(d) for d in (diagnostics or []) if d) or _stderr_tail(exc)
+    # Several resources failing for one cause report it once each: say it once.
+    briefs = dict.fromkeys(_brief(d) for d in (diagnostics or []) if d)
+    text = "\n".join(b for b in briefs if not b.startswith(_ENGINE_NOISE)) or _stderr_tail(exc)
     return EngineError(f"the Pulumi engine failed for session {name}:\n{_indent(text)}",
                        hint="fix the cause above and run the command again; "
                             "PAUDE_DEBUG=1 shows the full engine output")
@@ -310,7 +312,8 @@ def _engine_error(exc: auto.CommandError, name: str,
 
 # The last exception line of a provider traceback: what a user needs, without frames.
 _RAISED = re.compile(r"^\s*(?:paude\.errors\.\w+|RuntimeError|Exception): ", re.M)
-_ENGINE_NOISE = ("update failed", "Resource monitor has terminated")
+_ENGINE_NOISE = ("update failed", "Resource monitor has terminated",
+                 "failed to run remediation: context canceled")
 
 
 def _brief(diagnostic: str) -> str:

@@ -183,6 +183,16 @@ class OpenShiftConfig(_Model):
         None, description=(
             "Registry (host[:port]/path) the cluster pulls the session's images from; paude "
             "pushes them there. Unset on OpenShift: images are built in-cluster."))
+    registry_tls_verify: StrictBool = Field(
+        True, description=(
+            "Verify the registry's TLS certificate when pushing. Turn off only for a registry "
+            "on loopback or a network you control."))
+    image_pull_secret: OptionName | None = Field(
+        None, description="Secret in the namespace the cluster pulls the images with.")
+    wait_for_ready: StrictBool = Field(
+        True, description=(
+            "Apply waits until the proxy and agent are ready. false skips the waits (GitOps "
+            "hand-off, or an API server without nodes)."))
 
 
 class ProxyConfig(_Model):

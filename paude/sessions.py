@@ -92,7 +92,7 @@ def _program(session: Session, owner: str, *, rebuild: str = "",
     from paude.stacks.openshift.program import make_program as cluster_program
 
     program = cluster_program(session, owner, identity,
-                              render_dir=str(render_dir) if render_dir else None)
+                              render_dir=str(render_dir) if render_dir else None, rebuild=rebuild)
     return program
 
 
@@ -203,13 +203,6 @@ def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
     started = time.monotonic()
     project = project or open_project(cwd)
     session, warnings = session_of(project, name)
-    if session.backend == "openshift":
-        # The stack and its manifests exist, but paude does not build and push the images
-        # for a cluster yet: applying would create pods that cannot start.
-        raise PaudeError(
-            f"session {name}: applying OpenShift / Kubernetes sessions is not available yet "
-            "(paude cannot build and push their images yet)",
-            hint=f"review the manifests with `paude plan {name} --render DIR`")
     if on_warning is not None:
         for warning in warnings:
             on_warning(warning)  # before anything changes, not after
@@ -229,7 +222,10 @@ def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
         raise AbortedError("apply cancelled; nothing was changed")
     if handle.new:  # the preview removed the stack it created to plan
         handle = _open(ctx, name, program)
-    applied, final, _ = engine.up(handle, on_progress=on_progress, policy_packs=(pack,))
+    try:
+        applied, final, _ = engine.up(handle, on_progress=on_progress, policy_packs=(pack,))
+    except EngineError as exc:
+        raise _cluster_hint(exc, session) from exc
     index.write(name, backend=session.backend, owner=project.owner, outputs=final)
     _configure_remote(project.root, name)
     return ApplyResult(name, applied, final, time.monotonic() - started,
@@ -313,9 +309,11 @@ def _cluster_hint(exc: EngineError, session: Session) -> PaudeError:
             f"session {session.name}: the pulumi-kubernetes provider plugin is not installed",
             hint="build it with `scripts/build-engine.sh --kubernetes` (see docs/engine.md)")
     if "unreachable" in text or "kubeconfig" in text or "connection refused" in text:
+        cause = next((ln.strip() for ln in exc.message.splitlines()
+                      if "unreachable" in ln or "refused" in ln), exc.message)
         return PaudeError(
             f"session {session.name}: no OpenShift / Kubernetes cluster is reachable "
-            f"(context {session.openshift.context or 'current'}):\n{exc.message}",
+            f"(context {session.openshift.context or 'current'}):\n    {cause[:300]}",
             hint=f"log in (`oc login`) or pick a context, or review the manifests offline "
                  f"with `paude plan {session.name} --render DIR`")
     return exc

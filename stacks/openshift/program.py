@@ -17,8 +17,8 @@ import pulumi_kubernetes as k8s
 from paude.credentials import AgentIdentity
 from paude.models import Session
 
-from ..podman.images import agent_build, proxy_build
 from ..podman.program import agent_commands, squid_conf
+from .images import cluster_images
 from .objects import (
     K8sNames,
     agent_statefulset,
@@ -34,7 +34,7 @@ RENDER_PLACEHOLDER_IP = "0.0.0.0"  # a placeholder, never bound or dialled
 
 
 def make_program(session: Session, owner: str, identity: AgentIdentity | None = None, *,
-                 render_dir: str | None = None) -> Callable[[], None]:
+                 render_dir: str | None = None, rebuild: str = "") -> Callable[[], None]:
     """Return the inline Pulumi program for one session on OpenShift / Kubernetes."""
     identity = identity or AgentIdentity((), (), {}, {})
     cfg = session.openshift
@@ -46,17 +46,28 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         namespace = cfg.namespace or "default"
 
         def meta(name: str, role: str) -> dict[str, Any]:
-            return {"name": name, "namespace": namespace, "labels": labels(session.name, role)}
+            out: dict[str, Any] = {"name": name, "namespace": namespace,
+                                   "labels": labels(session.name, role)}
+            if not cfg.wait_for_ready:
+                # pulumi-kubernetes otherwise waits for pods to become ready.
+                out["annotations"] = {"pulumi.com/skipAwait": "true"}
+            return out
 
-        images = _images(session, cfg.image_registry)
+        def _pull(spec: dict[str, Any]) -> dict[str, Any]:
+            if cfg.image_pull_secret:
+                spec["template"]["spec"]["imagePullSecrets"] = [{"name": cfg.image_pull_secret}]
+            return spec
+
+        images = cluster_images(session, owner, namespace, meta, opts, render=bool(render_dir),
+                                rebuild=rebuild)
         conf = squid_conf(session)
         config = k8s.core.v1.ConfigMap("proxy-config", metadata=meta(names.proxy_config, "proxy"),
                                        data={"squid.conf": conf}, opts=opts)
         config_hash = hashlib.sha256(conf.encode()).hexdigest()[:16]
         proxy = k8s.apps.v1.Deployment(
             "proxy", metadata=meta(names.proxy, "proxy"),
-            spec=proxy_deployment(session.name, images["proxy"], config_hash),
-            opts=pulumi.ResourceOptions(provider=provider, depends_on=[config]))
+            spec=_pull(proxy_deployment(session.name, images.proxy, config_hash)),
+            opts=pulumi.ResourceOptions(provider=provider, depends_on=[config, *images.ready]))
         service = k8s.core.v1.Service("proxy-service", metadata=meta(names.proxy, "proxy"),
                                       spec=proxy_service(session.name), opts=opts)
         for suffix, spec in network_policies(session.name).items():
@@ -86,16 +97,16 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
                 string_data=pulumi.Output.secret(secret_data), opts=opts)
         proxy_ip = RENDER_PLACEHOLDER_IP if render_dir else service.spec.cluster_ip
         env = {**identity.env, "PAUDE_SESSION": session.name, **agent_commands(session)}
-        agent_spec = agent_statefulset(session.name, images["agent"], env,
-                                       list(identity.secret_env), files, proxy_ip)
+        agent_spec = _pull(agent_statefulset(session.name, images.agent, env,
+                                             list(identity.secret_env), files, proxy_ip))
         agent_meta = meta(names.agent, "agent")
-        if session.waivers:  # reviewed in paude.yaml; read by the policy pack
-            agent_meta["annotations"] = {f"paude.io/waiver-{rule}": reason
-                                         for rule, reason in sorted(session.waivers.items())}
+        for rule, reason in sorted(session.waivers.items()):
+            # Reviewed in paude.yaml; read by the policy pack.
+            agent_meta.setdefault("annotations", {})[f"paude.io/waiver-{rule}"] = reason
         k8s.apps.v1.StatefulSet(
             "agent", metadata=agent_meta, spec=agent_spec,
             opts=pulumi.ResourceOptions(
-                provider=provider, depends_on=[proxy],
+                provider=provider, depends_on=[proxy, *images.ready],
                 # `paude stop` scales to zero and `start` back to one: not drift.
                 ignore_changes=["spec.replicas"]))
         pulumi.export("session", session.name)
@@ -106,8 +117,8 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         pulumi.export("agent_statefulset", names.agent)
         pulumi.export("proxy_deployment", names.proxy)
         pulumi.export("workspace_claim", names.workspace)
-        pulumi.export("agent_image", images["agent"])
-        pulumi.export("proxy_image", images["proxy"])
+        pulumi.export("agent_image", images.agent)
+        pulumi.export("proxy_image", images.proxy)
         pulumi.export("git_remote_name", f"paude-{session.name}")
         pulumi.export("git_remote_url", f"paude::{session.name}")
 
@@ -127,11 +138,3 @@ def _provider(session: Session, render_dir: str | None) -> k8s.Provider:
     finally:
         if saved is not None:
             os.environ["KUBECONFIG"] = saved
-
-
-def _images(session: Session, registry: str | None) -> dict[str, str]:
-    """Image references: content-addressed tags, in the configured registry."""
-    agent, proxy = agent_build(session), proxy_build(session)
-    prefix = (registry.rstrip("/") + "/") if registry else ""
-    return {"agent": prefix + agent.tag.removeprefix("localhost/"),
-            "proxy": prefix + proxy.tag.removeprefix("localhost/")}

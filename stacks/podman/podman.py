@@ -50,6 +50,12 @@ def build_argv(tag: str, context_dir: str, *, build_args: Mapping[str, str],
     return [*argv, *label_args(labels), context_dir]
 
 
+def push_argv(local: str, remote: str, *, tls_verify: bool, digest_file: str) -> list[str]:
+    """`podman push` of a local image to a registry, recording the pushed digest."""
+    return [PODMAN, "push", f"--tls-verify={'true' if tls_verify else 'false'}",
+            "--digestfile", digest_file, local, remote]
+
+
 def create_argv(spec: Mapping[str, Any]) -> list[str]:
     """argv creating (not starting) a container from a container spec.
 

@@ -35,10 +35,16 @@ def test_plan_without_a_cluster_says_what_to_do(paude: Paude, tmp_path: Path) ->
         assert "fix:" in result.stderr
 
 
-def test_create_on_openshift_leaves_nothing_behind(paude: Paude) -> None:
+def test_create_on_openshift_without_a_cluster_leaves_nothing_behind(
+        paude: Paude, tmp_path: Path) -> None:
     define(paude)
+    paude.extra_env["KUBECONFIG"] = str(tmp_path / "no-kubeconfig")
     before = (paude.repo / "paude.yaml").read_text()
     result = paude.run("create", "--backend", "openshift", "other")
-    assert result.returncode == 1 and "not available yet" in result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "grpc" not in result.stderr
+    assert "cluster" in result.stderr and "fix:" in result.stderr, result.stderr
     assert (paude.repo / "paude.yaml").read_text() == before
     assert paude.ok("list", "--json").stdout.strip() == "[]"
+    stacks = paude.home / "state" / ".pulumi" / "stacks"
+    assert not stacks.exists() or not any(stacks.rglob("other.json")), "a stack was left"

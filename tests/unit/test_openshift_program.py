@@ -126,6 +126,7 @@ def test_pvc_size_class_and_retention() -> None:
     assert pvc["spec"]["storageClassName"] == "fast-ssd"
     assert pvc["metadata"]["namespace"] == "team-a"
     assert result.requests["workspace"].retainOnDelete is True
+    assert result.requests["workspace"].protect is True
     assert result.requests["agent"].ignoreChanges == ["spec.replicas"]
 
 
@@ -183,3 +184,83 @@ def test_render_mode_never_writes_credentials(tmp_path: Path) -> None:
     data = of_type(result, "Secret")["credentials"]["stringData"]
     values = data["value"] if SECRET_SIG in data else data
     assert values == {"file-0": REDACTED, "ANTHROPIC_API_KEY": REDACTED}
+
+
+# ---------------------------------------------------------------- images
+
+
+def _pod_images(result: Run) -> dict[str, str]:
+    return {kind: next(iter(of_type(result, kind).values()))["spec"]["template"]["spec"][
+        "containers"][0]["image"] for kind in ("StatefulSet", "Deployment")}
+
+
+def test_registry_images_are_built_locally_and_pushed_before_the_pods() -> None:
+    result = run(VARIANTS["registry"])
+    pushes = {n: a for n, a in result.resources.items() if a.typ.endswith("cluster:PushedImage")}
+    assert sorted(pushes) == ["agent-image", "proxy-image"]
+    images = _pod_images(result)
+    agent, proxy = (dict(pushes[n].inputs) for n in ("agent-image", "proxy-image"))
+    # The pods pull exactly what was pushed: the same content-addressed tag.
+    assert agent["remote"] == images["StatefulSet"]
+    assert proxy["remote"] == images["Deployment"]
+    assert agent["remote"].rsplit(":", 1)[1] == agent["tag"].rsplit(":", 1)[1]
+    assert agent["tls_verify"] is True
+    assert "FROM docker.io/library/debian:bookworm-slim" in agent["files"]["Containerfile"]
+    assert agent["base_images"] == ["docker.io/library/debian:bookworm-slim"]
+    for workload in ("agent", "proxy"):
+        deps = set(result.requests[workload].dependencies)
+        assert any(d.endswith("::agent-image") for d in deps) and \
+            any(d.endswith("::proxy-image") for d in deps), (workload, deps)
+    assert result.requests["agent-image"].retainOnDelete is True
+    # No in-cluster build objects when a registry is configured.
+    assert not any("BuildConfig" in str(a.inputs.get("kind")) for a in result.resources.values())
+
+
+def test_openshift_builds_in_the_cluster_without_a_registry() -> None:
+    result = run(VARIANTS["namespaced"])
+    kinds = {n: dict(a.inputs).get("kind") for n, a in result.resources.items()}
+    assert kinds["agent-imagestream"] == "ImageStream"
+    assert kinds["agent-buildconfig"] == "BuildConfig"
+    bc = result.inputs("agent-buildconfig")
+    assert bc["apiVersion"] == "build.openshift.io/v1"
+    assert bc["spec"]["source"] == {"type": "Binary", "binary": {}}
+    assert bc["spec"]["strategy"]["type"] == "Docker"
+    target = bc["spec"]["output"]["to"]
+    assert target["kind"] == "ImageStreamTag" and target["name"].startswith("paude-demo-agent:")
+    images = _pod_images(result)
+    tag = target["name"].split(":", 1)[1]
+    assert images["StatefulSet"] == (
+        f"image-registry.openshift-image-registry.svc:5000/team-a/paude-demo-agent:{tag}")
+    build = result.inputs("agent-build")
+    assert build["build_config"] == "paude-demo-agent" and build["tag"] == tag
+    assert build["oc"] == ["oc", "--context", "prod", "--namespace", "team-a"]
+    assert "Containerfile" in build["files"]
+    assert any(d.endswith("::agent-buildconfig") for d in result.requests["agent-build"]
+               .dependencies)
+    assert any(d.endswith("::agent-build") for d in result.requests["agent"].dependencies)
+
+
+def test_in_cluster_builds_refuse_a_repository_dockerfile() -> None:
+    from paude.errors import ConfigError
+
+    spec = {"image": {"dockerfile": "Dockerfile"}}
+    with pytest.raises(ConfigError) as err:
+        run_pulumi(make_program(session_of(spec), "/repo"), RecordingMocks())
+    assert "openshift.image_registry" in (err.value.hint or "")
+
+
+def test_pull_secret_skip_await_and_waivers() -> None:
+    reason = "research sandbox, approved in SEC-42"
+    result = run({"openshift": {"image_registry": "r.example/x", "image_pull_secret": "pull",
+                                "wait_for_ready": False, "registry_tls_verify": False},
+                  "yolo": True, "allowed_domains": ["all"],
+                  "waivers": {"yolo-unrestricted-egress": reason}})
+    for kind in ("StatefulSet", "Deployment"):
+        obj = next(iter(of_type(result, kind).values()))
+        assert obj["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "pull"}]
+        assert obj["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+    agent = of_type(result, "StatefulSet")["agent"]
+    assert agent["metadata"]["annotations"]["paude.io/waiver-yolo-unrestricted-egress"] == reason
+    assert result.inputs("agent-image")["tls_verify"] is False
+    waits = run(VARIANTS["registry"])
+    assert "annotations" not in of_type(waits, "StatefulSet")["agent"]["metadata"]

@@ -1,0 +1,107 @@
+"""The policy pack through the real engine: a mandatory violation fails `paude plan` and
+`paude apply` naming the rule, the resource and the fix, and nothing is applied."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.integration.helpers import BASE_IMAGE, Paude, podman
+
+pytestmark = [pytest.mark.requires_podman, pytest.mark.requires_pulumi]
+
+REASON = "research sandbox without credentials; approved in SEC-42"
+
+
+def _definition(name: str, extra: str = "") -> str:
+    return (f"version: 1\nsessions:\n  {name}:\n    yolo: true\n    allowed_domains: [all]\n"
+            f"    image: {{base: {BASE_IMAGE}}}\n{extra}")
+
+
+def _nothing_created(paude: Paude) -> None:
+    label = f"label=paude.session={paude.session}"
+    for kind in ("ps -a", "network ls", "volume ls"):
+        listed = podman(*kind.split(), "-q", "--filter", label).stdout.strip()
+        assert listed == "", f"{kind}: {listed}"
+    stacks = paude.home / "state" / ".pulumi" / "stacks"
+    assert not stacks.exists() or not any(stacks.rglob("*.json")), "a stack was created"
+
+
+@pytest.mark.parametrize("command", ["plan", "apply"])
+def test_mandatory_violation_blocks(paude: Paude, command: str) -> None:
+    (paude.repo / "paude.yaml").write_text(_definition(paude.session))
+    args = [command, paude.session] + (["--yes"] if command == "apply" else [])
+    result = paude.run(*args)
+    assert result.returncode == 1, result.stdout + result.stderr
+    err = result.stderr
+    assert "violates 1 mandatory policy rule; nothing was applied" in err, err
+    assert "[yolo-unrestricted-egress] resource agent:" in err, err
+    assert "fix: drop `all` from allowed_domains" in err, err
+    assert "Traceback" not in err
+    _nothing_created(paude)
+
+
+def test_waiver_lets_the_plan_pass_and_is_reported(paude: Paude) -> None:
+    waiver = f"    waivers:\n      yolo-unrestricted-egress: \"{REASON}\"\n"
+    (paude.repo / "paude.yaml").write_text(_definition(paude.session, waiver))
+    result = paude.run("plan", paude.session, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    policy = json.loads(result.stdout)["policy"]
+    assert policy["passed"] is True
+    # Still advisory: unrestricted egress is wider than the default.
+    assert [(f["rule"], f["level"], f["resource"]) for f in policy["findings"]] == [
+        ("allowlist-wider-than-default", "advisory", "proxy")]
+
+
+def test_short_waiver_reason_is_refused(paude: Paude) -> None:
+    waiver = "    waivers:\n      yolo-unrestricted-egress: ok\n"
+    (paude.repo / "paude.yaml").write_text(_definition(paude.session, waiver))
+    result = paude.run("plan", paude.session)
+    assert result.returncode == 1
+    assert f"sessions.{paude.session}.waivers.yolo-unrestricted-egress" in result.stderr
+    assert "reason" in result.stderr
+
+
+def test_organisation_file_raises_a_level_and_adds_a_rule(paude: Paude) -> None:
+    """An advisory rule made mandatory in PAUDE_HOME, and a custom rule in the repository."""
+    (paude.repo / "paude.yaml").write_text(
+        f"version: 1\nsessions:\n  {paude.session}:\n"
+        f"    allowed_domains: [default, .example.com]\n    image: {{base: {BASE_IMAGE}}}\n")
+    (paude.home / "policy.yaml").write_text(
+        "version: 1\nrules:\n  allowlist-wider-than-default: {level: mandatory}\n")
+    (paude.repo / "paude-policy.yaml").write_text(
+        "version: 1\ncustom_rules:\n  - id: proxy-named\n    level: advisory\n"
+        "    description: Proxies are named after their session.\n"
+        "    fix: keep paude's naming\n    check: org_rules.py:proxy_named\n")
+    (paude.repo / "org_rules.py").write_text(
+        "def proxy_named(resources):\n"
+        "    for r in resources:\n"
+        "        if r.kind == 'podman:Container' and r.role == 'proxy':\n"
+        "            yield r, f\"proxy container is {r.props['name']}\"\n")
+    result = paude.run("plan", paude.session)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "[allowlist-wider-than-default] resource proxy:" in result.stderr
+    assert "additions: .example.com" in result.stderr
+    _nothing_created(paude)
+
+    # Back to advisory-by-default: the custom rule's finding is reported with the plan.
+    (paude.home / "policy.yaml").unlink()
+    result = paude.run("plan", paude.session, "--json")
+    assert result.returncode == 0, result.stderr
+    findings = {(f["rule"], f["resource"]): f for f in json.loads(result.stdout)["policy"]
+                ["findings"]}
+    custom = findings[("proxy-named", "proxy")]
+    assert custom["message"] == f"proxy container is paude-{paude.session}-proxy"
+    assert custom["fix"] == "keep paude's naming"
+
+
+def test_lowering_a_mandatory_rule_is_refused(paude: Paude) -> None:
+    (paude.repo / "paude.yaml").write_text(_definition(paude.session))
+    (paude.repo / "paude-policy.yaml").write_text(
+        "version: 1\nrules:\n  yolo-unrestricted-egress:\n    level: advisory\n")
+    result = paude.run("plan", paude.session)
+    assert result.returncode == 1
+    assert "paude-policy.yaml" in result.stderr
+    assert "mandatory rule and cannot be set to advisory" in result.stderr
+    _nothing_created(paude)
