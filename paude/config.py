@@ -47,7 +47,8 @@ def load_paude_file(path: Path) -> PaudeFile:
 M = TypeVar("M", bound=BaseModel)
 
 
-def load_yaml_model(path: Path, model: type[M], *, top: str, missing_hint: str) -> M:
+def load_yaml_model(path: Path, model: type[M], *, top: str, missing_hint: str,
+                    what: str = "session definition", hint: str | None = None) -> M:
     """Parse a YAML file into `model`; every problem carries its field path and line."""
     name = str(path)
     try:
@@ -78,7 +79,7 @@ def load_yaml_model(path: Path, model: type[M], *, top: str, missing_hint: str) 
     except ValidationError as exc:
         problems += [_problem(err, root, model) for err in exc.errors()]
     if problems:
-        raise ConfigError(name, problems)
+        raise ConfigError(name, problems, what=what, hint=hint)
     return parsed
 
 

@@ -36,10 +36,11 @@ class ConfigProblem:
 class ConfigError(PaudeError):
     """paude.yaml (or paude.json / devcontainer.json) is invalid."""
 
-    def __init__(self, file: str, problems: Sequence[ConfigProblem], *, hint: str | None = None):
+    def __init__(self, file: str, problems: Sequence[ConfigProblem], *, hint: str | None = None,
+                 what: str = "session definition"):
         self.file = file
         self.problems = list(problems)
-        lines = [f"{file}: invalid session definition"]
+        lines = [f"{file}: invalid {what}"]
         for p in self.problems[:15]:
             where = f"{file}:{p.line}" if p.line else file
             lines.append(f"  {where}: {p.path}: {p.message}")

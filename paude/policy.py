@@ -34,10 +34,11 @@ def load(root: Path, home: Path | None = None) -> PackConfig:
     files = []
     for path in policy_files(root, home):
         parsed = load_yaml_model(path, PolicyFile, top="version, rules and custom_rules",
-                                 missing_hint="")
+                                 missing_hint="", what="policy file",
+                                 hint="edit the policy file; docs/policies.md lists its fields")
         problems = list(_custom_checks(path, parsed))
         if problems:
-            raise ConfigError(str(path), problems,
+            raise ConfigError(str(path), problems, what="policy file",
                               hint="custom_rules[].check is FILE.py:FUNCTION, relative to "
                                    "the policy file")
         files.append((str(path.parent.resolve()), parsed))

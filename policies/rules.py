@@ -152,8 +152,7 @@ def _k8s_agent_egress(agent: Resource, policies: Sequence[Resource]) -> Iterator
     if spec.get("hostNetwork"):
         yield Violation("the agent's pods use the node's network (hostNetwork)", agent)
     session = labels.get("paude.io/session")
-    governing = [p for p in policies
-                 if "Egress" in ((p.props.get("spec") or {}).get("policyTypes") or [])
+    governing = [p for p in policies if _restricts_egress(p.props.get("spec") or {})
                  and selects((p.props.get("spec") or {}).get("podSelector") or {}, labels)]
     if not governing:
         yield Violation("no NetworkPolicy restricts the agent's egress, so its pods may "
@@ -161,6 +160,12 @@ def _k8s_agent_egress(agent: Resource, policies: Sequence[Resource]) -> Iterator
     for policy in governing:
         for rule in (policy.props.get("spec") or {}).get("egress") or []:
             yield from _egress_rule(rule, policy, session)
+
+
+def _restricts_egress(spec: Mapping[str, Any]) -> bool:
+    # Without policyTypes, Kubernetes infers Egress from the presence of an egress section.
+    types = spec.get("policyTypes")
+    return "Egress" in types if types else "egress" in spec
 
 
 def _egress_rule(rule: Mapping[str, Any], policy: Resource, session: str | None
@@ -176,7 +181,7 @@ def _egress_rule(rule: Mapping[str, Any], policy: Resource, session: str | None
                             "proxy", policy)
     ports = rule.get("ports") or []
     if not ports or any(p.get("port") != PROXY_PORT or p.get("protocol", "TCP") != "TCP"
-                        for p in ports):
+                        or p.get("endPort") not in (None, PROXY_PORT) for p in ports):
         yield Violation(f"an egress rule lets the agent use ports other than TCP {PROXY_PORT}",
                         policy)
 
@@ -216,9 +221,11 @@ def check_privileges(resources: Sequence[Resource], _params: Mapping[str, Any]
             yield Violation(f"the container adds capabilities: {', '.join(props['cap_add'])}",
                             res)
         for mount in props.get("volumes") or []:
-            source, _sep, rest = str(mount).partition(":")
+            source, sep, rest = str(mount).partition(":")
             options = rest.split(":")[1].split(",") if rest.count(":") else []
-            if source.startswith("/") and "ro" not in options:
+            # SOURCE:TARGET[:OPTIONS]; a lone path is an anonymous volume, and a source that
+            # is a path (not a volume name) is bind-mounted from the host.
+            if sep and source.startswith(("/", ".", "~")) and "ro" not in options:
                 yield Violation(f"the container mounts the host path {source} writable", res)
     for res in resources:
         if res.kind in POD_OWNERS:
@@ -275,8 +282,9 @@ def check_base_pinned(resources: Sequence[Resource], _: Mapping[str, Any]) -> It
 
 
 _UNITS = {"": 1, "k": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4, "P": 1000**5,
-          "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "Pi": 1024**5}
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
+          "E": 1000**6, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4,
+          "Pi": 1024**5, "Ei": 1024**6}
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 
 
 def quantity_bytes(text: str) -> float:
@@ -294,9 +302,14 @@ def check_claim_size(resources: Sequence[Resource], params: Mapping[str, Any]
     for res in of_kind(resources, CLAIM):
         size = (((res.props.get("spec") or {}).get("resources") or {}).get("requests")
                 or {}).get("storage")
+        if size is None:
+            continue
         try:
-            too_big = size is not None and quantity_bytes(size) > quantity_bytes(limit)
+            too_big = quantity_bytes(size) > quantity_bytes(limit)
         except ValueError:
+            # A size the rule cannot read must not pass as small.
+            yield Violation(f"the workspace claim's size {size!r} cannot be checked against "
+                            f"the limit {limit}", res)
             continue
         if too_big:
             yield Violation(f"the workspace claim asks for {size}, more than the limit {limit}",

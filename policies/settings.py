@@ -6,6 +6,7 @@ limit win, and no file may lower a built-in mandatory rule."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -65,7 +66,10 @@ class PolicyFile(_Model):
             if setting.max_size is not None:
                 if "max_size" not in rule.params:
                     raise ValueError(f"rules.{rule_id}: max_size applies only to pvc-size-limit")
-                quantity_bytes(setting.max_size)
+                try:
+                    quantity_bytes(setting.max_size)
+                except ValueError as exc:
+                    raise ValueError(f"rules.{rule_id}.max_size: {exc}") from None
         seen: set[str] = set()
         for custom in self.custom_rules:
             if custom.id in BY_ID or custom.id in seen:
@@ -113,7 +117,7 @@ def resolve(files: list[tuple[str, PolicyFile]]) -> PackConfig:
                 raise ValueError(f"custom rule {rule.id} is defined by more than one policy file")
             custom[rule.id] = ResolvedCustom(
                 id=rule.id, level=rule.level, description=rule.description, fix=rule.fix,
-                path=f"{folder}/{path}", function=function)
+                path=str(Path(folder) / path), function=function)
     for rule_id, picks in chosen.items():
         levels[rule_id] = max(picks, key=lambda level: _RANK[level])
     params = {rule.id: dict(rule.params) for rule in BUILTIN if rule.params}
