@@ -228,22 +228,33 @@ Findings = tuple[PolicyFinding, ...]
 
 
 def preview(handle: StackHandle, *, on_progress: OnProgress | None = None,
-            policy_packs: tuple[Path, ...] = ()) -> tuple[tuple[ResourceChange, ...], Findings]:
+            policy_packs: tuple[Path, ...] = (), keep_new: bool = False
+            ) -> tuple[tuple[ResourceChange, ...], Findings]:
     """Plan a session against refreshed state, running the policy packs on it.
 
     A stack created only to plan a new session is removed again, so planning never
-    leaves anything behind. A mandatory policy violation raises PolicyViolationError."""
+    leaves anything behind; `keep_new` leaves it for an apply that follows (which must
+    call `discard` if it does not go ahead). A mandatory policy violation raises
+    PolicyViolationError."""
     collector = _EventCollector(on_progress)
+    ok = False
     try:
         handle.stack.preview(refresh=not handle.new, on_event=collector, color="never",
                              suppress_progress=True, diff=False,
                              policy_packs=[str(p) for p in policy_packs] or None)
+        ok = True
     except auto.CommandError as exc:
         raise _failure(exc, handle.name, collector) from exc
     finally:
-        if handle.new:
-            handle.stack.workspace.remove_stack(handle.name)
+        if handle.new and not (keep_new and ok):
+            discard(handle)
     return collector.result(), tuple(collector.findings)
+
+
+def discard(handle: StackHandle) -> None:
+    """Remove a stack this command created and never applied."""
+    if handle.new:
+        handle.stack.workspace.remove_stack(handle.name)
 
 
 def up(handle: StackHandle, *, on_progress: OnProgress | None = None,

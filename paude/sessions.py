@@ -146,11 +146,13 @@ def plan(name: str, *, cwd: Path | None = None, project: Project | None = None,
 
 
 def _preview(handle: engine.StackHandle, session: Session, pack: Path, warnings: list[str],
-             on_progress: engine.OnProgress | None = None) -> PlanResult:
+             on_progress: engine.OnProgress | None = None, *, keep_new: bool = False
+             ) -> PlanResult:
     """Preview under the policy pack. A mandatory violation raises, carrying the plan so
     far (plan --all reports it with the other sessions)."""
     try:
-        changes, findings = engine.preview(handle, on_progress=on_progress, policy_packs=(pack,))
+        changes, findings = engine.preview(handle, on_progress=on_progress, policy_packs=(pack,),
+                                           keep_new=keep_new)
     except PolicyViolationError as exc:
         partial = tuple(exc.partial or ())
         exc.partial = PlanResult(handle.name, session.backend, partial,
@@ -213,23 +215,35 @@ def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
     outputs = _check_owner(handle, project.owner)
     # Always plan first, under the policies: `up` applies resource by resource, so a
     # violation first seen there would leave the session half-built.
-    planned = _preview(handle, session, pack, warnings)
+    planned = _preview(handle, session, pack, warnings, keep_new=True)
     if not planned.has_changes:
+        engine.discard(handle)
         index.write(name, backend=session.backend, owner=project.owner, outputs=outputs)
         return ApplyResult(name, planned.changes, dict(outputs), time.monotonic() - started,
                            planned.summary, planned.policy)
-    if confirm is not None and not confirm(planned):
+    if confirm is not None and not _confirmed(confirm, planned, handle):
         raise AbortedError("apply cancelled; nothing was changed")
-    if handle.new:  # the preview removed the stack it created to plan
-        handle = _open(ctx, name, program)
+    # The update runs the program the preview just checked, with the same inputs: the
+    # policy verdict stands, and running the pack again would only cost time.
     try:
-        applied, final, _ = engine.up(handle, on_progress=on_progress, policy_packs=(pack,))
+        applied, final, _ = engine.up(handle, on_progress=on_progress)
     except EngineError as exc:
         raise _cluster_hint(exc, session) from exc
     index.write(name, backend=session.backend, owner=project.owner, outputs=final)
     _configure_remote(project.root, name)
     return ApplyResult(name, applied, final, time.monotonic() - started,
                        summarize(applied, new_session=False), planned.policy)
+
+
+def _confirmed(confirm: Confirm, planned: PlanResult, handle: engine.StackHandle) -> bool:
+    """Ask; a new session's stack goes again unless the answer is yes (Ctrl+C included)."""
+    answer = False
+    try:
+        answer = confirm(planned)
+    finally:
+        if not answer:
+            engine.discard(handle)
+    return answer
 
 
 def destroy(name: str, *, cwd: Path | None = None, delete_data: bool = False,
