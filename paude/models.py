@@ -189,6 +189,10 @@ class OpenShiftConfig(_Model):
             "on loopback or a network you control."))
     image_pull_secret: OptionName | None = Field(
         None, description="Secret in the namespace the cluster pulls the images with.")
+    create_namespace: StrictBool = Field(
+        False, description=(
+            "Create the namespace as part of the session (kept on destroy, like the "
+            "workspace); by default it must exist."))
     wait_for_ready: StrictBool = Field(
         True, description=(
             "Apply waits until the proxy and agent are ready. false skips the waits (GitOps "

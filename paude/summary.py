@@ -6,6 +6,7 @@ import difflib
 from collections.abc import Sequence
 from typing import Any
 
+from paude.policies.rules import egress_of
 from paude.results import ResourceChange, SummaryItem
 
 _IMAGES = {"base-image": "base image (your Dockerfile)", "agent-image": "agent image",
@@ -18,7 +19,9 @@ def summarize(changes: Sequence[ResourceChange], *, new_session: bool) -> tuple[
     items: list[SummaryItem] = []
     if new_session:
         items.append(SummaryItem("new-session", f"new session: {len(changes)} resources to create"))
-    proxy = by_name.get("proxy")
+    # Podman records the allowlist on the proxy container; a cluster session carries the
+    # squid configuration in the proxy's ConfigMap.
+    proxy = by_name.get("proxy-config") or by_name.get("proxy")
     if proxy is not None and proxy.op in ("replace", "update") and not new_session:
         items.extend(_egress(proxy))
     if proxy is not None and any(e.startswith("*") for e in _allowlist(proxy.new_inputs)):
@@ -102,8 +105,19 @@ def _agent_changes(agent: ResourceChange) -> list[SummaryItem]:
     return items
 
 
+def _container(inputs: dict[str, Any]) -> dict[str, Any] | None:
+    """A StatefulSet's agent container (a cluster session), else None."""
+    try:
+        return dict(inputs["spec"]["template"]["spec"]["containers"][0])
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
 def _yolo(inputs: dict[str, Any]) -> bool | None:
     env = inputs.get("env")
+    container = _container(inputs)
+    if container is not None:
+        env = {e.get("name"): e.get("value", "") for e in container.get("env") or []}
     if not isinstance(env, dict):
         return None
     commands = " ".join(str(env.get(k, "")) for k in ("PAUDE_AGENT_CMD", "PAUDE_AGENT_ONCE_CMD"))
@@ -112,6 +126,10 @@ def _yolo(inputs: dict[str, Any]) -> bool | None:
 
 def _mounts(inputs: dict[str, Any]) -> set[str] | None:
     # Read-only binds are the user's credentials; the workspace volume is not one.
+    container = _container(inputs)
+    if container is not None:
+        return {str(m.get("mountPath")) for m in container.get("volumeMounts") or []
+                if m.get("readOnly")}
     volumes = inputs.get("volumes")
     if not isinstance(volumes, list):
         return None
@@ -120,7 +138,16 @@ def _mounts(inputs: dict[str, Any]) -> set[str] | None:
 
 def _allowlist(inputs: dict[str, Any]) -> list[str]:
     value = inputs.get("allowlist")
-    return [str(v) for v in value] if isinstance(value, list) else []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    conf = (inputs.get("data") or {}).get("squid.conf") if isinstance(inputs.get("data"),
+                                                                       dict) else None
+    if not isinstance(conf, str):
+        return []
+    egress = egress_of(conf)
+    if egress.unrestricted:
+        return ["* (all domains: unrestricted)"]
+    return sorted(egress.names) + sorted(f"~{p}" for p in egress.patterns)
 
 
 def _workspace(change: ResourceChange) -> SummaryItem:

@@ -39,11 +39,20 @@ def _k8s_provider_usable() -> bool:
         engine is not None and (engine.bin_dir / plugin).exists())
 
 
+def _cluster_tools_usable() -> bool:
+    from tests.integration.cluster import tools_present
+
+    return tools_present()
+
+
 _REQUIREMENTS = {
     "requires_podman": (_podman_usable, "podman is not installed"),
     "requires_pulumi": (_pulumi_usable, "no Pulumi engine (scripts/build-engine.sh)"),
     "requires_k8s_provider": (_k8s_provider_usable,
                               "no pulumi-kubernetes plugin (scripts/build-engine.sh --kubernetes)"),
+    "requires_cluster": (_cluster_tools_usable,
+                         "no test API server or registry (scripts/build-kube.sh, "
+                         "scripts/build-registry.sh)"),
 }
 
 

@@ -42,8 +42,17 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
 
     def program() -> None:
         provider = _provider(session, render_dir)
-        opts = pulumi.ResourceOptions(provider=provider)
         namespace = cfg.namespace or "default"
+        opts = pulumi.ResourceOptions(provider=provider)
+        if cfg.create_namespace:
+            # Protected and kept on destroy: deleting a namespace deletes the workspace
+            # claim in it.
+            ns = k8s.core.v1.Namespace(
+                "namespace", metadata={"name": namespace, "labels": labels(session.name,
+                                                                           "namespace")},
+                opts=pulumi.ResourceOptions(provider=provider, retain_on_delete=True,
+                                            protect=True))
+            opts = pulumi.ResourceOptions(provider=provider, depends_on=[ns])
 
         def meta(name: str, role: str) -> dict[str, Any]:
             out: dict[str, Any] = {"name": name, "namespace": namespace,
@@ -67,7 +76,8 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         proxy = k8s.apps.v1.Deployment(
             "proxy", metadata=meta(names.proxy, "proxy"),
             spec=_pull(proxy_deployment(session.name, images.proxy, config_hash)),
-            opts=pulumi.ResourceOptions(provider=provider, depends_on=[config, *images.ready]))
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+                depends_on=[config, *images.ready])))
         service = k8s.core.v1.Service("proxy-service", metadata=meta(names.proxy, "proxy"),
                                       spec=proxy_service(session.name), opts=opts)
         for suffix, spec in network_policies(session.name).items():
@@ -83,7 +93,8 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         # storage_class would); destroy leaves it out.
         k8s.core.v1.PersistentVolumeClaim(
             "workspace", metadata=meta(names.workspace, "workspace"), spec=claim,
-            opts=pulumi.ResourceOptions(provider=provider, retain_on_delete=True, protect=True))
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+                retain_on_delete=True, protect=True)))
         files = [(f"file-{i}", item.target) for i, item in enumerate(identity.files)]
         secret_data = {key: item.content for (key, _), item in zip(files, identity.files,
                                                                    strict=True)}
@@ -105,10 +116,10 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             agent_meta.setdefault("annotations", {})[f"paude.io/waiver-{rule}"] = reason
         k8s.apps.v1.StatefulSet(
             "agent", metadata=agent_meta, spec=agent_spec,
-            opts=pulumi.ResourceOptions(
-                provider=provider, depends_on=[proxy, *images.ready],
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+                depends_on=[proxy, *images.ready],
                 # `paude stop` scales to zero and `start` back to one: not drift.
-                ignore_changes=["spec.replicas"]))
+                ignore_changes=["spec.replicas"])))
         pulumi.export("session", session.name)
         pulumi.export("backend", "openshift")
         pulumi.export("owner", owner)
@@ -128,8 +139,10 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
 def _provider(session: Session, render_dir: str | None) -> k8s.Provider:
     cfg = session.openshift
     if not render_dir:
+        # A mutable ConfigMap is updated in place on an allowlist change (its hash on the
+        # proxy's pod template restarts the proxy) instead of deleted and re-created.
         return k8s.Provider("cluster", context=cfg.context, namespace=cfg.namespace,
-                            enable_server_side_apply=True)
+                            enable_server_side_apply=True, enable_config_map_mutable=True)
     # Render mode must not see a kubeconfig; the SDK would read one from KUBECONFIG.
     saved = os.environ.pop("KUBECONFIG", None)
     try:

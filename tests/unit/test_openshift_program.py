@@ -18,7 +18,8 @@ K8S = {"ConfigMap": "kubernetes:core/v1:ConfigMap", "Service": "kubernetes:core/
        "PVC": "kubernetes:core/v1:PersistentVolumeClaim", "Secret": "kubernetes:core/v1:Secret",
        "Deployment": "kubernetes:apps/v1:Deployment",
        "StatefulSet": "kubernetes:apps/v1:StatefulSet",
-       "NetworkPolicy": "kubernetes:networking.k8s.io/v1:NetworkPolicy"}
+       "NetworkPolicy": "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+       "Namespace": "kubernetes:core/v1:Namespace"}
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "minimal": {},
@@ -264,3 +265,18 @@ def test_pull_secret_skip_await_and_waivers() -> None:
     assert result.inputs("agent-image")["tls_verify"] is False
     waits = run(VARIANTS["registry"])
     assert "annotations" not in of_type(waits, "StatefulSet")["agent"]["metadata"]
+
+
+def test_namespace_is_created_protected_and_first_when_asked() -> None:
+    result = run({"openshift": {"namespace": "made", "create_namespace": True,
+                                "image_registry": "r.example/x"}})
+    ns = of_type(result, "Namespace")["namespace"]
+    assert ns["metadata"]["name"] == "made"
+    assert result.requests["namespace"].protect is True
+    assert result.requests["namespace"].retainOnDelete is True
+    for name, args in result.resources.items():
+        if args.typ.startswith("kubernetes:") and name != "namespace" \
+                and "providers" not in args.typ:
+            deps = result.requests[name].dependencies
+            assert any(d.endswith("::namespace") for d in deps), name
+    assert "Namespace" not in str([a.typ for a in run(VARIANTS["minimal"]).resources.values()])

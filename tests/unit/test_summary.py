@@ -218,3 +218,48 @@ def test_unrestricted_egress_is_said_on_every_plan() -> None:
                                 new_inputs={"allowlist": expand(["default"]).describe()})
     assert "egress-unrestricted" not in kinds(summarize(stack(proxy=restricted),
                                                         new_session=False))
+
+
+# ---------------------------------------------------------------- cluster sessions
+
+
+def _squid(entries: list[str]) -> str:
+    from paude.models import PaudeFile, resolve
+    from paude.stacks.podman.program import squid_conf
+
+    session = resolve(PaudeFile.model_validate(
+        {"sessions": {"demo": {"allowed_domains": entries}}}), "demo")
+    return squid_conf(session)
+
+
+def _statefulset(cmd: str, mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"spec": {"template": {"spec": {"containers": [{
+        "name": "agent", "env": [{"name": "PAUDE_AGENT_CMD", "value": cmd}],
+        "volumeMounts": [{"name": "workspace", "mountPath": "/paude"}, *mounts]}]}}}}
+
+
+def test_cluster_egress_is_read_from_the_proxy_configmap() -> None:
+    config = ResourceChange("proxy-config", "kubernetes:core/v1:ConfigMap", "update",
+                            diff_keys=("data",),
+                            old_inputs={"data": {"squid.conf": _squid(["pypi"])}},
+                            new_inputs={"data": {"squid.conf": _squid(["pypi", "github"])}})
+    items = {i.kind: i for i in summarize([config], new_session=False)}
+    widened = items["egress-widened"]
+    assert widened.security and "+ github.com" in widened.details
+    assert "+ pypi.org" not in widened.details
+    unrestricted = ResourceChange("proxy-config", "kubernetes:core/v1:ConfigMap", "update",
+                                  old_inputs=config.old_inputs,
+                                  new_inputs={"data": {"squid.conf": _squid(["all"])}})
+    kinds = {i.kind for i in summarize([unrestricted], new_session=False)}
+    assert {"egress-widened", "egress-unrestricted"} <= kinds
+
+
+def test_cluster_yolo_and_credentials_are_read_from_the_statefulset() -> None:
+    adc = {"name": "credentials", "mountPath": "/home/paude/adc.json", "readOnly": True}
+    agent = ResourceChange("agent", "kubernetes:apps/v1:StatefulSet", "update",
+                           old_inputs=_statefulset("claude", []),
+                           new_inputs=_statefulset("claude --dangerously-skip-permissions",
+                                                   [adc]))
+    items = {i.kind: i for i in summarize([agent], new_session=False)}
+    assert items["yolo-toggled"].text.startswith("yolo turned ON")
+    assert items["credentials-added"].details == ("+ /home/paude/adc.json",)
