@@ -6,18 +6,19 @@ PYTHON3 ?= python3
 BASE_IMAGE ?= localhost/paude-base:bookworm
 # Extra arguments, e.g. `make test PYTEST_ARGS="-k plan -x"`.
 PYTEST_ARGS ?=
-ENGINE_ARGS ?=
+# The engine with the pulumi-kubernetes plugin (OpenShift / Kubernetes sessions).
+ENGINE_ARGS ?= --kubernetes
 
 .DEFAULT_GOAL := help
 .PHONY: help setup check venv lint type test test-unit test-integration bench engine base-image \
-	setup-podman schema
+	setup-podman schema test-cluster
 
 help: ## List the targets
 	@echo "Targets (PYTHON=$(PYTHON)):"
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | \
 		awk 'BEGIN { FS = ":.*## " } { printf "  %-17s %s\n", $$1, $$2 }'
 
-setup: setup-podman engine base-image venv ## One-time machine set-up: podman, engine, base image, .venv
+setup: setup-podman engine base-image test-cluster venv ## One-time machine set-up: podman, engine, base image, test cluster tools, .venv
 	@echo "ready: .venv/bin/paude doctor"
 
 check: lint type test ## Lint, type-check and run every test
@@ -27,7 +28,7 @@ venv: ## Create .venv and install paude with its development tools
 	.venv/bin/python -m pip install -e '.[dev]'
 
 lint: ## Run ruff
-	$(PYTHON) -m ruff check paude stacks tests bench
+	$(PYTHON) -m ruff check paude stacks policies tests bench
 
 type: ## Run mypy (strict, configured in pyproject.toml), also on bench/
 	$(PYTHON) -m mypy
@@ -53,6 +54,10 @@ base-image: ## Build the local test base image (BASE_IMAGE=...)
 
 setup-podman: ## Install and configure podman and test tools on this machine (root)
 	bash scripts/setup-podman.sh
+
+test-cluster: ## Build the loopback API server, kubectl and registry the cluster tests use (cached)
+	bash scripts/build-kube.sh
+	bash scripts/build-registry.sh
 
 schema: ## Regenerate docs/paude.schema.json
 	$(PYTHON) -m paude.schema docs/paude.schema.json

@@ -241,7 +241,7 @@ else
 fi
 [[ -x "$cache/pulumi-resource-pulumi-python" ]] || install_scripts
 if [[ -n "$lang_version" && ! -x "$cache/pulumi-language-python" ]]; then
-  build_language_host || log "warning: could not build the Python language host $lang_version (policy packs need it)"
+  build_language_host || log "warning: could not build the Python language host $lang_version (paude's own policy pack does not need it)"
 fi
 
 mkdir -p "$dest"
