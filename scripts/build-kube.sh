@@ -58,6 +58,8 @@ need_go() {
   log "using $(go version)${GOTOOLCHAIN:+ (GOTOOLCHAIN=$GOTOOLCHAIN)}"
 }
 
+# build_apiserver: pin k8s.io/kubernetes' staging modules in a go.mod (kept in the cache
+# for the other tools), then build kube-apiserver with it.
 build_apiserver() {
   local work modfile
   work="$(mktemp -d)"
@@ -82,26 +84,9 @@ MOD
     printf ')\n'
   } >>"$work/go.mod"
   log "replacing $(grep -c ' => ' "$work/go.mod") staging modules with their $staging_version releases"
-  cat >"$work/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import _ "k8s.io/kubernetes/cmd/kube-apiserver"
-GO
-  (cd "$work" && GOFLAGS=-mod=mod go mod tidy)
-  # The same variables hack/lib/version.sh stamps, so that /version and client
-  # discovery report the real release instead of v0.0.0-master.
-  local ldflags="-s -w" pkg
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$k8s_minor"
-    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-  done
   mkdir -p "$k8s_cache"
-  (cd "$work" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" \
-    -o "$k8s_cache/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
   cp "$work/go.mod" "$k8s_cache/go.mod"
-  mv "$k8s_cache/kube-apiserver.tmp" "$k8s_cache/kube-apiserver"
+  build_tool kube-apiserver
 }
 
 # build_tool NAME: k8s.io/kubernetes/cmd/NAME, built with the pins of the kube-apiserver build.
@@ -120,6 +105,8 @@ package tools
 import _ "k8s.io/kubernetes/cmd/$tool"
 GO
   (cd "$work" && GOFLAGS=-mod=mod go mod tidy)
+  # The same variables hack/lib/version.sh stamps, so that /version and client
+  # discovery report the real release instead of v0.0.0-master.
   local ldflags="-s -w" pkg
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$k8s_minor"
@@ -128,6 +115,9 @@ GO
   (cd "$work" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" \
     -o "$k8s_cache/$tool.tmp" "k8s.io/kubernetes/cmd/$tool")
   mv "$k8s_cache/$tool.tmp" "$k8s_cache/$tool"
+  # Kept tidy: the other tools build from it.
+  [[ "$tool" == kube-apiserver ]] && cp "$work/go.mod" "$k8s_cache/go.mod"
+  return 0
 }
 
 build_etcd() {

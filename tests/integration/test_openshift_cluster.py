@@ -6,6 +6,7 @@ what the API server stores."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -87,6 +88,10 @@ def test_session_lifecycle_on_a_real_api_server(paude: Paude, cluster: Cluster) 
 
     # No drift right after apply.
     assert paude.run("plan", name, "--detailed-exitcode").returncode == 0
+    # list and status read the cluster through kubectl (no pod runs here: not ready).
+    (row,) = json.loads(paude.ok("list", "--json").stdout)
+    assert (row["name"], row["backend"]) == (name, "openshift")
+    assert row["workspace"] == str(paude.repo.resolve())
 
     # stop scales the agent to zero, and that is not drift.
     paude.ok("stop", name)
