@@ -146,3 +146,28 @@ def test_mandatory_violation_on_a_cluster_creates_nothing(paude: Paude, cluster:
     assert set(cluster.tags("paude/paude-agent")) == before
     assert not cluster.exists("namespace", ns)
     assert paude.ok("list", "--json").stdout.strip() == "[]"
+
+
+def test_seed_workflow_create_and_delete_on_a_cluster(paude: Paude, cluster: Cluster) -> None:
+    """`paude create --backend openshift` with the cluster settings under defaults, then
+    `paude delete --confirm --force`."""
+    ns = f"paude-{secrets.token_hex(3)}"
+    define(paude, cluster, ns)  # for the environment; the file is replaced below
+    (paude.repo / "paude.yaml").write_text(
+        f"version: 1\ndefaults:\n  agent: {{install: none}}\n  image: {{base: {BASE_IMAGE}}}\n"
+        f"  openshift:\n    namespace: {ns}\n    context: paude-test\n"
+        f"    create_namespace: true\n    image_registry: {cluster.registry}/paude\n"
+        f"    registry_tls_verify: false\n    wait_for_ready: false\n"
+        "sessions: {}\n")
+    other = f"{paude.session}-b"
+    result = paude.run("create", "--backend", "openshift", "--pvc-size", "3Gi", other)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"  {other}:" in (paude.repo / "paude.yaml").read_text()
+    claim = cluster.get("-n", ns, "pvc", f"paude-{other}-workspace")
+    assert claim["spec"]["resources"]["requests"]["storage"] == "3Gi"  # type: ignore[index]
+    assert cluster.exists("-n", ns, "statefulset", f"paude-{other}-agent")
+    remotes = paude.ok("list", "--json").stdout
+    assert other in remotes
+    paude.ok("delete", other, "--confirm", "--force")
+    assert not cluster.exists("-n", ns, "pvc", f"paude-{other}-workspace")
+    assert not cluster.exists("-n", ns, "statefulset", f"paude-{other}-agent")
