@@ -105,3 +105,23 @@ def test_lowering_a_mandatory_rule_is_refused(paude: Paude) -> None:
     assert "paude-policy.yaml" in result.stderr
     assert "mandatory rule and cannot be set to advisory" in result.stderr
     _nothing_created(paude)
+
+
+def test_plan_all_reports_a_blocked_session_with_the_others(paude: Paude) -> None:
+    fine = f"{paude.session}-ok"
+    (paude.repo / "paude.yaml").write_text(
+        _definition(paude.session)
+        + f"  {fine}:\n    image: {{base: {BASE_IMAGE}}}\n")
+    result = paude.run("plan", "--all", "--json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"mandatory policy rules failed for: {paude.session}" in result.stderr
+    plans = {p["session"]: p for p in json.loads(result.stdout)["plans"]}
+    assert plans[fine]["policy"] == {"passed": True, "findings": []}
+    blocked = plans[paude.session]["policy"]
+    assert blocked["passed"] is False
+    assert ("yolo-unrestricted-egress", "mandatory", "agent") in {
+        (f["rule"], f["level"], f["resource"]) for f in blocked["findings"]}
+    markdown = paude.run("plan", "--all", "--markdown")
+    assert markdown.returncode == 1
+    assert f"### paude plan: `{paude.session}` (podman) - BLOCKED by policy" in markdown.stdout
+    _nothing_created(paude)

@@ -276,3 +276,20 @@ def test_engine_download_progress_prints_one_line_per_tenth(
     lines = [ln for ln in capsys.readouterr().err.splitlines() if "downloading" in ln]
     assert len(lines) == 11  # 0%, 10%, ..., 100%
     assert lines[-1].endswith("80.0 of 80.0 MB")
+
+
+def test_plan_all_exits_1_when_a_session_is_blocked(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from dataclasses import replace
+
+    from paude.results import PolicyFinding
+
+    finding = PolicyFinding("yolo-unrestricted-egress", "mandatory", "agent", "yolo and all",
+                            "drop all")
+    plans = [plan_result("same"), replace(plan_result("create"), session="wide",
+                                          policy=(finding,))]
+    monkeypatch.setattr(sessions, "plan_all", lambda **_kw: plans)
+    assert main(["plan", "--all", "--detailed-exitcode"]) == 1
+    captured = capsys.readouterr()
+    assert "mandatory policy rules failed for: wide" in captured.err
+    assert "BLOCKED  [yolo-unrestricted-egress] agent: yolo and all" in captured.out

@@ -275,3 +275,21 @@ def test_plan_all_markdown_puts_risky_sessions_first_and_splits_long_comments() 
     assert "".join(parts).count("### paude plan:") == 3
     assert [p["session"] for p in plans_json(plans)["plans"]] == ["calm", "wide", "lossy"]
     assert plans_json(plans)["version"] == PLAN_JSON_VERSION
+
+
+def test_plan_all_lists_blocked_sessions_first_with_their_rules() -> None:
+    from dataclasses import replace
+
+    from paude.cli.planview import plans_json, plans_markdown
+
+    plans = [replace(workspace_replaced(), session="lossy"),
+             replace(yolo_unrestricted_blocked(), session="blocked"),
+             replace(egress_widened(), session="wide")]
+    (comment,) = plans_markdown(plans)
+    table = comment.split("\n### ", 1)[0]
+    assert table.index("`blocked`") < table.index("`lossy`") < table.index("`wide`")
+    assert "| **blocked**: `yolo-unrestricted-egress` |" in table
+    assert table.splitlines()[-1].endswith("| 1 advisory |")  # wide: one advisory finding
+    assert "| passed |" in table  # lossy: no findings
+    data = plans_json(plans)["plans"]
+    assert [p["policy"]["passed"] for p in data] == [True, False, True]
