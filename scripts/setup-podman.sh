@@ -35,7 +35,7 @@ is_installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
 }
 
-required=(podman runc netavark aardvark-dns iptables debootstrap tmux git uidmap make openssl)
+required=(podman runc netavark aardvark-dns iptables debootstrap tmux git uidmap make openssl curl)
 optional=(hyperfine)
 
 missing=()
