@@ -11,11 +11,13 @@ import ast
 import hashlib
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from paude.config import load_yaml_model
 from paude.errors import ConfigError, ConfigProblem
 from paude.home import paude_home
+from paude.policies.rules import BUILTIN
 from paude.policies.settings import PackConfig, PolicyFile, resolve
 
 POLICY_FILE = "paude-policy.yaml"
@@ -90,6 +92,31 @@ def launcher(config: PackConfig, home: Path | None = None) -> Path:
     partial.chmod(0o755)
     partial.replace(exe)  # atomic: a concurrent plan never runs a half-written script
     return exe
+
+
+@dataclass(frozen=True)
+class RuleRow:
+    """One rule as it applies to a repository: `paude policies`."""
+
+    id: str
+    level: str
+    description: str
+    fix: str
+    source: str  # built-in, or the policy file that added the rule
+
+    def to_json(self) -> dict[str, str]:
+        """The JSON form of `paude policies --json`."""
+        return {"id": self.id, "level": self.level, "description": self.description,
+                "fix": self.fix, "source": self.source}
+
+
+def effective(root: Path, home: Path | None = None) -> tuple[list[RuleRow], list[Path]]:
+    """Every rule with the level the policy files give it, and the files that were read."""
+    config = load(root, home)
+    rows = [RuleRow(r.id, config.levels.get(r.id, r.level), r.description, r.fix, "built-in")
+            for r in BUILTIN]
+    rows += [RuleRow(c.id, c.level, c.description, c.fix, c.path) for c in config.custom]
+    return rows, policy_files(root, home)
 
 
 def pack_for(root: Path) -> Path:

@@ -1,14 +1,17 @@
-"""`paude blocked`: what the sandbox refused."""
+"""`paude blocked` and `paude policies`: what the sandbox refuses, and the rules every
+plan must pass."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from paude import sessions
+from paude import policy, sessions
 from paude.cli import output
+from paude.config import find_project_root
 
 
 def blocked(
@@ -38,6 +41,31 @@ def blocked(
     return 0
 
 
+def policies(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
+) -> int:
+    """List the policy rules every plan and apply of this repository must pass.
+
+    Levels come from the built-in defaults, ~/.paude/policy.yaml and paude-policy.yaml
+    (the strictest wins; see docs/policies.md).
+
+    Examples:\n
+      paude policies\n
+      paude policies --json | jq -r '.[] | select(.level == "mandatory") | .id'
+    """
+    rows, files = policy.effective(find_project_root(Path.cwd()))
+    if as_json:
+        output.text(json.dumps([r.to_json() for r in rows], indent=2))
+        return 0
+    width = max(len(r.id) for r in rows)
+    for r in rows:
+        output.text(f"{r.level:<10} {r.id:<{width}}  {r.description}")
+    read = ", ".join(str(f) for f in files) or "none (built-in levels)"
+    output.text(f"Policy files: {read}")
+    return 0
+
+
 def register(app: typer.Typer) -> None:
-    """Add the proxy commands."""
+    """Add the sandbox commands."""
     app.command()(blocked)
+    app.command()(policies)

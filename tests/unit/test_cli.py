@@ -293,3 +293,25 @@ def test_plan_all_exits_1_when_a_session_is_blocked(
     captured = capsys.readouterr()
     assert "mandatory policy rules failed for: wide" in captured.err
     assert "BLOCKED  [yolo-unrestricted-egress] agent: yolo and all" in captured.out
+
+
+def test_policies_lists_effective_levels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    repo, home = tmp_path / "repo", tmp_path / "home"
+    (repo / ".git").mkdir(parents=True)
+    home.mkdir()
+    (repo / "paude-policy.yaml").write_text(
+        "version: 1\nrules:\n  base-image-pinned: {level: mandatory}\n"
+        "  allowlist-wider-than-default: {level: disabled}\n")
+    monkeypatch.setenv("PAUDE_HOME", str(home))
+    monkeypatch.chdir(repo)
+    assert main(["policies", "--json"]) == 0
+    rows = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["base-image-pinned"]["level"] == "mandatory"
+    assert rows["allowlist-wider-than-default"]["level"] == "disabled"
+    assert rows["pvc-size-limit"]["level"] == "advisory"
+    assert rows["workspace-protected"]["source"] == "built-in"
+    assert main(["policies"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("mandatory  agent-no-direct-egress")
+    assert f"Policy files: {repo / 'paude-policy.yaml'}" in out
