@@ -209,7 +209,9 @@ def _finding(event: auto.PolicyEvent) -> PolicyFinding:
     lines = [ln for ln in event.message.strip().splitlines() if ln.strip()]
     fix = next((ln.removeprefix("Fix: ") for ln in lines if ln.startswith("Fix: ")), "")
     detail = [ln for ln in lines[1:] if not ln.startswith("Fix: ")] or lines[:1]
-    resource = (event.resource_urn or "").rsplit("::", 1)[-1] if event.resource_urn else ""
+    urn = event.resource_urn or ""
+    # A finding about the whole session comes with the stack's own URN.
+    resource = "" if not urn or "::pulumi:pulumi:Stack::" in urn else urn.rsplit("::", 1)[-1]
     level = "mandatory" if event.enforcement_level == "mandatory" else "advisory"
     return PolicyFinding(rule=event.policy_name, level=level, resource=resource,
                          message=" ".join(detail), fix=fix)
@@ -316,11 +318,17 @@ def _engine_error(exc: auto.CommandError, name: str,
     # Several resources failing for one cause report it once each: say it once.
     briefs = dict.fromkeys(_brief(d) for d in (diagnostics or []) if d)
     text = "\n".join(b for b in briefs if not b.startswith(_ENGINE_NOISE)) or _stderr_tail(exc)
+    pack = _PACK_FAILURE.search(f"{text}\n{getattr(exc, 'stderr', '')}")
+    if pack:
+        return PaudeError(f"session {name}: the policy pack could not start: {pack.group(1)}",
+                          hint="fix the policy file or its custom rule (paude-policy.yaml, "
+                               "~/.paude/policy.yaml), then run the command again")
     return EngineError(f"the Pulumi engine failed for session {name}:\n{_indent(text)}",
                        hint="fix the cause above and run the command again; "
                             "PAUDE_DEBUG=1 shows the full engine output")
 
 
+_PACK_FAILURE = re.compile(r"paude policy pack could not start: (.+)")
 # The last exception line of a provider traceback: what a user needs, without frames.
 _RAISED = re.compile(r"^\s*(?:paude\.errors\.\w+|RuntimeError|Exception): ", re.M)
 _ENGINE_NOISE = ("update failed", "Resource monitor has terminated",

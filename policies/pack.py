@@ -59,9 +59,13 @@ def _policy(rule_id: str, description: str, fix: str, level: str, check: Check,
     def validate(args: StackValidationArgs, report: ReportViolation) -> None:
         resources = [Resource(r.resource_type, r.name, plain(r.props),
                               bool(r.opts.protect), r.urn) for r in args.resources]
-        for found in check(resources, params):
-            urn = found.resource.urn if found.resource is not None else None
-            report(message(found.detail, fix), urn or None)
+        try:
+            for found in check(resources, params):
+                urn = found.resource.urn if found.resource is not None else None
+                report(message(found.detail, fix), urn or None)
+        except Exception as exc:  # noqa: BLE001 - a broken rule must fail closed, not crash
+            report(message(f"the rule could not run: {type(exc).__name__}: {exc}",
+                           "fix the rule's check function"), None)
 
     return StackValidationPolicy(name=rule_id, description=description,
                                  enforcement_level=_LEVELS[level], validate=validate)
@@ -75,7 +79,11 @@ def load_custom(rule: ResolvedCustom) -> Check:
     if spec is None or spec.loader is None:
         raise ValueError(f"custom rule {rule.id}: cannot load {path}")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise ValueError(f"custom rule {rule.id}: importing {path} failed: "
+                         f"{type(exc).__name__}: {exc}") from None
     function = getattr(module, rule.function, None)
     if not callable(function):
         raise ValueError(f"custom rule {rule.id}: {path} defines no function {rule.function}")

@@ -521,3 +521,44 @@ def test_finding_without_detail_or_fix() -> None:
         "yolo-unrestricted-egress", "mandatory", "agent", "Only a description.", "")
     two_lines = _finding(policy_event("Description.\nfirst line\n\nsecond line\nFix: f"))
     assert (two_lines.message, two_lines.fix) == ("first line second line", "f")
+
+
+# ---------------------------------------------------------------- broken custom rules
+
+
+def test_a_crashing_check_fails_closed_at_its_level(tmp_path: Path) -> None:
+    source = write(tmp_path / "org.py", "def check(resources):\n    raise KeyError('x')\n")
+    custom = resolved_custom(source, level="mandatory").model_copy(update={"function": "check"})
+    config = resolve([]).model_copy(update={"custom": [custom]})
+    [(message, urn)] = run_policy(config, custom.id, [engine_resource(VOLUME, "w", {})])
+    assert urn is None
+    assert message == pack.message("the rule could not run: KeyError: 'x'",
+                                   "fix the rule's check function")
+
+
+def test_a_custom_rule_that_cannot_import_names_the_file(tmp_path: Path) -> None:
+    source = write(tmp_path / "org.py", "import no_such_module_here\ndef check(r):\n    return []\n")
+    custom = resolved_custom(source).model_copy(update={"function": "check"})
+    with pytest.raises(ValueError, match=r"importing .*org\.py failed: ModuleNotFoundError"):
+        pack.load_custom(custom)
+
+
+def test_a_pack_start_failure_becomes_one_clear_error() -> None:
+    from pulumi import automation as auto
+
+    from paude.engine import _engine_error
+
+    exc = auto.CommandError(auto.CommandResult(
+        stdout="", code=1,
+        stderr="error: policy pack failed to start: exit status 1\n"
+               "paude policy pack could not start: custom rule boom: importing /r/r.py failed: "
+               "ModuleNotFoundError: No module named 'x'\n"))
+    err = _engine_error(exc, "demo", [])
+    assert err.message == ("session demo: the policy pack could not start: custom rule boom: "
+                           "importing /r/r.py failed: ModuleNotFoundError: No module named 'x'")
+    assert "paude-policy.yaml" in (err.hint or "")
+
+
+def test_a_finding_about_the_whole_stack_names_no_resource() -> None:
+    urn = "urn:pulumi:demo::paude::pulumi:pulumi:Stack::paude-demo"
+    assert _finding(policy_event("D.\nwhole session\nFix: f", urn=urn)).resource == ""
