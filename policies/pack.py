@@ -63,7 +63,7 @@ def _policy(rule_id: str, description: str, fix: str, level: str, check: Check,
             for found in check(resources, params):
                 urn = found.resource.urn if found.resource is not None else None
                 report(message(found.detail, fix), urn or None)
-        except Exception as exc:  # noqa: BLE001 - a broken rule must fail closed, not crash
+        except Exception as exc:  # a broken rule must fail closed, not crash the pack
             report(message(f"the rule could not run: {type(exc).__name__}: {exc}",
                            "fix the rule's check function"), None)
 

@@ -537,7 +537,8 @@ def test_a_crashing_check_fails_closed_at_its_level(tmp_path: Path) -> None:
 
 
 def test_a_custom_rule_that_cannot_import_names_the_file(tmp_path: Path) -> None:
-    source = write(tmp_path / "org.py", "import no_such_module_here\ndef check(r):\n    return []\n")
+    source = write(tmp_path / "org.py",
+                   "import no_such_module_here\ndef check(r):\n    return []\n")
     custom = resolved_custom(source).model_copy(update={"function": "check"})
     with pytest.raises(ValueError, match=r"importing .*org\.py failed: ModuleNotFoundError"):
         pack.load_custom(custom)
