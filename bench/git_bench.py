@@ -32,6 +32,7 @@ from run import (  # bench/run.py: the same command, engine and cleanup helpers
     find_engine_dir,
     find_paude,
     interrupts_deferred,
+    make_sandbox,
     paude_images,
     remove_labelled,
     remove_new_images,
@@ -80,22 +81,12 @@ class Setup:
 
 
 def make_setup(root: Path, *, base_image: str, engine_dir: Path, paude: str) -> Setup:
-    """A repository declaring SESSION and a PAUDE_HOME that reuses the engine."""
-    repo, home = root / "repo", root / "home"
-    (home / "bin").mkdir(parents=True)
-    for item in sorted(engine_dir.iterdir()):
-        if item.is_file():
-            (home / "bin" / item.name).symlink_to(item.resolve())
-    repo.mkdir()
-    run(["git", "init", "--quiet", str(repo)])
-    (repo / "paude.yaml").write_text(
-        "version: 1\ndefaults:\n  agent: {install: none, command: [bash]}\n"
-        f"  image:\n    base: {base_image}\nsessions:\n  {SESSION}: {{}}\n", encoding="utf-8")
+    """run.py's sandbox for SESSION, with git-remote-paude on PATH for the host's git."""
+    sandbox = make_sandbox(root, base_image=base_image, engine_dir=engine_dir, paude=paude,
+                           session=SESSION)
     helper_dir = find_helper_dir(paude)
-    env = {k: v for k, v in os.environ.items() if k != "PAUDE_STATE_BACKEND"}
-    env.update({"PAUDE_HOME": str(home), "PULUMI_SKIP_UPDATE_CHECK": "true",
-                "PATH": f"{helper_dir}{os.pathsep}{os.environ.get('PATH', '')}"})
-    return Setup(root, repo, paude, env)
+    env = {**sandbox.env, "PATH": f"{helper_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return Setup(root, sandbox.repo, paude, env)
 
 
 def find_helper_dir(paude: str) -> Path:

@@ -166,7 +166,8 @@ def find_engine_dir() -> Path:
     return Path(on_path).resolve().parent
 
 
-def make_sandbox(root: Path, *, base_image: str, engine_dir: Path, paude: str) -> Sandbox:
+def make_sandbox(root: Path, *, base_image: str, engine_dir: Path, paude: str,
+                 session: str = SESSION) -> Sandbox:
     """A git repository with paude.yaml and a PAUDE_HOME that reuses the engine."""
     repo, home = root / "repo", root / "home"
     (home / "bin").mkdir(parents=True)
@@ -183,7 +184,7 @@ def make_sandbox(root: Path, *, base_image: str, engine_dir: Path, paude: str) -
         "  image:\n"
         f"    base: {base_image}\n"
         "sessions:\n"
-        f"  {SESSION}: {{}}\n",
+        f"  {session}: {{}}\n",
         encoding="utf-8",
     )
     env = {k: v for k, v in os.environ.items() if k != "PAUDE_STATE_BACKEND"}

@@ -20,6 +20,8 @@ _NAME_RULE = (
 )
 
 Backend = Literal["podman", "openshift"]
+# The claude flag `yolo: true` adds; plans and policies look for it in the agent's command.
+YOLO_FLAG = "--dangerously-skip-permissions"
 # Mandatory policy rules a session may waive, with a written reason (policies/rules.py).
 WaivableRule = Literal["yolo-unrestricted-egress"]
 

@@ -6,6 +6,7 @@ import difflib
 from collections.abc import Sequence
 from typing import Any
 
+from paude.fields import YOLO_FLAG
 from paude.policies.rules import egress_of
 from paude.results import ResourceChange, SummaryItem
 
@@ -80,9 +81,6 @@ def _covered(entry: str, entries: set[str]) -> bool:
     name = entry.lstrip(".")
     return any(s.startswith(".") and (name.endswith(s) or name == s[1:]) and s != entry
                for s in entries)
-
-
-YOLO_FLAG = "--dangerously-skip-permissions"
 
 
 def _agent_changes(agent: ResourceChange) -> list[SummaryItem]:

@@ -18,7 +18,7 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UnknownValueError
 
 from .resources import Resource, Violation
-from .rules import BUILTIN, Check, Rule
+from .rules import BUILTIN, Check
 from .settings import PackConfig, ResolvedCustom
 
 PACK_NAME = "paude"
@@ -105,7 +105,6 @@ def policies(config: PackConfig) -> list[StackValidationPolicy]:
     """Every enabled rule as a stack policy: rules look across resources (an agent and the
     networks it joins), so they see the whole stack at once."""
     out = []
-    rule: Rule
     for rule in BUILTIN:
         level = config.levels.get(rule.id, rule.level)
         out.append(_policy(rule.id, rule.description, rule.fix, level, rule.check,
@@ -118,5 +117,5 @@ def policies(config: PackConfig) -> list[StackValidationPolicy]:
 
 def serve(config: PackConfig) -> None:
     """Run the pack: pulumi-policy prints its port for the engine and serves until killed."""
-    PolicyPack(name=PACK_NAME, policies=list(policies(config)),
+    PolicyPack(name=PACK_NAME, policies=list(policies(config)),  # List[Policy]: invariant
                enforcement_level=EnforcementLevel.ADVISORY)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from paude import domains
+from paude.fields import YOLO_FLAG
 
 from .resources import (
     POD_OWNERS,
@@ -28,7 +29,6 @@ from .resources import (
 Level = Literal["mandatory", "advisory", "disabled"]
 Check = Callable[[Sequence[Resource], Mapping[str, Any]], Iterable[Violation]]
 
-YOLO_FLAG = "--dangerously-skip-permissions"
 PROXY_PORT = 3128
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 CLAIM = "kubernetes:core/v1:PersistentVolumeClaim"

@@ -20,11 +20,12 @@ import pulumi_kubernetes as k8s
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource
 
 from paude import proc
+from paude.errors import ConfigError, ConfigProblem
 from paude.models import Session
 
 from ..podman import podman
-from ..podman.images import BuildSpec, agent_build, dockerfile_build, proxy_build
-from ..podman.resources import ImageProvider, _Provider, _replace_diff
+from ..podman.images import BuildSpec, agent_build, dockerfile_build, image_props, proxy_build
+from ..podman.resources import Image, ImageProvider, _Provider, _replace_diff
 
 # OpenShift's integrated registry, as pods inside the cluster address it.
 INTERNAL_REGISTRY = "image-registry.openshift-image-registry.svc:5000"
@@ -107,11 +108,26 @@ class ClusterImages:
     ready: tuple[pulumi.Resource, ...] = ()
 
 
-def image_refs(session: Session, namespace: str, owner: Path) -> dict[str, str]:
+@dataclass(frozen=True)
+class _Builds:
+    """The session's build specs, computed once (a repository Dockerfile's context is
+    hashed file by file)."""
+
+    base: BuildSpec | None  # the repository's Dockerfile, built locally (registry only)
+    images: dict[str, BuildSpec]  # agent and proxy
+
+
+def _builds(session: Session, owner: Path) -> _Builds:
+    base = dockerfile_build(session, owner) if session.openshift.image_registry else None
+    return _Builds(base, {"agent": agent_build(session, base.tag if base else None),
+                          "proxy": proxy_build(session)})
+
+
+def image_refs(session: Session, namespace: str, builds: _Builds) -> dict[str, str]:
     """Where the pods pull each image from (known at plan time: tags are content hashes)."""
     registry = session.openshift.image_registry
     out = {}
-    for role, spec in _specs(session, owner if registry else None).items():
+    for role, spec in builds.images.items():
         tag = spec.tag.rsplit(":", 1)[1]
         if registry:
             out[role] = f"{registry.rstrip('/')}/{spec.repository}:{tag}"
@@ -120,64 +136,44 @@ def image_refs(session: Session, namespace: str, owner: Path) -> dict[str, str]:
     return out
 
 
-def _specs(session: Session, owner: Path | None) -> dict[str, BuildSpec]:
-    base = dockerfile_build(session, owner) if owner is not None else None
-    return {"agent": agent_build(session, base.tag if base else None),
-            "proxy": proxy_build(session)}
-
-
 def cluster_images(session: Session, owner: str, namespace: str, meta: Any,
                    opts: pulumi.ResourceOptions, *, render: bool, rebuild: str = ""
                    ) -> ClusterImages:
     """Declare what makes the session's images available to the cluster."""
-    refs = image_refs(session, namespace, Path(owner))
+    builds = _builds(session, Path(owner))
+    refs = image_refs(session, namespace, builds)
     if render:  # manifests only: nothing is built or pushed
         if not session.openshift.image_registry:
-            _declare_builds(session, namespace, meta, opts, refs, emit_runs=False)
+            _declare_builds(session, builds, namespace, meta, opts, refs, emit_runs=False)
         return ClusterImages(refs["agent"], refs["proxy"])
     if session.openshift.image_registry:
         return ClusterImages(refs["agent"], refs["proxy"],
-                             _declare_pushes(session, Path(owner), refs, rebuild))
+                             _declare_pushes(session, builds, refs, rebuild))
     return ClusterImages(refs["agent"], refs["proxy"],
-                         _declare_builds(session, namespace, meta, opts, refs, emit_runs=True))
+                         _declare_builds(session, builds, namespace, meta, opts, refs,
+                                         emit_runs=True))
 
 
-def _declare_pushes(session: Session, owner: Path, refs: dict[str, str], rebuild: str
+def _declare_pushes(session: Session, builds: _Builds, refs: dict[str, str], rebuild: str
                     ) -> tuple[pulumi.Resource, ...]:
     keep = pulumi.ResourceOptions(retain_on_delete=True)
-    specs = _specs(session, owner)
-    base = dockerfile_build(session, owner)
     after: list[pulumi.Resource] = []
-    if base is not None:
+    if builds.base is not None:
         # Built locally only: the agent image is built FROM it and pushed.
-        from ..podman.resources import Image
-
-        after.append(Image("base-image", _props(base, rebuild), keep))
+        after.append(Image("base-image", image_props(builds.base, rebuild), keep))
     out = []
-    for role, spec in specs.items():
-        props = {**_props(spec, rebuild), "remote": refs[role],
+    for role, spec in builds.images.items():
+        props = {**image_props(spec, rebuild), "remote": refs[role],
                  "tls_verify": session.openshift.registry_tls_verify}
         out.append(PushedImage(f"{role}-image", props,
                                pulumi.ResourceOptions(retain_on_delete=True, depends_on=after)))
     return tuple(out)
 
 
-def _props(spec: BuildSpec, rebuild: str) -> dict[str, Any]:
-    props: dict[str, Any] = {
-        "tag": spec.tag, "files": spec.files, "build_args": spec.build_args,
-        "labels": {"paude.managed": "true", "paude.build-digest": spec.digest},
-        "rebuild": rebuild, "base_images": spec.bases,
-    }
-    if spec.context_dir:
-        props.update(context_dir=spec.context_dir, dockerfile=spec.dockerfile)
-    return props
-
-
-def _declare_builds(session: Session, namespace: str, meta: Any, opts: pulumi.ResourceOptions,
-                    refs: dict[str, str], *, emit_runs: bool) -> tuple[pulumi.Resource, ...]:
+def _declare_builds(session: Session, builds: _Builds, namespace: str, meta: Any,
+                    opts: pulumi.ResourceOptions, refs: dict[str, str], *, emit_runs: bool
+                    ) -> tuple[pulumi.Resource, ...]:
     if session.image.dockerfile is not None:
-        from paude.errors import ConfigError, ConfigProblem
-
         raise ConfigError("paude.yaml", [ConfigProblem(
             f"sessions.{session.name}.image.dockerfile",
             "in-cluster builds take paude's generated build files only")],
@@ -186,7 +182,7 @@ def _declare_builds(session: Session, namespace: str, meta: Any, opts: pulumi.Re
     cfg = session.openshift
     oc = ["oc", *(["--context", cfg.context] if cfg.context else []), "--namespace", namespace]
     out: list[pulumi.Resource] = []
-    for role, spec in _specs(session, None).items():
+    for role, spec in builds.images.items():
         stream = f"paude-{session.name}-{role}"
         tag = refs[role].rsplit(":", 1)[1]
         # Not the session's pod labels: if OpenShift carried them to the build pods, the

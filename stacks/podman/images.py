@@ -7,6 +7,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from paude.errors import ConfigError, ConfigProblem
 from paude.models import DEFAULT_BASE_IMAGE, Session
@@ -63,6 +64,22 @@ class BuildSpec:
             if image.lower() not in stages and image not in out:
                 out.append(image)
         return out
+
+
+def image_props(spec: BuildSpec, rebuild: str = "") -> dict[str, Any]:
+    """The inputs of an image resource built from `spec` (podman, or pushed to a registry).
+
+    A non-empty `rebuild` token rebuilds without the layer cache."""
+    props: dict[str, Any] = {
+        "tag": spec.tag, "files": spec.files, "build_args": spec.build_args,
+        "labels": {"paude.managed": "true", "paude.build-digest": spec.digest},
+        "rebuild": rebuild,
+        # Not a build input (the tag already covers it): recorded for the policy pack.
+        "base_images": spec.bases,
+    }
+    if spec.context_dir:
+        props.update(context_dir=spec.context_dir, dockerfile=spec.dockerfile)
+    return props
 
 
 def agent_build(session: Session, base: str | None = None) -> BuildSpec:

@@ -8,16 +8,16 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pulumi
 
 from paude import domains
 from paude.credentials import AgentIdentity, stage
+from paude.fields import YOLO_FLAG
 from paude.models import Session
 from paude.render import render
 
-from .images import BuildSpec, agent_build, dockerfile_build, proxy_build
+from .images import agent_build, dockerfile_build, image_props, proxy_build
 from .resources import Container, Image, Network, Volume
 
 PROXY_PORT = 3128
@@ -76,19 +76,6 @@ def squid_conf(session: Session) -> str:
                   domains=list(allow.domains), regexes=list(allow.regexes))
 
 
-def _image_props(spec: BuildSpec, rebuild: str = "") -> dict[str, Any]:
-    props: dict[str, Any] = {
-        "tag": spec.tag, "files": spec.files, "build_args": spec.build_args,
-        "labels": {"paude.managed": "true", "paude.build-digest": spec.digest},
-        "rebuild": rebuild,
-        # Not a build input (the tag already covers it): recorded for the policy pack.
-        "base_images": spec.bases,
-    }
-    if spec.context_dir:
-        props.update(context_dir=spec.context_dir, dockerfile=spec.dockerfile)
-    return props
-
-
 def proxy_address(subnet: str) -> str:
     """The proxy's fixed address: the last host of the internal subnet (podman hands out
     addresses from the bottom, so the agent never takes it)."""
@@ -104,7 +91,7 @@ def agent_commands(session: Session) -> dict[str, str]:
 
     With a headless prompt (-p/--print) in agent.args, the full line runs once, on the
     first start; later starts run the agent interactively without the prompt."""
-    flags = ["--dangerously-skip-permissions"] if session.yolo else []
+    flags = [YOLO_FLAG] if session.yolo else []
     full = shlex.join([*session.agent.command, *flags, *session.agent.args])
     if any(a in PRINT_FLAGS or a.startswith("--print=") for a in session.agent.args):
         return {"PAUDE_AGENT_ONCE_CMD": full,
@@ -130,13 +117,13 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         base_tag: str | None = None
         after_base = keep
         if base_spec is not None:
-            base_image = Image("base-image", _image_props(base_spec, rebuild), keep)
+            base_image = Image("base-image", image_props(base_spec, rebuild), keep)
             base_tag = base_spec.tag
             after_base = pulumi.ResourceOptions(retain_on_delete=True, depends_on=[base_image])
         agent_spec = agent_build(session, base_tag)
         proxy_spec = proxy_build(session)
-        agent_image = Image("agent-image", _image_props(agent_spec, rebuild), after_base)
-        proxy_image = Image("proxy-image", _image_props(proxy_spec, rebuild), keep)
+        agent_image = Image("agent-image", image_props(agent_spec, rebuild), after_base)
+        proxy_image = Image("proxy-image", image_props(proxy_spec, rebuild), keep)
         internal = Network("internal-network", {
             "name": names.internal_network, "internal": True, "dns": False,
             "labels": labels(session.name, "internal-network", owner),
