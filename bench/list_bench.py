@@ -45,6 +45,9 @@ def main() -> int:
         (home / "bin").mkdir(parents=True)
         for item in find_engine_dir().iterdir():
             (home / "bin" / item.name).symlink_to(item.resolve())
+        (home / "config.yaml").write_text(
+            f"version: 1\nimage: {{base: {base}}}\nproxy: {{base: {base}}}\n",
+            encoding="utf-8")
         repo.mkdir()
         run(["git", "init", "-q", str(repo)])
         sessions = "".join(f"  {n}: {{}}\n" for n in names)

@@ -174,6 +174,10 @@ def make_sandbox(root: Path, *, base_image: str, engine_dir: Path, paude: str,
     for item in sorted(engine_dir.iterdir()):
         if item.is_file():
             (home / "bin" / item.name).symlink_to(item.resolve())
+    # The machine's settings: the proxy's base image is never the repository's choice.
+    (home / "config.yaml").write_text(
+        f"version: 1\nimage: {{base: {base_image}}}\nproxy: {{base: {base_image}}}\n",
+        encoding="utf-8")
     repo.mkdir()
     run(["git", "init", "--quiet", str(repo)])
     (repo / "paude.yaml").write_text(

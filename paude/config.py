@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 from collections.abc import Iterator
@@ -182,16 +183,28 @@ def load_session(root: Path, name: str) -> tuple[Session, list[str]]:
 
 
 def session_from(file: PaudeFile, root: Path, name: str) -> tuple[Session, list[str]]:
-    """The effective Session NAME of a parsed definition, with root's image sources."""
+    """The effective Session NAME of a parsed definition, with root's image sources and
+    this machine's settings."""
+    from paude import machine  # machine settings parse with this module's loader
+
+    settings = machine.load()
+    bases = functools.partial(resolve, default_base=settings.default_base,
+                              proxy_base=settings.proxy_base)
     spec = file.sessions.get(name)
     if spec is None:
-        return resolve(file, name), []  # raises SessionNotFoundError
+        return bases(file, name), []  # raises SessionNotFoundError
+    warnings = [f"paude.yaml: {where}.proxy.base is ignored: the proxy guards the agent's "
+                f"egress, so its image comes from this machine ({machine.machine_file()} "
+                "proxy.base)" for where, layer in (("defaults", file.defaults),
+                                                   (f"sessions.{name}", spec))
+                if layer.proxy is not None and layer.proxy.base is not None]
     if file.defaults.image is not None or spec.image is not None:
         unused = [s for s in IMAGE_SOURCES if (root / s).is_file()][:1]
-        warnings = [f"{s}: not used: paude.yaml sets `image`" for s in unused]
-        return resolve(file, name), warnings
+        warnings += [f"{s}: not used: paude.yaml sets `image`" for s in unused]
+        return bases(file, name), warnings
     found = load_image_source(root)
     if found is None:
-        return resolve(file, name), []
-    image, source, warnings = found
-    return resolve(file, name, image_fallback=image, image_source=source), warnings
+        return bases(file, name), warnings
+    image, source, source_warnings = found
+    return (bases(file, name, image_fallback=image, image_source=source),
+            warnings + source_warnings)

@@ -142,6 +142,11 @@ def _remotes(repo: Path) -> list[str]:
     return _git(repo, "remote").stdout.split()
 
 
+def has_remote(repo: Path, session: str) -> bool:
+    """True when the repository has the session's remote."""
+    return remote_name(session) in _remotes(repo)
+
+
 def add_remote(repo: Path, session: str) -> bool:
     """Add the session's remote, or correct its URL; True when anything changed."""
     require_repo(repo)
@@ -162,8 +167,21 @@ def remove_remote(repo: Path, session: str) -> bool:
     name = remote_name(session)
     if name not in _remotes(repo):
         return False
-    _git(repo, "remote", "remove", name)
+    if _only_on_tracking_refs(repo, name):
+        # `git remote remove` deletes the remote-tracking refs too: commits fetched but not
+        # yet merged would be left unreferenced (and later pruned). Keep those refs.
+        _git(repo, "config", "--remove-section", f"remote.{name}")
+    else:
+        _git(repo, "remote", "remove", name)
     return True
+
+
+def _only_on_tracking_refs(repo: Path, remote: str) -> bool:
+    """True when the remote's tracking refs hold commits no branch, tag or other remote has."""
+    result = _git(repo, "rev-list", "--count", f"--remotes={remote}/*", "--not", "--branches",
+                  "--tags", f"--exclude={remote}/*", "--remotes", check=False)
+    # Unsure (an odd repository): keep the refs, which costs nothing.
+    return not result.ok or result.stdout.strip() != "0"
 
 
 def list_remotes(repo: Path) -> list[tuple[str, str]]:

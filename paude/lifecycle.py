@@ -10,11 +10,14 @@ from pathlib import Path
 
 from paude import gitsync, index, proc, sessions
 from paude.backends import get_backend
+from paude.backends.base import Backend
+from paude.backends.kubernetes import KubernetesBackend
 from paude.config import PAUDE_FILE, find_project_root, load_paude_file
 from paude.definition import CreateFlags, Definition, plan_definition, restore, write_definition
 from paude.engine import OnProgress
 from paude.errors import ConfigError, ConfigProblem, PaudeError, SessionNotFoundError
 from paude.fields import validate_session_name
+from paude.models import Session
 from paude.results import ApplyResult, DestroyResult, PlanResult
 
 
@@ -111,13 +114,20 @@ def create(name: str | None, flags: CreateFlags, *, cwd: Path | None = None,
     project = sessions.Project(root, definition.file)
     if dry_run:
         return CreateResult(name, definition, plan=sessions.plan(name, project=project))
+    session, _ = sessions.session_of(project, name)
+    # What exists before this run: the undo of a failed create removes only what the run
+    # itself made (a kept workspace from an earlier session holds the agent's work).
+    before = _Existing(data=_backend_for(session).data_exists(session=name),
+                       remote=_in_git_repo(root) and gitsync.has_remote(root, name))
+    receipt = sessions.Receipt()
     write_definition(definition)
     try:
         applied = sessions.apply(name, project=project, confirm=confirm, rebuild=rebuild,
-                                 on_progress=on_progress, on_warning=on_warning)
+                                 on_progress=on_progress, on_warning=on_warning,
+                                 receipt=receipt)
     except BaseException:
         if definition.new_session:
-            _undo_new_session(root, name)  # needs paude.yaml as written, so first
+            _undo(root, name, session, before, receipt)  # needs paude.yaml as written
         restore(definition)
         raise
     if _headless(definition, name):
@@ -133,10 +143,42 @@ def _headless(definition: Definition, name: str) -> bool:
     return any(a in ("-p", "--print") or a.startswith("--print=") for a in session.agent.args)
 
 
-def _undo_new_session(root: Path, name: str) -> None:
+@dataclass(frozen=True)
+class _Existing:
+    """What a create found in place before it applied anything."""
+
+    data: bool  # the workspace volume / claim
+    remote: bool  # the paude-NAME git remote
+
+
+def _backend_for(session: Session) -> Backend:
+    """The backend where a (possibly never applied) session's objects would be."""
+    if session.backend == "openshift":
+        return KubernetesBackend(context=session.openshift.context,
+                                 namespace=session.openshift.namespace)
+    return get_backend(session.backend)
+
+
+def _undo(root: Path, name: str, session: Session, before: _Existing,
+          receipt: sessions.Receipt) -> None:
+    """Take back what a failed create made, and nothing else: a stack it did not create,
+    a workspace or a remote that were there before all stay."""
     # Nothing may be left half-made; if this fails too, the original error says why.
-    with contextlib.suppress(Exception):
-        sessions.destroy(name, cwd=root, delete_data=True, force=True)
+    if receipt.created_stack:
+        with contextlib.suppress(Exception):
+            sessions.destroy(name, cwd=root, delete_data=False, force=True,
+                             keep_remote=before.remote)
+    if not before.data:
+        with contextlib.suppress(Exception):
+            _backend_for(session).delete_data(session=name)
+
+
+def _in_git_repo(path: Path) -> bool:
+    try:
+        gitsync.require_repo(path)
+    except PaudeError:
+        return False
+    return True
 
 
 def start(name: str) -> list[str]:

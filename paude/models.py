@@ -205,9 +205,9 @@ class ProxyConfig(_Model):
     base: ImageRef | None = Field(
         None,
         description=(
-            "Debian-based image the proxy is built on; defaults to image.base, or the built-in "
-            "base when the agent image comes from a dockerfile. Never built from the "
-            "repository's own Dockerfile, so the agent cannot shape its egress guard."
+            "Ignored in paude.yaml (with a warning): the proxy is the agent's egress guard, so "
+            "its base image is a machine setting ($PAUDE_HOME/config.yaml proxy.base) that "
+            "the repository, which the agent can edit, cannot choose."
         ),
     )
 
@@ -344,8 +344,13 @@ def resolve(
     *,
     image_fallback: ImageConfig | None = None,
     image_source: str = "default",
+    default_base: str = DEFAULT_BASE_IMAGE,
+    proxy_base: str | None = None,
 ) -> Session:
-    """Merge built-in defaults < file.defaults < sessions[name] into the effective Session."""
+    """Merge built-in defaults < file.defaults < sessions[name] into the effective Session.
+
+    `default_base` (the machine's) replaces the built-in base image; `proxy_base` (the
+    machine's) is the proxy's base whatever the file says."""
     spec = file.sessions.get(name)
     if spec is None:
         defined = ", ".join(sorted(file.sessions)) or "none"
@@ -362,7 +367,7 @@ def resolve(
                 return value
         return builtin
 
-    image = ImageConfig(base=DEFAULT_BASE_IMAGE)
+    image = ImageConfig(base=default_base)
     if defaults.image is None and spec.image is None:
         if image_fallback is not None:
             image = _merge(image, image_fallback)
@@ -374,7 +379,10 @@ def resolve(
     if image.dockerfile is not None:
         image = image.model_copy(update={"base": None})
     elif image.base is None:
-        image = image.model_copy(update={"base": DEFAULT_BASE_IMAGE})
+        image = image.model_copy(update={"base": default_base})
+    proxy = _merge(_merge(ProxyConfig(), defaults.proxy), spec.proxy)
+    if proxy_base is not None:
+        proxy = proxy.model_copy(update={"base": proxy_base})
 
     return Session(
         name=name,
@@ -384,7 +392,7 @@ def resolve(
         agent=_merge(_merge(AgentConfig(), defaults.agent), spec.agent),
         image=image,
         openshift=_merge(_merge(OpenShiftConfig(), defaults.openshift), spec.openshift),
-        proxy=_merge(_merge(ProxyConfig(), defaults.proxy), spec.proxy),
+        proxy=proxy,
         waivers=dict(spec.waivers or {}),
         image_source=image_source,
     )

@@ -31,6 +31,14 @@ from paude.summary import summarize
 Confirm = Callable[[PlanResult], bool]
 
 
+@dataclass
+class Receipt:
+    """What an apply made, filled in as it goes: read by an undo after a failure, when
+    there is no result to read."""
+
+    created_stack: bool = False
+
+
 @dataclass(frozen=True)
 class Project:
     """The user's repository and its paude.yaml."""
@@ -196,7 +204,7 @@ def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
           on_progress: engine.OnProgress | None = None,
           on_install: InstallProgress | None = None,
           on_warning: Callable[[str], None] | None = None,
-          rebuild: bool = False) -> ApplyResult:
+          rebuild: bool = False, receipt: Receipt | None = None) -> ApplyResult:
     """Converge the session on its definition; with `confirm`, show the plan and ask first.
 
     The workspace volume is retained on delete and re-adopted by name, so no apply can
@@ -212,6 +220,8 @@ def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
     pack = policy.pack_for(project.root)
     program = _program(session, project.owner, rebuild=f"{time.time():.0f}" if rebuild else "")
     handle = _open(ctx, name, program)
+    if receipt is not None:
+        receipt.created_stack = handle.new
     outputs = _check_owner(handle, project.owner)
     # Always plan first, under the policies: `up` applies resource by resource, so a
     # violation first seen there would leave the session half-built.
@@ -249,8 +259,11 @@ def _confirmed(confirm: Confirm, planned: PlanResult, handle: engine.StackHandle
 def destroy(name: str, *, cwd: Path | None = None, delete_data: bool = False,
             force: bool = False, confirm: Callable[[str], bool] | None = None,
             on_progress: engine.OnProgress | None = None,
-            on_install: InstallProgress | None = None) -> DestroyResult:
-    """Remove a session's containers and networks; its workspace only with delete_data."""
+            on_install: InstallProgress | None = None,
+            keep_remote: bool = False) -> DestroyResult:
+    """Remove a session's containers and networks; its workspace only with delete_data.
+
+    `keep_remote` leaves the paude-NAME git remote (an undo that did not add it)."""
     name = check_name(name)
     started = time.monotonic()
     project = open_project(cwd)
@@ -277,7 +290,7 @@ def destroy(name: str, *, cwd: Path | None = None, delete_data: bool = False,
     if removed:
         kept = [k for k in kept if k != "workspace"]
     index.remove(name)
-    if _in_git_repo(project.root):
+    if _in_git_repo(project.root) and not keep_remote:
         gitsync.remove_remote(project.root, name)
     return DestroyResult(name, tuple(deleted), tuple(kept), bool(removed),
                          time.monotonic() - started)

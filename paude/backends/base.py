@@ -58,6 +58,11 @@ class Backend(ABC):
         """The interactive command line that attaches to the agent's tmux session."""
 
     @abstractmethod
+    def data_exists(self, *, session: str) -> bool:
+        """True when the session's workspace (volume or claim) exists, or when that cannot
+        be told: callers use it to decide what they may remove, so doubt means "exists"."""
+
+    @abstractmethod
     def delete_data(self, *, session: str) -> list[str]:
         """Remove the session's kept workspace; return what was removed."""
 

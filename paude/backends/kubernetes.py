@@ -90,6 +90,12 @@ class KubernetesBackend(Backend):
         """Interactive tmux attach through `oc exec -it`."""
         return self.exec_argv(session=session, argv=["sh", "-c", _ATTACH], stdin=True, tty=True)
 
+    def data_exists(self, *, session: str) -> bool:
+        """Ask the cluster for the claim; an unreachable cluster counts as "exists"."""
+        result = proc.run([*self.base(), "get", "pvc", f"paude-{session}-workspace",
+                           "--ignore-not-found", "-o", "name"], check=False)
+        return not result.ok or bool(result.stdout.strip())
+
     def delete_data(self, *, session: str) -> list[str]:
         """Delete the kept PVC."""
         claim = f"paude-{session}-workspace"

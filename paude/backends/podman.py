@@ -23,6 +23,11 @@ def proxy(session: str) -> str:
     return f"paude-{session}-proxy"
 
 
+def workspace(session: str) -> str:
+    """The workspace volume's name."""
+    return f"paude-{session}-workspace"
+
+
 class PodmanBackend(Backend):
     """Local sessions on podman."""
 
@@ -69,9 +74,14 @@ class PodmanBackend(Backend):
         """Interactive tmux attach; Ctrl+b d detaches and the agent keeps running."""
         return self.exec_argv(session=session, argv=["sh", "-c", _ATTACH], stdin=True, tty=True)
 
+    def data_exists(self, *, session: str) -> bool:
+        """`podman volume exists` answers 1 for absent; anything else counts as present."""
+        result = proc.run([PODMAN, "volume", "exists", workspace(session)], check=False)
+        return result.returncode != 1
+
     def delete_data(self, *, session: str) -> list[str]:
         """Remove the workspace volume a destroy kept."""
-        volume = f"paude-{session}-workspace"
+        volume = workspace(session)
         if not proc.run([PODMAN, "volume", "exists", volume], check=False).ok:
             return []
         proc.run([PODMAN, "volume", "rm", "--force", volume])

@@ -112,7 +112,8 @@ def agent_build(session: Session, base: str | None = None) -> BuildSpec:
 def proxy_build(session: Session) -> BuildSpec:
     """The proxy image: squid on a base the repository's Dockerfile cannot touch; its
     allowlist is not baked in (an allowlist change must not rebuild it)."""
-    base = session.proxy.base or session.image.base or DEFAULT_BASE_IMAGE
+    # The machine's choice (paude.machine): never the repository's image.base or Dockerfile.
+    base = session.proxy.base or DEFAULT_BASE_IMAGE
     cas = ca_files(session)
     containerfile = render("Containerfile.proxy.j2", base=base, ca_certificates=bool(cas))
     files = {

@@ -15,7 +15,7 @@ import pytest
 from tests.integration.helpers import (
     BASE_IMAGE,
     Paude,
-    engine_dir,
+    make_home,
     make_repo,
     podman,
     remove_session_objects,
@@ -50,10 +50,7 @@ def paude(paude_exe: Path, tmp_path: Path) -> Iterator[Paude]:
     """A fresh repository, PAUDE_HOME and unique session name, cleaned up afterwards."""
     if podman("image", "exists", BASE_IMAGE, check=False).returncode != 0:
         pytest.fail(f"base image {BASE_IMAGE} is missing; run scripts/build-base-image.sh")
-    home = tmp_path / "paude-home"
-    (home / "bin").mkdir(parents=True)
-    for tool in engine_dir().iterdir():
-        (home / "bin" / tool.name).symlink_to(tool)
+    home = make_home(tmp_path / "paude-home")
     (tmp_path / "user-home").mkdir()
     session = f"it-{secrets.token_hex(3)}"
     repo = make_repo(tmp_path / "repo")

@@ -69,6 +69,18 @@ class Paude:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def make_home(home: Path) -> Path:
+    """A PAUDE_HOME that reuses the engine and builds every image on the test base image
+    (config.yaml: the machine's settings, which the proxy's base comes from)."""
+    (home / "bin").mkdir(parents=True)
+    for tool in engine_dir().iterdir():
+        (home / "bin" / tool.name).symlink_to(tool)
+    (home / "config.yaml").write_text(
+        f"version: 1\nimage: {{base: {BASE_IMAGE}}}\nproxy: {{base: {BASE_IMAGE}}}\n",
+        encoding="utf-8")
+    return home
+
+
 def write_paude_yaml(repo: Path, session: str, *, packages: list[str] | None = None,
                      setup: str | None = None, extra: str = "", defaults: str = "") -> None:
     """A paude.yaml defining one session on the test base image.

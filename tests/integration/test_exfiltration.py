@@ -39,7 +39,7 @@ from tests.integration.canary import (
 from tests.integration.helpers import (
     BASE_IMAGE,
     Paude,
-    engine_dir,
+    make_home,
     make_repo,
     podman,
     remove_session_objects,
@@ -125,10 +125,7 @@ class Sandbox:
 
 
 def _make_paude(exe: Path, root: Path) -> Paude:
-    home = root / "paude-home"
-    (home / "bin").mkdir(parents=True)
-    for tool in engine_dir().iterdir():
-        (home / "bin" / tool.name).symlink_to(tool)
+    home = make_home(root / "paude-home")
     session = f"it-{secrets.token_hex(3)}"
     repo = make_repo(root / "repo")
     write_paude_yaml(repo, session)

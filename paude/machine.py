@@ -1,0 +1,74 @@
+"""Machine-level settings: $PAUDE_HOME/config.yaml, outside every repository.
+
+paude.yaml is the team's and the agent can edit it; what belongs to one machine, and what
+the agent must not choose, lives here. The proxy's base image is the first such setting:
+the proxy is the agent's egress guard, so a base image named in the repository would let
+the agent pick the squid binary that enforces its own allowlist."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from paude.config import load_yaml_model
+from paude.fields import DEFAULT_BASE_IMAGE, ImageRef
+from paude.home import paude_home
+
+MACHINE_FILE = "config.yaml"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MachineImage(_Model):
+    """Image settings of this machine."""
+
+    base: ImageRef | None = Field(
+        None, description="The base image used when paude.yaml names none (a local image or "
+        "a registry mirror, e.g. localhost/paude-base:bookworm).")
+
+
+class MachineProxy(_Model):
+    """The egress proxy's image, which no repository can choose."""
+
+    base: ImageRef | None = Field(
+        None, description="Debian-based image the proxy is built on; defaults to image.base "
+        "of this file, then the built-in base.")
+
+
+class MachineConfig(_Model):
+    """The whole $PAUDE_HOME/config.yaml."""
+
+    version: Literal[1] = Field(1, description="Format version of this file.")
+    image: MachineImage = Field(default_factory=MachineImage,
+                                description="Image settings of this machine.")
+    proxy: MachineProxy = Field(default_factory=MachineProxy,
+                                description="The egress proxy's image.")
+
+    @property
+    def default_base(self) -> str:
+        """The agent's base image when the repository names none."""
+        return self.image.base or DEFAULT_BASE_IMAGE
+
+    @property
+    def proxy_base(self) -> str:
+        """The proxy's base image."""
+        return self.proxy.base or self.default_base
+
+
+def machine_file(home: Path | None = None) -> Path:
+    """Where this machine's settings live."""
+    return (home or paude_home()) / MACHINE_FILE
+
+
+def load(home: Path | None = None) -> MachineConfig:
+    """This machine's settings (all defaults when the file does not exist)."""
+    path = machine_file(home)
+    if not path.is_file():
+        return MachineConfig()
+    return load_yaml_model(path, MachineConfig, top="version, image and proxy",
+                           missing_hint="", what="machine settings",
+                           hint="edit the file; docs/security.md lists its fields")
