@@ -102,6 +102,12 @@ class ImageConfig(_Model):
     build_args: dict[EnvName, EnvValue] = Field(
         default_factory=dict, description="Build arguments passed to the dockerfile build."
     )
+    build_domains: list[Domain] | None = Field(
+        None, description=(
+            "What image builds may reach, through a build proxy like the agent's: [pypi] "
+            "when unset. The Debian archive (and the npm registry "
+            "or Claude's installer host, per agent.install) are always added; builds never "
+            "use the host's network."))
     packages: list[PackageName] = Field(
         default_factory=list, description="Debian packages installed into the image."
     )

@@ -91,17 +91,21 @@ def run(
     input: str | None = None,
     timeout: float | None = None,
     log_output: bool = True,
+    inherit_env: bool = True,
 ) -> CommandResult:
     """Run argv to completion and capture its output; raise a typed error on failure.
 
     `log_output=False` keeps stdout out of the debug log (e.g. `podman inspect`, whose
-    output holds a container's environment, secrets included)."""
+    output holds a container's environment, secrets included). `inherit_env=False` runs
+    with `env` alone (image builds: nothing of paude's environment reaches them)."""
     args = tuple(str(a) for a in argv)
     if not args:
         raise ValueError("empty argv")
     log.info("run: %s", " ".join(args))
     full_env = None
-    if env is not None:
+    if not inherit_env:
+        full_env = dict(env or {})
+    elif env is not None:
         full_env = {**os.environ, **env}
     try:
         completed = subprocess.run(

@@ -156,18 +156,22 @@ def cluster_images(session: Session, owner: str, namespace: str, meta: Any,
 
 def _declare_pushes(session: Session, builds: _Builds, refs: dict[str, str], rebuild: str
                     ) -> tuple[pulumi.Resource, ...]:
-    keep = pulumi.ResourceOptions(retain_on_delete=True)
-    after: list[pulumi.Resource] = []
+    def pushed(role: str, extra: dict[str, Any], after: list[pulumi.Resource]) -> PushedImage:
+        props = {**image_props(builds.images[role], rebuild), **extra, "remote": refs[role],
+                 "tls_verify": session.openshift.registry_tls_verify}
+        return PushedImage(f"{role}-image", props,
+                           pulumi.ResourceOptions(retain_on_delete=True, depends_on=after))
+
+    # The proxy image first: the other builds run behind a build proxy made from it
+    # (stacks/podman/buildbox.py), like the podman stack's.
+    proxy = pushed("proxy", {}, [])
+    sandboxed = {"build_proxy_image": builds.images["proxy"].tag}
+    after: list[pulumi.Resource] = [proxy]
     if builds.base is not None:
         # Built locally only: the agent image is built FROM it and pushed.
-        after.append(Image("base-image", image_props(builds.base, rebuild), keep))
-    out = []
-    for role, spec in builds.images.items():
-        props = {**image_props(spec, rebuild), "remote": refs[role],
-                 "tls_verify": session.openshift.registry_tls_verify}
-        out.append(PushedImage(f"{role}-image", props,
-                               pulumi.ResourceOptions(retain_on_delete=True, depends_on=after)))
-    return tuple(out)
+        after = [Image("base-image", {**image_props(builds.base, rebuild), **sandboxed},
+                       pulumi.ResourceOptions(retain_on_delete=True, depends_on=after))]
+    return (pushed("agent", sandboxed, after), proxy)
 
 
 def _declare_builds(session: Session, builds: _Builds, namespace: str, meta: Any,

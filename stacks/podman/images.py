@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -9,9 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from paude import domains
+from paude.domains import Allowlist
 from paude.errors import ConfigError, ConfigProblem
 from paude.models import DEFAULT_BASE_IMAGE, Session
 from paude.render import render, template_source
+
+from . import buildcheck
 
 # Bump when the meaning of a build input changes without its text changing.
 IMAGE_FORMAT = 1
@@ -30,13 +35,21 @@ class BuildSpec:
     context_dir: str | None = None
     dockerfile: str | None = None
     context_digest: str = ""
+    # Builds of anything the repository shapes run in the build sandbox (buildbox.py),
+    # reaching only this allowlist; None: paude's own proxy image, built from paude's
+    # Containerfile on the machine's base, with no sandbox to depend on.
+    build_allowlist: Allowlist | None = None
+    # In the tag only when set in paude.yaml, so tags made before the setting existed hold.
+    build_domains: tuple[str, ...] | None = None
 
     @property
     def digest(self) -> str:
         """sha256 over every build input; equal digests mean identical builds."""
         payload = json.dumps(
             {"format": IMAGE_FORMAT, "files": self.files, "build_args": self.build_args,
-             "dockerfile": self.dockerfile, "context": self.context_digest},
+             "dockerfile": self.dockerfile, "context": self.context_digest,
+             **({"build_domains": list(self.build_domains)}
+                if self.build_domains is not None else {})},
             sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()
@@ -79,7 +92,37 @@ def image_props(spec: BuildSpec, rebuild: str = "") -> dict[str, Any]:
     }
     if spec.context_dir:
         props.update(context_dir=spec.context_dir, dockerfile=spec.dockerfile)
+    if spec.build_allowlist is not None:
+        conf = render("squid.conf.j2", session="build",
+                      unrestricted=spec.build_allowlist.unrestricted,
+                      domains=list(spec.build_allowlist.domains),
+                      regexes=list(spec.build_allowlist.regexes))
+        props.update(build_allowlist=spec.build_allowlist.describe(),
+                     build_squid_conf=base64.b64encode(conf.encode()).decode())
     return props
+
+
+DEFAULT_BUILD_DOMAINS = ("pypi",)
+# Hosts paude's own Containerfile fetches from, whatever the allowlist says.
+_BUILD_ESSENTIALS = {"debian": ("deb.debian.org", "security.debian.org"),
+                     "npm": ("registry.npmjs.org",),
+                     "native": ("claude.ai", "downloads.claude.ai")}
+
+
+def build_allowlist(session: Session) -> Allowlist:
+    """What the session's image builds may reach: image.build_domains (else PyPI), plus the
+    Debian archive and the agent installer's host. Not the session's allowed_domains: an
+    allowlist change must not touch the images."""
+    image = session.image
+    entries = list(image.build_domains if image.build_domains is not None
+                   else DEFAULT_BUILD_DOMAINS)
+    entries += _BUILD_ESSENTIALS["debian"] + _BUILD_ESSENTIALS.get(session.agent.install, ())
+    return domains.expand(entries)
+
+
+def _build_domains(session: Session) -> tuple[str, ...] | None:
+    found = session.image.build_domains
+    return tuple(found) if found is not None else None
 
 
 def agent_build(session: Session, base: str | None = None) -> BuildSpec:
@@ -106,7 +149,8 @@ def agent_build(session: Session, base: str | None = None) -> BuildSpec:
     }
     if image.setup:
         files["paude-setup.sh"] = image.setup.rstrip("\n") + "\n"
-    return BuildSpec("paude-agent", files)
+    return BuildSpec("paude-agent", files, build_allowlist=build_allowlist(session),
+                     build_domains=_build_domains(session))
 
 
 def proxy_build(session: Session) -> BuildSpec:
@@ -159,21 +203,40 @@ def dockerfile_build(session: Session, root: Path) -> BuildSpec | None:
     image = session.image
     if image.dockerfile is None:
         return None
-    dockerfile = (root / image.dockerfile).resolve()
-    context = (root / (image.context or str(Path(image.dockerfile).parent))).resolve()
+    source = str(root / (session.image_source if session.image_source != "default"
+                         else "paude.yaml"))
+    dockerfile = buildcheck.inside(root, root / image.dockerfile, "image.dockerfile", source)
+    context = buildcheck.inside(root, root / (image.context or str(Path(image.dockerfile).parent)),
+                                "image.context", source)
     if not dockerfile.is_file():
-        raise ConfigError(f"{root}/paude.yaml", [ConfigProblem(
+        raise ConfigError(source, [ConfigProblem(
             "image.dockerfile", f"{image.dockerfile} does not exist in {root}")])
     if not context.is_dir():
-        raise ConfigError(f"{root}/paude.yaml", [ConfigProblem(
+        raise ConfigError(source, [ConfigProblem(
             "image.context", f"{image.context} is not a folder in {root}")])
+    ignore = _ignore_patterns(context)
+    links = buildcheck.escaping_links(context, root, lambda rel: _ignored(rel, ignore))
+    if links:
+        raise ConfigError(source, [ConfigProblem(
+            "image.context", f"the build context has symlinks leading outside the repository: "
+            f"{'; '.join(links[:5])}")],
+            hint="replace them with the files themselves, or list them in .dockerignore; "
+                 "podman would copy what they point at into the image")
+    text = dockerfile.read_text(encoding="utf-8")
+    problems = buildcheck.dockerfile_problems(text)
+    if problems:
+        raise ConfigError(str(dockerfile), problems, what="Dockerfile",
+                          hint="the Dockerfile may only build from its context, through the "
+                               "build proxy")
     return BuildSpec(
         "paude-userbase",
-        {"Dockerfile": dockerfile.read_text(encoding="utf-8")},
+        {"Dockerfile": text},
         dict(image.build_args),
         context_dir=str(context),
         dockerfile=str(dockerfile),
         context_digest=context_digest(context),
+        build_allowlist=build_allowlist(session),
+        build_domains=_build_domains(session),
     )
 
 

@@ -42,7 +42,9 @@ def build_argv(tag: str, context_dir: str, *, build_args: Mapping[str, str],
                labels: Mapping[str, str], file: str | None = None,
                no_cache: bool = False) -> list[str]:
     """argv building an image from a context directory (default file: its Containerfile)."""
-    argv = [PODMAN, "build", "--tag", tag, "--file", file or f"{context_dir}/Containerfile"]
+    # --pull=never: a missing base is pulled before the build, outside its sandbox.
+    argv = [PODMAN, "build", "--tag", tag, "--file", file or f"{context_dir}/Containerfile",
+            "--pull=never"]
     if no_cache:
         argv.append("--no-cache")
     for key in sorted(build_args):

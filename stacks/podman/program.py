@@ -114,16 +114,21 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
     def program() -> None:
         names = Names(session.name)
         keep = pulumi.ResourceOptions(retain_on_delete=True)
+        proxy_spec = proxy_build(session)
+        proxy_image = Image("proxy-image", image_props(proxy_spec, rebuild), keep)
+        # Builds that take anything from the repository run behind a build proxy made from
+        # the proxy image (stacks/podman/buildbox.py), so they come after it.
+        sandboxed = {"build_proxy_image": proxy_image.tag}
         base_tag: str | None = None
-        after_base = keep
+        after_base = pulumi.ResourceOptions(retain_on_delete=True, depends_on=[proxy_image])
         if base_spec is not None:
-            base_image = Image("base-image", image_props(base_spec, rebuild), keep)
+            base_image = Image("base-image", {**image_props(base_spec, rebuild), **sandboxed},
+                               after_base)
             base_tag = base_spec.tag
             after_base = pulumi.ResourceOptions(retain_on_delete=True, depends_on=[base_image])
         agent_spec = agent_build(session, base_tag)
-        proxy_spec = proxy_build(session)
-        agent_image = Image("agent-image", image_props(agent_spec, rebuild), after_base)
-        proxy_image = Image("proxy-image", image_props(proxy_spec, rebuild), keep)
+        agent_image = Image("agent-image", {**image_props(agent_spec, rebuild), **sandboxed},
+                            after_base)
         internal = Network("internal-network", {
             "name": names.internal_network, "internal": True, "dns": False,
             "labels": labels(session.name, "internal-network", owner),

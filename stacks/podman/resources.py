@@ -22,7 +22,7 @@ from pulumi.dynamic import (
 
 from paude import proc
 
-from . import podman
+from . import buildbox, podman
 
 # Inputs whose change requires a new object: podman cannot modify these in place.
 _CONTAINER_KEYS = ("name", "image", "image_id", "networks", "volumes", "env", "labels", "user",
@@ -52,22 +52,19 @@ class ImageProvider(_Provider):
         # A rebuild ignores the existing image and podman's layer cache.
         found = None if props.get("rebuild") else podman.inspect("image", tag)
         if found is None:
-            if props.get("context_dir"):
-                # The user's Dockerfile builds from its folder in the repository.
-                proc.run(podman.build_argv(tag, props["context_dir"],
-                                           build_args=props.get("build_args", {}),
-                                           labels=props.get("labels", {}),
-                                           file=props["dockerfile"],
-                                           no_cache=bool(props.get("rebuild"))))
-            else:
-                with tempfile.TemporaryDirectory(prefix="paude-build-") as ctx:
+            with tempfile.TemporaryDirectory(prefix="paude-build-") as ctx:
+                if not props.get("context_dir"):
                     for name, content in props["files"].items():
                         target = Path(ctx) / name
                         target.parent.mkdir(parents=True, exist_ok=True)
                         target.write_text(content, encoding="utf-8")
-                    proc.run(podman.build_argv(tag, ctx, build_args=props.get("build_args", {}),
-                                               labels=props.get("labels", {}),
-                                               no_cache=bool(props.get("rebuild"))))
+                # The user's own Dockerfile builds from its folder in the repository.
+                argv = podman.build_argv(tag, props.get("context_dir") or ctx,
+                                         build_args=props.get("build_args", {}),
+                                         labels=props.get("labels", {}),
+                                         file=props.get("dockerfile"),
+                                         no_cache=bool(props.get("rebuild")))
+                _build(argv, props)
             found = podman.inspect("image", tag)
             if found is None:
                 raise RuntimeError(f"podman build reported success but {tag} does not exist")
@@ -88,6 +85,32 @@ class ImageProvider(_Provider):
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         """Images are a shared build cache; stacks retain them (see retain_on_delete)."""
+
+
+def _build(argv: list[str], props: dict[str, Any]) -> None:
+    """Run a build: in the build sandbox when the image takes anything from the repository
+    (build_proxy_image set), else (paude's own proxy image) with a scrubbed environment."""
+    # Base images are pulled by podman itself, outside RUN steps, before the proxy
+    # variables are set for the build (they would send the pull to the build proxy).
+    for base in props.get("base_images") or []:
+        if podman.inspect("image", base) is None:
+            proc.run([podman.PODMAN, "pull", base], env=buildbox.host_env(), inherit_env=False)
+    proxy_image = props.get("build_proxy_image")
+    if not proxy_image:
+        proc.run(argv, env=buildbox.host_env(), inherit_env=False)
+        return
+    with buildbox.sandbox(proxy_image, props["build_squid_conf"]) as net:
+        result = proc.run([*argv[:2], "--network", net.namespace, *argv[2:]], env=net.env(),
+                          inherit_env=False, check=False)
+        if result.ok:
+            return
+        refused = net.refused()
+    failure = proc.classify_failure(result)
+    if refused:
+        failure.hint = ("the build reached for hosts outside its allowlist: "
+                        f"{', '.join(refused)}; if the build needs them, add them to "
+                        "image.build_domains in paude.yaml")
+    raise failure
 
 
 class NetworkProvider(_Provider):

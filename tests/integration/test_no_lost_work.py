@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from tests.integration.helpers import Paude, podman
-from tests.integration.test_quickstart import agent_exec, git, project
+from tests.integration.test_git_sync import git as host_git
+from tests.integration.test_quickstart import agent_exec, project
 
 pytestmark = [pytest.mark.requires_podman, pytest.mark.requires_pulumi, pytest.mark.slow]
 
@@ -40,7 +41,7 @@ def test_refused_create_keeps_a_destroyed_session_s_workspace(paude: Paude) -> N
     assert volume_exists(name)
     paude.ok("create", "--yolo", name)
     assert agent_exec(name, "git", "-C", "/workspace", "rev-parse", "HEAD").strip() == head
-    git(paude.repo, "pull", "-q", f"paude-{name}", "main")
+    host_git(paude, "pull", "--ff-only", "-q", f"paude-{name}", "main")
     assert (paude.repo / "agent.txt").read_text() == "work\n"
 
 

@@ -69,7 +69,7 @@ def test_build_argv() -> None:
                              build_args={"Z": "1", "A": "x y"},
                              labels={"paude.managed": "true"}) == [
         "podman", "build", "--tag", "localhost/paude-agent:0123456789abcdef",
-        "--file", "/tmp/ctx/Containerfile",
+        "--file", "/tmp/ctx/Containerfile", "--pull=never",
         "--build-arg", "A=x y", "--build-arg", "Z=1",
         "--label", "paude.managed=true",
         "/tmp/ctx",

@@ -108,7 +108,7 @@ def test_image_create_builds_a_user_dockerfile_in_its_context(fake: Podman,
              "dockerfile": str(tmp_path / "Dockerfile")}
     ImageProvider().create(props)
     assert fake.runs == [[
-        "podman", "build", "--tag", TAG, "--file", str(tmp_path / "Dockerfile"),
+        "podman", "build", "--tag", TAG, "--file", str(tmp_path / "Dockerfile"), "--pull=never",
         "--build-arg", "A=1", "--label", "paude.managed=true", str(tmp_path)]]
 
 
