@@ -11,14 +11,14 @@ ENGINE_ARGS ?= --kubernetes
 
 .DEFAULT_GOAL := help
 .PHONY: help setup check venv lint type test test-unit test-integration bench engine base-image \
-	setup-podman schema test-cluster
+	setup-podman schema test-cluster machine-config
 
 help: ## List the targets
 	@echo "Targets (PYTHON=$(PYTHON)):"
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | \
 		awk 'BEGIN { FS = ":.*## " } { printf "  %-17s %s\n", $$1, $$2 }'
 
-setup: setup-podman engine base-image test-cluster venv ## One-time machine set-up: podman, engine, base image, test cluster tools, .venv
+setup: setup-podman engine base-image machine-config test-cluster venv ## One-time machine set-up: podman, engine, base image, machine settings, test cluster tools, .venv
 	@echo "ready: .venv/bin/paude doctor"
 
 check: lint type test ## Lint, type-check and run every test
@@ -51,6 +51,9 @@ engine: ## Build the Pulumi engine from Go modules (cached by version)
 
 base-image: ## Build the local test base image (BASE_IMAGE=...)
 	bash scripts/build-base-image.sh $(BASE_IMAGE)
+
+machine-config: ## Write $PAUDE_HOME/config.yaml (base image of this machine) unless it exists
+	bash scripts/machine-config.sh $(BASE_IMAGE)
 
 setup-podman: ## Install and configure podman and test tools on this machine (root)
 	bash scripts/setup-podman.sh

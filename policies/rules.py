@@ -331,6 +331,46 @@ def check_allowlist(resources: Sequence[Resource], _: Mapping[str, Any]) -> Iter
                             f"{', '.join(extra)}", res)
 
 
+_IMAGE_KINDS = ("podman:Image", "cluster:PushedImage")
+
+
+def _images(resources: Sequence[Resource]) -> Iterator[Resource]:
+    return (r for r in resources if r.kind in _IMAGE_KINDS)
+
+
+def _is_proxy_image(res: Resource) -> bool:
+    # paude's own proxy image: built from paude's Containerfile on the machine's base.
+    return str(res.props.get("tag", "")).startswith("localhost/paude-proxy:")
+
+
+def check_builds_sandboxed(resources: Sequence[Resource], _: Mapping[str, Any]
+                           ) -> Iterator[Violation]:
+    """Every build that takes anything from the repository runs behind the build proxy."""
+    for res in _images(resources):
+        if _is_proxy_image(res):
+            continue
+        if not res.props.get("build_proxy_image") or not res.props.get("build_squid_conf"):
+            yield Violation(f"image {res.props.get('tag', res.name)} would build with the "
+                            "host's network instead of behind the build proxy", res)
+
+
+def check_build_allowlist(resources: Sequence[Resource], _: Mapping[str, Any]
+                          ) -> Iterator[Violation]:
+    """Build steps run the repository's commands: every host they may reach beyond PyPI and
+    the installers' is somewhere a build could send the code it sees."""
+    default = set(domains.expand(["pypi", "deb.debian.org", "security.debian.org",
+                                  "registry.npmjs.org", "claude.ai",
+                                  "downloads.claude.ai"]).describe())
+    for res in _images(resources):
+        entries = res.props.get("build_allowlist")
+        if not isinstance(entries, list):
+            continue
+        extra = sorted(str(e) for e in entries if str(e) not in default)
+        if extra:
+            yield Violation(f"image builds may reach more than the default: {', '.join(extra)}",
+                            res)
+
+
 YOLO_UNRESTRICTED = "yolo-unrestricted-egress"
 
 BUILTIN: tuple[Rule, ...] = (
@@ -367,6 +407,15 @@ BUILTIN: tuple[Rule, ...] = (
          "The egress allowlist is no wider than the default.",
          "remove the additions from allowed_domains unless the agent needs them",
          check_allowlist),
+    Rule("builds-sandboxed", "mandatory",
+         "Image builds never use the host's network: they run behind the build proxy.",
+         "paude's stacks always sandbox builds; a custom stack must set build_proxy_image and "
+         "build_squid_conf on every image but paude's own proxy image",
+         check_builds_sandboxed),
+    Rule("build-allowlist-wider-than-default", "advisory",
+         "Image builds reach no more than PyPI, the Debian archive and the agent installer.",
+         "remove the additions from image.build_domains unless the build needs them",
+         check_build_allowlist),
 )
 
 BY_ID: dict[str, Rule] = {rule.id: rule for rule in BUILTIN}

@@ -107,9 +107,11 @@ def _build(argv: list[str], props: dict[str, Any]) -> None:
         refused = net.refused()
     failure = proc.classify_failure(result)
     if refused:
-        failure.hint = ("the build reached for hosts outside its allowlist: "
-                        f"{', '.join(refused)}; if the build needs them, add them to "
-                        "image.build_domains in paude.yaml")
+        # The engine shows a provider's exception message, not a PaudeError's hint.
+        raise RuntimeError(f"{failure.message}\nthe build proxy refused: {', '.join(refused)}"
+                           " (builds reach only image.build_domains, the Debian archive and "
+                           "the agent installer; add a host the build needs to "
+                           "image.build_domains in paude.yaml)")
     raise failure
 
 

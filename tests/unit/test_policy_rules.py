@@ -645,9 +645,18 @@ def test_rule_table() -> None:
     assert len(BY_ID) == len(BUILTIN)
     assert [r.id for r in BUILTIN if r.level == "mandatory"] == [
         "agent-no-direct-egress", "yolo-unrestricted-egress", "no-privileged-or-host-write",
-        "workspace-protected"]
+        "workspace-protected", "builds-sandboxed"]
     for rule in BUILTIN:
         assert rule.description.endswith(".") and rule.fix and not rule.fix.endswith(".")
+
+
+def image(tag: str, *, sandboxed: bool = True, allow: list[str] | None = None) -> Resource:
+    props: dict[str, Any] = {"tag": tag}
+    if sandboxed:
+        props.update(build_proxy_image="localhost/paude-proxy:1", build_squid_conf="x")
+    if allow is not None:
+        props["build_allowlist"] = allow
+    return res("pulumi-python:dynamic/podman:Image", "agent-image", props)
 
 
 # One violating and one passing stack per rule, run through the table, so a new rule
@@ -666,7 +675,22 @@ EXAMPLES: dict[str, tuple[list[Resource], list[Resource]]] = {
     "pvc-size-limit": ([claim("1Pi")], [claim("1Gi")]),
     "allowlist-wider-than-default": ([podman_proxy(conf_for(["github"]))],
                                      [podman_proxy(conf_for(["default"]))]),
+    "builds-sandboxed": ([image("localhost/paude-agent:1", sandboxed=False)],
+                         [image("localhost/paude-agent:1"),
+                          image("localhost/paude-proxy:1", sandboxed=False)]),
+    "build-allowlist-wider-than-default": (
+        [image("localhost/paude-agent:1", allow=["pypi.org", "github.com"])],
+        [image("localhost/paude-agent:1", allow=["pypi.org", "deb.debian.org"])]),
 }
+
+
+def test_a_real_stack_s_builds_are_sandboxed() -> None:
+    # The program's own images: the agent's is sandboxed, the proxy's is paude's own.
+    run = run_pulumi(podman_program(session_of({}), "/repo"), RecordingMocks())
+    images = [res("pulumi-python:dynamic/podman:Image", name, run.inputs(name))
+              for name in ("agent-image", "proxy-image")]
+    assert list(rules.check_builds_sandboxed(images, {})) == []
+    assert list(rules.check_build_allowlist(images, {})) == []
 
 
 def test_every_rule_has_an_example() -> None:
