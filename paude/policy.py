@@ -58,7 +58,8 @@ def load(root: Path, home: Path | None = None) -> PackConfig:
     files: list[tuple[str, RepoPolicyFile]] = []
     for path in policy_files(root, home):
         # A PAUDE_HOME inside the repository makes its policy file one the agent can write.
-        trusted = path == home / HOME_POLICY_FILE and inside(path, untrusted) is None
+        trusted = path == home / HOME_POLICY_FILE and not any(
+            inside(p, untrusted) for p in (path, path.parent))
         parsed: RepoPolicyFile
         if trusted:
             parsed = load_yaml_model(path, PolicyFile, top="version, rules and custom_rules",
@@ -70,7 +71,7 @@ def load(root: Path, home: Path | None = None) -> PackConfig:
                                        "the policy file and outside the repository, or "
                                        "package.module:FUNCTION of an installed package")
         else:
-            problems = _code_in_repository(path)
+            problems = _outside(path, untrusted) or _code_in_repository(path)
             if problems:
                 raise ConfigError(str(path), problems, what="policy file", hint=WHERE_CODE_GOES)
             parsed = load_yaml_model(path, RepoPolicyFile, top="version and rules",
@@ -99,6 +100,15 @@ def _custom_rule_nodes(text: str) -> tuple[int | None, list[yaml.Node]] | None:
                 entries = value.value if isinstance(value, yaml.SequenceNode) else []
                 return key.start_mark.line + 1, list(entries)
     return None, []  # reached through a merge key: refused all the same, without a line
+
+
+def _outside(path: Path, untrusted: list[str]) -> list[ConfigProblem]:
+    """A repository's policy file that is a symlink out of the repository: paude reads no
+    file outside the repository on the repository's word."""
+    if inside(path, untrusted) is None:
+        return [ConfigProblem("(file)", f"is a symlink to {path.resolve()}, outside the "
+                                        "repository; replace it with the file itself")]
+    return []
 
 
 def _code_in_repository(path: Path) -> list[ConfigProblem]:

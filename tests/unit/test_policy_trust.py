@@ -365,3 +365,18 @@ def test_the_pack_never_imports_paude_from_the_engines_working_directory(
     subprocess.run([sys.executable, "-m", "paude.policies"], cwd=cwd, env=env,
                    capture_output=True, timeout=60, check=False)
     assert marker.read_text() == "shadowed"
+
+
+def test_a_repository_policy_file_linked_out_of_the_repository_is_refused(
+        repo: Path, tmp_path: Path) -> None:
+    outside = policy(tmp_path / "elsewhere.yaml", None)
+    (repo / POLICY_FILE).symlink_to(outside)
+    error = refused(repo)
+    assert error.file == str(repo / POLICY_FILE)
+    assert [(p.path, p.line) for p in error.problems] == [("(file)", None)]
+    assert f"is a symlink to {outside.resolve()}, outside the repository" \
+        in error.problems[0].message
+    # Control: a link inside the repository is read.
+    (repo / POLICY_FILE).unlink()
+    (repo / POLICY_FILE).symlink_to(policy(repo / "policy" / "levels.yaml", None))
+    assert load(repo).levels["base-image-pinned"] == "mandatory"
