@@ -200,7 +200,9 @@ def launcher(config: PackConfig, home: Path | None = None) -> Path:
 
     `-P`: Python puts no folder of the engine's choosing (its working directory) in front
     of sys.path, so no `paude/` or `pulumi_policy/` folder there can stand in for the real
-    ones. The files are rewritten whenever they differ from what this paude would write."""
+    ones. Not `-I`: it would also drop PYTHONPATH and the user's site-packages, which paude
+    itself may be installed through. The files are rewritten whenever they differ from
+    what this paude would write."""
     text = config.model_dump_json(indent=2)
     digest = hashlib.sha256(f"{sys.executable}\n{text}".encode()).hexdigest()[:16]
     folder = (home or paude_home()) / "policy" / digest
