@@ -321,8 +321,9 @@ def _engine_error(exc: auto.CommandError, name: str,
     pack = _PACK_FAILURE.search(f"{text}\n{getattr(exc, 'stderr', '')}")
     if pack:
         return PaudeError(f"session {name}: the policy pack could not start: {pack.group(1)}",
-                          hint="fix the policy file or its custom rule (paude-policy.yaml, "
-                               "~/.paude/policy.yaml), then run the command again")
+                          hint="fix the custom rule or the organisation's policy file that "
+                               "names it ($PAUDE_HOME/policy.yaml, default ~/.paude/policy.yaml), "
+                               "then run the command again")
     return EngineError(f"the Pulumi engine failed for session {name}:\n{_indent(text)}",
                        hint="fix the cause above and run the command again; "
                             "PAUDE_DEBUG=1 shows the full engine output")

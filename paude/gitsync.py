@@ -100,9 +100,16 @@ def git_env() -> dict[str, str]:
 # ---------------------------------------------------------------- the user's repository
 
 
+# Every git paude runs on the host. The repository's own configuration may point hooks or
+# the fsmonitor at files in the work tree (`core.hooksPath=.githooks` is common), which the
+# agent writes: paude's git runs neither, and never the ext:: transport.
+HOST_GIT = ("git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
+            "-c", "protocol.ext.allow=never")
+
+
 def _git(repo: Path, *args: str, check: bool = True, env: dict[str, str] | None = None,
          input: str | None = None) -> CommandResult:
-    return proc.run(["git", "-C", str(repo), *args], check=check, env=env, input=input)
+    return proc.run([*HOST_GIT, "-C", str(repo), *args], check=check, env=env, input=input)
 
 
 def _is_no_repo(result: CommandResult) -> bool:

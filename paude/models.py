@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -15,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from paude.certs import NotCertificates, read_certificates
 from paude.errors import SessionNotFoundError
 from paude.fields import (
     DEFAULT_ALLOWED_DOMAINS,
@@ -86,6 +89,23 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _check_ca_file(value: str) -> str:
+    # The path is the repository's word, the file is the host's: whatever the path names
+    # must be certificates and nothing else before any of it is copied into an image.
+    try:
+        read_certificates(Path(value).expanduser())
+    except FileNotFoundError:
+        return value  # reported when an image is built: a teammate may not have it yet
+    except NotCertificates as exc:
+        raise ValueError(f"{value} {exc}: only PEM CERTIFICATE blocks are copied into the "
+                         "images, and a file with anything else is refused so that nothing "
+                         "else on this machine (a private key) can reach the agent") from None
+    return value
+
+
+CaFile = Annotated[HostPath, AfterValidator(_check_ca_file)]
+
+
 class ImageConfig(_Model):
     """How the agent's container image is built."""
 
@@ -124,7 +144,7 @@ class ImageConfig(_Model):
         default_factory=dict,
         description="Devcontainer features; recorded for review but not installed.",
     )
-    ca_certificates: list[HostPath] = Field(
+    ca_certificates: list[CaFile] = Field(
         default_factory=list,
         description=(
             "Extra CA certificate files (PEM) on the host, trusted inside the agent and proxy "

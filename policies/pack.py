@@ -3,9 +3,11 @@ engine's analyzer protocol by pulumi-policy."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from pulumi_policy import (
@@ -17,6 +19,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError
 
+from .origins import inside, spec_locations
 from .resources import Resource, Violation
 from .rules import BUILTIN, Check
 from .settings import PackConfig, ResolvedCustom
@@ -71,22 +74,20 @@ def _policy(rule_id: str, description: str, fix: str, level: str, check: Check,
                                  enforcement_level=_LEVELS[level], validate=validate)
 
 
-def load_custom(rule: ResolvedCustom) -> Check:
-    """Import an organisation's check function and adapt what it yields to Violations."""
-    path = Path(rule.path)
-    spec = importlib.util.spec_from_file_location(f"paude_custom_{rule.id.replace('-', '_')}",
-                                                  path)
-    if spec is None or spec.loader is None:
-        raise ValueError(f"custom rule {rule.id}: cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        raise ValueError(f"custom rule {rule.id}: importing {path} failed: "
-                         f"{type(exc).__name__}: {exc}") from None
+def load_custom(rule: ResolvedCustom, untrusted: Sequence[str] = ()) -> Check:
+    """Import an organisation's check function and adapt what it yields to Violations.
+
+    paude checked the code's location when it read the policy file; the check is repeated
+    here, right before the import, against the repositories in `untrusted`."""
+    if rule.path is not None:
+        module = _import_file(rule, rule.path, untrusted)
+    else:
+        assert rule.module is not None  # ResolvedCustom has one or the other
+        module = _import_module(rule, rule.module, untrusted)
     function = getattr(module, rule.function, None)
     if not callable(function):
-        raise ValueError(f"custom rule {rule.id}: {path} defines no function {rule.function}")
+        raise ValueError(f"custom rule {rule.id}: {rule.source} defines no function "
+                         f"{rule.function}")
     user: Callable[[list[Resource]], Iterable[Any]] = function
 
     def check(resources: Sequence[Resource], _: Mapping[str, Any]) -> Iterable[Violation]:
@@ -101,6 +102,58 @@ def load_custom(rule: ResolvedCustom) -> Check:
     return check
 
 
+def _refuse(rule: ResolvedCustom, location: Path, untrusted: Sequence[str]) -> None:
+    repo = inside(location, untrusted)
+    if repo is not None:
+        raise ValueError(f"custom rule {rule.id}: {rule.source} is loaded from "
+                         f"{location.resolve()}, inside the repository {repo}; code the agent "
+                         "can write never runs on the host")
+
+
+def _import_file(rule: ResolvedCustom, source: str, untrusted: Sequence[str]) -> ModuleType:
+    path = Path(source).resolve()  # what is checked is what is loaded
+    _refuse(rule, path, untrusted)
+    spec = importlib.util.spec_from_file_location(f"paude_custom_{rule.id.replace('-', '_')}",
+                                                  path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"custom rule {rule.id}: cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise _import_failed(rule, str(path), exc) from None
+    return module
+
+
+def _import_module(rule: ResolvedCustom, name: str, untrusted: Sequence[str]) -> ModuleType:
+    """Import package by package, each checked before its code runs: a package may extend
+    its path when imported, so where a submodule comes from is only known once its parent
+    is imported."""
+    parts = name.split(".")
+    module: ModuleType | None = None
+    for index in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:index])
+        try:
+            spec = importlib.util.find_spec(prefix)  # its parents are imported already
+        except Exception as exc:
+            raise _import_failed(rule, name, exc) from None
+        if spec is None:
+            raise ValueError(f"custom rule {rule.id}: no installed module {prefix}")
+        for location in spec_locations(spec):
+            _refuse(rule, location, untrusted)
+        try:
+            module = importlib.import_module(prefix)
+        except Exception as exc:
+            raise _import_failed(rule, name, exc) from None
+    assert module is not None  # a dotted name has at least one part
+    return module
+
+
+def _import_failed(rule: ResolvedCustom, what: str, exc: Exception) -> ValueError:
+    return ValueError(f"custom rule {rule.id}: importing {what} failed: "
+                      f"{type(exc).__name__}: {exc}")
+
+
 def policies(config: PackConfig) -> list[StackValidationPolicy]:
     """Every enabled rule as a stack policy: rules look across resources (an agent and the
     networks it joins), so they see the whole stack at once."""
@@ -111,7 +164,7 @@ def policies(config: PackConfig) -> list[StackValidationPolicy]:
                            config.params.get(rule.id, rule.params)))
     for custom in config.custom:
         out.append(_policy(custom.id, custom.description, custom.fix, custom.level,
-                           load_custom(custom), {}))
+                           load_custom(custom, config.untrusted), {}))
     return out
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from paude import domains
+from paude.certs import NotCertificates, read_certificates
 from paude.domains import Allowlist
 from paude.errors import ConfigError, ConfigProblem
 from paude.models import DEFAULT_BASE_IMAGE, Session
@@ -169,29 +170,26 @@ def proxy_build(session: Session) -> BuildSpec:
     return BuildSpec("paude-proxy", files)
 
 
-_PEM_END = "-----END CERTIFICATE-----"
-
-
 def ca_files(session: Session) -> dict[str, str]:
     """Build-context files for image.ca_certificates: one certificate per .crt file, since
-    update-ca-certificates expects that; the certificates' text is hashed into the tags."""
+    update-ca-certificates expects that; the certificates' text is hashed into the tags.
+
+    Only certificates are copied, re-encoded, so that no other content of a host file the
+    repository names (a private key beside a certificate) reaches an image."""
     files: dict[str, str] = {}
     for index, source in enumerate(session.image.ca_certificates):
-        path = Path(source).expanduser()
         try:
-            text = path.read_text(encoding="utf-8")
+            blocks = read_certificates(Path(source).expanduser())
         except OSError as exc:
             raise ConfigError("paude.yaml", [ConfigProblem(
                 f"image.ca_certificates.{index}", f"cannot read {source}: {exc.strerror}")],
                 hint="list PEM certificate files that exist on this machine") from None
-        blocks = [b.strip() + "\n" + _PEM_END + "\n" for b in text.split(_PEM_END) if
-                  "-----BEGIN CERTIFICATE-----" in b]
-        if not blocks:
+        except NotCertificates as exc:
             raise ConfigError("paude.yaml", [ConfigProblem(
-                f"image.ca_certificates.{index}", f"{source} holds no PEM certificate")])
+                f"image.ca_certificates.{index}", f"{source} {exc}")],
+                hint="list PEM files that hold only CA certificates") from None
         for number, block in enumerate(blocks):
-            body = block[block.index("-----BEGIN CERTIFICATE-----"):]
-            files[f"ca/paude-{index}-{number}.crt"] = body
+            files[f"ca/paude-{index}-{number}.crt"] = block
     return files
 
 

@@ -64,17 +64,17 @@ def test_short_waiver_reason_is_refused(paude: Paude) -> None:
 
 
 def test_organisation_file_raises_a_level_and_adds_a_rule(paude: Paude) -> None:
-    """An advisory rule made mandatory in PAUDE_HOME, and a custom rule in the repository."""
+    """An advisory rule made mandatory and a custom rule, both in PAUDE_HOME."""
     (paude.repo / "paude.yaml").write_text(
         f"version: 1\nsessions:\n  {paude.session}:\n"
         f"    allowed_domains: [default, .example.com]\n    image: {{base: {BASE_IMAGE}}}\n")
+    org_rules = ("custom_rules:\n  - id: proxy-named\n    level: advisory\n"
+                 "    description: Proxies are named after their session.\n"
+                 "    fix: keep paude's naming\n    check: org_rules.py:proxy_named\n")
     (paude.home / "policy.yaml").write_text(
-        "version: 1\nrules:\n  allowlist-wider-than-default: {level: mandatory}\n")
-    (paude.repo / "paude-policy.yaml").write_text(
-        "version: 1\ncustom_rules:\n  - id: proxy-named\n    level: advisory\n"
-        "    description: Proxies are named after their session.\n"
-        "    fix: keep paude's naming\n    check: org_rules.py:proxy_named\n")
-    (paude.repo / "org_rules.py").write_text(
+        "version: 1\nrules:\n  allowlist-wider-than-default: {level: mandatory}\n"
+        + org_rules)
+    (paude.home / "org_rules.py").write_text(
         "def proxy_named(resources):\n"
         "    for r in resources:\n"
         "        if r.kind == 'podman:Container' and r.role == 'proxy':\n"
@@ -86,7 +86,7 @@ def test_organisation_file_raises_a_level_and_adds_a_rule(paude: Paude) -> None:
     _nothing_created(paude)
 
     # Back to advisory-by-default: the custom rule's finding is reported with the plan.
-    (paude.home / "policy.yaml").unlink()
+    (paude.home / "policy.yaml").write_text("version: 1\n" + org_rules)
     result = paude.run("plan", paude.session, "--json")
     assert result.returncode == 0, result.stderr
     findings = {(f["rule"], f["resource"]): f for f in json.loads(result.stdout)["policy"]
@@ -94,6 +94,67 @@ def test_organisation_file_raises_a_level_and_adds_a_rule(paude: Paude) -> None:
     custom = findings[("proxy-named", "proxy")]
     assert custom["message"] == f"proxy container is paude-{paude.session}-proxy"
     assert custom["fix"] == "keep paude's naming"
+
+
+# Writes a marker outside the repository when imported and when run.
+TIDY = """\
+import pathlib
+pathlib.Path({marker!r}).write_text("imported")
+
+
+def tidy(resources):
+    pathlib.Path({marker!r}).write_text("ran")
+    yield "tidied"
+"""
+TIDY_RULE = ("version: 1\ncustom_rules:\n  - id: tidy\n    level: advisory\n"
+             "    description: Keeps the repository tidy.\n    fix: nothing\n"
+             "    check: tidy.py:tidy\n")
+
+
+def test_repository_policy_code_never_runs(paude: Paude) -> None:
+    """The agent commits a policy file with a rule and the rule's code; after `git pull`,
+    `paude plan` refuses the file and runs none of it."""
+    marker = paude.home.parent / "tidy-ran"
+    (paude.repo / "paude.yaml").write_text(
+        f"version: 1\nsessions:\n  {paude.session}:\n    image: {{base: {BASE_IMAGE}}}\n")
+    (paude.repo / "tidy.py").write_text(TIDY.format(marker=str(marker)))
+    (paude.repo / "paude-policy.yaml").write_text(TIDY_RULE)
+    result = paude.run("plan", paude.session)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{paude.repo / 'paude-policy.yaml'}:3: custom_rules.0: a repository's policy file " \
+           "cannot add rules with code: code in the repository would run on your machine; " \
+           "the agent can write this file" in result.stderr, result.stderr
+    assert "$PAUDE_HOME/policy.yaml" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not marker.exists()
+    _nothing_created(paude)
+
+    # Control: the same rule and code from PAUDE_HOME run in the pack, so the test above
+    # would have seen them run.
+    (paude.repo / "paude-policy.yaml").unlink()
+    (paude.home / "tidy.py").write_text(TIDY.format(marker=str(marker)))
+    (paude.home / "policy.yaml").write_text(TIDY_RULE)
+    result = paude.run("plan", paude.session, "--json")
+    assert result.returncode == 0, result.stderr
+    assert marker.read_text() == "ran"
+    assert [(f["rule"], f["message"]) for f in json.loads(result.stdout)["policy"]["findings"]
+            if f["rule"] == "tidy"] == [("tidy", "tidied")]
+
+
+def test_organisation_rule_whose_code_is_in_the_repository_is_refused(paude: Paude) -> None:
+    """PAUDE_HOME's file is trusted, but not a check file it names inside the repository."""
+    marker = paude.home.parent / "tidy-ran"
+    (paude.repo / "paude.yaml").write_text(
+        f"version: 1\nsessions:\n  {paude.session}:\n    image: {{base: {BASE_IMAGE}}}\n")
+    (paude.repo / "tidy.py").write_text(TIDY.format(marker=str(marker)))
+    (paude.home / "policy.yaml").write_text(
+        TIDY_RULE.replace("tidy.py:tidy", f"{paude.repo / 'tidy.py'}:tidy"))
+    result = paude.run("plan", paude.session)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{paude.home / 'policy.yaml'}:7: custom_rules.0.check" in result.stderr
+    assert "inside the repository" in result.stderr
+    assert not marker.exists()
+    _nothing_created(paude)
 
 
 def test_lowering_a_mandatory_rule_is_refused(paude: Paude) -> None:

@@ -20,6 +20,7 @@ from paude.stacks.podman.images import (
     dockerfile_build,
     proxy_build,
 )
+from tests.certs import CERT_A, CERT_B
 
 TAG_RE = re.compile(r"^localhost/paude-(agent|proxy):[0-9a-f]{16}$")
 
@@ -309,12 +310,12 @@ def test_missing_dockerfile_is_a_config_error(tmp_path: Path) -> None:
         dockerfile_build(session({"dockerfile": "Dockerfile"}), tmp_path)
 
 
-PEM = ("-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUZm9v\n-----END CERTIFICATE-----\n")
+PEM = CERT_A
 
 
 def test_npm_install_and_ca_certificates(golden: Any, tmp_path: Path) -> None:
     bundle = tmp_path / "bundle.pem"
-    bundle.write_text("# two certificates\n" + PEM + PEM.replace("Zm9v", "YmFy"))
+    bundle.write_text("# two certificates\n" + PEM + CERT_B)
     built = session_of_spec({"agent": {"install": "npm"},
                              "image": {"ca_certificates": [str(bundle)]}})
     agent, proxy = agent_build(built), proxy_build(built)

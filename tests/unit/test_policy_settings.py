@@ -29,7 +29,13 @@ from paude.errors import ConfigError
 from paude.policies import pack
 from paude.policies.resources import Resource, Violation
 from paude.policies.rules import BUILTIN, BY_ID
-from paude.policies.settings import PackConfig, PolicyFile, ResolvedCustom, resolve
+from paude.policies.settings import (
+    PackConfig,
+    PolicyFile,
+    RepoPolicyFile,
+    ResolvedCustom,
+    resolve,
+)
 from paude.policy import HOME_POLICY_FILE, POLICY_FILE, launcher, load, policy_files
 from paude.results import PolicyFinding
 
@@ -111,9 +117,10 @@ def test_custom_id_may_not_reuse_a_built_in_one() -> None:
         {"custom_rules": [custom("workspace-protected")]})
 
 
-@pytest.mark.parametrize("check", ["checks.py", "checks.py:", ":check", "checks:check",
-                                   "checks.py:1check", "checks.py:check-it",
-                                   "checks.py:check:more", "a:b.py:check"])
+@pytest.mark.parametrize("check", ["checks.py", "checks.py:", ":check", "checks.py:1check",
+                                   "checks.py:check-it", "checks.py:check:more",
+                                   "a:b.py:check", "org-rules:check", "org.:check",
+                                   ".org:check", "1org:check", "org..rules:check"])
 def test_bad_check_syntax(check: str) -> None:
     assert "custom_rules.0.check\n  String should match pattern" in invalid(
         {"custom_rules": [custom(check=check)]})
@@ -123,6 +130,23 @@ def test_bad_check_syntax(check: str) -> None:
     ("id", "Org_Rule"), ("id", ""), ("level", "disabled"), ("description", ""), ("fix", "")])
 def test_bad_custom_rule_fields(field: str, value: str) -> None:
     assert f"custom_rules.0.{field}\n" in invalid({"custom_rules": [{**custom(), field: value}]})
+
+
+@pytest.mark.parametrize("check", ["org.py:check", "checks/org.py:check", "/etc/org.py:check",
+                                   "org_rules:check", "acme.paude.rules:no_github"])
+def test_good_check_syntax(check: str) -> None:
+    [rule] = PolicyFile.model_validate({"custom_rules": [custom(check=check)]}).custom_rules
+    assert rule.check == check
+
+
+def test_the_repository_file_has_no_custom_rules() -> None:
+    assert "custom_rules" not in RepoPolicyFile.model_fields
+    assert set(PolicyFile.model_fields) == {*RepoPolicyFile.model_fields, "custom_rules"}
+    with pytest.raises(ValidationError, match="custom_rules\n  Extra inputs"):
+        RepoPolicyFile.model_validate({"custom_rules": [custom()]})
+    # The same rules section is checked the same way in both.
+    with pytest.raises(ValidationError, match="no built-in rule has this id"):
+        RepoPolicyFile.model_validate({"rules": {"no-such-rule": {}}})
 
 
 def test_unknown_keys_and_versions_are_refused() -> None:
@@ -148,11 +172,10 @@ def test_resolve_two_files_strictest_level_and_lowest_limit_win() -> None:
                   "allowlist-wider-than-default": {"level": "disabled"},
                   "pvc-size-limit": {"max_size": "60G"}},
         "custom_rules": [custom("home-rule", "home.py:check", "mandatory")]})
-    repo = PolicyFile.model_validate({
+    repo = RepoPolicyFile.model_validate({
         "rules": {"base-image-pinned": {"level": "disabled"},
-                  "pvc-size-limit": {"level": "mandatory", "max_size": "50Gi"}},
-        "custom_rules": [custom("repo-rule", "checks/repo.py:verify")]})
-    config = resolve([("/etc/paude", home), ("/src/project", repo)])
+                  "pvc-size-limit": {"level": "mandatory", "max_size": "50Gi"}}})
+    config = resolve([("/etc/paude", home), ("/src/project", repo)], ["/src/project"])
     assert config.levels == {**{r.id: r.level for r in BUILTIN},
                              "base-image-pinned": "mandatory",
                              "allowlist-wider-than-default": "disabled",
@@ -160,9 +183,9 @@ def test_resolve_two_files_strictest_level_and_lowest_limit_win() -> None:
     # 50Gi (53.7 GB) is below 60G: the lowest limit wins whatever its unit.
     assert config.params == {"pvc-size-limit": {"max_size": "50Gi"}}
     assert [(c.id, c.level, c.path, c.function) for c in config.custom] == [
-        ("home-rule", "mandatory", "/etc/paude/home.py", "check"),
-        ("repo-rule", "advisory", "/src/project/checks/repo.py", "verify")]
+        ("home-rule", "mandatory", "/etc/paude/home.py", "check")]
     assert config.sources == ["/etc/paude", "/src/project"]
+    assert config.untrusted == ["/src/project"]
     # The built-in table is untouched by a resolution.
     assert BY_ID["pvc-size-limit"].params == {"max_size": "100Gi"}
 
@@ -172,6 +195,20 @@ def test_resolve_a_later_file_cannot_lower_an_earlier_level() -> None:
     lax = PolicyFile.model_validate({"rules": {"pvc-size-limit": {"level": "disabled"}}})
     for files in ([("/a", strict), ("/b", lax)], [("/b", lax), ("/a", strict)]):
         assert resolve(files).levels["pvc-size-limit"] == "mandatory"
+
+
+def test_resolve_a_module_check() -> None:
+    file = PolicyFile.model_validate({"custom_rules": [custom(check="acme.rules:verify")]})
+    [rule] = resolve([("/etc/paude", file)]).custom
+    assert (rule.path, rule.module, rule.function) == (None, "acme.rules", "verify")
+    assert rule.source == "module acme.rules"
+
+
+def test_a_resolved_rule_has_exactly_one_source() -> None:
+    base = {"id": "r", "level": "advisory", "description": "d", "fix": "f", "function": "c"}
+    for bad in ({}, {"path": "/a.py", "module": "a"}):
+        with pytest.raises(ValidationError, match="either a check file or a module"):
+            ResolvedCustom.model_validate({**base, **bad})
 
 
 def test_resolve_refuses_a_custom_rule_defined_twice() -> None:
@@ -225,7 +262,7 @@ def load_error(repo: Path) -> ConfigError:
 
 def test_load_without_policy_files_is_the_defaults(repo: Path) -> None:
     assert policy_files(repo) == []
-    assert load(repo) == resolve([])
+    assert load(repo) == resolve([], [str(repo.resolve())])
 
 
 def test_load_combines_paude_home_and_repository_files(repo: Path) -> None:
@@ -243,6 +280,7 @@ def test_load_combines_paude_home_and_repository_files(repo: Path) -> None:
     assert [(c.id, c.level, c.path) for c in config.custom] == [
         ("org-rule", "mandatory", str(home.parent.resolve() / "org.py"))]
     assert config.sources == [str(home.parent.resolve()), str(repo.resolve())]
+    assert config.untrusted == [str(repo.resolve())]
 
 
 def test_load_reports_the_file_and_line_of_a_field(repo: Path) -> None:
@@ -275,16 +313,17 @@ def test_load_reports_yaml_syntax_and_duplicate_keys_with_lines(repo: Path) -> N
 
 
 def custom_file(repo: Path, check: str) -> Path:
-    return write(repo / POLICY_FILE, "custom_rules:\n  - id: org-rule\n    level: advisory\n"
+    """The organisation's file (in PAUDE_HOME) with one custom rule."""
+    return write(home_file(repo), "custom_rules:\n  - id: org-rule\n    level: advisory\n"
                  "    description: Org rule.\n    fix: ask the platform team\n"
                  f"    check: {check}\n")
 
 
 def test_custom_check_is_validated_without_importing_it(repo: Path) -> None:
-    write(repo / "policy" / "org.py", CHECK_SOURCE)
+    org = write(home_file(repo).parent / "policy" / "org.py", CHECK_SOURCE)
     custom_file(repo, "policy/org.py:check")
     [rule] = load(repo).custom  # the check's top-level SystemExit never ran
-    assert (rule.path, rule.function) == (str(repo.resolve() / "policy" / "org.py"), "check")
+    assert (rule.path, rule.function) == (str(org.parent.resolve() / "org.py"), "check")
 
 
 @pytest.mark.parametrize(("check", "words"), [
@@ -294,35 +333,24 @@ def test_custom_check_is_validated_without_importing_it(repo: Path) -> None:
     ("policy/broken.py:check", "cannot be read as Python"),
 ])
 def test_custom_check_that_cannot_run_is_refused(repo: Path, check: str, words: str) -> None:
-    write(repo / "policy" / "org.py", CHECK_SOURCE + "\n\nclass Holder:\n"
+    folder = home_file(repo).parent / "policy"
+    write(folder / "org.py", CHECK_SOURCE + "\n\nclass Holder:\n"
           "    def nested(self):\n        return []\n")
-    write(repo / "policy" / "broken.py", "raise SystemExit(1)\ndef check(:\n")
+    write(folder / "broken.py", "raise SystemExit(1)\ndef check(:\n")
     path = custom_file(repo, check)
     error = load_error(repo)
     assert error.file == str(path)
     [problem] = error.problems
     assert problem.path == "custom_rules.0.check" and words in problem.message
+    assert problem.line == 6 and f"{path}:6: custom_rules.0.check" in str(error)
     assert "FILE.py:FUNCTION" in (error.hint or "")
-
-
-def test_custom_rule_defined_in_both_files_is_a_config_error(repo: Path) -> None:
-    write(repo / "policy" / "org.py", CHECK_SOURCE)
-    write(home_file(repo).parent / "policy" / "org.py", CHECK_SOURCE)
-    text = custom_file(repo, "policy/org.py:check").read_text()
-    write(home_file(repo), text)
-    error = load_error(repo)
-    assert "defined by more than one policy file" in str(error)
-    assert str(home_file(repo)) in error.file and str(repo / POLICY_FILE) in error.file
 
 
 def test_absolute_check_path_resolves_to_the_file_that_was_validated(repo: Path) -> None:
     check = write(repo.parent / "org-checks" / "org.py", CHECK_SOURCE)
     custom_file(repo, f"{check}:check")
-    try:
-        config = load(repo)
-    except ConfigError:
-        return  # refusing absolute paths is a fix too
-    assert Path(config.custom[0].path).resolve() == check.resolve()
+    config = load(repo)
+    assert Path(config.custom[0].path or "").resolve() == check.resolve()
 
 
 # ---------------------------------------------------------------- the launcher
@@ -337,15 +365,33 @@ def test_launcher_names_this_python_and_the_configuration(tmp_path: Path) -> Non
     conf = exe.parent / "config.json"
     assert script.startswith("#!/bin/sh\n")
     assert f"PAUDE_POLICY_CONFIG={shlex.quote(str(conf))} exec " in script
-    assert f"{shlex.quote(sys.executable)} -m paude.policies \"$@\"" in script
+    # -P: the engine's working directory is never put in front of sys.path.
+    assert f"{shlex.quote(sys.executable)} -P -m paude.policies \"$@\"" in script
     assert PackConfig.model_validate_json(conf.read_text(encoding="utf-8")) == config
 
 
 def test_launcher_is_reused_for_the_same_configuration(tmp_path: Path) -> None:
     exe = launcher(resolve([]), tmp_path)
-    exe.write_text(exe.read_text() + "# still the same file\n")
-    again = launcher(resolve([]), tmp_path)
-    assert again == exe and again.read_text().endswith("# still the same file\n")
+    before = exe.stat().st_mtime_ns, (exe.parent / "config.json").stat().st_mtime_ns
+    os.utime(exe, ns=(1, 1))
+    os.utime(exe.parent / "config.json", ns=(1, 1))
+    assert launcher(resolve([]), tmp_path) == exe
+    # Not rewritten: the files still carry the times set above.
+    assert (exe.stat().st_mtime_ns, (exe.parent / "config.json").stat().st_mtime_ns) == (1, 1)
+    assert before != (1, 1)
+
+
+def test_a_changed_launcher_is_rewritten(tmp_path: Path) -> None:
+    """An older paude's launcher, or one anything else edited, is never run as it is."""
+    exe = launcher(resolve([]), tmp_path)
+    script = exe.read_text()
+    exe.write_text("#!/bin/sh\ntouch pwned\n")
+    (exe.parent / "config.json").write_text("{}")
+    assert launcher(resolve([]), tmp_path) == exe
+    assert exe.read_text() == script and os.access(exe, os.X_OK)
+    assert PackConfig.model_validate_json((exe.parent / "config.json").read_text()) \
+        == resolve([])
+    assert [p.name for p in exe.parent.iterdir() if p.name.startswith(".")] == []
 
 
 def test_launcher_differs_for_a_different_configuration(tmp_path: Path) -> None:
@@ -557,7 +603,7 @@ def test_a_pack_start_failure_becomes_one_clear_error() -> None:
     err = _engine_error(exc, "demo", [])
     assert err.message == ("session demo: the policy pack could not start: custom rule boom: "
                            "importing /r/r.py failed: ModuleNotFoundError: No module named 'x'")
-    assert "paude-policy.yaml" in (err.hint or "")
+    assert "policy.yaml" in (err.hint or "")
 
 
 def test_a_finding_about_the_whole_stack_names_no_resource() -> None:
