@@ -1,14 +1,10 @@
 """Where a session's definition came from: the files that define it, their digests at the
 last apply, and the commits from a session that changed them since.
 
-The agent can commit to any file of the repository, the files that define its own sandbox
-included, and `git pull paude-NAME main` brings those commits to the host by design. So the
-plan names every definition file that changed since the last apply and, when a change
-arrived in a commit from a session, that commit: a reviewer must see it before the agent's
-own edit reshapes the agent's sandbox.
-
-Files are read without following symlinks (a symlink is recorded by its link text, so a
-link out of the repository is never read), and every git call goes through gitsync's `_git`.
+The agent can commit to the files that define its own sandbox, and `git pull paude-NAME
+main` brings those commits to the host by design: the plan names them, so a reviewer sees
+the agent's edit before it reshapes the agent's sandbox. Files are read without following
+symlinks (a symlink counts by its link text); every git call goes through gitsync's `_git`.
 """
 
 from __future__ import annotations
@@ -21,7 +17,7 @@ import secrets
 import shlex
 import stat
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from paude import gitsync, index
@@ -40,7 +36,6 @@ MAX_COMMITS = 50  # commits named per file
 SCAN_LIMIT = 200
 _PATHSPEC_LIMIT = 128  # more changed files than this: scan every commit, filter here
 _SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
-_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
 
 
 @dataclass(frozen=True)
@@ -59,7 +54,7 @@ class Review:
 
     snapshot: Snapshot
     changes: tuple[DefinitionChange, ...] = ()
-    finding: PolicyFinding | None = field(default=None)
+    finding: PolicyFinding | None = None
 
 
 # ---------------------------------------------------------------- the definition's files
@@ -159,17 +154,12 @@ def inputs(root: Path, session: Session, config: PackConfig | None = None) -> di
     return dict(sorted(out.items()))
 
 
-def head(root: Path) -> str:
-    """The commit checked out in root's repository, or ""."""
+def snapshot(root: Path, session: Session, config: PackConfig | None = None) -> Snapshot:
+    """The definition as it is now, with the commit checked out: what an apply records."""
     result = gitsync._git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}",
                           check=False)
-    sha = result.stdout.strip()
-    return sha if result.ok and _SHA.match(sha) else ""
-
-
-def snapshot(root: Path, session: Session, config: PackConfig | None = None) -> Snapshot:
-    """The definition as it is now: what an apply records."""
-    return Snapshot(inputs(root, session, config), head(root))
+    head = result.stdout.strip() if result.ok else ""
+    return Snapshot(inputs(root, session, config), head if _SHA.match(head) else "")
 
 
 # ---------------------------------------------------------------- what changed, from where
@@ -250,9 +240,7 @@ def _is_commit(root: Path, sha: str) -> bool:
 
 def _session_tips(root: Path) -> dict[str, str]:
     """commit -> where it came from (paude-NAME, or refs/paude/...) for every session ref.
-
-    Only the first three components of a ref name are read: the rest are branch names the
-    agent chose, which need not even be valid UTF-8."""
+    Only three components of a name are read: the rest are the agent's branch names."""
     result = gitsync._git(
         root, "for-each-ref", "--format=%(objecttype) %(objectname) %(*objecttype) "
         "%(*objectname) %(refname:rstrip=-3)", "refs/remotes/", "refs/paude/")
@@ -325,8 +313,7 @@ def _describe(root: Path, shas: Sequence[str], sources: Mapping[str, str]
     """Short sha, subject and author of each commit, made printable."""
     try:
         return _describe_all(root, shas, sources)
-    except UnicodeDecodeError:
-        # A subject or name that is not UTF-8: ask one by one so the others keep theirs.
+    except UnicodeDecodeError:  # not UTF-8: one by one, so the others keep their subjects
         out = {}
         for sha in shas:
             try:
@@ -357,24 +344,11 @@ def _describe_all(root: Path, shas: Sequence[str], sources: Mapping[str, str]
 
 
 def _unquote(name: str) -> str:
-    """A path as git prints it with core.quotePath: "a\\303\\251b" -> the file's name."""
+    """A path as git prints it with core.quotePath ("a\\303\\251b": C escapes, octal bytes)."""
     if len(name) < 2 or not (name.startswith('"') and name.endswith('"')):
         return name
-    body, raw, i = name[1:-1], bytearray(), 0
-    while i < len(body):
-        char = body[i]
-        if char == "\\" and i + 1 < len(body):
-            nxt = body[i + 1]
-            if re.fullmatch(r"[0-7]{3}", body[i + 1:i + 4]):
-                raw.append(int(body[i + 1:i + 4], 8) & 0xFF)
-                i += 4
-                continue
-            raw.append(_ESCAPES.get(nxt, ord(nxt)))
-            i += 2
-            continue
-        raw += char.encode()
-        i += 1
-    return os.fsdecode(bytes(raw))
+    raw = name[1:-1].encode("ascii").decode("unicode_escape").encode("latin-1")
+    return os.fsdecode(raw)
 
 
 def printable(text: str, limit: int = 200) -> str:

@@ -424,3 +424,15 @@ def test_a_mandatory_finding_blocks_and_leaves_no_new_stack(monkeypatch: pytest.
     assert "nothing was applied" in error.message
     assert error.partial.blocked and error.partial.definition_changes[0].from_session
     assert discarded == ["demo"]
+
+
+def test_paude_policies_lists_the_rule_at_its_level(tmp_path: Path) -> None:
+    from paude import policy
+
+    rows = {r.id: r for r in policy.effective(tmp_path)[0]}
+    assert (rows["definition-changed-by-session"].level,
+            rows["definition-changed-by-session"].source) == ("advisory", "built-in")
+    write(tmp_path / "paude-policy.yaml",
+          "version: 1\nrules:\n  definition-changed-by-session: {level: mandatory}\n")
+    rows = {r.id: r for r in policy.effective(tmp_path)[0]}
+    assert rows["definition-changed-by-session"].level == "mandatory"
