@@ -22,6 +22,7 @@ from pathlib import Path
 
 from paude import gitsync, index
 from paude.config import PAUDE_FILE
+from paude.errors import ToolNotFoundError
 from paude.image_sources import IMAGE_SOURCES
 from paude.models import Session
 from paude.policies.rules import BY_ID, DEFINITION_CHANGED
@@ -156,9 +157,12 @@ def inputs(root: Path, session: Session, config: PackConfig | None = None) -> di
 
 def snapshot(root: Path, session: Session, config: PackConfig | None = None) -> Snapshot:
     """The definition as it is now, with the commit checked out: what an apply records."""
-    result = gitsync._git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}",
-                          check=False)
-    head = result.stdout.strip() if result.ok else ""
+    try:
+        result = gitsync._git(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}",
+                              check=False)
+        head = result.stdout.strip() if result.ok else ""
+    except ToolNotFoundError:  # no git: the files are still compared
+        head = ""
     return Snapshot(inputs(root, session, config), head if _SHA.match(head) else "")
 
 

@@ -436,3 +436,15 @@ def test_paude_policies_lists_the_rule_at_its_level(tmp_path: Path) -> None:
           "version: 1\nrules:\n  definition-changed-by-session: {level: mandatory}\n")
     rows = {r.id: r for r in policy.effective(tmp_path)[0]}
     assert rows["definition-changed-by-session"].level == "mandatory"
+
+
+def test_without_git_the_files_are_still_compared(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    host = host_repo(tmp_path)
+    recorded = snap(host)
+    write(host / "paude.yaml", WIDER)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
+    current = snap(host)
+    assert current.head == ""
+    assert provenance.changes(host, current, recorded) == (
+        DefinitionChange("paude.yaml", "modified", (), False),)
