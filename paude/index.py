@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,22 @@ class IndexEntry:
     agent_image: str = ""
     context: str | None = None  # openshift: kubeconfig context
     namespace: str | None = None  # openshift: namespace
+    # The definition files (relative path -> digest) and HEAD commit the last apply used;
+    # empty in files written before paude recorded them.
+    definition_inputs: dict[str, str] = field(default_factory=dict)
+    definition_head: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> IndexEntry:
-        """Tolerant of older and newer files: unknown keys are ignored."""
+        """Tolerant of older and newer files: unknown keys are ignored, and a malformed
+        definition record counts as none."""
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        inputs = known.get("definition_inputs")
+        if not (isinstance(inputs, dict)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in inputs.items())):
+            known.pop("definition_inputs", None)
+        if not isinstance(known.get("definition_head", ""), str):
+            known.pop("definition_head")
         return cls(**known)
 
 
@@ -37,10 +49,12 @@ def _folder() -> Path:
     return paude_home() / "sessions"
 
 
-def write(name: str, *, backend: str, owner: str, outputs: dict[str, Any]) -> IndexEntry:
-    """Record a session after an apply (atomically)."""
+def write(name: str, *, backend: str, owner: str, outputs: dict[str, Any],
+          definition: Mapping[str, str] | None = None, head: str = "") -> IndexEntry:
+    """Record a session after an apply (atomically), with the definition it applied."""
     entry = IndexEntry(name, backend, owner, time.time(), str(outputs.get("agent_image", "")),
-                       outputs.get("context"), outputs.get("namespace"))
+                       outputs.get("context"), outputs.get("namespace"),
+                       dict(definition or {}), head)
     path = _folder() / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -75,6 +75,37 @@ class PolicyFinding:
 
 
 @dataclass(frozen=True)
+class DefinitionCommit:
+    """A commit that changed a definition file and arrived from a session."""
+
+    sha: str
+    short: str
+    subject: str  # printable, shortened: the agent writes it
+    author: str
+    source: str  # the session remote (paude-NAME) or rescue ref it is reachable from
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable JSON form."""
+        return {"sha": self.sha, "short": self.short, "subject": self.subject,
+                "author": self.author, "source": self.source}
+
+
+@dataclass(frozen=True)
+class DefinitionChange:
+    """A file of the session's definition that differs from what the last apply used."""
+
+    file: str  # relative to the repository (the folder of paude.yaml)
+    change: str  # added | modified | removed | unrecorded (no earlier apply recorded it)
+    commits: tuple[DefinitionCommit, ...] = ()  # the session commits that touched it
+    from_session: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable JSON form (see docs/plan-json.md)."""
+        return {"file": self.file, "change": self.change, "from_session": self.from_session,
+                "commits": [c.to_json() for c in self.commits]}
+
+
+@dataclass(frozen=True)
 class PlanResult:
     """What `paude plan` found: the summary and every resource step."""
 
@@ -85,6 +116,8 @@ class PlanResult:
     new_session: bool = False
     warnings: tuple[str, ...] = ()
     policy: tuple[PolicyFinding, ...] = ()
+    # Not resources: a plan with only these has no changes for --detailed-exitcode.
+    definition_changes: tuple[DefinitionChange, ...] = ()
 
     @property
     def blocked(self) -> bool:

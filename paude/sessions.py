@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from paude import credentials, engine, gitsync, index, policy, proxylog
+from paude import credentials, engine, gitsync, index, policy, provenance, proxylog
 from paude.backends import get_backend
 from paude.config import PAUDE_FILE, find_project_root, load_paude_file, session_from
 from paude.errors import (
@@ -147,31 +147,48 @@ def plan(name: str, *, cwd: Path | None = None, project: Project | None = None,
     project = project or open_project(cwd)
     session, warnings = session_of(project, name)
     ctx = _context(project, on_install)
-    pack = policy.pack_for(project.root)
+    config = policy.load(project.root)
+    pack = policy.launcher(config)
     handle = _open(ctx, name, _program(session, project.owner))
     _check_owner(handle, project.owner)
-    return _preview(handle, session, pack, warnings, on_progress)
+    review = provenance.review(project.root, session, config,
+                               provenance.recorded(name, project.owner))
+    return _preview(handle, session, pack, warnings, on_progress, review=review)
 
 
 def _preview(handle: engine.StackHandle, session: Session, pack: Path, warnings: list[str],
-             on_progress: engine.OnProgress | None = None, *, keep_new: bool = False
-             ) -> PlanResult:
-    """Preview under the policy pack. A mandatory violation raises, carrying the plan so
-    far (plan --all reports it with the other sessions)."""
+             on_progress: engine.OnProgress | None = None, *, keep_new: bool = False,
+             review: provenance.Review | None = None) -> PlanResult:
+    """Preview under the policy pack, and say where the definition's changes came from. A
+    mandatory violation raises, carrying the plan so far (plan --all reports it with the
+    other sessions)."""
+    definition = review.changes if review is not None else ()
+    # The definition-changed-by-session rule is judged here, not in the pack (which sees
+    # only resources); its finding joins the engine's.
+    host = (review.finding,) if review is not None and review.finding is not None else ()
     try:
         changes, findings = engine.preview(handle, on_progress=on_progress, policy_packs=(pack,),
                                            keep_new=keep_new)
     except PolicyViolationError as exc:
         partial = tuple(exc.partial or ())
-        exc.partial = PlanResult(handle.name, session.backend, partial,
-                                 summarize(partial, new_session=handle.new), handle.new,
-                                 tuple(warnings), exc.findings)
-        raise
+        plan = PlanResult(handle.name, session.backend, partial,
+                          summarize(partial, new_session=handle.new, definition=definition),
+                          handle.new, tuple(warnings), (*exc.findings, *host), definition)
+        if not host:
+            exc.partial = plan
+            raise
+        raise PolicyViolationError(handle.name, plan.policy, partial=plan) from exc
     except EngineError as exc:
         raise _cluster_hint(exc, session) from exc
-    return PlanResult(session=handle.name, backend=session.backend, changes=changes,
-                      summary=summarize(changes, new_session=handle.new),
-                      new_session=handle.new, warnings=tuple(warnings), policy=findings)
+    result = PlanResult(session=handle.name, backend=session.backend, changes=changes,
+                        summary=summarize(changes, new_session=handle.new, definition=definition),
+                        new_session=handle.new, warnings=tuple(warnings),
+                        policy=(*findings, *host), definition_changes=definition)
+    if any(f.blocking for f in host):
+        if keep_new:
+            engine.discard(handle)
+        raise PolicyViolationError(handle.name, result.policy, partial=result)
+    return result
 
 
 def plan_all(*, cwd: Path | None = None,
@@ -217,18 +234,24 @@ def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
         for warning in warnings:
             on_warning(warning)  # before anything changes, not after
     ctx = _context(project, on_install)
-    pack = policy.pack_for(project.root)
+    config = policy.load(project.root)
+    pack = policy.launcher(config)
     program = _program(session, project.owner, rebuild=f"{time.time():.0f}" if rebuild else "")
     handle = _open(ctx, name, program)
     if receipt is not None:
         receipt.created_stack = handle.new
     outputs = _check_owner(handle, project.owner)
+    review = provenance.review(project.root, session, config,
+                               provenance.recorded(name, project.owner))
     # Always plan first, under the policies: `up` applies resource by resource, so a
     # violation first seen there would leave the session half-built.
-    planned = _preview(handle, session, pack, warnings, keep_new=True)
+    planned = _preview(handle, session, pack, warnings, keep_new=True, review=review)
+    # What this apply used becomes the baseline the next plan compares the definition with.
+    baseline = review.snapshot
     if not planned.has_changes:
         engine.discard(handle)
-        index.write(name, backend=session.backend, owner=project.owner, outputs=outputs)
+        index.write(name, backend=session.backend, owner=project.owner, outputs=outputs,
+                    definition=baseline.inputs, head=baseline.head)
         return ApplyResult(name, planned.changes, dict(outputs), time.monotonic() - started,
                            planned.summary, planned.policy)
     if confirm is not None and not _confirmed(confirm, planned, handle):
@@ -239,7 +262,8 @@ def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
         applied, final, _ = engine.up(handle, on_progress=on_progress)
     except EngineError as exc:
         raise _cluster_hint(exc, session) from exc
-    index.write(name, backend=session.backend, owner=project.owner, outputs=final)
+    index.write(name, backend=session.backend, owner=project.owner, outputs=final,
+                definition=baseline.inputs, head=baseline.head)
     _configure_remote(project.root, name)
     return ApplyResult(name, applied, final, time.monotonic() - started,
                        summarize(applied, new_session=False), planned.policy)

@@ -8,16 +8,18 @@ from typing import Any
 
 from paude.fields import YOLO_FLAG
 from paude.policies.rules import egress_of
-from paude.results import ResourceChange, SummaryItem
+from paude.provenance import printable
+from paude.results import DefinitionChange, DefinitionCommit, ResourceChange, SummaryItem
 
 _IMAGES = {"base-image": "base image (your Dockerfile)", "agent-image": "agent image",
            "proxy-image": "proxy image"}
 
 
-def summarize(changes: Sequence[ResourceChange], *, new_session: bool) -> tuple[SummaryItem, ...]:
+def summarize(changes: Sequence[ResourceChange], *, new_session: bool,
+              definition: Sequence[DefinitionChange] = ()) -> tuple[SummaryItem, ...]:
     """What a reviewer needs first: security, data and rebuilds, then the rest."""
     by_name = {c.name: c for c in changes}
-    items: list[SummaryItem] = []
+    items: list[SummaryItem] = definition_items(definition)
     if new_session:
         items.append(SummaryItem("new-session", f"new session: {len(changes)} resources to create"))
     # Podman records the allowlist on the proxy container; a cluster session carries the
@@ -54,6 +56,43 @@ def summarize(changes: Sequence[ResourceChange], *, new_session: bool) -> tuple[
                                      security=True))
     order = {True: 0, False: 1}
     return tuple(sorted(items, key=lambda i: (order[i.data_loss], order[i.security])))
+
+
+def definition_items(definition: Sequence[DefinitionChange]) -> list[SummaryItem]:
+    """The definition's files that changed since the last apply; loudly when the change came
+    in commits from a session (the agent edited its own sandbox)."""
+    items = []
+    arrived = [c for c in definition if c.from_session]
+    if arrived:
+        named = [f"{_name(c.file)} ({_commit(c.commits[0])})" for c in arrived[:3]]
+        more = f"; and {len(arrived) - 3} more files" if len(arrived) > 3 else ""
+        details = [f"{_name(c.file)}: {_commit(x, author=True)}"
+                   for c in arrived for x in c.commits]
+        if len(details) > _DETAILS:
+            details = [*details[:_DETAILS - 1], f"... and {len(details) - _DETAILS + 1} more"]
+        items.append(SummaryItem("definition-changed-by-session",
+                                 f"definition changed by session commits: {'; '.join(named)}"
+                                 f"{more}", security=True, details=tuple(details)))
+    local = [c for c in definition if not c.from_session]
+    if local:
+        more = f" and {len(local) - 5} more" if len(local) > 5 else ""
+        items.append(SummaryItem(
+            "definition-changed", "definition changed since the last apply: "
+            + ", ".join(f"{_name(c.file)} ({c.change})" for c in local[:5]) + more))
+    return items
+
+
+_DETAILS = 20  # detail lines per item
+
+
+def _name(path: str) -> str:
+    # File names come from the repository, where the agent names them.
+    return printable(path, 120)
+
+
+def _commit(commit: DefinitionCommit, *, author: bool = False) -> str:
+    by = f" by {commit.author}" if author else ""
+    return f"{commit.short} '{commit.subject}'{by}, from {commit.source}"
 
 
 def _egress(proxy: ResourceChange) -> list[SummaryItem]:

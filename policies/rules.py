@@ -46,6 +46,8 @@ class Rule:
     check: Check
     params: Mapping[str, Any] = field(default_factory=dict)
     waivable: bool = False  # a session may waive it with a written reason (waivers: in paude.yaml)
+    # Evaluated by paude on the host, not by the pack: its check never reports.
+    host: bool = False
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -371,7 +373,17 @@ def check_build_allowlist(resources: Sequence[Resource], _: Mapping[str, Any]
                             res)
 
 
+def check_on_host(_resources: Sequence[Resource], _params: Mapping[str, Any]
+                  ) -> Iterator[Violation]:
+    """A rule about where the definition came from (git history), not about resources: paude
+    evaluates it on the host (paude/provenance.py) with the level resolved here. It stays in
+    the pack's list so the organisation's level reaches paude and `paude policies`, and
+    reports nothing there."""
+    yield from ()
+
+
 YOLO_UNRESTRICTED = "yolo-unrestricted-egress"
+DEFINITION_CHANGED = "definition-changed-by-session"
 
 BUILTIN: tuple[Rule, ...] = (
     Rule("agent-no-direct-egress", "mandatory",
@@ -416,6 +428,14 @@ BUILTIN: tuple[Rule, ...] = (
          "Image builds reach no more than PyPI, the Debian archive and the agent installer.",
          "remove the additions from image.build_domains unless the build needs them",
          check_build_allowlist),
+    Rule(DEFINITION_CHANGED, "advisory",
+         "The session's definition (paude.yaml, paude-policy.yaml, the image source, the "
+         "Dockerfile and its build context, setup files) did not change in commits that came "
+         "from a session.",
+         "review each listed commit (`git show SHA`) before applying: the agent wrote it; "
+         "where this rule is mandatory, bring the change in through commits of your own (a "
+         "reviewed pull request) rather than the session's",
+         check_on_host, host=True),
 )
 
 BY_ID: dict[str, Rule] = {rule.id: rule for rule in BUILTIN}

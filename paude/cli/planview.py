@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from paude.results import OP_ORDER, ApplyResult, PlanResult, PolicyFinding, ResourceChange
@@ -85,6 +86,7 @@ def plan_json(plan: PlanResult) -> dict[str, Any]:
         "warnings": list(plan.warnings),
         "policy": {"passed": not plan.blocked,
                    "findings": [f.to_json() for f in plan.policy]},
+        "definition_changes": [c.to_json() for c in plan.definition_changes],
     }
 
 
@@ -100,15 +102,15 @@ def plan_markdown(plan: PlanResult) -> str:
     lines = [f"### paude plan: `{plan.session}` ({plan.backend}) - {status}", ""]
     for item in plan.summary:
         prefix = "**data loss:** " if item.data_loss else "**security:** " if item.security else ""
-        lines.append(f"- {prefix}{item.text}")
-        lines.extend(f"  - `{d}`" for d in item.details)
+        lines.append(f"- {prefix}{_inline(item.text)}")
+        lines.extend(f"  - {_code(d)}" for d in item.details)
     lines.extend(f"- warning: {w}" for w in plan.warnings)
     lines += ["", f"{_counts_line(plan.counts())}", ""]
     if plan.policy:
         lines += ["| policy | rule | resource | finding | fix |", "|---|---|---|---|---|"]
         for f in sorted(plan.policy, key=lambda f: (not f.blocking, f.rule, f.resource)):
             level = "**mandatory**" if f.blocking else "advisory"
-            lines.append(f"| {level} | `{f.rule}` | {_finding_where(f)} | {_cell(f.message)} | "
+            lines.append(f"| {level} | `{f.rule}` | {_finding_where(f)} | {_inline(f.message)} | "
                          f"{_cell(f.fix)} |")
     else:
         lines.append("Policies: all rules passed.")
@@ -124,6 +126,23 @@ def plan_markdown(plan: PlanResult) -> str:
 def _cell(text: str) -> str:
     """Text safe inside a markdown table cell."""
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+_MARKUP = re.compile(r"([\\`*\[\]<>|])")
+
+
+def _inline(text: str) -> str:
+    """Plain text in a PR comment: file names and commit subjects (the agent's) must not
+    become links, images or markup."""
+    return _MARKUP.sub(r"\\\1", text.replace("\n", " "))
+
+
+def _code(text: str) -> str:
+    """A code span that holds any text: its fence is longer than any backtick run inside."""
+    text = text.replace("\n", " ")
+    fence = "`" * (max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _policy_cell(plan: PlanResult) -> str:
@@ -173,7 +192,7 @@ def plans_markdown(plans: list[PlanResult], *, limit: int = COMMENT_LIMIT) -> li
         counts = plan.counts()
         changed = ", ".join(f"{counts[op]} {op}" for op in OP_ORDER
                             if op != "same" and counts.get(op)) or "none"
-        flagged = [i.text for i in plan.summary if i.security or i.data_loss]
+        flagged = [_inline(i.text) for i in plan.summary if i.security or i.data_loss]
         head.append(f"| `{plan.session}` | {plan.backend} | {changed} | "
                     f"{'; '.join(flagged) or '-'} | {_policy_cell(plan)} |")
     sections = ["\n".join(head) + "\n"] + [plan_markdown(p) for p in ordered]

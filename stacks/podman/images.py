@@ -193,6 +193,15 @@ def ca_files(session: Session) -> dict[str, str]:
     return files
 
 
+def dockerfile_paths(session: Session) -> tuple[str, str]:
+    """The Dockerfile and its build context, relative to the repository ("" when the session
+    names a base image instead)."""
+    image = session.image
+    if image.dockerfile is None:
+        return "", ""
+    return image.dockerfile, image.context or str(Path(image.dockerfile).parent)
+
+
 def dockerfile_build(session: Session, root: Path) -> BuildSpec | None:
     """The user's own base image from image.dockerfile, or None when the session names a base.
 
@@ -203,9 +212,9 @@ def dockerfile_build(session: Session, root: Path) -> BuildSpec | None:
         return None
     source = str(root / (session.image_source if session.image_source != "default"
                          else "paude.yaml"))
-    dockerfile = buildcheck.inside(root, root / image.dockerfile, "image.dockerfile", source)
-    context = buildcheck.inside(root, root / (image.context or str(Path(image.dockerfile).parent)),
-                                "image.context", source)
+    dockerfile_path, context_path = dockerfile_paths(session)
+    dockerfile = buildcheck.inside(root, root / dockerfile_path, "image.dockerfile", source)
+    context = buildcheck.inside(root, root / context_path, "image.context", source)
     if not dockerfile.is_file():
         raise ConfigError(source, [ConfigProblem(
             "image.dockerfile", f"{image.dockerfile} does not exist in {root}")])
@@ -238,13 +247,25 @@ def dockerfile_build(session: Session, root: Path) -> BuildSpec | None:
     )
 
 
-def context_digest(context: Path) -> str:
-    """sha256 over the paths and contents of a build context, minus .dockerignore'd files."""
+def context_files(context: Path) -> list[tuple[str, Path]]:
+    """(path relative to the context, path) of every file and symlink the build sees, by
+    path: .git and .dockerignore'd entries are left out. A symlink is listed, never
+    followed (rglob does not descend into linked folders)."""
     ignore = _ignore_patterns(context)
-    digest = hashlib.sha256()
-    for path in sorted(p for p in context.rglob("*") if p.is_file() and not p.is_symlink()):
+    out = []
+    for path in sorted(p for p in context.rglob("*") if p.is_symlink() or p.is_file()):
         rel = path.relative_to(context).as_posix()
         if rel.split("/", 1)[0] == ".git" or _ignored(rel, ignore):
+            continue
+        out.append((rel, path))
+    return out
+
+
+def context_digest(context: Path) -> str:
+    """sha256 over the paths and contents of a build context, minus .dockerignore'd files."""
+    digest = hashlib.sha256()
+    for rel, path in context_files(context):
+        if path.is_symlink():
             continue
         digest.update(rel.encode() + b"\0")
         with path.open("rb") as fh:

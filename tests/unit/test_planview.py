@@ -16,7 +16,15 @@ from paude.cli.planview import (
     plan_text,
 )
 from paude.domains import expand
-from paude.results import ApplyResult, PlanResult, PolicyFinding, ResourceChange, SummaryItem
+from paude.results import (
+    ApplyResult,
+    DefinitionChange,
+    DefinitionCommit,
+    PlanResult,
+    PolicyFinding,
+    ResourceChange,
+    SummaryItem,
+)
 from paude.summary import summarize
 
 TYPES = {"agent": "podman:Container", "proxy": "podman:Container",
@@ -107,7 +115,32 @@ def yolo_unrestricted_blocked() -> PlanResult:
                       policy=findings)
 
 
+def definition_changed() -> PlanResult:
+    """The agent widened its own egress in paude.yaml, and the user pulled the commit."""
+    commit = DefinitionCommit("3f2a1c9d" + "0" * 32, "3f2a1c9", "widen egress", "Agent",
+                              "paude-demo")
+    sneaky = DefinitionCommit("5b7e0aa1" + "0" * 32, "5b7e0aa", "`tidy` [docs](http://x) | y",
+                              "Agent", "paude-demo")
+    definition = (DefinitionChange("paude.yaml", "modified", (commit,), True),
+                  DefinitionChange("docker/setup.sh", "added", (sneaky,), True),
+                  DefinitionChange("paude-policy.yaml", "modified"))
+    planned = changes(proxy=ResourceChange(
+        "proxy", "podman:Container", "replace", diff_keys=("allowlist", "env"),
+        replace_keys=("env",),
+        old_inputs={"allowlist": expand(["default"]).describe()},
+        new_inputs={"allowlist": expand(["default", ".example.com"]).describe()}))
+    finding = PolicyFinding(
+        "definition-changed-by-session", "advisory", "",
+        "the session's definition changed in commits that came from a session: paude.yaml "
+        "(3f2a1c9 from paude-demo); docker/setup.sh (5b7e0aa from paude-demo)",
+        "review each listed commit (`git show SHA`) before applying")
+    return PlanResult("demo", "podman", planned,
+                      summarize(planned, new_session=False, definition=definition),
+                      policy=(finding,), definition_changes=definition)
+
+
 PLANS = {
+    "definition-changed": definition_changed,
     "policy-blocked": yolo_unrestricted_blocked,
     "new-session": new_session,
     "no-changes": no_changes,
@@ -143,7 +176,9 @@ def test_plan_json_contract() -> None:
     data = json.loads(plan_json_text(image_change()))
     assert PLAN_JSON_VERSION == 1
     assert set(data) == {"version", "session", "backend", "new_session", "has_changes",
-                         "summary", "counts", "resources", "warnings", "policy"}
+                         "summary", "counts", "resources", "warnings", "policy",
+                         "definition_changes"}
+    assert data["definition_changes"] == []
     assert data["policy"] == {"passed": True, "findings": []}
     assert data["version"] == 1
     assert (data["session"], data["backend"]) == ("demo", "podman")
@@ -293,3 +328,49 @@ def test_plan_all_lists_blocked_sessions_first_with_their_rules() -> None:
     assert "| passed |" in table  # lossy: no findings
     data = plans_json(plans)["plans"]
     assert [p["policy"]["passed"] for p in data] == [True, False, True]
+
+
+def test_definition_changed_by_a_session_in_every_form() -> None:
+    plan = definition_changed()
+    text = plan_text(plan)
+    # The session's edit leads the summary, marked security-relevant, before egress.
+    lines = text.splitlines()
+    assert lines[1] == ("  !  definition changed by session commits: paude.yaml (3f2a1c9 "
+                        "'widen egress', from paude-demo); docker/setup.sh (5b7e0aa '`tidy` "
+                        "[docs](http://x) | y', from paude-demo)")
+    assert lines[2] == "       paude.yaml: 3f2a1c9 'widen egress' by Agent, from paude-demo"
+    assert "  *  definition changed since the last apply: paude-policy.yaml (modified)" in text
+    data = plan_json(plan)
+    assert data["has_changes"] is True  # the proxy; the definition alone would not count
+    assert data["definition_changes"][0] == {
+        "file": "paude.yaml", "change": "modified", "from_session": True,
+        "commits": [{"sha": "3f2a1c9d" + "0" * 32, "short": "3f2a1c9",
+                     "subject": "widen egress", "author": "Agent", "source": "paude-demo"}]}
+    assert data["definition_changes"][2]["from_session"] is False
+    assert data["summary"][0]["kind"] == "definition-changed-by-session"
+    assert data["summary"][0]["security_relevant"] is True
+    markdown = plan_markdown(plan)
+    # The agent's subject cannot become a link: escaped in text, fenced in code spans.
+    assert "'\\`tidy\\` \\[docs\\](http://x) \\| y'" in markdown
+    assert "  - ``docker/setup.sh: 5b7e0aa '`tidy` [docs](http://x) | y' by Agent, from " \
+           "paude-demo``\n" in markdown
+    assert "- **security:** definition changed by session commits:" in markdown
+    assert "| `definition-changed-by-session` | session |" in markdown
+
+
+def test_definition_changes_alone_are_not_resource_changes() -> None:
+    from dataclasses import replace
+
+    plan = replace(no_changes(), definition_changes=(
+        DefinitionChange("paude.yaml", "modified", (), False),))
+    assert not plan.has_changes
+
+
+def test_plan_all_puts_a_session_edited_definition_in_the_security_column() -> None:
+    from paude.cli.planview import plans_markdown
+
+    (comment,) = plans_markdown([definition_changed()])
+    row = comment.splitlines()[4]
+    assert row.startswith("| `demo` | podman | 1 replace | definition changed by session "
+                          "commits: paude.yaml (3f2a1c9 'widen egress', from paude-demo);")
+    assert "\\| y" in row and row.endswith("| 1 advisory |")

@@ -694,7 +694,17 @@ def test_a_real_stack_s_builds_are_sandboxed() -> None:
 
 
 def test_every_rule_has_an_example() -> None:
-    assert set(EXAMPLES) == set(BY_ID)
+    assert set(EXAMPLES) == {r.id for r in BUILTIN if not r.host}
+
+
+def test_host_rules_never_report_in_the_pack() -> None:
+    """definition-changed-by-session is judged by paude on the host (it needs git history);
+    in the pack its check sees resources only and must stay silent on any of them."""
+    host = [r for r in BUILTIN if r.host]
+    assert [r.id for r in host] == ["definition-changed-by-session"]
+    assert host[0].level == "advisory"
+    every = [res for bad, good in EXAMPLES.values() for res in (*bad, *good)]
+    assert found(host[0].check, every, host[0].params) == []
 
 
 @pytest.mark.parametrize("rule_id", sorted(EXAMPLES))
