@@ -39,8 +39,27 @@ def find_project_root(start: Path) -> Path:
 # ---------------------------------------------------------------- paude.yaml
 
 
+def inside_repository(path: Path, root: Path) -> None:
+    """Refuse a repository file that is a symlink leading out of the repository: the agent
+    can commit such links, and paude must not read host files through them."""
+    if path.is_symlink() and not path.resolve().is_relative_to(root.resolve()):
+        raise ConfigError(str(path), [ConfigProblem(
+            WHOLE_FILE, f"is a symlink to {path.resolve()}, outside the repository")],
+            hint="replace the link with the file itself")
+
+
+def line_in(path: Path, loc: tuple[str | int, ...]) -> int | None:
+    """The line of a field in a YAML file (None when it cannot be told)."""
+    try:
+        return _line_of(yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader),
+                        loc)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+
+
 def load_paude_file(path: Path) -> PaudeFile:
     """Parse and validate paude.yaml; problems become a ConfigError with field paths and lines."""
+    inside_repository(path, path.parent)
     return load_yaml_model(path, PaudeFile, top="version, state, defaults and sessions",
                            missing_hint="run `paude create NAME` to define a session")
 

@@ -154,6 +154,9 @@ def load_image_source(root: Path) -> tuple[ImageConfig, str, list[str]] | None:
     source = next((s for s in IMAGE_SOURCES if (root / s).is_file()), None)
     if source is None:
         return None
+    from paude.config import inside_repository  # config imports this module
+
+    inside_repository(root / source, root)
     try:
         text = (root / source).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

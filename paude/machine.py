@@ -7,14 +7,17 @@ the agent pick the squid binary that enforces its own allowlist."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from paude.config import load_yaml_model
+from paude.config import line_in, load_yaml_model
+from paude.errors import ConfigError, ConfigProblem
 from paude.fields import DEFAULT_BASE_IMAGE, ImageRef
 from paude.home import paude_home
+from paude.models import StateConfig
 
 MACHINE_FILE = "config.yaml"
 
@@ -47,6 +50,8 @@ class MachineConfig(_Model):
                                 description="Image settings of this machine.")
     proxy: MachineProxy = Field(default_factory=MachineProxy,
                                 description="The egress proxy's image.")
+    state: StateConfig = Field(default_factory=StateConfig, description=(
+        "Where the sessions' state lives (PAUDE_STATE_BACKEND overrides it)."))
 
     @property
     def default_base(self) -> str:
@@ -57,6 +62,27 @@ class MachineConfig(_Model):
     def proxy_base(self) -> str:
         """The proxy's base image."""
         return self.proxy.base or self.default_base
+
+
+def state_backend(file_backend: str | None, definition: Path,
+                  home: Path | None = None) -> str | None:
+    """The state backend: PAUDE_STATE_BACKEND, else this machine's state.backend, else local
+    state (None). paude.yaml may declare one, but only as a check that must match: a
+    repository the agent can edit must not choose where paude writes state and sends the
+    backend's credentials."""
+    explicit = os.environ.get("PAUDE_STATE_BACKEND")
+    if explicit:
+        return explicit  # the user's own choice for this command: the file's is moot
+    chosen = load(home).state.backend
+    if file_backend is not None and file_backend != chosen:
+        raise ConfigError(str(definition), [ConfigProblem(
+            "state.backend", f"names {file_backend!r}, but this machine uses "
+            f"{chosen or 'local state under PAUDE_HOME'}: a repository cannot choose where "
+            "paude keeps state (the agent can edit paude.yaml)",
+            line_in(definition, ("state", "backend")))],
+            hint=f"to use that backend here, set state.backend in {machine_file(home)} or "
+                 "PAUDE_STATE_BACKEND; or remove state.backend from paude.yaml")
+    return chosen
 
 
 def machine_file(home: Path | None = None) -> Path:

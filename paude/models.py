@@ -271,8 +271,10 @@ class StateConfig(_Model):
     backend: str | None = Field(
         None,
         description=(
-            "Pulumi backend URL (file://, s3://, gs://, azblob://, https://); "
-            "local state under PAUDE_HOME if unset."
+            "Pulumi backend URL (file://, s3://, gs://, azblob://, https://); local state "
+            "under PAUDE_HOME if unset. In paude.yaml a declaration only: it must match "
+            "this machine's (PAUDE_STATE_BACKEND, or state.backend in $PAUDE_HOME/config.yaml), "
+            "since a repository the agent can edit must not choose where state goes."
         ),
     )
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from paude import credentials, engine, gitsync, index, policy, provenance, proxylog
+from paude import credentials, engine, gitsync, index, machine, policy, provenance, proxylog
 from paude.backends import get_backend
 from paude.config import PAUDE_FILE, find_project_root, load_paude_file, session_from
 from paude.errors import (
@@ -83,7 +83,7 @@ InstallProgress = Callable[[int, int | None], None]
 
 
 def _context(project: Project, on_install: InstallProgress | None) -> engine.EngineContext:
-    url = os.environ.get("PAUDE_STATE_BACKEND") or project.file.state.backend
+    url = machine.state_backend(project.file.state.backend, project.root / PAUDE_FILE)
     return engine.connect(paude_home(), url, on_install=on_install)
 
 

@@ -67,3 +67,42 @@ def test_build_allowlist_default_and_explicit(home: Path, tmp_path: Path) -> Non
     explicit = build_allowlist(session).domains
     assert "github.com" in explicit and "pypi.org" not in explicit
     assert "deb.debian.org" in explicit
+
+
+def test_the_repository_cannot_choose_the_state_backend(home: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from paude import machine
+
+    monkeypatch.delenv("PAUDE_STATE_BACKEND", raising=False)
+    definition_file = tmp_path / "paude.yaml"
+    definition_file.write_text("version: 1\nstate:\n  backend: https://attacker.example\n")
+    with pytest.raises(ConfigError) as exc:
+        machine.state_backend("https://attacker.example", definition_file)
+    text = str(exc.value.render())
+    assert f"{definition_file}:3: state.backend" in text and "config.yaml" in text
+    # Controls: no declaration is local state; a declaration matching the machine's is fine;
+    # PAUDE_STATE_BACKEND is the user's explicit choice.
+    assert machine.state_backend(None, definition_file) is None
+    (home / "config.yaml").write_text("version: 1\nstate: {backend: 's3://team/paude'}\n")
+    assert machine.state_backend("s3://team/paude", definition_file) == "s3://team/paude"
+    monkeypatch.setenv("PAUDE_STATE_BACKEND", "file:///tmp/x")
+    assert machine.state_backend("https://attacker.example", definition_file) == "file:///tmp/x"
+
+
+def test_a_paude_yaml_linked_out_of_the_repository_is_refused(home: Path,
+                                                              tmp_path: Path) -> None:
+    from paude.config import load_paude_file
+
+    secret = tmp_path / "credentials.yaml"
+    secret.write_text("version: 1\n")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "paude.yaml").symlink_to(secret)
+    with pytest.raises(ConfigError) as exc:
+        load_paude_file(repo / "paude.yaml")
+    assert "outside the repository" in str(exc.value.render())
+    # Control: a link inside the repository is read.
+    (repo / "paude.yaml").unlink()
+    (repo / "defs.yaml").write_text("version: 1\n")
+    (repo / "paude.yaml").symlink_to(repo / "defs.yaml")
+    assert load_paude_file(repo / "paude.yaml").version == 1

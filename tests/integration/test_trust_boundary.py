@@ -1,0 +1,60 @@
+"""The agent's commits reach the host by design: a policy file with code, committed inside
+the session and pulled, never runs on the host, and the plan names what the agent changed."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from tests.integration.helpers import Paude
+from tests.integration.test_policy import TIDY, TIDY_RULE
+from tests.integration.test_provenance import GITCONFIG, git, in_agent, plan
+
+pytestmark = [pytest.mark.requires_podman, pytest.mark.requires_pulumi, pytest.mark.slow]
+
+
+def test_policy_code_committed_by_the_agent_never_runs(paude: Paude) -> None:
+    name = paude.session
+    marker = paude.home.parent / "tidy-ran"
+    (paude.home.parent / "user-home" / ".gitconfig").write_text(GITCONFIG, encoding="utf-8")
+    git(paude, "symbolic-ref", "HEAD", "refs/heads/main")
+    git(paude, "add", "paude.yaml")
+    git(paude, "commit", "-qm", "define the session")
+    paude.ok("apply", name, "--yes")
+    paude.ok("remote", "add", "--push", name)
+
+    # Inside its container, the agent commits a rule with code and the code.
+    files = {"tidy.py": TIDY.format(marker=str(marker)), "paude-policy.yaml": TIDY_RULE}
+    writes = " && ".join(f"printf %s {shlex.quote(text)} > {path}"
+                         for path, text in files.items())
+    in_agent(paude, f"cd /workspace && {writes} && git add -A && git commit -qm 'tidy up'")
+    git(paude, "pull", "-q", "--ff-only", f"paude-{name}", "main")
+    assert (paude.repo / "tidy.py").exists()
+
+    # The step a careful user runs to review it: refused, and nothing ran.
+    for command in (("plan", name), ("apply", name, "--yes")):
+        refused = paude.run(*command)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "cannot add rules with code" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert not marker.exists(), f"paude {command[0]} ran the agent's code"
+
+    # The agent's policy file made data-only by the user (levels may only tighten): the
+    # plan runs, still runs no code, and names the agent's commit as security-relevant.
+    (paude.repo / "paude-policy.yaml").write_text(
+        "version: 1\nrules: {pvc-size-limit: {level: mandatory}}\n")
+    data = plan(paude)
+    assert not marker.exists()
+    changed = {c["file"]: c for c in data["definition_changes"]}
+    assert changed["paude-policy.yaml"]["from_session"] is True
+    assert [c["subject"] for c in changed["paude-policy.yaml"]["commits"]] == ["tidy up"]
+    flagged = {s["kind"]: s for s in data["summary"]}["definition-changed-by-session"]
+    assert flagged["security_relevant"] is True and "paude-policy.yaml" in flagged["text"]
+
+    # Control: the same code named by the machine's own policy file does run, so the
+    # checks above would have seen it run.
+    (paude.home / "tidy.py").write_text(TIDY.format(marker=str(marker)))
+    (paude.home / "policy.yaml").write_text(TIDY_RULE)
+    paude.ok("plan", name)
+    assert marker.read_text() == "ran"
