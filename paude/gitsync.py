@@ -127,6 +127,15 @@ def require_repo(repo: Path) -> None:
     raise proc.classify_failure(result)
 
 
+def is_repo(path: Path) -> bool:
+    """True when path is inside a git repository."""
+    try:
+        require_repo(path)
+    except PaudeError:
+        return False
+    return True
+
+
 def _head_branch(repo: Path) -> str:
     result = _git(repo, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
     if not result.ok:

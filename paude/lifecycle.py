@@ -118,7 +118,7 @@ def create(name: str | None, flags: CreateFlags, *, cwd: Path | None = None,
     # What exists before this run: the undo of a failed create removes only what the run
     # itself made (a kept workspace from an earlier session holds the agent's work).
     before = _Existing(data=_backend_for(session).data_exists(session=name),
-                       remote=_in_git_repo(root) and gitsync.has_remote(root, name))
+                       remote=gitsync.is_repo(root) and gitsync.has_remote(root, name))
     receipt = sessions.Receipt()
     write_definition(definition)
     try:
@@ -171,14 +171,6 @@ def _undo(root: Path, name: str, session: Session, before: _Existing,
     if not before.data:
         with contextlib.suppress(Exception):
             _backend_for(session).delete_data(session=name)
-
-
-def _in_git_repo(path: Path) -> bool:
-    try:
-        gitsync.require_repo(path)
-    except PaudeError:
-        return False
-    return True
 
 
 def start(name: str) -> list[str]:

@@ -371,11 +371,7 @@ def _cluster_hint(exc: EngineError, session: Session) -> PaudeError:
 
 
 def _in_git_repo(path: Path) -> bool:
-    try:
-        gitsync.require_repo(path)
-    except PaudeError:
-        return False
-    return True
+    return gitsync.is_repo(path)
 
 
 def _configure_remote(repo: Path, name: str) -> None:
