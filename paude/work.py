@@ -276,7 +276,9 @@ def plural(count: int, one: str, many: str | None = None) -> str:
 
 
 def _tips(refs: Iterable[RefWork]) -> tuple[str, ...]:
-    return tuple(f"{r.name}: " + (plural(r.commits, "commit") if r.commits else "no new commit")
+    # A stash entry is two or three commits (work tree, index, untracked): not worth counting.
+    return tuple(f"{r.name} (at {r.tip[:12]})" if r.kind == "stash" else
+                 f"{r.name}: " + (plural(r.commits, "commit") if r.commits else "no new commit")
                  + f" (at {r.tip[:12]})" for r in refs)
 
 

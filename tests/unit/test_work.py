@@ -141,7 +141,7 @@ def test_stash_detached_head_tag_and_other_refs(pushed: World) -> None:
     assert ("  detached HEAD: 2 commits on no branch\n    HEAD: 2 commits (at "
             f"{detached[:12]})\n    bring it back: `git fetch paude-demo "
             "+HEAD:refs/paude/demo/HEAD`\n") in text
-    assert "  stash: 2 stash entries\n    stash@{0}: 2 commits" in text
+    assert "  stash: 2 stash entries\n    stash@{0} (at " in text
     assert "  other refs: 1 ref\n    refs/notes/commits: 1 commit" in text
 
     # Each command the refusal names brings its kind back.

@@ -58,7 +58,7 @@ def test_status_lists_each_kind(monkeypatch: pytest.MonkeyPatch,
         f"      v1: 1 commit (at {A[:12]})\n"
         "      bring it back: `git fetch paude-demo 'refs/tags/*:refs/tags/*'`\n"
         "    stash: 1 stash entry\n"
-        f"      stash@{{0}}: 2 commits (at {A[:12]})\n"
+        f"      stash@{{0}} (at {A[:12]})\n"
         "      bring it back: `paude rescue demo` (saves them as refs/paude/demo/stash, "
         "stash-1, ...)\n"
         "    uncommitted changes: 1 changed tracked file (a.txt)\n"
