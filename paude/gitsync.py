@@ -1,5 +1,6 @@
 """Git between the user's repository and a session: the paude-NAME remote, pushes, and the
-commits the host has not fetched yet. Returns results, never prints."""
+branches the host has not fetched yet (paude.work reads every other kind of work). Returns
+results, never prints."""
 
 from __future__ import annotations
 

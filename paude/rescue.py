@@ -10,6 +10,7 @@ files are not saved: they are usually build output (see work.WorkReport.ignored)
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +100,9 @@ def rescue(repo: Path, backend: Backend, session: str) -> RescueResult:
                 _fetch(repo, gitsync.rescue_url(session),
                        [f"+refs/paude-rescue/worktree:{ns}/worktree"], session)
             finally:
-                gitsync._exec(backend, session, ["rm", "-rf", gitsync.RESCUE_REPO])
+                # A copy left in the container's /tmp is harmless; the fetch's error matters.
+                with contextlib.suppress(PaudeError):
+                    gitsync._exec(backend, session, ["rm", "-rf", gitsync.RESCUE_REPO])
             saved = [SavedRef(f"{ns}/worktree",
                               f"the files of {WORKSPACE} (not a git repository)")]
     remaining = work.report(repo, backend, session)

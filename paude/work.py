@@ -110,17 +110,17 @@ def observe(repo: Path, backend: Backend, session: str, *, mode: str = "report")
         detail = ("\n    " + "\n    ".join(stderr)) if stderr else ""
         raise WorkReportError(
             f"cannot tell what work session {session} holds: {exc.message}{detail}",
-            hint="nothing was deleted; `paude connect " + session + "` to look inside, or "
-                 "pass --force to delete anyway") from None
+            hint=f"`paude connect {session}` to look inside; `paude delete {session} "
+                 "--confirm --force` deletes the session without this check") from None
 
 
 def host_tips(repo: Path) -> list[str]:
     """Every commit (and peeled tag) the host's refs point at; none outside a repository."""
     result = gitsync._git(repo, "for-each-ref", "--format=%(objectname) %(*objectname)",
                           check=False)
-    head = gitsync._git(repo, "rev-parse", "-q", "--verify", "HEAD", check=False)
     if not result.ok:
         return []
+    head = gitsync._git(repo, "rev-parse", "-q", "--verify", "HEAD", check=False)
     tips = set(result.stdout.split()) | set(head.stdout.split() if head.ok else [])
     return sorted(t for t in tips if SHA.fullmatch(t))
 
@@ -139,7 +139,7 @@ def host_objects(repo: Path, ids: Iterable[str]) -> dict[str, str]:
     found = {}
     for line in result.stdout.splitlines():
         sha, _, kind = line.partition(" ")
-        if sha in wanted and kind != "missing":
+        if sha in wanted and kind in ("commit", "tree", "blob", "tag"):
             found[sha] = kind
     return found
 

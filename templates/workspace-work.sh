@@ -179,4 +179,6 @@ main() {
     rec end ok
 }
 
-main | od -An -v -tx1
+# stderr too may quote names: paude reads it as text, so it arrives as printable ASCII.
+main 2> "$t/stderr" | od -An -v -tx1
+tr -c '\11\12\40-\176' '?' < "$t/stderr" >&2

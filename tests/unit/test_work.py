@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -346,3 +347,22 @@ def test_the_rescue_url_serves_the_rescue_repository_for_fetches_only(
     code, _, _ = helper.run(["x", "demo/other"], b"connect git-upload-pack\n")
     assert code == 128
     assert "paude::demo/other: invalid session name 'demo/other'" in capsys.readouterr().err
+
+
+def test_refs_with_names_in_any_encoding_are_counted_and_rescued(pushed: World) -> None:
+    head = container_commit(pushed, "agent.txt")
+    latin1 = b"caf\xe9".decode("utf-8", "surrogateescape")
+    in_container(pushed, "branch", latin1)
+    in_container(pushed, "update-ref", f"refs/custom/{latin1}", head)
+    found = report(pushed)
+    assert [(r.kind, r.name) for r in found.refs] == [
+        ("other", "refs/custom/caf\\xe9"), ("branch", "caf\\xe9"), ("branch", "main")]
+    result = rescue.rescue(pushed.host, pushed.backend, SESSION)
+    assert ("refs/paude/demo/other/custom/caf\\xe9", "ref refs/custom/caf\\xe9") in [
+        (s.ref, s.what) for s in result.saved]
+    listed = subprocess.run(["git", "-C", str(pushed.host), "for-each-ref",
+                             "--format=%(refname)", "refs/paude/demo/"],
+                            capture_output=True, check=True).stdout.split(b"\n")
+    assert b"refs/paude/demo/other/custom/caf\xe9" in listed
+    assert b"refs/paude/demo/heads/caf\xe9" in listed
+    assert not report(pushed).blocking
