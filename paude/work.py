@@ -254,13 +254,16 @@ def kinds(found: WorkReport, session: str) -> list[KindSummary]:
 def describe(found: WorkReport, session: str) -> str:
     """The refusal: what the session holds that the host lacks, and how to bring each back."""
     lines = [f"session {session} holds work the host does not have:"]
-    for item in kinds(found, session):
+    items = kinds(found, session)
+    for item in items:
         lines.append(f"  {item.kind}: {item.headline}")
         lines += [f"    {detail}" for detail in item.details]
         if item.fix:
             lines.append(f"    bring it back: {item.fix}")
     remote = gitsync.remote_name(session)
-    lines.append(f"(no remote {remote} in your repository? `paude remote add {session}` adds it)")
+    if any(f"git fetch {remote}" in item.fix for item in items):
+        lines.append(f"(no remote {remote} in your repository? `paude remote add {session}` "
+                     "adds it)")
     return "\n".join(lines)
 
 

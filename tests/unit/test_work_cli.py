@@ -204,3 +204,15 @@ def test_the_guard_without_a_container(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(UnfetchedWorkError, match="its agent container is gone"):
         guard(monkeypatch, FakeBackend(exists=False), BUSY)
     guard(monkeypatch, FakeBackend(exists=False), BUSY, expected=False)  # nothing to lose
+
+
+def test_the_remote_note_only_comes_with_git_commands() -> None:
+    from paude.work import describe
+
+    files = WorkReport(git=False, files=Paths(1, ("a",)), files_saved=False)
+    assert describe(files, "demo") == (
+        "session demo holds work the host does not have:\n"
+        "  files outside git: /workspace is not a git repository; 1 file (a)\n"
+        "    bring it back: `paude rescue demo`")
+    assert describe(BUSY, "demo").endswith(
+        "(no remote paude-demo in your repository? `paude remote add demo` adds it)")
