@@ -225,8 +225,9 @@ def test_a_workspace_without_git(world: World) -> None:
     found = report(world)
     assert (found.git, found.files, found.blocking) == (False, Paths(2, ("notes.md",
                                                                          "src/x.py")), True)
-    assert "  files outside git: /workspace is not a git repository; 2 files (notes.md, " \
-           "src/x.py)\n    bring it back: `paude rescue demo`\n" in work.describe(found, SESSION)
+    assert work.describe(found, SESSION).endswith(
+        "  files outside git: /workspace is not a git repository; 2 files (notes.md, "
+        "src/x.py)\n    bring it back: `paude rescue demo`")
     before = sorted(p.name for p in world.workspace.rglob("*"))
 
     result = rescue.rescue(world.host, world.backend, SESSION)
