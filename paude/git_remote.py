@@ -5,6 +5,9 @@ and on `connect git-upload-pack|git-receive-pack` replaces itself with the backe
 of that service in the session's workspace, so the pack data flows straight between
 git and the container. Unlike an `ext::` remote it needs no `protocol.ext.allow`, and it
 changes no git configuration.
+
+`paude::NAME/rescue` serves, for fetching only, the repository `paude rescue` makes inside
+the container from a workspace that is not a git repository (gitsync.RESCUE_REPO).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from paude.backends import get_backend
 from paude.backends.base import WORKSPACE
 from paude.errors import PaudeError
 from paude.fields import validate_session_name  # light import; the same as paude.models'
-from paude.gitsync import session_backend
+from paude.gitsync import RESCUE_AREA, RESCUE_REPO, session_backend
 
 SERVICES = ("git-upload-pack", "git-receive-pack")
 EXIT_FATAL = 128  # what git itself exits with on fatal errors
@@ -47,7 +50,7 @@ def read_line(fd: int) -> str | None:
             raise HelperError("command line from git is too long")
 
 
-def serve(session: str, *, stdin_fd: int = 0, stdout_fd: int = 1) -> int:
+def serve(session: str, *, stdin_fd: int = 0, stdout_fd: int = 1, rescue: bool = False) -> int:
     """Answer git's commands until it is done, or become the requested git service."""
     backend = get_backend(session_backend(session), session)
     while True:
@@ -62,8 +65,11 @@ def serve(session: str, *, stdin_fd: int = 0, stdout_fd: int = 1) -> int:
             raise HelperError(f"unsupported command {line!r}: this helper only connects")
         if service not in SERVICES:
             raise HelperError(f"unsupported service {service!r}: use {' or '.join(SERVICES)}")
+        if rescue and service != "git-upload-pack":
+            raise HelperError(f"paude::{session}/{RESCUE_AREA} is only for fetching")
         protocol = os.environ.get("GIT_PROTOCOL")
-        argv = backend.exec_argv(session=session, argv=[service, WORKSPACE], stdin=True,
+        where = RESCUE_REPO if rescue else WORKSPACE
+        argv = backend.exec_argv(session=session, argv=[service, where], stdin=True,
                                  env={"GIT_PROTOCOL": protocol} if protocol else None)
         os.write(stdout_fd, b"\n")  # ready: from here on the streams belong to the service
         proc.exec_replace(argv)
@@ -76,13 +82,15 @@ def main(argv: Sequence[str] | None = None, *, stdin_fd: int = 0, stdout_fd: int
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         if len(args) != 2:
-            raise HelperError("usage: git-remote-paude REMOTE SESSION (git runs it for "
-                              "paude::SESSION remote URLs)")
+            raise HelperError("usage: git-remote-paude REMOTE SESSION[/rescue] (git runs it "
+                              "for paude::SESSION remote URLs)")
+        name, slash, area = args[1].partition("/")
+        rescue = bool(slash) and area == RESCUE_AREA
         try:
-            session = validate_session_name(args[1])
+            session = validate_session_name(name if rescue else args[1])
         except ValueError as exc:
             raise HelperError(f"remote URL paude::{args[1]}: {exc}") from None
-        return serve(session, stdin_fd=stdin_fd, stdout_fd=stdout_fd)
+        return serve(session, stdin_fd=stdin_fd, stdout_fd=stdout_fd, rescue=rescue)
     except HelperError as exc:
         _fail(str(exc))
     except PaudeError as exc:

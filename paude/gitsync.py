@@ -1,5 +1,6 @@
 """Git between the user's repository and a session: the paude-NAME remote, pushes, and the
-commits the host has not fetched yet. Returns results, never prints."""
+branches the host has not fetched yet (paude.work reads every other kind of work). Returns
+results, never prints."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +21,14 @@ from paude.proc import CommandResult
 log = logging.getLogger(__name__)
 
 URL_PREFIX = "paude::"
+# Inside the agent container: the repository `paude rescue` makes from the files of a
+# workspace that is not a repository, served by git-remote-paude as paude::NAME/rescue.
+RESCUE_REPO = "/tmp/paude-rescue.git"
+RESCUE_AREA = "rescue"
 # Used only when the container has no git identity at all, so the agent can commit.
 FALLBACK_NAME = "paude agent"
 FALLBACK_EMAIL = "agent@paude.invalid"
 
-_SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
 _NOT_RUNNING = re.compile(r"can only create exec sessions on running containers|"
                           r"container state improper", re.I)
 _NO_REPO = ("not a git repository", "cannot change to")
@@ -40,16 +44,6 @@ if [ -z "$(git -C "$1" config user.email)" ]; then
   git -C "$1" config user.name "$3" && git -C "$1" config user.email "$4" || exit
 fi
 """
-# Known commits arrive on stdin (only those the container has count); heads are arguments.
-_COUNT_SCRIPT = """\
-cd "$1" || exit
-shift
-known=$(git cat-file --batch-check='%(objecttype) %(objectname)' | sed -n 's/^commit //p')
-for head in "$@"; do
-  git rev-list --count "$head" --not $known || exit
-done
-"""
-
 
 @dataclass(frozen=True)
 class BranchLag:
@@ -79,6 +73,11 @@ def remote_name(session: str) -> str:
 def remote_url(session: str) -> str:
     """The remote's URL, served by git-remote-paude."""
     return f"{URL_PREFIX}{session}"
+
+
+def rescue_url(session: str) -> str:
+    """The URL of the session's rescue repository (see RESCUE_REPO)."""
+    return f"{URL_PREFIX}{session}/{RESCUE_AREA}"
 
 
 def session_backend(session: str) -> str:
@@ -264,85 +263,15 @@ def init_workspace(backend: Backend, session: str, branch: str) -> None:
                              FALLBACK_NAME, FALLBACK_EMAIL])
 
 
-def _printable(name: str) -> str:
-    # Branch names come from the container, which the agent controls.
-    return name if name.isprintable() else repr(name)
-
-
-def _container_heads(backend: Backend, session: str) -> dict[str, str]:
-    result = _exec(backend, session, ["git", "-C", WORKSPACE, "for-each-ref",
-                                      "--format=%(refname) %(objectname)", "refs/heads"],
-                   check=False)
-    if not result.ok:
-        if _is_no_repo(result):
-            return {}
-        raise proc.classify_failure(result)
-    heads = {}
-    for line in result.stdout.splitlines():
-        ref, _, sha = line.rpartition(" ")
-        if ref.startswith("refs/heads/") and _SHA.match(sha):
-            heads[_printable(ref.removeprefix("refs/heads/"))] = sha
-        else:
-            log.warning("ignoring unexpected ref line from the container: %r", line)
-    return heads
-
-
-def _host_commits(repo: Path, shas: Iterable[str]) -> set[str]:
-    """The commits among shas that the host repository has."""
-    wanted = sorted(set(shas))
-    result = _git(repo, "cat-file", "--batch-check=%(objecttype)", check=False,
-                  input="".join(f"{sha}\n" for sha in wanted))
-    if not result.ok:
-        if _is_no_repo(result):
-            return set()
-        raise proc.classify_failure(result)
-    types = result.stdout.splitlines()
-    return {sha for sha, kind in zip(wanted, types, strict=False) if kind == "commit"}
-
-
-def _host_known(repo: Path, session: str) -> list[str]:
-    result = _git(repo, "for-each-ref", "--format=%(objectname)",
-                  f"refs/remotes/{remote_name(session)}/", "refs/heads/", check=False)
-    return sorted(set(result.stdout.split())) if result.ok else []
-
-
 def unfetched(repo: Path, backend: Backend, session: str) -> list[BranchLag]:
-    """Branches in the session whose head the host lacks, with the commits it lacks on each.
+    """Branches in the session whose head the host lacks, with the commits it lacks on each
+    (paude.work reports all the other kinds of work too).
 
     Raises a PaudeError when the agent container is missing or stopped."""
-    heads = _container_heads(backend, session)
-    present = _host_commits(repo, heads.values()) if heads else set()
-    lagging = {branch: sha for branch, sha in heads.items() if sha not in present}
-    if not lagging:
-        return []
-    targets = sorted(set(lagging.values()))
-    known = _host_known(repo, session)
-    result = _exec(backend, session, ["sh", "-c", _COUNT_SCRIPT, "sh", WORKSPACE, *targets],
-                   input="".join(f"{sha}\n" for sha in known))
-    counts = result.stdout.split()
-    if len(counts) != len(targets) or not all(c.isdigit() for c in counts):
-        raise PaudeError(f"unexpected answer from session {session} while counting commits: "
-                         f"{result.stdout.strip()[:200]!r}")
-    by_sha = dict(zip(targets, (int(c) for c in counts), strict=True))
-    return [BranchLag(branch, by_sha[sha], sha) for branch, sha in sorted(lagging.items())]
+    from paude import work  # paude.work builds on this module
 
-
-def describe_lags(lags: Sequence[BranchLag], session: str) -> str:
-    """What the host has not fetched from the session, and how to fetch it."""
-    if not lags:
-        return f"the host has every commit of session {session}"
-    remote = remote_name(session)
-    total = sum(lag.commits for lag in lags)
-    lines = [f"session {session} has {_count(total)} the host has not fetched:"]
-    lines += [f"  {lag.branch}: {_count(lag.commits)} (head {lag.head[:12]})" for lag in lags]
-    lines.append(f"fetch them with `git fetch {remote}`, or merge one branch with "
-                 f"`git pull {remote} {lags[0].branch}`")
-    lines.append(f"(no remote {remote} in your repository? `paude remote add {session}` adds it)")
-    return "\n".join(lines)
-
-
-def _count(commits: int) -> str:
-    return f"{commits} commit" if commits == 1 else f"{commits} commits"
+    found = work.report(repo, backend, session)
+    return [BranchLag(ref.name, ref.commits, ref.tip) for ref in found.of_kind("branch")]
 
 
 # ---------------------------------------------------------------- orchestration

@@ -1,4 +1,5 @@
-"""The seed's session commands: create, start, stop, connect, list, status, delete."""
+"""The seed's session commands: create, start, stop, connect, list, status, delete, and
+rescue."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from paude import gitsync, index, proc, sessions
+from paude import gitsync, index, proc, sessions, work
 from paude.backends import get_backend
 from paude.backends.base import Backend
 from paude.backends.kubernetes import KubernetesBackend
@@ -18,7 +19,10 @@ from paude.engine import OnProgress
 from paude.errors import ConfigError, ConfigProblem, PaudeError, SessionNotFoundError
 from paude.fields import validate_session_name
 from paude.models import Session
+from paude.rescue import RescueResult
+from paude.rescue import rescue as rescue_work
 from paude.results import ApplyResult, DestroyResult, PlanResult
+from paude.work import WorkReport
 
 
 @dataclass(frozen=True)
@@ -55,14 +59,18 @@ class SessionStatus:
     state: str
     agent_alive: bool
     proxy_alive: bool
-    unfetched: int | None  # None: could not tell (not running, no repository)
+    unfetched: int | None  # commits on branches; None: could not tell (not running)
     branches: dict[str, int] = field(default_factory=dict)
+    report: WorkReport | None = None  # all the work the host lacks; None: could not tell
+    work_error: str | None = None  # why the work could not be read, when it could not
 
     def to_json(self) -> dict[str, object]:
-        """The JSON form of `paude status --json`."""
+        """The JSON form of `paude status --json` (unfetched_* kept from the first version)."""
         return {"name": self.name, "backend": self.backend, "state": self.state,
                 "agent_alive": self.agent_alive, "proxy_alive": self.proxy_alive,
-                "unfetched_commits": self.unfetched, "unfetched_by_branch": self.branches}
+                "unfetched_commits": self.unfetched, "unfetched_by_branch": self.branches,
+                "work": self.report.to_json() if self.report else None,
+                "work_error": self.work_error}
 
 
 def resolve_name(name: str | None, cwd: Path | None = None) -> str:
@@ -228,33 +236,59 @@ def _podman_states() -> dict[str, str]:
 
 
 def status(name: str, *, cwd: Path | None = None) -> SessionStatus:
-    """Running or stopped, agent and proxy alive, and commits the host has not fetched."""
+    """Running or stopped, agent and proxy alive, and the work the host lacks (read only
+    while the agent runs: status starts nothing)."""
     backend_name = _backend_of(name)
     backend = get_backend(backend_name, name)
     observed = backend.status(session=name)
-    unfetched: int | None = None
-    branches: dict[str, int] = {}
-    entry = index.read(name)
-    repo = Path(entry.owner) if entry else find_project_root((cwd or Path.cwd()).resolve())
+    found: WorkReport | None = None
+    error = None
     if observed.agent_running:
         try:
-            lags = gitsync.unfetched(repo, backend, name)
-        except PaudeError:
-            lags = None
-        if lags is not None:
-            branches = {lag.branch: lag.commits for lag in lags}
-            unfetched = sum(branches.values())
+            found = work.report(_owner_repo(name, cwd), backend, name)
+        except PaudeError as exc:
+            error = exc.message
+    branches = {r.name: r.commits for r in found.of_kind("branch")} if found else {}
     return SessionStatus(name, backend_name, observed.state, observed.agent_alive,
-                         observed.proxy_running, unfetched, branches)
+                         observed.proxy_running, found.commits if found else None, branches,
+                         found, error)
 
 
 def delete(name: str, *, force: bool = False, cwd: Path | None = None,
            on_progress: OnProgress | None = None) -> DestroyResult:
-    """Destroy a session with its data (refusing while commits are unfetched)."""
+    """Destroy a session with its data (refusing while it holds work the host lacks)."""
     entry = index.read(name)
     where = Path(entry.owner) if entry and Path(entry.owner).is_dir() else cwd
     return sessions.destroy(name, cwd=where, delete_data=True, force=force,
                             on_progress=on_progress)
+
+
+def rescue(name: str, *, cwd: Path | None = None) -> RescueResult:
+    """Save all of a session's work under refs/paude/NAME/ in its repository; a stopped
+    session is started for it and stopped again."""
+    backend = get_backend(_backend_of(name), name)
+    observed = backend.status(session=name)
+    if not observed.exists:
+        raise SessionNotFoundError(f"session {name} has no agent container to rescue from",
+                                   hint=f"`paude apply {name}` recreates it around its kept "
+                                        "workspace")
+    started = not observed.agent_running
+    if started:
+        backend.start(session=name)
+    try:
+        return rescue_work(_owner_repo(name, cwd), backend, name)
+    finally:
+        if started:
+            with contextlib.suppress(PaudeError):
+                backend.stop(session=name)
+
+
+def _owner_repo(name: str, cwd: Path | None) -> Path:
+    """The repository the session belongs to (where its work is fetched)."""
+    entry = index.read(name)
+    if entry and Path(entry.owner).is_dir():
+        return Path(entry.owner)
+    return find_project_root((cwd or Path.cwd()).resolve())
 
 
 def _backend_of(name: str) -> str:

@@ -27,6 +27,9 @@ from paude.models import PaudeFile, Session, validate_session_name
 from paude.proxylog import ProxyRequest
 from paude.results import ApplyResult, DestroyResult, PlanResult
 from paude.summary import summarize
+from paude.work import describe as describe_work
+from paude.work import refusal_hint
+from paude.work import report as report_work
 
 Confirm = Callable[[PlanResult], bool]
 
@@ -330,24 +333,23 @@ def blocked(name: str, *, cwd: Path | None = None) -> list[ProxyRequest]:
 
 def guard_unfetched(repo: Path, backend_name: str, name: str, *,
                     container_expected: bool) -> None:
-    """Refuse to lose commits the host has not fetched (callers skip this with --force)."""
+    """Refuse to lose work the host lacks: commits on any ref, uncommitted, untracked or
+    non-repository files (callers skip this with --force)."""
     backend = get_backend(backend_name, name)
     status = backend.status(session=name)
     if not status.exists:
         if container_expected:
             raise UnfetchedWorkError(
-                f"cannot check session {name} for unfetched commits: its agent container is "
-                "gone", hint=f"run `paude apply {name}` and `git fetch paude-{name}` first, "
+                f"cannot check session {name} for unfetched work: its agent container is "
+                "gone", hint=f"run `paude apply {name}` and `paude rescue {name}` first, "
                 "or pass --force to delete the workspace anyway")
         return
     if not status.agent_running:
-        backend.start(session=name)  # the check reads the repository inside the agent
-    if not _in_git_repo(repo):
-        return
-    lags = gitsync.unfetched(repo, backend, name)
-    if lags:
-        raise UnfetchedWorkError(gitsync.describe_lags(lags, name),
-                                 hint="fetch them first, or pass --force to discard them")
+        backend.start(session=name)  # the check reads the workspace inside the agent
+    # Outside a git repository the host has nothing, so every commit counts as unfetched.
+    found = report_work(repo, backend, name)
+    if found.blocking:
+        raise UnfetchedWorkError(describe_work(found, name), hint=refusal_hint(name))
 
 
 def _cluster_hint(exc: EngineError, session: Session) -> PaudeError:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from paude import __version__
-from paude.cli import doctor, lifecycle, output, proxy, remote, stack
+from paude.cli import doctor, lifecycle, output, proxy, remote, rescue, stack
 from paude.errors import PaudeError
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -27,6 +27,7 @@ app = typer.Typer(
 )
 lifecycle.register(app)
 remote.register(app)
+rescue.register(app)
 stack.register(app)
 proxy.register(app)
 doctor.register(app)

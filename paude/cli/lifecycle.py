@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from paude import lifecycle, proc
+from paude import lifecycle, proc, work
 from paude.cli import output, planview
 from paude.definition import CreateFlags
 
@@ -139,10 +139,12 @@ def status(
     name: OptionalName = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> int:
-    """Show a session's state, agent and proxy health, and unfetched commits.
+    """Show a session's state, agent and proxy health, and the work the host lacks: commits
+    on any ref, uncommitted, untracked and ignored files.
 
     Examples:\n
-      paude status my-project
+      paude status my-project\n
+      paude status my-project --json | jq .work.blocking
     """
     result = lifecycle.status(lifecycle.resolve_name(name))
     if as_json:
@@ -155,7 +157,26 @@ def status(
     output.text(f"  unfetched commits: {unfetched}")
     for branch, count in sorted(result.branches.items()):
         output.text(f"    {branch}: {count}  (git pull paude-{result.name} {branch})")
+    for line in _work_lines(result):
+        output.text(line)
     return 0
+
+
+def _work_lines(result: lifecycle.SessionStatus) -> list[str]:
+    """The `unfetched work` part of status: every kind but branches (shown above)."""
+    if result.report is None:
+        why = result.work_error or "not running"
+        return [f"  unfetched work:    unknown ({why})"]
+    items = [k for k in work.kinds(result.report, result.name) if k.kind != "branches"]
+    verdict = ("`paude delete` refuses until it is fetched or rescued"
+               if result.report.blocking else "none")
+    lines = [f"  unfetched work:    {verdict}"]
+    for item in items:
+        lines.append(f"    {item.kind}: {item.headline}")
+        lines += [f"      {detail}" for detail in item.details]
+        if item.fix:
+            lines.append(f"      bring it back: {item.fix}")
+    return lines
 
 
 def delete(
@@ -163,9 +184,10 @@ def delete(
     confirm: Annotated[bool, typer.Option(
         "--confirm", help="Required: delete the session and its workspace.")] = False,
     force: Annotated[bool, typer.Option(
-        "--force", help="Delete even if the agent has commits you have not fetched.")] = False,
+        "--force", help="Delete even if the session holds work you have not fetched.")] = False,
 ) -> int:
-    """Destroy a session with its data. Refuses while the agent has unfetched commits.
+    """Destroy a session with its data. Refuses while the session holds work the host lacks
+    (commits on any ref, uncommitted or untracked files); `paude rescue` saves it all.
 
     Examples:\n
       paude delete my-project --confirm\n
