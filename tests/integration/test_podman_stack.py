@@ -158,7 +158,11 @@ def test_session_lifecycle(paude: Paude, tmp_path: Path) -> None:
     # Re-applying re-attaches the kept workspace with its data.
     paude.ok("apply", name, "--yes")
     assert podman("exec", agent, "cat", "/workspace/marker").stdout.strip() == "keep-me"
-    paude.ok("destroy", name, "--yes", "--delete-data")
+    # The marker is work outside git the host lacks: refused without --force.
+    guarded = paude.run("destroy", name, "--yes", "--delete-data")
+    assert guarded.returncode == 1 and "1 file (marker)" in guarded.stderr
+    assert session_objects(name)["volumes"] == [volume]
+    paude.ok("destroy", name, "--yes", "--delete-data", "--force")
     assert session_objects(name) == {"containers": [], "networks": [], "volumes": []}
 
 
