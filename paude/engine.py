@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +13,7 @@ from pulumi import automation as auto
 from semver import VersionInfo
 
 from paude import engine_text as text
-from paude import locks
+from paude import enginewatch, locks
 from paude.errors import (
     EngineError,
     PaudeError,
@@ -23,7 +21,7 @@ from paude.errors import (
     SessionBusyError,
     SessionNotFoundError,
 )
-from paude.home import default_backend_url, passphrase
+from paude.home import default_backend_url, passphrase, write_if_changed
 from paude.results import PolicyFinding, ProgressEvent, ResourceChange
 from paude.toolchain import Engine, engine_env, ensure_engine
 
@@ -76,8 +74,10 @@ def _options(ctx: EngineContext) -> auto.LocalWorkspaceOptions:
     _write_project(ctx)
     # The backend goes to each engine run in its environment: processes of repositories
     # with different backends share the project folder, and the environment wins over it.
+    # Dynamic providers run under a watch that ends them with their engine.
     env = {**engine_env(ctx.engine), "PULUMI_CONFIG_PASSPHRASE": ctx.passphrase,
-           "PULUMI_BACKEND_URL": ctx.backend_url}
+           "PULUMI_BACKEND_URL": ctx.backend_url,
+           "PULUMI_PYTHON_CMD": str(enginewatch.interpreter(ctx.home))}
     return auto.LocalWorkspaceOptions(
         work_dir=str(ctx.work_dir),
         pulumi_home=str(ctx.home / "pulumi"),
@@ -90,18 +90,8 @@ def _options(ctx: EngineContext) -> auto.LocalWorkspaceOptions:
 def _write_project(ctx: EngineContext) -> None:
     """Pulumi.yaml, written here and atomically: the Automation API rewrites it in place on
     every run, and a paude running beside this one could read it half-written."""
-    ctx.work_dir.mkdir(parents=True, exist_ok=True)
-    path = ctx.work_dir / "Pulumi.yaml"
     content = f"name: {PROJECT}\nruntime: python\nbackend:\n  url: {ctx.backend_url}\n"
-    try:
-        if path.read_text(encoding="utf-8") == content:
-            return
-    except OSError:
-        pass
-    fd, tmp = tempfile.mkstemp(prefix=".Pulumi.yaml.", dir=ctx.work_dir)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(content)
-    os.replace(tmp, path)
+    write_if_changed(ctx.work_dir / "Pulumi.yaml", content)
 
 
 def _command(engine: Engine) -> auto.PulumiCommand:
@@ -137,6 +127,7 @@ def open_stack(ctx: EngineContext, name: str, program: Program | None = None, *,
     crash interrupted (see recover)."""
     locks.hold_session(ctx.home, name, exclusive=exclusive, on_notice=ctx.on_notice)
     locks.clear_stale_state_locks(ctx.backend_url, PROJECT, name, on_notice=ctx.on_notice)
+    locks.repair_state_files(ctx.backend_url, PROJECT, name, on_notice=ctx.on_notice)
     opts = _options(ctx)
     handle = _select(name, program, opts)
     if handle is None:
@@ -190,16 +181,15 @@ def recover(ctx: EngineContext, handle: StackHandle, *, resolve: bool = True) ->
         return 0
     what = text.describe_pending(pending)
     if not resolve:
-        ctx.notice(f"session {handle.name}: a killed paude left {len(pending)} operation(s) "
-                   f"unfinished ({what}); the next `paude apply {handle.name}` resolves them")
+        ctx.notice(f"session {handle.name}: a killed paude left {what} unfinished; the next "
+                   f"`paude apply {handle.name}` or `paude destroy {handle.name}` resolves it")
         return len(pending)
     try:
         handle.stack.refresh(clear_pending_creates=True, color="never", suppress_progress=True)
     except auto.CommandError as exc:
         raise _engine_error(exc, handle.name) from exc
     handle.exported.clear()
-    ctx.notice(f"session {handle.name}: resolved {len(pending)} operation(s) a killed paude left "
-               f"unfinished ({what}); objects that exist are adopted, missing ones recreated")
+    ctx.notice(f"session {handle.name}: resolved what a killed paude left unfinished ({what})")
     return len(pending)
 
 

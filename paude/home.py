@@ -42,3 +42,19 @@ def passphrase(home: Path) -> str:
         finally:
             os.unlink(tmp)
     return path.read_text(encoding="utf-8").strip()
+
+
+def write_if_changed(path: Path, content: str, *, mode: int = 0o644) -> None:
+    """Write a file paude generates, atomically (a process beside this one, or one killed
+    half-way, never leaves or reads it half-written), and only when its content changes."""
+    try:
+        if path.read_text(encoding="utf-8") == content:
+            return
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(content)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)

@@ -79,12 +79,17 @@ def _checked(name: str) -> Path:
 def mark_delete_checked(name: str) -> None:
     """Record that a delete found no unfetched work and starts removing the session.
 
-    If that delete is killed after the agent container is gone, running it again cannot
-    look inside any more, and need not: nothing has run the agent since the check. An
-    apply (write) or the end of the delete (remove) clears the record."""
+    If that delete is killed after the agent is down, running it again cannot look inside
+    any more, and need not: nothing has run the agent since the check. An apply (write), a
+    start, or the end of the delete (remove) clears the record."""
     path = _checked(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()
+
+
+def forget_delete_check(name: str) -> None:
+    """The agent runs again (a start): a delete must check afresh."""
+    _checked(name).unlink(missing_ok=True)
 
 
 def delete_checked(name: str) -> bool:

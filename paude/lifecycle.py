@@ -190,6 +190,7 @@ def _in_git_repo(path: Path) -> bool:
 def start(name: str) -> list[str]:
     """Start a session's containers; returns the argv that attaches to the agent."""
     backend = get_backend(_backend_of(name), name)
+    index.forget_delete_check(name)  # the agent may work again: a delete checks afresh
     backend.start(session=name)
     return backend.attach_argv(session=name)
 

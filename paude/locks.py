@@ -32,6 +32,8 @@ DEFAULT_WAIT = 60.0
 WAIT_ENV = "PAUDE_LOCK_WAIT"
 _POLL = 0.25
 _REUSE_SLACK = 30.0
+# A lock file this old and still unreadable was abandoned mid-write.
+_UNFINISHED_AGE = 10.0
 
 # Locks this process holds: (lock file) -> (descriptor, exclusive). Held until exit.
 _held: dict[Path, tuple[int, bool]] = {}
@@ -132,13 +134,15 @@ def _holder(path: Path) -> int | None:
 
 @dataclass(frozen=True)
 class StateLock:
-    """One lock file of the file state backend (the engine's JSON: pid, user, host, time)."""
+    """One lock file of the file state backend (the engine's JSON: pid, user, host, time);
+    an unreadable one (pid 0) is a write the engine did not finish."""
 
     path: Path
     pid: int
     username: str
     hostname: str
     timestamp: str
+    age: float = 0.0  # seconds since the file was last written
 
 
 def backend_root(backend_url: str) -> Path | None:
@@ -150,53 +154,105 @@ def backend_root(backend_url: str) -> Path | None:
 
 
 def state_locks(backend_url: str, project: str, stack: str) -> list[StateLock]:
-    """The stack's lock files in a file backend (project-scoped and legacy layouts)."""
+    """The stack's lock files in a file backend (project-scoped and legacy layouts). The
+    engine counts every file there as a lock, its unfinished temporary files included."""
     root = backend_root(backend_url)
     if root is None:
         return []
     base = root / ".pulumi" / "locks"
     found = []
-    for path in sorted({*base.glob(f"*/{project}/{stack}/*.json"), *base.glob(f"{stack}/*.json")}):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            found.append(StateLock(path, int(data["pid"]), str(data.get("username", "")),
-                                   str(data.get("hostname", "")), str(data.get("timestamp", ""))))
-        except (OSError, ValueError, TypeError, KeyError):
-            continue  # unreadable: leave it, and the engine's own error, alone
+    for folder in sorted({*base.glob(f"*/{project}/{stack}"), base / stack}):
+        for path in sorted(folder.glob("*")):
+            if not path.is_file() or path.name.endswith(".attrs"):
+                continue
+            try:
+                age = max(0.0, time.time() - path.stat().st_mtime)
+                data = json.loads(path.read_text(encoding="utf-8"))
+                found.append(StateLock(path, int(data["pid"]), str(data.get("username", "")),
+                                       str(data.get("hostname", "")),
+                                       str(data.get("timestamp", "")), age))
+            except (ValueError, TypeError, KeyError, AttributeError):
+                found.append(StateLock(path, 0, "", "", "", age))
+            except OSError:
+                continue  # gone meanwhile
     return found
 
 
 def clear_stale_state_locks(backend_url: str, project: str, stack: str, *,
                             on_notice: Notice | None = None, wait: float | None = None) -> None:
     """Remove the stack's backend locks whose writer is gone (this host, process not
-    running); wait (bounded) for live ones on this host, then raise SessionBusyError.
-    Locks of other hosts stay: the engine reports them."""
+    running) and lock files a writer left unfinished; wait (bounded) for live ones on this
+    host, then raise SessionBusyError. Locks of other hosts stay: the engine reports them."""
     deadline = time.monotonic() + (wait_seconds() if wait is None else wait)
     host = socket.gethostname()
     announced = False
     while True:
         live = []
         for lock in state_locks(backend_url, project, stack):
-            if lock.hostname != host:
+            if lock.pid == 0:
+                # Half-written: its writer died mid-write, or is writing this very moment.
+                if lock.age < _UNFINISHED_AGE:
+                    live.append(lock)
+                    continue
+                message = f"removed a lock file of session {stack} that was never finished"
+            elif lock.hostname != host:
                 continue
-            if _running(lock.pid, lock.timestamp):
+            elif _running(lock.pid, lock.timestamp):
                 live.append(lock)
                 continue
+            else:
+                message = (f"cleared a stale lock on session {stack} left by pid {lock.pid} "
+                           "(no longer running)")
             for stale in (lock.path, lock.path.with_name(lock.path.name + ".attrs")):
                 stale.unlink(missing_ok=True)
             if on_notice is not None:
-                on_notice(f"cleared a stale lock on session {stack} left by pid {lock.pid} "
-                          "(no longer running)")
+                on_notice(message)
         if not live:
             return
         if time.monotonic() >= deadline:
-            raise _busy(stack, live[0].pid, "paude or pulumi")
+            raise _busy(stack, live[0].pid or None, "paude or pulumi")
         if not announced and on_notice is not None:
-            on_notice(f"session {stack}'s state is locked by pid {live[0].pid} on this machine; "
+            holder = f"pid {live[0].pid}" if live[0].pid else "a process"
+            on_notice(f"session {stack}'s state is locked by {holder} on this machine; "
                       f"waiting up to {max(0.0, deadline - time.monotonic()):.0f}s for it to "
                       "finish")
         announced = True
         time.sleep(_POLL)
+
+
+def repair_state_files(backend_url: str, project: str, stack: str, *,
+                       on_notice: Notice | None = None) -> int:
+    """Remove what a killed engine left half-written in a file backend: empty or broken
+    metadata files (`*.attrs`, which the backend writes in place and then fails to read)
+    and its temporary files. Call with no live writer (after clear_stale_state_locks);
+    returns how many files went."""
+    root = backend_root(backend_url)
+    if root is None or state_locks(backend_url, project, stack):
+        return 0  # someone holds the stack: what looks unfinished may be in progress
+    base = root / ".pulumi"
+    debris = []
+    for folder, pattern in ((base / "stacks" / project, f"{stack}.json*"),
+                            (base / "stacks", f"{stack}.json*"),
+                            *((base / kind / project / stack, "*") for kind in ("history",
+                                                                               "backups")),
+                            *((base / kind / stack, "*") for kind in ("history", "backups"))):
+        for path in folder.glob(pattern):
+            if path.name.endswith(".tmp") or (path.name.endswith(".attrs")
+                                              and not _valid_attrs(path)):
+                debris.append(path)
+    for path in debris:
+        path.unlink(missing_ok=True)
+    if debris and on_notice is not None:
+        on_notice(f"repaired the state of session {stack}: removed {len(debris)} "
+                  f"file{'s' if len(debris) != 1 else ''} a killed engine left half-written")
+    return len(debris)
+
+
+def _valid_attrs(path: Path) -> bool:
+    try:
+        return isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError):
+        return False
 
 
 def _running(pid: int, since: str) -> bool:

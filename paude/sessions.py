@@ -302,10 +302,8 @@ def destroy(name: str, *, cwd: Path | None = None, delete_data: bool = False,
     handle = engine.open_stack(ctx, name, create=False)
     outputs = _check_owner(handle, project.owner) if handle is not None else None
     backend_name = str((outputs or {}).get("backend") or _declared_backend(project, name))
-    if delete_data and not force:
-        # A delete killed after its check removed the agent: nothing has run it since.
-        guard_unfetched(project.root, backend_name, name,
-                        container_expected=handle is not None and not index.delete_checked(name))
+    if delete_data and not force and not _interrupted_delete(backend_name, name):
+        guard_unfetched(project.root, backend_name, name, container_expected=handle is not None)
     if confirm is not None:
         what = "containers, networks" + (" AND the workspace volume (data)" if delete_data else "")
         if not confirm(f"destroy session {name}: remove its {what}?"):
@@ -332,6 +330,13 @@ def destroy(name: str, *, cwd: Path | None = None, delete_data: bool = False,
     index.remove(name)  # last: while the entry exists, running destroy again finishes the job
     return DestroyResult(name, tuple(deleted), tuple(kept), bool(removed),
                          time.monotonic() - started)
+
+
+def _interrupted_delete(backend_name: str, name: str) -> bool:
+    """A delete killed after its check took the agent down: nothing has run the agent since
+    (a start clears the record), so there is nothing new to check, and no agent to ask."""
+    return index.delete_checked(name) and not get_backend(backend_name, name).status(
+        session=name).agent_running
 
 
 def blocked(name: str, *, cwd: Path | None = None) -> list[ProxyRequest]:

@@ -20,12 +20,9 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from paude import enginewatch, proc
+from paude import proc
 
 from . import buildbox, podman
-
-# Loaded by the engine's provider process: it must not outlive the engine.
-enginewatch.exit_with_engine()
 
 # Inputs whose change requires a new object: podman cannot modify these in place.
 _CONTAINER_KEYS = ("name", "image", "image_id", "networks", "volumes", "env", "labels", "user",
