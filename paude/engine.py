@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pulumi import automation as auto
 from semver import VersionInfo
@@ -29,6 +29,8 @@ PROJECT = "paude"
 Program = Callable[[], None]
 OnProgress = Callable[[ProgressEvent], None]
 Notice = Callable[[str], None]
+# What a command opens a stack for: a plan reads, an apply or a destroy changes it.
+Purpose = Literal["plan", "apply", "destroy"]
 
 # Step ops folded into the five a user reasons about.
 _OP_MAP = {"create": "create", "update": "update", "delete": "delete", "same": "same",
@@ -119,12 +121,13 @@ class StackHandle:
 
 
 def open_stack(ctx: EngineContext, name: str, program: Program | None = None, *,
-               create: bool = True, exclusive: bool = True) -> StackHandle | None:
+               create: bool = True, purpose: Purpose = "apply") -> StackHandle | None:
     """Select the session's stack; create it when missing if `create`, else return None.
 
-    Holds the session's lock for the rest of the process (shared by plans, `exclusive` for
+    Holds the session's lock for the rest of the process (shared by plans, alone for
     changes), clears backend locks a killed engine left, and resolves the operations a
-    crash interrupted (see recover)."""
+    crash interrupted, as suits the `purpose` (see recover)."""
+    exclusive = purpose != "plan"
     locks.hold_session(ctx.home, name, exclusive=exclusive, on_notice=ctx.on_notice)
     locks.clear_stale_state_locks(ctx.backend_url, PROJECT, name, on_notice=ctx.on_notice)
     locks.repair_state_files(ctx.backend_url, PROJECT, name, on_notice=ctx.on_notice)
@@ -133,7 +136,7 @@ def open_stack(ctx: EngineContext, name: str, program: Program | None = None, *,
     if handle is None:
         if not create:
             return None
-        if not exclusive:
+        if purpose == "plan":
             # A plan of a new session makes (and later removes) a stack: that is a change,
             # and another paude may have made the stack meanwhile.
             locks.hold_session(ctx.home, name, exclusive=True, on_notice=ctx.on_notice)
@@ -145,7 +148,7 @@ def open_stack(ctx: EngineContext, name: str, program: Program | None = None, *,
         except auto.CommandError as exc:
             raise _engine_error(exc, name) from exc
         return StackHandle(name, stack, True)
-    recover(ctx, handle, resolve=exclusive)
+    recover(ctx, handle, purpose)
     return handle
 
 
@@ -161,30 +164,35 @@ def _select(name: str, program: Program | None,
     return StackHandle(name, stack, False)
 
 
-def recover(ctx: EngineContext, handle: StackHandle, *, resolve: bool = True) -> int:
+def recover(ctx: EngineContext, handle: StackHandle, purpose: Purpose = "apply") -> int:
     """Resolve the operations a killed engine left pending; returns how many there were.
 
-    A create, update or delete that was under way when the engine died stays in the state
-    as a pending operation. paude's resources find their objects by name (networks and
-    the volume are adopted, a leftover container is replaced, an image tag is reused), so
-    dropping the pending records is safe: a refresh that clears them observes what exists,
-    and the next update adopts or recreates the rest. Without `resolve` (a plan, which
-    changes nothing) they are only reported."""
+    A create, update or delete under way when the engine died stays in the state as a
+    pending operation, and its object may or may not exist. For an apply the records are
+    dropped: paude's resources find their objects by name (networks and the volume are
+    adopted, a leftover container, perhaps half made, is replaced, an image tag is reused).
+    For a destroy, objects that were being created are taken into the state first, so the
+    destroy removes them too. Either way the engine's own refresh then clears the records
+    and forgets what does not exist. A plan changes nothing and only reports them."""
     try:
-        deployment = handle.stack.export_stack().deployment or {}
+        exported = handle.stack.export_stack()
     except auto.CommandError as exc:
         raise _engine_error(exc, handle.name) from exc
+    deployment = dict(exported.deployment or {})
     pending = [op for op in deployment.get("pending_operations") or [] if isinstance(op, dict)]
     handle.exported.clear()
     handle.exported.update(deployment)
     if not pending:
         return 0
     what = text.describe_pending(pending)
-    if not resolve:
+    if purpose == "plan":
         ctx.notice(f"session {handle.name}: a killed paude left {what} unfinished; the next "
                    f"`paude apply {handle.name}` or `paude destroy {handle.name}` resolves it")
         return len(pending)
     try:
+        if purpose == "destroy":
+            handle.stack.import_stack(auto.Deployment(
+                version=exported.version, deployment=text.adopt_pending_creates(deployment)))
         handle.stack.refresh(clear_pending_creates=True, color="never", suppress_progress=True)
     except auto.CommandError as exc:
         raise _engine_error(exc, handle.name) from exc

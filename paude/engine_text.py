@@ -86,3 +86,24 @@ def plain_outputs(deployment: Mapping[str, Any]) -> dict[str, Any] | None:
     if not isinstance(values, dict) or _SECRET_SIG in json.dumps(values):
         return None
     return dict(values)
+
+
+def adopt_pending_creates(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    """The deployment with the objects paude's dynamic resources were creating recorded as
+    resources (their id is the name or tag they are created under), and no pending
+    operations: a refresh then keeps those that exist and forgets the rest."""
+    resources = [r for r in deployment.get("resources") or [] if isinstance(r, dict)]
+    known = {r.get("urn") for r in resources}
+    for op in deployment.get("pending_operations") or []:
+        res = op.get("resource") if isinstance(op, dict) else None
+        if op.get("type") != "creating" or not isinstance(res, dict) or res.get("urn") in known:
+            continue
+        inputs = res.get("inputs") or {}
+        ident = inputs.get("name") or inputs.get("tag")
+        if str(res.get("type", "")).startswith("pulumi-python:dynamic/") and isinstance(ident,
+                                                                                      str):
+            # Appended last: what it depends on is already in the state, and nothing that
+            # depends on it could have been created before it.
+            resources.append({**res, "id": ident, "outputs": dict(inputs)})
+            known.add(res.get("urn"))
+    return {**deployment, "resources": resources, "pending_operations": []}

@@ -152,7 +152,7 @@ def plan(name: str, *, cwd: Path | None = None, project: Project | None = None,
     ctx = _context(project, on_install, on_notice)
     config = policy.load(project.root)
     pack = policy.launcher(config)
-    handle = _open(ctx, name, _program(session, project.owner), exclusive=False)
+    handle = _open(ctx, name, _program(session, project.owner), purpose="plan")
     _check_owner(handle, project.owner)
     review = provenance.review(project.root, session, config,
                                provenance.recorded(name, project.owner))
@@ -215,8 +215,8 @@ def plan_all(*, cwd: Path | None = None, on_install: InstallProgress | None = No
 
 
 def _open(ctx: engine.EngineContext, name: str, program: engine.Program, *,
-          exclusive: bool = True) -> engine.StackHandle:
-    handle = engine.open_stack(ctx, name, program, exclusive=exclusive)
+          purpose: engine.Purpose = "apply") -> engine.StackHandle:
+    handle = engine.open_stack(ctx, name, program, purpose=purpose)
     assert handle is not None  # create=True always yields a stack
     return handle
 
@@ -299,7 +299,7 @@ def destroy(name: str, *, cwd: Path | None = None, delete_data: bool = False,
     started = time.monotonic()
     project = open_project(cwd)
     ctx = _context(project, on_install, on_notice)
-    handle = engine.open_stack(ctx, name, create=False)
+    handle = engine.open_stack(ctx, name, create=False, purpose="destroy")
     outputs = _check_owner(handle, project.owner) if handle is not None else None
     backend_name = str((outputs or {}).get("backend") or _declared_backend(project, name))
     if delete_data and not force and not _interrupted_delete(backend_name, name):

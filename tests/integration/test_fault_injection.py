@@ -163,19 +163,24 @@ def state_problems(paude: Paude) -> list[str]:
 
 
 def engine_processes(home: Path) -> list[int]:
-    """Processes started for this test's PAUDE_HOME (paude, its engine and plugins)."""
+    """Processes started for this test's PAUDE_HOME: paude, its engine and plugins (not
+    podman's own daemons, which inherit the environment of whoever started them)."""
     marker = f"PAUDE_HOME={home}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                if state != "Z":
-                    found.append(int(entry.name))
+            if marker not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")[:6]
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
+        ours = (any("pulumi" in arg or arg.startswith("paude.") for arg in argv)
+                or any(Path(arg).name == "paude" for arg in argv[:2]))
+        if ours and state != "Z":
+            found.append(int(entry.name))
     return found
 
 
@@ -312,3 +317,31 @@ def test_sigkill_at_any_point_then_the_same_command_converges(session: Paude) ->
     assert not stray, "\n".join(_describe(pid) for pid in stray)
     print(f"\nfault injection (seed {SEED}): {survived} kills survived in {attempts} runs")
     print("\n".join(log))
+
+
+def test_a_destroy_after_a_killed_create_removes_what_the_create_was_making(
+        session: Paude) -> None:
+    # Not the same command again: the create is killed once its agent container exists but
+    # before the engine recorded it, and the user destroys the session instead.
+    paude = session
+    name = project(paude)
+    proc = subprocess.Popen([str(paude.exe), "create", name], cwd=paude.repo,
+                            env=paude.env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while podman("container", "exists", f"paude-{name}-agent", check=False).returncode != 0:
+        assert proc.poll() is None and time.monotonic() < deadline, "no agent container came"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert labelled("container", name)  # the killed apply left objects behind
+
+    destroyed = paude.ok("destroy", name, "--yes")
+    assert "resolved what a killed paude left unfinished" in destroyed.stderr
+    assert expected_objects("down", name, set()) == {
+        kind: labelled(kind, name) for kind in ("container", "network", "volume")}
+    assert state_problems(paude) == []
+    # The control: the session comes back as a whole.
+    paude.ok("apply", name, "--yes")
+    assert labelled("container", name) == {f"paude-{name}-agent running",
+                                           f"paude-{name}-proxy running"}

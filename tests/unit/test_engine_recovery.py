@@ -36,6 +36,10 @@ class FakeStack:
         self.calls.append(("export", {}))
         return auto.Deployment(version=3, deployment=self.deployment)
 
+    def import_stack(self, state: auto.Deployment) -> None:
+        self.calls.append(("import", {"deployment": state.deployment}))
+        self.deployment = dict(state.deployment or {})
+
     def refresh(self, **kwargs: Any) -> None:
         self.calls.append(("refresh", kwargs))
         self.deployment = {**self.deployment, "pending_operations": []}
@@ -60,6 +64,7 @@ def test_unfinished_operations_are_cleared_by_the_engines_own_refresh(tmp_path: 
     stack = FakeStack({"resources": [STACK], "pending_operations": [
         pending("creating", "agent"), pending("deleting", "proxy")]})
     assert engine.recover(context(tmp_path, notices), handle(stack)) == 2
+    assert [name for name, _ in stack.calls] == ["export", "refresh"]  # for an apply
     assert stack.calls[1] == ("refresh", {"clear_pending_creates": True, "color": "never",
                                           "suppress_progress": True})
     assert notices == ["session demo: resolved what a killed paude left unfinished "
@@ -69,10 +74,48 @@ def test_unfinished_operations_are_cleared_by_the_engines_own_refresh(tmp_path: 
 def test_a_plan_reports_unfinished_operations_and_changes_nothing(tmp_path: Path) -> None:
     notices: list[str] = []
     stack = FakeStack({"resources": [STACK], "pending_operations": [pending("creating", "agent")]})
-    assert engine.recover(context(tmp_path, notices), handle(stack), resolve=False) == 1
+    assert engine.recover(context(tmp_path, notices), handle(stack), "plan") == 1
     assert [name for name, _ in stack.calls] == ["export"]
     assert notices == ["session demo: a killed paude left create agent unfinished; the next "
                        "`paude apply demo` or `paude destroy demo` resolves it"]
+
+
+def test_a_destroy_takes_objects_being_created_into_the_state_first(tmp_path: Path) -> None:
+    # What the killed apply created must go with the destroy (a container left behind
+    # would even keep its network from being removed).
+    stack = FakeStack({"resources": [STACK], "pending_operations": [
+        pending_create("Container", "agent", name="paude-demo-agent")]})
+    assert engine.recover(context(tmp_path, []), handle(stack), "destroy") == 1
+    assert [name for name, _ in stack.calls] == ["export", "import", "refresh"]
+    imported = stack.calls[1][1]["deployment"]
+    assert imported["pending_operations"] == []
+    assert imported["resources"][-1]["id"] == "paude-demo-agent"
+
+
+def pending_create(kind: str, logical: str, **inputs: str) -> dict[str, Any]:
+    return {"type": "creating", "resource": {
+        "urn": f"urn:pulumi:demo::paude::pulumi-python:dynamic/podman:{kind}::{logical}",
+        "type": f"pulumi-python:dynamic/podman:{kind}", "custom": True,
+        "inputs": {"__provider": "gASV", **inputs}}}
+
+
+def test_adopting_pending_creates_records_each_object_under_its_name() -> None:
+    agent = pending_create("Container", "agent", name="paude-demo-agent")
+    image = pending_create("Image", "agent-image", tag="localhost/paude-agent:1")
+    existing = pending_create("Network", "internal", name="paude-demo-internal")
+    deployment = {"resources": [STACK, {**existing["resource"], "id": "paude-demo-internal"}],
+                  "pending_operations": [
+                      agent, image, existing,  # already in the state: not twice
+                      {"type": "deleting", "resource": STACK},  # a delete adopts nothing
+                      {"type": "creating", "resource": {  # not paude's: nothing to name it by
+                          "urn": "urn:pulumi:demo::paude::kubernetes:core/v1:Pod::p",
+                          "type": "kubernetes:core/v1:Pod", "inputs": {"name": "p"}}}]}
+    adopted = engine_text.adopt_pending_creates(deployment)
+    assert adopted["pending_operations"] == []
+    assert [(r["urn"].rsplit("::", 1)[-1], r.get("id")) for r in adopted["resources"]] == [
+        ("x", None), ("internal", "paude-demo-internal"), ("agent", "paude-demo-agent"),
+        ("agent-image", "localhost/paude-agent:1")]
+    assert adopted["resources"][2]["outputs"] == agent["resource"]["inputs"]
 
 
 def test_a_clean_stack_is_read_once_and_its_outputs_come_from_that_read(tmp_path: Path) -> None:
@@ -125,7 +168,7 @@ def test_open_stack_clears_stale_locks_before_it_selects(tmp_path: Path,
 
     monkeypatch.setattr(auto, "select_stack", select)
     monkeypatch.setattr(auto, "create_stack", create)
-    opened = engine.open_stack(context(tmp_path, []), "demo", exclusive=False)
+    opened = engine.open_stack(context(tmp_path, []), "demo", purpose="plan")
     assert opened is not None and opened.new
     # A plan of a new session makes a stack: it takes the session alone, then looks again.
     assert order == ["hold shared", "clear locks", "repair", "select", "hold exclusive",
@@ -232,7 +275,7 @@ def repo(paude_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> P
     subprocess.run(["git", "init", "-q", str(path)], check=True)
     (path / "paude.yaml").write_text("version: 1\nsessions:\n  demo: {}\n")
     monkeypatch.setattr(sessions, "_context", lambda project, on_install, on_notice=None: None)
-    monkeypatch.setattr(engine, "open_stack", lambda ctx, name, create=True: None)
+    monkeypatch.setattr(engine, "open_stack", lambda ctx, name, create=True, purpose="": None)
     return path
 
 
