@@ -10,8 +10,8 @@ PYTEST_ARGS ?=
 ENGINE_ARGS ?= --kubernetes
 
 .DEFAULT_GOAL := help
-.PHONY: help setup check venv lint type test test-unit test-integration bench engine base-image \
-	setup-podman schema test-cluster machine-config
+.PHONY: help setup check venv lint type test test-unit test-integration test-faults bench engine \
+	base-image setup-podman schema test-cluster machine-config
 
 help: ## List the targets
 	@echo "Targets (PYTHON=$(PYTHON)):"
@@ -42,6 +42,14 @@ test-unit: ## Run the unit tests
 
 test-integration: ## Run the integration tests (podman, Pulumi engine)
 	$(PYTHON) -m pytest tests/integration $(PYTEST_ARGS)
+
+# Kill points of `make test-faults` (the suite's own run uses 20) and their seed.
+FAULT_POINTS ?= 60
+FAULT_SEED ?= 11
+
+test-faults: ## SIGKILL paude at FAULT_POINTS seeded points of create/apply/destroy/delete
+	PAUDE_FAULT_POINTS=$(FAULT_POINTS) PAUDE_FAULT_SEED=$(FAULT_SEED) \
+		$(PYTHON) -m pytest tests/integration/test_fault_injection.py -s $(PYTEST_ARGS)
 
 bench: ## Run the benchmarks
 	$(PYTHON) bench/run.py

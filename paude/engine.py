@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pulumi import automation as auto
 from semver import VersionInfo
 
+from paude import engine_text as text
+from paude import enginewatch, locks
 from paude.errors import (
     EngineError,
     PaudeError,
@@ -20,13 +21,16 @@ from paude.errors import (
     SessionBusyError,
     SessionNotFoundError,
 )
-from paude.home import default_backend_url, passphrase
+from paude.home import default_backend_url, passphrase, write_if_changed
 from paude.results import PolicyFinding, ProgressEvent, ResourceChange
 from paude.toolchain import Engine, engine_env, ensure_engine
 
 PROJECT = "paude"
 Program = Callable[[], None]
 OnProgress = Callable[[ProgressEvent], None]
+Notice = Callable[[str], None]
+# What a command opens a stack for: a plan reads, an apply or a destroy changes it.
+Purpose = Literal["plan", "apply", "destroy"]
 
 # Step ops folded into the five a user reasons about.
 _OP_MAP = {"create": "create", "update": "update", "delete": "delete", "same": "same",
@@ -45,32 +49,51 @@ class EngineContext:
     backend_url: str
     engine: Engine
     passphrase: str = field(repr=False)
+    # Told what paude repaired or waits for (a stale lock cleared, a crash's leftovers).
+    on_notice: Notice | None = field(default=None, repr=False, compare=False)
 
     @property
     def work_dir(self) -> Path:
         """Holds Pulumi.yaml and per-stack settings; never inside the installed package."""
         return self.home / "project"
 
+    def notice(self, message: str) -> None:
+        """Pass a message to the caller, if it listens."""
+        if self.on_notice is not None:
+            self.on_notice(message)
+
 
 def connect(home: Path, backend_url: str | None = None, *,
-            on_install: Callable[[int, int | None], None] | None = None) -> EngineContext:
+            on_install: Callable[[int, int | None], None] | None = None,
+            on_notice: Notice | None = None) -> EngineContext:
     """Locate (or install) the engine and describe the state backend."""
     engine = ensure_engine(home, progress=on_install)
-    return EngineContext(home, backend_url or default_backend_url(home), engine, passphrase(home))
+    return EngineContext(home, backend_url or default_backend_url(home), engine, passphrase(home),
+                         on_notice)
 
 
 def _options(ctx: EngineContext) -> auto.LocalWorkspaceOptions:
-    ctx.work_dir.mkdir(parents=True, exist_ok=True)
-    env = {**engine_env(ctx.engine), "PULUMI_CONFIG_PASSPHRASE": ctx.passphrase}
+    _write_project(ctx)
+    # The backend goes to each engine run in its environment: processes of repositories
+    # with different backends share the project folder, and the environment wins over it.
+    # Dynamic providers run under a watch that ends them with their engine.
+    env = {**engine_env(ctx.engine), "PULUMI_CONFIG_PASSPHRASE": ctx.passphrase,
+           "PULUMI_BACKEND_URL": ctx.backend_url,
+           "PULUMI_PYTHON_CMD": str(enginewatch.interpreter(ctx.home))}
     return auto.LocalWorkspaceOptions(
         work_dir=str(ctx.work_dir),
         pulumi_home=str(ctx.home / "pulumi"),
         pulumi_command=_command(ctx.engine),
         env_vars=env,
         secrets_provider="passphrase",
-        project_settings=auto.ProjectSettings(
-            name=PROJECT, runtime="python", backend=auto.ProjectBackend(url=ctx.backend_url)),
     )
+
+
+def _write_project(ctx: EngineContext) -> None:
+    """Pulumi.yaml, written here and atomically: the Automation API rewrites it in place on
+    every run, and a paude running beside this one could read it half-written."""
+    content = f"name: {PROJECT}\nruntime: python\nbackend:\n  url: {ctx.backend_url}\n"
+    write_if_changed(ctx.work_dir / "Pulumi.yaml", content)
 
 
 def _command(engine: Engine) -> auto.PulumiCommand:
@@ -93,34 +116,102 @@ class StackHandle:
     name: str
     stack: auto.Stack
     new: bool  # created by this command: nothing was ever applied
+    # The deployment read when the stack was opened, until outputs() uses it.
+    exported: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 def open_stack(ctx: EngineContext, name: str, program: Program | None = None, *,
-               create: bool = True) -> StackHandle | None:
-    """Select the session's stack; create it when missing if `create`, else return None."""
+               create: bool = True, purpose: Purpose = "apply") -> StackHandle | None:
+    """Select the session's stack; create it when missing if `create`, else return None.
+
+    Holds the session's lock for the rest of the process (shared by plans, alone for
+    changes), clears backend locks a killed engine left, and resolves the operations a
+    crash interrupted, as suits the `purpose` (see recover)."""
+    exclusive = purpose != "plan"
+    locks.hold_session(ctx.home, name, exclusive=exclusive, on_notice=ctx.on_notice)
+    locks.clear_stale_state_locks(ctx.backend_url, PROJECT, name, on_notice=ctx.on_notice)
+    locks.repair_state_files(ctx.backend_url, PROJECT, name, on_notice=ctx.on_notice)
     opts = _options(ctx)
+    handle = _select(name, program, opts)
+    if handle is None:
+        if not create:
+            return None
+        if purpose == "plan":
+            # A plan of a new session makes (and later removes) a stack: that is a change,
+            # and another paude may have made the stack meanwhile.
+            locks.hold_session(ctx.home, name, exclusive=True, on_notice=ctx.on_notice)
+            handle = _select(name, program, opts)
+    if handle is None:
+        try:
+            stack = auto.create_stack(stack_name=name, project_name=PROJECT,
+                                      program=program or _noop, opts=opts)
+        except auto.CommandError as exc:
+            raise _engine_error(exc, name) from exc
+        return StackHandle(name, stack, True)
+    recover(ctx, handle, purpose)
+    return handle
+
+
+def _select(name: str, program: Program | None,
+            opts: auto.LocalWorkspaceOptions) -> StackHandle | None:
     try:
         stack = auto.select_stack(stack_name=name, project_name=PROJECT,
                                   program=program or _noop, opts=opts)
-        return StackHandle(name, stack, False)
     except auto.StackNotFoundError:
-        if not create:
-            return None
+        return None
     except auto.CommandError as exc:
         raise _engine_error(exc, name) from exc
+    return StackHandle(name, stack, False)
+
+
+def recover(ctx: EngineContext, handle: StackHandle, purpose: Purpose = "apply") -> int:
+    """Resolve the operations a killed engine left pending; returns how many there were.
+
+    A create, update or delete under way when the engine died stays in the state as a
+    pending operation, and its object may or may not exist. For an apply the records are
+    dropped: paude's resources find their objects by name (networks and the volume are
+    adopted, a leftover container, perhaps half made, is replaced, an image tag is reused).
+    For a destroy, objects that were being created are taken into the state first, so the
+    destroy removes them too. Either way the engine's own refresh then clears the records
+    and forgets what does not exist. A plan changes nothing and only reports them."""
     try:
-        stack = auto.create_stack(stack_name=name, project_name=PROJECT,
-                                  program=program or _noop, opts=opts)
+        exported = handle.stack.export_stack()
     except auto.CommandError as exc:
-        raise _engine_error(exc, name) from exc
-    return StackHandle(name, stack, True)
+        raise _engine_error(exc, handle.name) from exc
+    deployment = dict(exported.deployment or {})
+    pending = [op for op in deployment.get("pending_operations") or [] if isinstance(op, dict)]
+    handle.exported.clear()
+    handle.exported.update(deployment)
+    if not pending:
+        return 0
+    what = text.describe_pending(pending)
+    if purpose == "plan":
+        ctx.notice(f"session {handle.name}: a killed paude left {what} unfinished; the next "
+                   f"`paude apply {handle.name}` or `paude destroy {handle.name}` resolves it")
+        return len(pending)
+    try:
+        if purpose == "destroy":
+            handle.stack.import_stack(auto.Deployment(
+                version=exported.version, deployment=text.adopt_pending_creates(deployment)))
+        handle.stack.refresh(clear_pending_creates=True, color="never", suppress_progress=True)
+    except auto.CommandError as exc:
+        raise _engine_error(exc, handle.name) from exc
+    handle.exported.clear()
+    ctx.notice(f"session {handle.name}: resolved what a killed paude left unfinished ({what})")
+    return len(pending)
 
 
 def outputs(handle: StackHandle) -> dict[str, Any]:
     """The stack's outputs (empty for a stack nothing was applied to)."""
     if handle.new:
         return {}
+    deployment = dict(handle.exported)
+    handle.exported.clear()
+    values = text.plain_outputs(deployment) if deployment else None
+    if values is not None:
+        return values
     try:
+        # Not read on open, or holding secrets (which the export keeps encrypted).
         return {k: v.value for k, v in handle.stack.outputs().items()}
     except auto.CommandError as exc:
         raise _engine_error(exc, handle.name) from exc
@@ -178,13 +269,13 @@ class _EventCollector:
                         and state_old.retain_on_delete)
         change = ResourceChange(
             name=name,
-            type=_short_type(meta.type),
+            type=text.short_type(meta.type),
             op=op,
             diff_keys=tuple(k for k in (meta.diffs or []) if not k.startswith("__")),
             replace_keys=tuple(k for k in (meta.keys or []) if not k.startswith("__")),
             retained=retained,
-            old_inputs=_clean(state_old.inputs if state_old else None),
-            new_inputs=_clean(state_new.inputs if state_new else None),
+            old_inputs=text.clean(state_old.inputs if state_old else None),
+            new_inputs=text.clean(state_new.inputs if state_new else None),
         )
         if prior is not None and prior.op == op:
             # A replacement arrives as several steps (replace, delete-replaced,
@@ -204,26 +295,8 @@ class _EventCollector:
 
 
 def _finding(event: auto.PolicyEvent) -> PolicyFinding:
-    """A policy event as paude reports it. The engine sends the rule's description, then
-    the violation text, which paude's pack writes as detail lines and a `Fix:` line."""
-    lines = [ln for ln in event.message.strip().splitlines() if ln.strip()]
-    fix = next((ln.removeprefix("Fix: ") for ln in lines if ln.startswith("Fix: ")), "")
-    detail = [ln for ln in lines[1:] if not ln.startswith("Fix: ")] or lines[:1]
-    urn = event.resource_urn or ""
-    # A finding about the whole session comes with the stack's own URN.
-    resource = "" if not urn or "::pulumi:pulumi:Stack::" in urn else urn.rsplit("::", 1)[-1]
-    level = "mandatory" if event.enforcement_level == "mandatory" else "advisory"
-    return PolicyFinding(rule=event.policy_name, level=level, resource=resource,
-                         message=" ".join(detail), fix=fix)
-
-
-def _short_type(type_: str) -> str:
-    # pulumi-python:dynamic/podman:Container -> podman:Container
-    return type_.split("dynamic/", 1)[-1] if "dynamic/" in type_ else type_
-
-
-def _clean(inputs: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (inputs or {}).items() if not k.startswith("__")}
+    return text.finding(event.message, event.resource_urn or "", event.policy_name,
+                        str(event.enforcement_level))
 
 
 Findings = tuple[PolicyFinding, ...]
@@ -307,51 +380,30 @@ def _engine_error(exc: auto.CommandError, name: str,
                   diagnostics: list[str] | None = None) -> PaudeError:
     """Map an Automation API failure to the paude error a user can act on."""
     if isinstance(exc, auto.ConcurrentUpdateError):
+        # The engine names each lock: "URL: created by USER@HOST (pid N) at TIME".
+        held = text.LOCK_LINE.search(str(getattr(exc, "stderr", "") or exc))
+        holder = f" (pid {held['pid']} on {held['host']})" if held else ""
+        where = f"the lock file {held['url']}" if held else "the stale lock under the state backend"
         return SessionBusyError(
-            f"session {name} is being changed by another paude or pulumi process",
+            f"session {name} is being changed by another paude or pulumi process{holder}",
             hint=f"wait for it to finish and retry; if no such process exists, run "
-                 f"`pulumi cancel` on stack {name} or remove the stale lock under the "
-                 "state backend")
+                 f"`pulumi cancel` on stack {name} or remove {where}")
     if isinstance(exc, auto.StackNotFoundError):
         return SessionNotFoundError(f"session {name} has no stack",
                                     hint=f"run `paude apply {name}` first")
     # Several resources failing for one cause report it once each: say it once.
-    briefs = dict.fromkeys(_brief(d) for d in (diagnostics or []) if d)
-    text = "\n".join(b for b in briefs if not b.startswith(_ENGINE_NOISE)) or _stderr_tail(exc)
-    pack = _PACK_FAILURE.search(f"{text}\n{getattr(exc, 'stderr', '')}")
+    briefs = dict.fromkeys(text.brief(d) for d in (diagnostics or []) if d)
+    said = "\n".join(b for b in briefs if not b.startswith(text.ENGINE_NOISE)) or _stderr_tail(exc)
+    pack = text.PACK_FAILURE.search(f"{said}\n{getattr(exc, 'stderr', '')}")
     if pack:
         return PaudeError(f"session {name}: the policy pack could not start: {pack.group(1)}",
                           hint="fix the custom rule or the organisation's policy file that "
                                "names it ($PAUDE_HOME/policy.yaml, default ~/.paude/policy.yaml), "
                                "then run the command again")
-    return EngineError(f"the Pulumi engine failed for session {name}:\n{_indent(text)}",
+    return EngineError(f"the Pulumi engine failed for session {name}:\n{text.indent(said)}",
                        hint="fix the cause above and run the command again; "
                             "PAUDE_DEBUG=1 shows the full engine output")
 
 
-_PACK_FAILURE = re.compile(r"paude policy pack could not start: (.+)")
-# The last exception line of a provider traceback: what a user needs, without frames.
-_RAISED = re.compile(r"^\s*(?:paude\.errors\.\w+|RuntimeError|Exception): ", re.M)
-_ENGINE_NOISE = ("update failed", "Resource monitor has terminated",
-                 "failed to run remediation: context canceled")
-
-
-def _brief(diagnostic: str) -> str:
-    """Reduce a dynamic provider's traceback to its exception message."""
-    found = list(_RAISED.finditer(diagnostic))
-    if "Traceback (most recent call last)" not in diagnostic or not found:
-        return diagnostic.strip()
-    tail = diagnostic[found[-1].end():]
-    lines = [ln for ln in tail.splitlines() if ln.strip() and not ln.strip().startswith(
-        _ENGINE_NOISE)]
-    return "\n".join(ln.strip() if i == 0 else ln.rstrip() for i, ln in enumerate(lines))
-
-
 def _stderr_tail(exc: auto.CommandError) -> str:
-    stderr = getattr(exc, "stderr", None) or str(exc)
-    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
-    return "\n".join(lines[-12:])
-
-
-def _indent(text: str) -> str:
-    return "\n".join("    " + line for line in text.splitlines())
+    return text.tail(getattr(exc, "stderr", None) or str(exc))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 
@@ -28,11 +30,31 @@ def passphrase(home: Path) -> str:
         return from_env
     path = home / "passphrase"
     if not path.exists():
-        # O_EXCL: two first runs racing must not overwrite each other's passphrase.
+        # Written in full under a temporary name, then linked into place, which fails if the
+        # name exists: two first runs racing agree on one passphrase, and neither can read
+        # the other's file empty (nor can a run killed half-way leave it so).
+        fd, tmp = tempfile.mkstemp(prefix=".passphrase.", dir=home)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return path.read_text(encoding="utf-8").strip()
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(secrets.token_urlsafe(32) + "\n")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(secrets.token_urlsafe(32) + "\n")
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
     return path.read_text(encoding="utf-8").strip()
+
+
+def write_if_changed(path: Path, content: str, *, mode: int = 0o644) -> None:
+    """Write a file paude generates, atomically (a process beside this one, or one killed
+    half-way, never leaves or reads it half-written), and only when its content changes."""
+    try:
+        if path.read_text(encoding="utf-8") == content:
+            return
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(content)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)

@@ -6,6 +6,7 @@ every apply and removed by destroy. The stack remains the truth; this is a cache
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -57,15 +58,43 @@ def write(name: str, *, backend: str, owner: str, outputs: dict[str, Any],
                        dict(definition or {}), head)
     path = _folder() / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    # One temporary file per process: two writers never share (or rename) a half-written one.
+    tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(asdict(entry), indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
+    _checked(name).unlink(missing_ok=True)  # the agent runs again: a new delete checks again
     return entry
 
 
 def remove(name: str) -> None:
     """Forget a destroyed session."""
     (_folder() / f"{name}.json").unlink(missing_ok=True)
+    _checked(name).unlink(missing_ok=True)
+
+
+def _checked(name: str) -> Path:
+    return _folder() / f"{name}.delete-checked"
+
+
+def mark_delete_checked(name: str) -> None:
+    """Record that a delete found no unfetched work and starts removing the session.
+
+    If that delete is killed after the agent is down, running it again cannot look inside
+    any more, and need not: nothing has run the agent since the check. An apply (write), a
+    start, or the end of the delete (remove) clears the record."""
+    path = _checked(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
+def forget_delete_check(name: str) -> None:
+    """The agent runs again (a start): a delete must check afresh."""
+    _checked(name).unlink(missing_ok=True)
+
+
+def delete_checked(name: str) -> bool:
+    """Whether a delete that was interrupted had already checked for unfetched work."""
+    return _checked(name).exists()
 
 
 def read(name: str) -> IndexEntry | None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from paude import gitsync, index, proc, sessions, work
+from paude import gitsync, index, locks, proc, sessions, work
 from paude.backends import get_backend
 from paude.backends.base import Backend
 from paude.backends.kubernetes import KubernetesBackend
@@ -18,6 +18,7 @@ from paude.definition import CreateFlags, Definition, plan_definition, restore, 
 from paude.engine import OnProgress
 from paude.errors import ConfigError, ConfigProblem, PaudeError, SessionNotFoundError
 from paude.fields import validate_session_name
+from paude.home import paude_home
 from paude.models import Session
 from paude.rescue import RescueResult
 from paude.rescue import rescue as rescue_work
@@ -111,13 +112,18 @@ def default_name(cwd: Path | None = None) -> str:
 def create(name: str | None, flags: CreateFlags, *, cwd: Path | None = None,
            dry_run: bool = False, rebuild: bool = False,
            confirm: sessions.Confirm | None = None, on_progress: OnProgress | None = None,
-           on_warning: Callable[[str], None] | None = None) -> CreateResult:
+           on_warning: Callable[[str], None] | None = None,
+           on_notice: Callable[[str], None] | None = None) -> CreateResult:
     """Write sessions.NAME into paude.yaml from the flags, then apply it.
 
     A create that fails leaves no half-made session: paude.yaml is restored and a new
     session's partial stack is destroyed."""
     name = sessions.check_name(name) if name else default_name(cwd)
     root = find_project_root((cwd or Path.cwd()).resolve())
+    if not dry_run:
+        # Before paude.yaml is read: a second create of the session waits for this one
+        # instead of writing (or undoing) the definition under it.
+        locks.hold_session(paude_home(), name, on_notice=on_notice)
     definition = plan_definition(root, name, flags)
     project = sessions.Project(root, definition.file)
     if dry_run:
@@ -132,7 +138,7 @@ def create(name: str | None, flags: CreateFlags, *, cwd: Path | None = None,
     try:
         applied = sessions.apply(name, project=project, confirm=confirm, rebuild=rebuild,
                                  on_progress=on_progress, on_warning=on_warning,
-                                 receipt=receipt)
+                                 receipt=receipt, on_notice=on_notice)
     except BaseException:
         if definition.new_session:
             _undo(root, name, session, before, receipt)  # needs paude.yaml as written
@@ -184,6 +190,7 @@ def _undo(root: Path, name: str, session: Session, before: _Existing,
 def start(name: str) -> list[str]:
     """Start a session's containers; returns the argv that attaches to the agent."""
     backend = get_backend(_backend_of(name), name)
+    index.forget_delete_check(name)  # the agent may work again: a delete checks afresh
     backend.start(session=name)
     return backend.attach_argv(session=name)
 
@@ -255,12 +262,13 @@ def status(name: str, *, cwd: Path | None = None) -> SessionStatus:
 
 
 def delete(name: str, *, force: bool = False, cwd: Path | None = None,
-           on_progress: OnProgress | None = None) -> DestroyResult:
+           on_progress: OnProgress | None = None,
+           on_notice: Callable[[str], None] | None = None) -> DestroyResult:
     """Destroy a session with its data (refusing while it holds work the host lacks)."""
     entry = index.read(name)
     where = Path(entry.owner) if entry and Path(entry.owner).is_dir() else cwd
     return sessions.destroy(name, cwd=where, delete_data=True, force=force,
-                            on_progress=on_progress)
+                            on_progress=on_progress, on_notice=on_notice)
 
 
 def rescue(name: str, *, cwd: Path | None = None) -> RescueResult:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from paude import credentials, engine, gitsync, index, machine, policy, provenance, proxylog
+from paude import credentials, engine, gitsync, index, locks, machine, policy, provenance, proxylog
 from paude.backends import get_backend
 from paude.config import PAUDE_FILE, find_project_root, load_paude_file, session_from
 from paude.errors import (
@@ -83,11 +83,13 @@ def session_of(project: Project, name: str) -> tuple[Session, list[str]]:
 
 
 InstallProgress = Callable[[int, int | None], None]
+Notice = Callable[[str], None]
 
 
-def _context(project: Project, on_install: InstallProgress | None) -> engine.EngineContext:
+def _context(project: Project, on_install: InstallProgress | None,
+             on_notice: Notice | None = None) -> engine.EngineContext:
     url = machine.state_backend(project.file.state.backend, project.root / PAUDE_FILE)
-    return engine.connect(paude_home(), url, on_install=on_install)
+    return engine.connect(paude_home(), url, on_install=on_install, on_notice=on_notice)
 
 
 def _program(session: Session, owner: str, *, rebuild: str = "",
@@ -142,17 +144,18 @@ def _check_owner(handle: engine.StackHandle, owner: str) -> dict[str, object]:
 
 def plan(name: str, *, cwd: Path | None = None, project: Project | None = None,
          on_progress: engine.OnProgress | None = None,
-         on_install: InstallProgress | None = None) -> PlanResult:
+         on_install: InstallProgress | None = None,
+         on_notice: Notice | None = None) -> PlanResult:
     """Preview what applying the session would change, against the live objects.
 
     `project` plans an in-memory definition (create --dry-run) instead of paude.yaml."""
     name = check_name(name)
     project = project or open_project(cwd)
     session, warnings = session_of(project, name)
-    ctx = _context(project, on_install)
+    ctx = _context(project, on_install, on_notice)
     config = policy.load(project.root)
     pack = policy.launcher(config)
-    handle = _open(ctx, name, _program(session, project.owner))
+    handle = _open(ctx, name, _program(session, project.owner), purpose="plan")
     _check_owner(handle, project.owner)
     review = provenance.review(project.root, session, config,
                                provenance.recorded(name, project.owner))
@@ -194,8 +197,8 @@ def _preview(handle: engine.StackHandle, session: Session, pack: Path, warnings:
     return result
 
 
-def plan_all(*, cwd: Path | None = None,
-             on_install: InstallProgress | None = None) -> list[PlanResult]:
+def plan_all(*, cwd: Path | None = None, on_install: InstallProgress | None = None,
+             on_notice: Notice | None = None) -> list[PlanResult]:
     """Plan every session defined in paude.yaml, by name."""
     project = open_project(cwd)
     if not project.file.sessions:
@@ -204,7 +207,8 @@ def plan_all(*, cwd: Path | None = None,
     results = []
     for name in sorted(project.file.sessions):
         try:
-            results.append(plan(name, project=project, on_install=on_install))
+            results.append(plan(name, project=project, on_install=on_install,
+                                on_notice=on_notice))
         except PolicyViolationError as exc:
             # One session breaking a rule must not hide the others' plans from review.
             if not isinstance(exc.partial, PlanResult):
@@ -213,8 +217,9 @@ def plan_all(*, cwd: Path | None = None,
     return results
 
 
-def _open(ctx: engine.EngineContext, name: str, program: engine.Program) -> engine.StackHandle:
-    handle = engine.open_stack(ctx, name, program)
+def _open(ctx: engine.EngineContext, name: str, program: engine.Program, *,
+          purpose: engine.Purpose = "apply") -> engine.StackHandle:
+    handle = engine.open_stack(ctx, name, program, purpose=purpose)
     assert handle is not None  # create=True always yields a stack
     return handle
 
@@ -224,7 +229,8 @@ def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
           on_progress: engine.OnProgress | None = None,
           on_install: InstallProgress | None = None,
           on_warning: Callable[[str], None] | None = None,
-          rebuild: bool = False, receipt: Receipt | None = None) -> ApplyResult:
+          rebuild: bool = False, receipt: Receipt | None = None,
+          on_notice: Notice | None = None) -> ApplyResult:
     """Converge the session on its definition; with `confirm`, show the plan and ask first.
 
     The workspace volume is retained on delete and re-adopted by name, so no apply can
@@ -236,7 +242,7 @@ def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
     if on_warning is not None:
         for warning in warnings:
             on_warning(warning)  # before anything changes, not after
-    ctx = _context(project, on_install)
+    ctx = _context(project, on_install, on_notice)
     config = policy.load(project.root)
     pack = policy.launcher(config)
     program = _program(session, project.owner, rebuild=f"{time.time():.0f}" if rebuild else "")
@@ -255,6 +261,7 @@ def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
         engine.discard(handle)
         index.write(name, backend=session.backend, owner=project.owner, outputs=outputs,
                     definition=baseline.inputs, head=baseline.head)
+        _configure_remote(project.root, name)  # an apply killed after its update left none
         return ApplyResult(name, planned.changes, dict(outputs), time.monotonic() - started,
                            planned.summary, planned.policy)
     if confirm is not None and not _confirmed(confirm, planned, handle):
@@ -287,40 +294,52 @@ def destroy(name: str, *, cwd: Path | None = None, delete_data: bool = False,
             force: bool = False, confirm: Callable[[str], bool] | None = None,
             on_progress: engine.OnProgress | None = None,
             on_install: InstallProgress | None = None,
-            keep_remote: bool = False) -> DestroyResult:
+            keep_remote: bool = False, on_notice: Notice | None = None) -> DestroyResult:
     """Remove a session's containers and networks; its workspace only with delete_data.
 
     `keep_remote` leaves the paude-NAME git remote (an undo that did not add it)."""
     name = check_name(name)
     started = time.monotonic()
     project = open_project(cwd)
-    ctx = _context(project, on_install)
-    handle = engine.open_stack(ctx, name, create=False)
+    ctx = _context(project, on_install, on_notice)
+    handle = engine.open_stack(ctx, name, create=False, purpose="destroy")
     outputs = _check_owner(handle, project.owner) if handle is not None else None
     backend_name = str((outputs or {}).get("backend") or _declared_backend(project, name))
-    if delete_data and not force:
+    if delete_data and not force and not _interrupted_delete(backend_name, name):
         guard_unfetched(project.root, backend_name, name, container_expected=handle is not None)
     if confirm is not None:
         what = "containers, networks" + (" AND the workspace volume (data)" if delete_data else "")
         if not confirm(f"destroy session {name}: remove its {what}?"):
             raise AbortedError("destroy cancelled; nothing was changed")
+    if delete_data:
+        index.mark_delete_checked(name)
     deleted: list[str] = []
     kept: list[str] = []
     if handle is not None:
         changes, protected = engine.destroy(handle, on_progress=on_progress)
         deleted = [c.name for c in changes if c.op == "delete" and not c.retained]
         kept = [c.name for c in changes if c.retained] + list(protected)
-    elif not delete_data:
+    elif not delete_data and index.read(name) is None:
+        # (A session still in the index lost its stack to a destroy that was killed: this
+        # run finishes it.)
         raise PaudeError(f"session {name} has no stack to destroy",
                          hint=f"`paude destroy {name} --delete-data` removes a kept workspace")
     removed = get_backend(backend_name, name).delete_data(session=name) if delete_data else []
     if removed:
         kept = [k for k in kept if k != "workspace"]
-    index.remove(name)
     if _in_git_repo(project.root) and not keep_remote:
-        gitsync.remove_remote(project.root, name)
+        with locks.serialized(paude_home(), f"git-config {project.root}"):
+            gitsync.remove_remote(project.root, name)
+    index.remove(name)  # last: while the entry exists, running destroy again finishes the job
     return DestroyResult(name, tuple(deleted), tuple(kept), bool(removed),
                          time.monotonic() - started)
+
+
+def _interrupted_delete(backend_name: str, name: str) -> bool:
+    """A delete killed after its check took the agent down: nothing has run the agent since
+    (a start clears the record), so there is nothing new to check, and no agent to ask."""
+    return index.delete_checked(name) and not get_backend(backend_name, name).status(
+        session=name).agent_running
 
 
 def blocked(name: str, *, cwd: Path | None = None) -> list[ProxyRequest]:
@@ -379,7 +398,9 @@ def _in_git_repo(path: Path) -> bool:
 def _configure_remote(repo: Path, name: str) -> None:
     # The remote is a stack output; apply records it in the owning repository.
     if _in_git_repo(repo):
-        gitsync.add_remote(repo, name)
+        # git refuses to write its config while another paude of this repository does.
+        with locks.serialized(paude_home(), f"git-config {repo}"):
+            gitsync.add_remote(repo, name)
 
 
 def _declared_backend(project: Project, name: str) -> str:

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from paude import enginewatch
+
 from .pack import serve
 from .settings import PackConfig
 
@@ -19,6 +21,7 @@ def main() -> None:
     if not path:
         sys.exit("PAUDE_POLICY_CONFIG is not set: paude starts this pack, not users")
     config = PackConfig.model_validate_json(Path(path).read_text(encoding="utf-8"))
+    enginewatch.exit_with_engine()  # a killed engine must not leave the pack running
     try:
         serve(config)
     except (ValueError, OSError) as exc:

@@ -49,7 +49,8 @@ def create(
                         allowed_domains=tuple(allowed_domains) if allowed_domains else None,
                         args=args, pvc_size=pvc_size, storage_class=storage_class)
     result = lifecycle.create(name, flags, dry_run=dry_run, rebuild=rebuild,
-                              on_progress=output.progress, on_warning=output.warn)
+                              on_progress=output.progress, on_warning=output.warn,
+                              on_notice=output.warn)
     if dry_run:
         output.text(f"# paude.yaml{' (unchanged)' if not result.definition.changed else ''}")
         output.text(result.definition.text.rstrip("\n"))
@@ -198,7 +199,8 @@ def delete(
                      f"run `paude delete {name} --confirm`")
         return 1
     session = lifecycle.resolve_name(name)
-    result = lifecycle.delete(session, force=force, on_progress=output.progress)
+    result = lifecycle.delete(session, force=force, on_progress=output.progress,
+                              on_notice=output.warn)
     output.text(f"Session {session} deleted in {result.seconds:.1f}s"
                 f"{', workspace included' if result.data_deleted else ''}.")
     return 0

@@ -49,7 +49,7 @@ def plan(
             output.text(str(path))
         output.info(f"{len(written)} manifests written to {render}; nothing was applied")
         return 0
-    result = sessions.plan(name, on_install=output.download)
+    result = sessions.plan(name, on_install=output.download, on_notice=output.warn)
     if as_json:
         output.text(planview.plan_json_text(result).rstrip("\n"))
     elif markdown:
@@ -62,7 +62,7 @@ def plan(
 
 
 def _plan_all(as_json: bool, markdown: bool, detailed_exitcode: bool) -> int:
-    plans = sessions.plan_all(on_install=output.download)
+    plans = sessions.plan_all(on_install=output.download, on_notice=output.warn)
     if as_json:
         output.text(json.dumps(planview.plans_json(plans), indent=2, sort_keys=True))
     elif markdown:
@@ -94,7 +94,8 @@ def apply(
         return output.confirm(f"Apply these changes to session {planned.session}?")
 
     result = sessions.apply(name, confirm=None if yes else ask, on_progress=output.progress,
-                            on_install=output.download, on_warning=output.warn if yes else None)
+                            on_install=output.download, on_warning=output.warn if yes else None,
+                            on_notice=output.warn)
     for finding in result.policy:
         output.warn(f"policy {finding.rule} (advisory) on {finding.resource or 'the session'}: "
                     f"{finding.message}; fix: {finding.fix}")
@@ -119,7 +120,8 @@ def destroy(
     """
     result = sessions.destroy(name, delete_data=delete_data, force=force,
                               confirm=None if yes else output.confirm,
-                              on_progress=output.progress, on_install=output.download)
+                              on_progress=output.progress, on_install=output.download,
+                              on_notice=output.warn)
     output.text(f"Session {name} destroyed in {result.seconds:.1f}s.")
     if result.data_deleted:
         output.text("  workspace volume deleted.")

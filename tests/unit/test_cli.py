@@ -191,7 +191,8 @@ def test_apply_without_yes_declines_when_stdin_is_not_a_tty(
     answers: list[bool] = []
 
     def fake_apply(name: str, *, confirm: Any = None, on_progress: Any = None,
-                   on_install: Any = None, on_warning: Any = None) -> ApplyResult:
+                   on_install: Any = None, on_warning: Any = None,
+                   on_notice: Any = None) -> ApplyResult:
         assert confirm is not None, "without --yes, apply must ask"
         answers.append(confirm(plan_result("create")))
         if not answers[-1]:
@@ -211,7 +212,8 @@ def test_apply_without_yes_declines_when_stdin_is_not_a_tty(
 def test_apply_with_yes_does_not_ask(monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     def fake_apply(name: str, *, confirm: Any = None, on_progress: Any = None,
-                   on_install: Any = None, on_warning: Any = None) -> ApplyResult:
+                   on_install: Any = None, on_warning: Any = None,
+                   on_notice: Any = None) -> ApplyResult:
         assert confirm is None and on_progress is not None
         return ApplyResult(name, plan_result("create").changes, {}, 1.0)
 
@@ -223,7 +225,8 @@ def test_apply_with_yes_does_not_ask(monkeypatch: pytest.MonkeyPatch,
 def test_destroy_without_yes_declines(monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     def fake_destroy(name: str, *, delete_data: bool, confirm: Any, force: bool = False,
-                     on_progress: Any, on_install: Any = None) -> DestroyResult:
+                     on_progress: Any, on_install: Any = None,
+                     on_notice: Any = None) -> DestroyResult:
         assert confirm is not None and not delete_data
         if not confirm(f"destroy session {name}?"):
             raise AbortedError("destroy cancelled; nothing was changed")

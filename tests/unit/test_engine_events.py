@@ -293,7 +293,7 @@ def test_command_error_without_diagnostics_uses_the_stderr_tail() -> None:
 
 
 def test_provider_tracebacks_are_reduced_to_their_message() -> None:
-    from paude.engine import _brief
+    from paude.engine_text import brief as _brief
 
     diagnostic = (
         "    Traceback (most recent call last):\n"
