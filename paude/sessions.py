@@ -334,20 +334,28 @@ def guard_unfetched(repo: Path, backend_name: str, name: str, *,
     backend = get_backend(backend_name, name)
     status = backend.status(session=name)
     if not status.exists:
-        if container_expected:
+        # A workspace kept by an earlier destroy has no container to look into: that is
+        # not the same as having nothing in it.
+        if container_expected or backend.data_exists(session=name):
             raise UnfetchedWorkError(
                 f"cannot check session {name} for unfetched commits: its agent container is "
-                "gone", hint=f"run `paude apply {name}` and `git fetch paude-{name}` first, "
-                "or pass --force to delete the workspace anyway")
+                "gone", hint=f"run `paude apply {name}` (it re-attaches the workspace) and "
+                f"`git fetch paude-{name}` first, or pass --force to delete the workspace "
+                "anyway")
         return
-    if not status.agent_running:
+    started = not status.agent_running
+    if started:
         backend.start(session=name)  # the check reads the repository inside the agent
-    if not _in_git_repo(repo):
-        return
-    lags = gitsync.unfetched(repo, backend, name)
-    if lags:
-        raise UnfetchedWorkError(gitsync.describe_lags(lags, name),
-                                 hint="fetch them first, or pass --force to discard them")
+    try:
+        if not _in_git_repo(repo):
+            return
+        lags = gitsync.unfetched(repo, backend, name)
+        if lags:
+            raise UnfetchedWorkError(gitsync.describe_lags(lags, name),
+                                     hint="fetch them first, or pass --force to discard them")
+    finally:
+        if started:
+            backend.stop(session=name)  # a stopped session stays stopped, refused or not
 
 
 def _cluster_hint(exc: EngineError, session: Session) -> PaudeError:
