@@ -11,7 +11,7 @@ ENGINE_ARGS ?= --kubernetes
 
 .DEFAULT_GOAL := help
 .PHONY: help setup check venv lint type test test-unit test-integration bench engine base-image \
-	setup-podman schema test-cluster machine-config
+	setup-podman schema test-cluster machine-config test-lifecycle
 
 help: ## List the targets
 	@echo "Targets (PYTHON=$(PYTHON)):"
@@ -42,6 +42,10 @@ test-unit: ## Run the unit tests
 
 test-integration: ## Run the integration tests (podman, Pulumi engine)
 	$(PYTHON) -m pytest tests/integration $(PYTEST_ARGS)
+
+test-lifecycle: ## Randomized lifecycle, long run: 150 operations (PAUDE_LIFECYCLE_OPS, PAUDE_LIFECYCLE_SEED)
+	PAUDE_LIFECYCLE_OPS=$${PAUDE_LIFECYCLE_OPS:-150} $(PYTHON) -m pytest \
+		tests/integration/test_lifecycle_random.py -k test_random_lifecycle -s $(PYTEST_ARGS)
 
 bench: ## Run the benchmarks
 	$(PYTHON) bench/run.py

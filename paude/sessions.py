@@ -307,6 +307,8 @@ def destroy(name: str, *, cwd: Path | None = None, delete_data: bool = False,
         changes, protected = engine.destroy(handle, on_progress=on_progress)
         deleted = [c.name for c in changes if c.op == "delete" and not c.retained]
         kept = [c.name for c in changes if c.retained] + list(protected)
+        # A killed apply can leave an object it made but never recorded; it goes too.
+        get_backend(backend_name, name).remove_leftovers(session=name, owner=project.owner)
     elif not delete_data:
         raise PaudeError(f"session {name} has no stack to destroy",
                          hint=f"`paude destroy {name} --delete-data` removes a kept workspace")

@@ -50,11 +50,18 @@ def _file_probe(work: Work) -> str:
     return f"test -e {shlex.quote(f'{WORKSPACE}/{work.key}')}"
 
 
-# The guard counts commits on the session's branches. Uncommitted and untracked files are
-# tracked already but not guarded: when the guard counts them (and stash, tags, a detached
-# HEAD), set guarded=True here and give them a `saved` that says where the host keeps them.
+def _fetched(host: HostView, work: Work) -> bool:
+    return work.key in host.reachable
+
+
+# The guard counts commits on the session's branches. The other kinds are made and followed
+# already (each must survive everything but a deletion) but not guarded: when the guard
+# counts them, set guarded=True, and give file kinds a `saved` saying where the host keeps
+# them (the commit kinds are saved once a ref of the host reaches them).
 KINDS: dict[str, Kind] = {
-    "commit": Kind(True, _commit_probe, lambda host, w: w.key in host.reachable),
+    "commit": Kind(True, _commit_probe, _fetched),  # on a branch
+    "tag": Kind(False, _commit_probe, _fetched),  # reachable from a tag only
+    "stash": Kind(False, _commit_probe, _fetched),
     "uncommitted": Kind(False, _file_probe, lambda host, w: False),
     "untracked": Kind(False, _file_probe, lambda host, w: False),
 }
