@@ -11,7 +11,7 @@ ENGINE_ARGS ?= --kubernetes
 
 .DEFAULT_GOAL := help
 .PHONY: help setup check venv lint type test test-unit test-integration test-faults bench engine \
-	base-image setup-podman schema test-cluster machine-config
+	base-image setup-podman schema test-cluster machine-config test-lifecycle
 
 help: ## List the targets
 	@echo "Targets (PYTHON=$(PYTHON)):"
@@ -50,6 +50,10 @@ FAULT_SEED ?= 11
 test-faults: ## SIGKILL paude at FAULT_POINTS seeded points of create/apply/destroy/delete
 	PAUDE_FAULT_POINTS=$(FAULT_POINTS) PAUDE_FAULT_SEED=$(FAULT_SEED) \
 		$(PYTHON) -m pytest tests/integration/test_fault_injection.py -s $(PYTEST_ARGS)
+
+test-lifecycle: ## Randomized lifecycle, long run: 150 operations (PAUDE_LIFECYCLE_OPS, PAUDE_LIFECYCLE_SEED)
+	PAUDE_LIFECYCLE_OPS=$${PAUDE_LIFECYCLE_OPS:-150} $(PYTHON) -m pytest \
+		tests/integration/test_lifecycle_random.py -k test_random_lifecycle -s $(PYTEST_ARGS)
 
 bench: ## Run the benchmarks
 	$(PYTHON) bench/run.py

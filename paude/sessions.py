@@ -319,6 +319,8 @@ def destroy(name: str, *, cwd: Path | None = None, delete_data: bool = False,
         changes, protected = engine.destroy(handle, on_progress=on_progress)
         deleted = [c.name for c in changes if c.op == "delete" and not c.retained]
         kept = [c.name for c in changes if c.retained] + list(protected)
+        # A killed apply can leave an object it made but never recorded; it goes too.
+        get_backend(backend_name, name).remove_leftovers(session=name, owner=project.owner)
     elif not delete_data and index.read(name) is None:
         # (A session still in the index lost its stack to a destroy that was killed: this
         # run finishes it.)
@@ -357,18 +359,25 @@ def guard_unfetched(repo: Path, backend_name: str, name: str, *,
     backend = get_backend(backend_name, name)
     status = backend.status(session=name)
     if not status.exists:
-        if container_expected:
+        # A workspace kept by an earlier destroy has no container to look into: that is
+        # not the same as having nothing in it.
+        if container_expected or backend.data_exists(session=name):
             raise UnfetchedWorkError(
                 f"cannot check session {name} for unfetched work: its agent container is "
-                "gone", hint=f"run `paude apply {name}` and `paude rescue {name}` first, "
-                "or pass --force to delete the workspace anyway")
+                "gone", hint=f"run `paude apply {name}` (it re-attaches the workspace) and "
+                f"`paude rescue {name}` first, or pass --force to delete the workspace anyway")
         return
-    if not status.agent_running:
+    started = not status.agent_running
+    if started:
         backend.start(session=name)  # the check reads the workspace inside the agent
-    # Outside a git repository the host has nothing, so every commit counts as unfetched.
-    found = report_work(repo, backend, name)
-    if found.blocking:
-        raise UnfetchedWorkError(describe_work(found, name), hint=refusal_hint(name))
+    try:
+        # Outside a git repository the host has nothing, so every commit counts as unfetched.
+        found = report_work(repo, backend, name)
+        if found.blocking:
+            raise UnfetchedWorkError(describe_work(found, name), hint=refusal_hint(name))
+    finally:
+        if started:
+            backend.stop(session=name)  # a stopped session stays stopped, refused or not
 
 
 def _cluster_hint(exc: EngineError, session: Session) -> PaudeError:

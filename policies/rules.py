@@ -345,11 +345,18 @@ def _is_proxy_image(res: Resource) -> bool:
     return str(res.props.get("tag", "")).startswith("localhost/paude-proxy:")
 
 
+def _built_already(res: Resource) -> bool:
+    # The stack's record of an image it already has and keeps (an unchanged tag): nothing
+    # is built. A stack applied before builds were sandboxed records no build proxy for it,
+    # and must still plan after an upgrade; a new or changed tag is checked as declared.
+    return res.props.get("built") is True and bool(res.props.get("image_id"))
+
+
 def check_builds_sandboxed(resources: Sequence[Resource], _: Mapping[str, Any]
                            ) -> Iterator[Violation]:
     """Every build that takes anything from the repository runs behind the build proxy."""
     for res in _images(resources):
-        if _is_proxy_image(res):
+        if _is_proxy_image(res) or _built_already(res):
             continue
         if not res.props.get("build_proxy_image") or not res.props.get("build_squid_conf"):
             yield Violation(f"image {res.props.get('tag', res.name)} would build with the "

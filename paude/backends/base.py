@@ -66,6 +66,11 @@ class Backend(ABC):
     def delete_data(self, *, session: str) -> list[str]:
         """Remove the session's kept workspace; return what was removed."""
 
+    def remove_leftovers(self, *, session: str, owner: str) -> list[str]:
+        """After the stack is destroyed: remove what a killed apply made before the stack
+        could record it (never the workspace); return what was removed."""
+        return []
+
     @abstractmethod
     def proxy_log(self, *, session: str) -> str:
         """The proxy's access log (raises SessionNotFoundError when the proxy is gone)."""

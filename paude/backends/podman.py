@@ -87,6 +87,22 @@ class PodmanBackend(Backend):
         proc.run([PODMAN, "volume", "rm", "--force", volume])
         return [volume]
 
+    def remove_leftovers(self, *, session: str, owner: str) -> list[str]:
+        """Containers, then networks, carrying the session's labels (podman ANDs them)."""
+        labels = [f"--filter=label={k}={v}" for k, v in (
+            ("paude.managed", "true"), ("paude.session", session), ("paude.repository", owner))]
+        removed = []
+        for listing, field, removal in (
+                (["ps", "--all"], ".Names", ["rm", "--force", "--time", "1"]),
+                (["network", "ls"], ".Name", ["network", "rm"])):
+            found = proc.run([PODMAN, *listing, *labels, "--format", f"{{{{{field}}}}}"],
+                             check=False, log_output=False)
+            names = found.stdout.split() if found.ok else []
+            if names:
+                proc.run([PODMAN, *removal, *names], check=False)
+                removed += names
+        return removed
+
     def proxy_log(self, *, session: str) -> str:
         """Read squid's access log from inside the proxy container."""
         result = proc.run([PODMAN, "exec", proxy(session), "cat", "/var/log/squid/access.log"])

@@ -149,15 +149,23 @@ def test_rescue_with_nothing_to_save(monkeypatch: pytest.MonkeyPatch,
 
 
 class FakeBackend:
-    def __init__(self, *, exists: bool = True, running: bool = True) -> None:
+    def __init__(self, *, exists: bool = True, running: bool = True,
+                 data: bool = False) -> None:
         self.state = RuntimeStatus(exists, running, running, running)
-        self.started = 0
+        self.data = data
+        self.started = self.stopped = 0
 
     def status(self, *, session: str) -> RuntimeStatus:
         return self.state
 
+    def data_exists(self, *, session: str) -> bool:
+        return self.data
+
     def start(self, *, session: str) -> None:
         self.started += 1
+
+    def stop(self, *, session: str) -> None:
+        self.stopped += 1
 
 
 def guard(monkeypatch: pytest.MonkeyPatch, backend: FakeBackend, found: WorkReport,
@@ -172,7 +180,7 @@ def test_the_guard_starts_a_stopped_agent_and_refuses_each_kind(
     backend = FakeBackend(running=False)
     with pytest.raises(UnfetchedWorkError) as exc:
         guard(monkeypatch, backend, BUSY)
-    assert backend.started == 1
+    assert backend.started == backend.stopped == 1  # left as it was found
     message = exc.value.render()
     for part in ("  branches: 2 commits on 1 branch\n", "  tags: 1 tag\n",
                  "  stash: 1 stash entry\n", "  uncommitted changes: 1 changed tracked file",

@@ -1,0 +1,109 @@
+"""Upgrades: a session applied by the previous release plans clean and destroys under this
+code (stack state, provider classes stored by reference, the session index, the remote).
+
+The previous release is a pinned revision of this repository, PAUDE_UPGRADE_FROM
+(default e5c3518, the last commit of main before the machine settings file took over
+the proxy's base image), installed from `git archive` into its own virtualenv. It needs
+the repository's history: a shallow clone fails here in CI and skips elsewhere."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import tarfile
+import venv
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI
+from tests.integration.helpers import BASE_IMAGE, Paude, podman
+
+pytestmark = [pytest.mark.requires_podman, pytest.mark.requires_pulumi, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+UPGRADE_FROM = os.environ.get("PAUDE_UPGRADE_FROM", "e5c3518")
+
+
+def previous_release(dest: Path) -> Path:
+    """The previous release's source tree, extracted from the repository's history."""
+    found = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet",
+                            f"{UPGRADE_FROM}^{{commit}}"], capture_output=True, text=True)
+    if found.returncode != 0:
+        message = (f"revision {UPGRADE_FROM} (PAUDE_UPGRADE_FROM) is not in {REPO}: the "
+                   "upgrade test installs the previous release from the repository's history; "
+                   "clone with full history (`git fetch --unshallow`)")
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar",
+                              found.stdout.strip()], capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+@pytest.fixture(scope="module")
+def old_paude_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`paude` of the previous release, pip-installed into its own virtualenv."""
+    src = previous_release(tmp_path_factory.mktemp("old-src"))
+    env_dir = tmp_path_factory.mktemp("old-venv")
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    subprocess.run([env_dir / "bin" / "python", "-m", "pip", "install", "--quiet", str(src)],
+                   check=True)
+    return env_dir / "bin" / "paude"
+
+
+def labelled(name: str) -> list[str]:
+    label = f"label=paude.session={name}"
+    found = []
+    for kind in (["ps", "-a"], ["network", "ls"], ["volume", "ls"]):
+        found += podman(*kind, "-q", "--filter", label).stdout.split()
+    return found
+
+
+def test_a_session_of_the_previous_release_plans_clean_and_destroys(
+        paude: Paude, old_paude_exe: Path) -> None:
+    name = paude.session
+    # paude.yaml in the old style: image.base names the test base, which the old release
+    # also builds the proxy on. This release takes the proxy's base from the machine's
+    # config.yaml (make_home writes the same image there), so the proxy's tag is unchanged.
+    assert f"base: {BASE_IMAGE}" in (paude.repo / "paude.yaml").read_text()
+    assert f"proxy: {{base: {BASE_IMAGE}}}" in (paude.home / "config.yaml").read_text()
+    (paude.repo / "README.md").write_text("# project\n")
+    for args in (["checkout", "-q", "-b", "main"], ["add", "."],
+                 ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-qm",
+                  "init"]):
+        subprocess.run(["git", "-C", str(paude.repo), *args], check=True)
+    old = Paude(old_paude_exe, paude.home, paude.repo, name)
+    old.ok("apply", name, "--yes")
+    assert old.run("plan", name, "--detailed-exitcode").returncode == 0
+    old.ok("remote", "add", "--push", name)
+    commit = podman("exec", f"paude-{name}-agent", "sh", "-c",
+                    "cd /workspace && echo work > agent.txt && git add agent.txt && "
+                    "git commit -qm 'agent work' && git rev-parse HEAD").stdout.strip()
+
+    # This release: the old stack plans clean, and the old index entry is read.
+    planned = paude.run("plan", name, "--detailed-exitcode")
+    assert planned.returncode == 0, f"plan after the upgrade:\n{planned.stdout}{planned.stderr}"
+    listed = json.loads(paude.ok("list", "--json").stdout)
+    assert [(r["name"], r["status"]) for r in listed] == [(name, "running")]
+    status = json.loads(paude.ok("status", name, "--json").stdout)
+    assert status["unfetched_commits"] == 1
+
+    # The unfetched commit holds the workspace: without --force, it stays.
+    refused = paude.run("destroy", name, "--yes", "--delete-data")
+    assert refused.returncode == 1 and "1 commit" in refused.stderr, refused.stderr
+    paude.ok("destroy", name, "--yes")
+    assert labelled(name) == [f"paude-{name}-workspace"]
+    assert f"paude-{name}" not in subprocess.run(
+        ["git", "-C", str(paude.repo), "remote"], capture_output=True, text=True).stdout.split()
+
+    # Re-applied by this release, the kept workspace still has the agent's commit.
+    paude.ok("apply", name, "--yes")
+    head = podman("exec", f"paude-{name}-agent", "git", "-C", "/workspace", "rev-parse", "HEAD")
+    assert head.stdout.strip() == commit
+    paude.ok("destroy", name, "--yes", "--delete-data", "--force")
+    assert labelled(name) == []
