@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -219,3 +220,23 @@ def group_alive(pgid: int) -> bool:
         if fields[0] != "Z" and int(fields[2]) == pgid:
             return True
     return False
+
+
+def end_leftovers(home: Path) -> list[int]:
+    """Kill what killed paude runs left behind under this PAUDE_HOME (the engine's plugins
+    run in process groups of their own); returns their pids."""
+    ended = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(home).encode() not in cmdline.read_bytes():
+                continue
+            pid = int(cmdline.parent.name)
+            group = os.getpgid(pid)
+            if group == os.getpgrp():
+                os.kill(pid, signal.SIGKILL)
+            else:
+                os.killpg(group, signal.SIGKILL)
+            ended.append(pid)
+        except (OSError, ValueError):
+            continue
+    return ended

@@ -30,7 +30,7 @@ import yaml
 
 from tests.integration.helpers import BASE_IMAGE, Paude, podman, remove_session_objects
 from tests.integration.lifecycle_ops import Lifecycle
-from tests.integration.lifecycle_world import Observer
+from tests.integration.lifecycle_world import Observer, end_leftovers
 from tests.integration.stand_in_agent import SOURCE
 from tests.integration.test_quickstart import agent_exec, project
 
@@ -41,6 +41,8 @@ _SEED = os.environ.get("PAUDE_LIFECYCLE_SEED", "20261202")
 SEED = random.SystemRandom().randrange(1 << 32) if _SEED == "random" else int(_SEED)
 KILLS = os.environ.get("PAUDE_LIFECYCLE_KILLS", "1") != "0"
 GITCONFIG = "[user]\n\tname = Host User\n\temail = host@example.invalid\n"
+
+
 @pytest.fixture
 def lifecycle_repo(paude: Paude) -> Iterator[Paude]:
     """A repository with one session defined (the second one comes from `paude create`),
@@ -57,6 +59,7 @@ def lifecycle_repo(paude: Paude) -> Iterator[Paude]:
     try:
         yield paude
     finally:
+        end_leftovers(paude.home)
         remove_session_objects(f"{paude.session}-b")
 
 
