@@ -15,6 +15,7 @@ from pydantic_core import ErrorDetails
 
 from paude.errors import ConfigError, ConfigProblem
 from paude.image_sources import IMAGE_SOURCES, WHOLE_FILE, load_image_source
+from paude.limits import TooComplex, load_yaml
 from paude.models import PaudeFile, Session, resolve
 from paude.validation import Loc, dotted, message
 
@@ -42,17 +43,23 @@ def find_project_root(start: Path) -> Path:
 def inside_repository(path: Path, root: Path) -> None:
     """Refuse a repository file that is a symlink leading out of the repository: the agent
     can commit such links, and paude must not read host files through them."""
-    if path.is_symlink() and not path.resolve().is_relative_to(root.resolve()):
-        raise ConfigError(str(path), [ConfigProblem(
-            WHOLE_FILE, f"is a symlink to {path.resolve()}, outside the repository")],
-            hint="replace the link with the file itself")
+    if not path.is_symlink():
+        return
+    try:
+        target: Path | None = path.resolve()
+    except (RuntimeError, OSError):  # a symlink loop (Python 3.11 raises RuntimeError)
+        target = None
+    if target is None or not target.is_relative_to(root.resolve()):
+        what = ("a symlink loop" if target is None
+                else f"a symlink to {target}, outside the repository")
+        raise ConfigError(str(path), [ConfigProblem(WHOLE_FILE, f"is {what}")],
+                          hint="replace the link with the file itself")
 
 
 def line_in(path: Path, loc: tuple[str | int, ...]) -> int | None:
     """The line of a field in a YAML file (None when it cannot be told)."""
     try:
-        return _line_of(yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader),
-                        loc)
+        return _line_of(load_yaml(path.read_text(encoding="utf-8"))[0], loc)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
 
@@ -79,14 +86,14 @@ def load_yaml_model(path: Path, model: type[M], *, top: str, missing_hint: str,
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(name, [ConfigProblem(WHOLE_FILE, f"cannot read: {exc}")]) from None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root, data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         line = mark.line + 1 if mark is not None else None
+        what = "unusable YAML" if isinstance(exc, TooComplex) else "YAML syntax"
         raise ConfigError(
-            name, [ConfigProblem(WHOLE_FILE, f"YAML syntax: {problem}", line)]
+            name, [ConfigProblem(WHOLE_FILE, f"{what}: {problem}", line)]
         ) from None
     if data is None:
         return model()
@@ -174,7 +181,21 @@ def dump_paude_file(file: PaudeFile) -> str:
         if part:
             data[key] = part
     data["sessions"] = {name: dump(spec) for name, spec in file.sessions.items()}
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                     allow_unicode=True)
+
+
+class _Dumper(yaml.SafeDumper):
+    """PyYAML writes NEL, LS and PS (line breaks to YAML) raw into quoted scalars, where
+    reading folds them into spaces: such strings are written double-quoted, escaped."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    breaks = any(c in value for c in "\x85\u2028\u2029")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"' if breaks else None)
+
+
+_Dumper.add_representer(str, _str)
 
 
 def _write_atomic(path: Path, text: str) -> None:

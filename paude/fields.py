@@ -48,12 +48,13 @@ def _suggest_name(name: str) -> str | None:
     """A valid session name close to `name`, or None when nothing sensible is left."""
     candidate = re.sub(r"[^a-z0-9]+", "-", name.lower())
     candidate = re.sub(r"^[^a-z]+", "", candidate)[:SESSION_NAME_MAX].rstrip("-")
-    return candidate if SESSION_NAME_RE.match(candidate) else None
+    return candidate if SESSION_NAME_RE.fullmatch(candidate) else None
 
 
 def validate_session_name(name: str) -> str:
     """Return `name` if it is a valid session name, else raise ValueError saying the rule."""
-    if SESSION_NAME_RE.match(name):
+    # fullmatch: `$` also matches before a final newline, and "demo\n" is not a name.
+    if SESSION_NAME_RE.fullmatch(name):
         return name
     message = f"invalid session name {name!r}: {_NAME_RULE}"
     suggestion = _suggest_name(name)
@@ -96,7 +97,7 @@ def validate_domain(entry: str) -> str:
         raise ValueError(f"{entry!r} contains a port: list only the host name (ports are fixed)")
     if host.startswith("*."):
         raise ValueError(f"write the wildcard {entry!r} as {'.' + host[2:]!r}")
-    if len(host) > 253 or not all(_DNS_LABEL_RE.match(label) for label in labels):
+    if len(host) > 253 or not all(_DNS_LABEL_RE.fullmatch(label) for label in labels):
         raise ValueError(
             f"{entry!r} is not a valid host name: dot-separated labels of 1-63 letters, "
             "digits or '-', not starting or ending with '-'"
@@ -154,7 +155,7 @@ def _matching(regex: re.Pattern[str], what: str) -> AfterValidator:
     """A validator accepting strings that match `regex`; `what` says the rule."""
 
     def check(value: str) -> str:
-        if not regex.match(value):
+        if not regex.fullmatch(value):  # not match: `$` also matches before a final "\n"
             raise ValueError(f"{value!r} is not {what}")
         return value
 
@@ -210,9 +211,13 @@ SingleLine = Annotated[str, AfterValidator(check_single_line)]
 
 
 def _check_argument(value: str) -> str:
-    # An argv element may hold anything a program accepts, newlines included, but not NUL.
+    # An argv element may hold anything a program accepts, newlines included, but not NUL,
+    # and it must be text: bytes that are not UTF-8 on paude's own command line arrive as
+    # lone surrogates, which no argv, file or engine message can carry.
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    if any("\ud800" <= c <= "\udfff" for c in value):
+        raise ValueError("must be UTF-8 text")
     return value
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from paude.errors import ConfigError, ConfigProblem
+from paude.limits import MAX_DEPTH, json_problem
 from paude.models import ImageConfig
 from paude.validation import dotted, message
 
@@ -30,22 +31,45 @@ _SILENT_PROPERTIES = frozenset({"$schema", "name"})
 WHOLE_FILE = "(file)"  # a problem with a whole file, not one field
 
 
-_JSON_STRING = r'"(?:\\.|[^"\\\n])*"'
-# Strings are matched first so that '//' or ',}' inside a string is left alone.
-_JSONC_COMMENT_RE = re.compile(rf"{_JSON_STRING}|//[^\n]*|/\*.*?\*/", re.S)
-_JSONC_TRAILING_COMMA_RE = re.compile(rf"{_JSON_STRING}|,(?=\s*[}}\]])")
-
-
-def _blank(match: re.Match[str]) -> str:
-    """Keep strings; blank anything else but its newlines, so error lines stay right."""
-    found = match.group()
-    return found if found.startswith('"') else re.sub(r"[^\n]", " ", found)
-
-
 def _strip_jsonc(text: str) -> str:
-    """Remove // and /* */ comments and trailing commas outside strings (JSONC -> JSON)."""
-    text = _JSONC_COMMENT_RE.sub(_blank, text)
-    return _JSONC_TRAILING_COMMA_RE.sub(_blank, text)
+    """Remove // and /* */ comments and trailing commas outside strings (JSONC -> JSON).
+
+    One pass, in time linear in the text (the agent writes these files: no input may make
+    reading them slow). Comments become spaces, newlines kept, so error lines stay right."""
+    out: list[str] = []
+    comma: int | None = None  # index in `out` of a comma followed so far only by blanks
+    i, n = 0, len(text)
+    while i < n:
+        char = text[i]
+        if char == '"':
+            j = i + 1
+            while j < n and text[j] not in '"\n':
+                j += 2 if text[j] == "\\" else 1
+            j = min(j + 1, n) if j < n and text[j] == '"' else min(j, n)
+            out.append(text[i:j])  # an unterminated string is left for json to report
+            comma, i = None, j
+        elif text.startswith("//", i):
+            j = text.find("\n", i)
+            j = n if j < 0 else j
+            out.append(" " * (j - i))
+            i = j
+        elif text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            if j < 0:  # never closed: so is no later comment; json reports the error
+                out.append(text[i:])
+                break
+            out.append("".join(c if c == "\n" else " " for c in text[i:j + 2]))
+            i = j + 2
+        else:
+            if char in "}]" and comma is not None:
+                out[comma] = " "
+            if char == ",":
+                comma = len(out)
+            elif not char.isspace():
+                comma = None
+            out.append(char)
+            i += 1
+    return "".join(out)
 
 
 def _command(value: Any) -> str | None:
@@ -161,12 +185,19 @@ def load_image_source(root: Path) -> tuple[ImageConfig, str, list[str]] | None:
         text = (root / source).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, [ConfigProblem(WHOLE_FILE, f"cannot read: {exc}")]) from None
+    data: Any = None
     try:
         data = json.loads(_strip_jsonc(text))
+        unusable = json_problem(data)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             source, [ConfigProblem(WHOLE_FILE, f"invalid JSON: {exc.msg}", exc.lineno)]
         ) from None
+    except RecursionError:
+        unusable = f"nested more than {MAX_DEPTH} levels deep"
+    if unusable:
+        # Validation and serialisation walk the data recursively, so depth is bounded here.
+        raise ConfigError(source, [ConfigProblem(WHOLE_FILE, f"unusable JSON: {unusable}")])
     if not isinstance(data, dict):
         raise ConfigError(source, [ConfigProblem("(top level)", "expected a JSON object", 1)])
     collected = _JsonImage(source, text)

@@ -129,6 +129,10 @@ def create(name: str | None, flags: CreateFlags, *, cwd: Path | None = None,
     if dry_run:
         return CreateResult(name, definition, plan=sessions.plan(name, project=project))
     session, _ = sessions.session_of(project, name)
+    if _headless(definition, name):
+        # The prompt's code is pushed in after the apply: a folder that cannot push is
+        # refused before anything is written or made, not after.
+        gitsync.current_branch(root)
     # What exists before this run: the undo of a failed create removes only what the run
     # itself made (a kept workspace from an earlier session holds the agent's work).
     before = _Existing(data=_backend_for(session).data_exists(session=name),

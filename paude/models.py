@@ -93,7 +93,12 @@ def _check_ca_file(value: str) -> str:
     # The path is the repository's word, the file is the host's: whatever the path names
     # must be certificates and nothing else before any of it is copied into an image.
     try:
-        read_certificates(Path(value).expanduser())
+        path = Path(value).expanduser()
+    except RuntimeError:  # ~USER of a user this machine does not have
+        raise ValueError(f"{value}: no home folder is known for "
+                         f"{value.split('/', 1)[0]!r} on this machine") from None
+    try:
+        read_certificates(path)
     except FileNotFoundError:
         return value  # reported when an image is built: a teammate may not have it yet
     except NotCertificates as exc:
@@ -169,7 +174,7 @@ class AgentConfig(_Model):
     )
 
     args: Annotated[
-        list[str],
+        list[Argument],
         WithJsonSchema(
             {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]}
         ),

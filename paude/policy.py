@@ -25,6 +25,7 @@ import yaml
 from paude.config import load_yaml_model
 from paude.errors import ConfigError, ConfigProblem
 from paude.home import paude_home
+from paude.limits import load_yaml
 from paude.policies.origins import inside, is_file_check, module_locations, repository_root
 from paude.policies.rules import BUILTIN
 from paude.policies.settings import PackConfig, PolicyFile, RepoPolicyFile, resolve
@@ -88,8 +89,7 @@ def _custom_rule_nodes(text: str) -> tuple[int | None, list[yaml.Node]] | None:
     """The line of a top-level custom_rules key and its entries; None when the file has no
     such key (or is not YAML: load_yaml_model reports that with its line)."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root, data = load_yaml(text)
     except yaml.YAMLError:
         return None
     if not isinstance(data, dict) or "custom_rules" not in data:

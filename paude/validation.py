@@ -16,8 +16,16 @@ Loc = tuple[LocPart, ...]
 
 
 def dotted(loc: Loc) -> str:
-    parts = [str(p) for p in loc if p != "[key]"]
+    """A field path as `sessions.demo.image`; a key that would not read as one word (empty,
+    spaces, control characters) is quoted, so every path names its field visibly."""
+    parts = [_part(p) for p in loc if p != "[key]"]
     return ".".join(parts) if parts else "(top level)"
+
+
+def _part(part: LocPart) -> str:
+    text = str(part)
+    return text if text and text.isprintable() and not any(c.isspace() for c in text) \
+        else repr(text)
 
 
 def _unwrap(tp: Any) -> Any:

@@ -23,8 +23,12 @@ def is_file_check(check: str) -> bool:
 
 
 def inside(path: Path, roots: Iterable[str | Path]) -> Path | None:
-    """The root that holds `path` once every symlink is resolved, or None."""
-    real = path.resolve()
+    """The root that holds `path` once every symlink is resolved, or None (also for a
+    symlink loop, which leads nowhere and cannot be read)."""
+    try:
+        real = path.resolve()
+    except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError for a loop
+        return None
     for root in roots:
         folder = Path(root).resolve()
         if real == folder or real.is_relative_to(folder):

@@ -21,7 +21,11 @@ _FIX = "move the build step into the Dockerfile's RUN lines, which the build pro
 
 def inside(root: Path, path: Path, field: str, source: str) -> Path:
     """`path` with every symlink resolved, refused unless it stays inside the repository."""
-    resolved = path.resolve()
+    try:
+        resolved = path.resolve()
+    except (RuntimeError, OSError):  # a symlink loop (Python 3.11 raises RuntimeError)
+        raise ConfigError(source, [ConfigProblem(field, f"{path} is a symlink loop")],
+                          hint="replace the link with the file itself") from None
     if not resolved.is_relative_to(root.resolve()):
         raise ConfigError(source, [ConfigProblem(
             field, f"{path.relative_to(root) if path.is_relative_to(root) else path} resolves "
@@ -43,7 +47,11 @@ def escaping_links(context: Path, root: Path, ignored: Callable[[str], bool]) ->
             rel = path.relative_to(context).as_posix()
             if rel.split("/", 1)[0] == ".git" or ignored(rel) or not path.is_symlink():
                 continue
-            if not path.resolve().is_relative_to(top):
+            try:
+                escapes = not path.resolve().is_relative_to(top)
+            except (RuntimeError, OSError):  # a loop: podman cannot copy it either
+                escapes = True
+            if escapes:
                 found.append(f"{rel} -> {os.readlink(path)}")
         dirs[:] = [d for d in dirs if not (base / d).is_symlink()]
     return sorted(found)
@@ -101,4 +109,5 @@ def _instructions(text: str) -> Iterator[tuple[int, str, list[str]]]:
                 index += 1
             index += 1
         words = joined.split()
-        yield start + 1, words[0].upper(), words[1:]
+        if words:  # a lone `\` before a comment line continues into nothing
+            yield start + 1, words[0].upper(), words[1:]

@@ -229,7 +229,7 @@ def dockerfile_build(session: Session, root: Path) -> BuildSpec | None:
             f"{'; '.join(links[:5])}")],
             hint="replace them with the files themselves, or list them in .dockerignore; "
                  "podman would copy what they point at into the image")
-    text = dockerfile.read_text(encoding="utf-8")
+    text = _text(dockerfile)
     problems = buildcheck.dockerfile_problems(text)
     if problems:
         raise ConfigError(str(dockerfile), problems, what="Dockerfile",
@@ -275,11 +275,22 @@ def context_digest(context: Path) -> str:
     return digest.hexdigest()
 
 
+def _text(path: Path) -> str:
+    """A build file's text; ConfigError when it is not UTF-8 (the checks read it as text,
+    and a file they cannot read is not built)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), [ConfigProblem(
+            "(file)", f"is not UTF-8 text (byte {exc.start})")],
+            what="build file", hint="save the file as UTF-8") from None
+
+
 def _ignore_patterns(context: Path) -> list[str]:
     path = context / ".dockerignore"
     if not path.is_file():
         return []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = _text(path).splitlines()
     return [ln.strip().strip("/") for ln in lines if ln.strip() and not ln.startswith("#")]
 
 
