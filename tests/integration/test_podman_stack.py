@@ -117,11 +117,16 @@ def test_session_lifecycle(paude: Paude, tmp_path: Path) -> None:
     assert changed.returncode == 2, changed.stdout + changed.stderr
     assert "agent image rebuilt" in changed.stdout
 
-    # A second apply while the first holds the session gets a clear "busy" error.
+    # A second apply while the first holds the session gets a clear "busy" error once its
+    # bounded wait (PAUDE_LOCK_WAIT, 0 here: fail at once) runs out.
     first = paude.popen("apply", name, "--yes")
     try:
         _wait_for_lock(paude.home)
-        second = paude.run("apply", name, "--yes")
+        paude.extra_env["PAUDE_LOCK_WAIT"] = "0"
+        try:
+            second = paude.run("apply", name, "--yes")
+        finally:
+            del paude.extra_env["PAUDE_LOCK_WAIT"]
         assert second.returncode == 1
         assert "being changed by another" in second.stderr, second.stderr
     finally:
