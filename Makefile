@@ -11,7 +11,7 @@ ENGINE_ARGS ?= --kubernetes
 
 .DEFAULT_GOAL := help
 .PHONY: help setup check venv lint type test test-unit test-integration test-faults bench engine \
-	base-image setup-podman schema test-cluster machine-config test-lifecycle
+	base-image setup-podman schema test-cluster machine-config test-lifecycle fuzz
 
 help: ## List the targets
 	@echo "Targets (PYTHON=$(PYTHON)):"
@@ -54,6 +54,16 @@ test-faults: ## SIGKILL paude at FAULT_POINTS seeded points of create/apply/dest
 test-lifecycle: ## Randomized lifecycle, long run: 150 operations (PAUDE_LIFECYCLE_OPS, PAUDE_LIFECYCLE_SEED)
 	PAUDE_LIFECYCLE_OPS=$${PAUDE_LIFECYCLE_OPS:-150} $(PYTHON) -m pytest \
 		tests/integration/test_lifecycle_random.py -k test_random_lifecycle -s $(PYTEST_ARGS)
+
+# Inputs of `make fuzz` across all targets (`make test` runs a derandomized 1000) and the
+# seed of its random run (a fresh one each time unless given; printed to rerun a failure).
+FUZZ_EXAMPLES ?= 10000
+FUZZ_SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+
+fuzz: ## Fuzz paude's inputs: FUZZ_EXAMPLES (10000) generated files and command lines, seed FUZZ_SEED
+	@echo "fuzz: $(FUZZ_EXAMPLES) inputs, PAUDE_FUZZ_SEED=$(FUZZ_SEED) (rerun: make fuzz FUZZ_SEED=$(FUZZ_SEED))"
+	PAUDE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) PAUDE_FUZZ_SEED=$(FUZZ_SEED) \
+		$(PYTHON) -m pytest tests/fuzz -W ignore::hypothesis.errors.HypothesisWarning $(PYTEST_ARGS)
 
 bench: ## Run the benchmarks
 	$(PYTHON) bench/run.py

@@ -178,11 +178,14 @@ def _declare_builds(session: Session, builds: _Builds, namespace: str, meta: Any
                     opts: pulumi.ResourceOptions, refs: dict[str, str], *, emit_runs: bool
                     ) -> tuple[pulumi.Resource, ...]:
     if session.image.dockerfile is not None:
-        raise ConfigError("paude.yaml", [ConfigProblem(
-            f"sessions.{session.name}.image.dockerfile",
-            "in-cluster builds take paude's generated build files only")],
-            hint="set openshift.image_registry: paude then builds your Dockerfile locally "
-                 "and pushes the result")
+        # The Dockerfile may come from paude.json or devcontainer.json: name that file.
+        from_json = session.image_source not in ("paude.yaml", "default")
+        raise ConfigError(
+            session.image_source if from_json else "paude.yaml", [ConfigProblem(
+                "build.dockerfile" if from_json else f"sessions.{session.name}.image.dockerfile",
+                "in-cluster builds take paude's generated build files only")],
+            hint="set openshift.image_registry in paude.yaml: paude then builds your "
+                 "Dockerfile locally and pushes the result")
     cfg = session.openshift
     oc = ["oc", *(["--context", cfg.context] if cfg.context else []), "--namespace", namespace]
     out: list[pulumi.Resource] = []
