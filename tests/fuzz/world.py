@@ -3,7 +3,6 @@ CA files of every kind, and a PAUDE_HOME, all under one temporary folder."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
