@@ -120,7 +120,11 @@ def render(name: str, directory: Path, *, cwd: Path | None = None) -> list[Path]
                          "Kubernetes sessions render manifests",
                          hint=f"`paude plan {name}` shows a podman session's plan")
     directory = directory.resolve()
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file of that name, a read-only place
+        raise PaudeError(f"cannot write manifests to {directory}: {exc.strerror}",
+                         hint="give --render a folder, new or existing") from None
     with tempfile.TemporaryDirectory(prefix="paude-render-") as tmp:
         ctx = engine.connect(Path(tmp), f"file://{tmp}")
         ctx = engine.EngineContext(Path(tmp), f"file://{tmp}", ctx.engine, "render")

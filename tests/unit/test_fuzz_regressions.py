@@ -278,3 +278,59 @@ def test_a_headless_create_outside_a_repository_changes_nothing(
 class _NoData:
     def data_exists(self, *, session: str) -> bool:
         return False
+
+
+# ---------------------------------------------------------------- found by tests/fuzz
+
+
+def test_render_into_a_file_is_refused_not_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `paude plan NAME --render paude.yaml` raised FileExistsError from mkdir.
+    monkeypatch.setenv("PAUDE_HOME", str(tmp_path / "home"))
+    write(tmp_path / "paude.yaml", "sessions:\n  demo: {backend: openshift}\n")
+    reached: list[str] = []
+
+    def no_engine(*args: object, **kwargs: object) -> None:
+        reached.append("engine")
+        raise PaudeError("no engine here")
+
+    monkeypatch.setattr(sessions.engine, "connect", no_engine)
+    for target in ("paude.yaml", "paude.yaml/sub"):
+        with pytest.raises(PaudeError, match="cannot write manifests to") as exc:
+            sessions.render("demo", tmp_path / target, cwd=tmp_path)
+        assert "give --render a folder" in exc.value.render()
+    assert reached == [] and (tmp_path / "paude.yaml").is_file()
+    # Control: a folder (new) goes on to the engine.
+    with pytest.raises(PaudeError, match="no engine here"):
+        sessions.render("demo", tmp_path / "out", cwd=tmp_path)
+    assert reached == ["engine"] and (tmp_path / "out").is_dir()
+
+
+def test_an_in_cluster_build_refusal_names_the_json_file(tmp_path: Path) -> None:
+    # A Dockerfile from paude.json was reported as paude.yaml's sessions.NAME.image.dockerfile.
+    from paude.stacks.openshift.program import make_program
+    from tests.unit.pulumi_mocks import RecordingMocks, run_pulumi
+
+    write(tmp_path / "Dockerfile", "FROM x\n")
+    write(tmp_path / "paude.json", '{"build": {"dockerfile": "Dockerfile"}}')
+    file = PaudeFile.model_validate({"sessions": {"demo": {"backend": "openshift"}}})
+    session, _ = session_from(file, tmp_path, "demo")
+    with pytest.raises(Exception) as caught:
+        run_pulumi(make_program(session, str(tmp_path)), RecordingMocks())
+    inner: BaseException | None = caught.value
+    while inner is not None and not isinstance(inner, ConfigError):
+        inner = inner.__cause__ or inner.__context__
+    assert isinstance(inner, ConfigError)
+    assert inner.file == "paude.json"
+    assert [p.path for p in inner.problems] == ["build.dockerfile"]
+    # Control: the same Dockerfile named in paude.yaml is reported there.
+    file = PaudeFile.model_validate({"sessions": {"demo": {
+        "backend": "openshift", "image": {"dockerfile": "Dockerfile"}}}})
+    session, _ = session_from(file, tmp_path, "demo")
+    with pytest.raises(Exception) as caught:
+        run_pulumi(make_program(session, str(tmp_path)), RecordingMocks())
+    inner = caught.value
+    while inner is not None and not isinstance(inner, ConfigError):
+        inner = inner.__cause__ or inner.__context__
+    assert isinstance(inner, ConfigError) and inner.file == "paude.yaml"
+    assert [p.path for p in inner.problems] == ["sessions.demo.image.dockerfile"]
