@@ -8,7 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from paude.config import dump_paude_file, load_paude_file
+from paude.definition import CreateFlags, plan_definition
 from paude.errors import ConfigError
+from paude.models import PaudeFile
 from tests.fuzz import strategies as fz
 from tests.fuzz.harness import bounded, fuzz, ran, readable
 from tests.fuzz.world import CA_NAMES, FIXED_CA_PATHS, World, check_sessions, world
@@ -39,8 +41,30 @@ def check_paude_yaml(world: World, data: bytes) -> bool:
     again.parent.mkdir(exist_ok=True)
     again.write_text(dump_paude_file(file), encoding="utf-8")
     assert load_paude_file(again).model_dump(mode="json") == file.model_dump(mode="json")
+    _check_create(world, file)
     check_sessions(world, file, list(file.sessions))
     return True
+
+
+def _check_create(world: World, file: PaudeFile) -> None:
+    """`paude create NEW` adds one session to the file as written and loses nothing: the
+    text it would write reads back as the old definition plus the new session."""
+    name = next(n for n in ("fz-new", "fz-new-2", "fz-new-3") if n not in file.sessions)
+    try:
+        definition = plan_definition(world.root, name, CreateFlags(
+            yolo=True, allowed_domains=("pypi", ".example.com"), args="-p 'hi there'"))
+    except ConfigError as exc:  # the file is refused as a whole; nothing else may fail
+        readable(exc)
+        return
+    again = world.root / "created" / "paude.yaml"
+    again.parent.mkdir(exist_ok=True)
+    again.write_text(definition.text, encoding="utf-8")
+    written = load_paude_file(again)
+    assert written.model_dump(mode="json") == definition.file.model_dump(mode="json")
+    assert set(written.sessions) == {*file.sessions, name}
+    for old, spec in file.sessions.items():
+        assert written.sessions[old].model_dump(mode="json") == spec.model_dump(mode="json")
+    assert written.defaults.model_dump(mode="json") == file.defaults.model_dump(mode="json")
 
 
 def _encode(text: str) -> bytes:
