@@ -91,15 +91,15 @@ def load_yaml_model(path: Path, model: type[M], *, top: str, missing_hint: str,
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         line = mark.line + 1 if mark is not None else None
-        what = "unusable YAML" if isinstance(exc, TooComplex) else "YAML syntax"
+        kind = "unusable YAML" if isinstance(exc, TooComplex) else "YAML syntax"
         raise ConfigError(
-            name, [ConfigProblem(WHOLE_FILE, f"{what}: {problem}", line)]
+            name, [ConfigProblem(WHOLE_FILE, f"{kind}: {problem}", line)], what=what, hint=hint,
         ) from None
     if data is None:
         return model()
     if not isinstance(data, dict):
         raise ConfigError(name, [ConfigProblem("(top level)", f"expected a mapping with {top}",
-                                               1)])
+                                               1)], what=what, hint=hint)
     problems = list(_duplicate_keys(root, ()))
     try:
         parsed = model.model_validate(data)

@@ -25,6 +25,13 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _shown(key: str) -> str:
+    """A key as an error message may print it: quoted and escaped unless it is plain text,
+    so a key the agent wrote cannot send control sequences to the user's terminal."""
+    return key if key and key.isprintable() and not any(c.isspace() for c in key) \
+        else repr(key)
+
+
 class RuleSetting(_Model):
     """Overrides for one built-in rule."""
 
@@ -62,7 +69,7 @@ class RepoPolicyFile(_Model):
             rule = BY_ID.get(rule_id)
             if rule is None:
                 known = ", ".join(BY_ID)
-                raise ValueError(f"rules.{rule_id}: no built-in rule has this id (known: "
+                raise ValueError(f"rules.{_shown(rule_id)}: no built-in rule has this id (known: "
                                  f"{known}); the organisation's own rules go under custom_rules in "
                                  "$PAUDE_HOME/policy.yaml")
             if rule.level == "mandatory" and setting.level not in (None, "mandatory"):

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from paude import lifecycle, sessions
@@ -334,3 +335,44 @@ def test_an_in_cluster_build_refusal_names_the_json_file(tmp_path: Path) -> None
         inner = inner.__cause__ or inner.__context__
     assert isinstance(inner, ConfigError) and inner.file == "paude.yaml"
     assert [p.path for p in inner.problems] == ["sessions.demo.image.dockerfile"]
+
+
+@pytest.mark.parametrize("key", ["\x1b[2J\x1b]0;owned\x07", "\x9b31m", "a\u202eb", "\U000702b2"])
+def test_an_unknown_policy_rule_is_named_without_control_characters(
+        tmp_path: Path, key: str) -> None:
+    # The key went into the error raw: a repository's policy file could send escape
+    # sequences to the terminal of whoever ran `paude plan`.
+    from paude import policy
+
+    home = tmp_path / "home"
+    home.mkdir()
+    # Escaped in the file (YAML refuses most of them raw), unescaped by the loader.
+    write(tmp_path / "repo" / "paude-policy.yaml",
+          yaml.safe_dump({"rules": {key: {}}}, allow_unicode=True))
+    with pytest.raises(ConfigError) as exc:
+        policy.load(tmp_path / "repo", home)
+    text = exc.value.render()
+    assert all(c.isprintable() or c == "\n" for c in text), text
+    assert f"rules.{key!r}: no built-in rule has this id" in text
+    # Control: a plain unknown id is shown as written.
+    write(tmp_path / "repo" / "paude-policy.yaml", json.dumps({"rules": {"no-such-rule": {}}}))
+    with pytest.raises(ConfigError, match=r"rules\.no-such-rule: no built-in rule has this id"):
+        policy.load(tmp_path / "repo", home)
+    write(tmp_path / "repo" / "paude-policy.yaml", "rules: {pvc-size-limit: {max_size: 5Gi}}\n")
+    assert policy.load(tmp_path / "repo", home) is not None
+
+
+@pytest.mark.parametrize("text", ["rules: [\n", "rules: \"\\udcff\"\n", "- a\n"])
+def test_a_broken_policy_file_is_called_a_policy_file(tmp_path: Path, text: str) -> None:
+    # YAML errors and a top level that is not a mapping said "invalid session definition"
+    # and pointed at paude.schema.json.
+    from paude import policy
+
+    write(tmp_path / "repo" / "paude-policy.yaml", text)
+    (tmp_path / "home").mkdir()
+    with pytest.raises(ConfigError) as exc:
+        policy.load(tmp_path / "repo", tmp_path / "home")
+    assert "paude-policy.yaml: invalid policy file" in exc.value.render()
+    assert "docs/policies.md" in exc.value.render()
+    # Control: paude.yaml's own errors still name a session definition.
+    assert "invalid session definition" in refused(write(tmp_path / "paude.yaml", text)).render()
