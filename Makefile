@@ -59,6 +59,7 @@ test-lifecycle: ## Randomized lifecycle, long run: 150 operations (PAUDE_LIFECYC
 # seed of its random run (a fresh one each time unless given; printed to rerun a failure).
 FUZZ_EXAMPLES ?= 10000
 FUZZ_SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+FUZZ_SEED := $(FUZZ_SEED)
 
 fuzz: ## Fuzz paude's inputs: FUZZ_EXAMPLES (10000) generated files and command lines, seed FUZZ_SEED
 	@echo "fuzz: $(FUZZ_EXAMPLES) inputs, PAUDE_FUZZ_SEED=$(FUZZ_SEED) (rerun: make fuzz FUZZ_SEED=$(FUZZ_SEED))"
