@@ -23,6 +23,25 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 NOT_TEXT = "holds an escaped lone surrogate (\\uD800-\\uDFFF), which is not text"
 
 
+def _joined(value: str) -> str:
+    """`value` with escaped UTF-16 surrogate pairs ("\\ud83d\\ude00", as JSON writes 😀)
+    made into the characters they stand for; PyYAML decodes each half on its own."""
+    if not _SURROGATE.search(value):
+        return value
+    try:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16")
+    except UnicodeDecodeError:  # a lone half: left for the check to refuse
+        return value
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, with surrogate pairs joined (YAML is a superset of JSON)."""
+
+    def construct_scalar(self, node: yaml.Node) -> Any:
+        value = super().construct_scalar(node)  # type: ignore[arg-type]
+        return _joined(value) if isinstance(value, str) else value
+
+
 class TooComplex(yaml.MarkedYAMLError):
     """A YAML document beyond MAX_DEPTH or MAX_NODES (aliases expanded), with a recursive
     alias, or with a value that is not text."""
@@ -58,7 +77,7 @@ def check_yaml(text: str) -> None:
             if size is not None:  # else an undefined alias: the loader reports it
                 add(size, mark)
         elif isinstance(event, yaml.ScalarEvent):
-            if _SURROGATE.search(event.value):
+            if _SURROGATE.search(_joined(event.value)):
                 raise TooComplex(problem=f"a value {NOT_TEXT}", problem_mark=mark)
             if event.anchor:
                 sizes[event.anchor] = 1
@@ -83,7 +102,7 @@ def load_yaml(text: str) -> tuple[yaml.Node | None, Any]:
     check_yaml(text)
     # Composed and loaded apart: loading merges `<<:` keys into the composed nodes, and the
     # node tree must stay as written (lines, duplicate keys).
-    return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
+    return yaml.compose(text, Loader=yaml.SafeLoader), yaml.load(text, Loader=_Loader)
 
 
 def json_problem(data: Any) -> str | None:

@@ -376,3 +376,17 @@ def test_a_broken_policy_file_is_called_a_policy_file(tmp_path: Path, text: str)
     assert "docs/policies.md" in exc.value.render()
     # Control: paude.yaml's own errors still name a session definition.
     assert "invalid session definition" in refused(write(tmp_path / "paude.yaml", text)).render()
+
+
+def test_an_escaped_surrogate_pair_is_one_character(tmp_path: Path) -> None:
+    # JSON (which YAML reads) writes 😀 as "\ud83d\ude00"; each half was decoded alone and
+    # the file refused as holding lone surrogates.
+    image_data = {"setup": "echo \U0001f600", "env": {"A": "\U0001f600"}}
+    data = {"sessions": {"demo": {"image": image_data}}}
+    file = load_paude_file(write(tmp_path / "paude.yaml", json.dumps(data)))
+    image = file.sessions["demo"].image
+    assert image is not None and image.setup == "echo \U0001f600" and image.env["A"] == "\U0001f600"
+    # Control: a half without its partner is still refused.
+    err = refused(write(tmp_path / "lone.yaml", '{"sessions": {"demo": {"image": '
+                                                '{"setup": "\\ud83d x"}}}}'))
+    assert "lone surrogate" in err.problems[0].message
