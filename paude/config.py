@@ -20,8 +20,9 @@ from paude.models import PaudeFile, Session, resolve
 from paude.validation import Loc, dotted, message
 
 PAUDE_FILE = "paude.yaml"
-__all__ = ["PAUDE_FILE", "dump_paude_file", "find_project_root", "load_image_source",
-           "load_paude_file", "load_session", "load_yaml_model", "save_paude_file", "session_from"]
+__all__ = ["PAUDE_FILE", "dump_paude_file", "duplicate_keys", "find_project_root",
+           "load_image_source", "load_paude_file", "load_session", "load_yaml_model",
+           "save_paude_file", "session_from"]
 
 
 def find_project_root(start: Path) -> Path:
@@ -100,7 +101,7 @@ def load_yaml_model(path: Path, model: type[M], *, top: str, missing_hint: str,
     if not isinstance(data, dict):
         raise ConfigError(name, [ConfigProblem("(top level)", f"expected a mapping with {top}",
                                                1)], what=what, hint=hint)
-    problems = list(_duplicate_keys(root, ()))
+    problems = list(duplicate_keys(root))
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:
@@ -110,8 +111,8 @@ def load_yaml_model(path: Path, model: type[M], *, top: str, missing_hint: str,
     return parsed
 
 
-def _duplicate_keys(
-    node: yaml.Node | None, path: Loc, seen_nodes: set[int] | None = None
+def duplicate_keys(
+    node: yaml.Node | None, path: Loc = (), seen_nodes: set[int] | None = None
 ) -> Iterator[ConfigProblem]:
     """Repeated keys: YAML keeps the last silently, but a reviewer reads the first."""
     seen_nodes = set() if seen_nodes is None else seen_nodes
@@ -128,10 +129,10 @@ def _duplicate_keys(
                         key.start_mark.line + 1,
                     )
                 seen.add(key.value)
-                yield from _duplicate_keys(value, (*path, key.value), seen_nodes)
+                yield from duplicate_keys(value, (*path, key.value), seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            yield from _duplicate_keys(item, (*path, index), seen_nodes)
+            yield from duplicate_keys(item, (*path, index), seen_nodes)
 
 
 def _line_of(root: yaml.Node | None, loc: Loc) -> int | None:

@@ -10,8 +10,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from paude.config import PAUDE_FILE, dump_paude_file, load_paude_file
+from paude.config import PAUDE_FILE, dump_paude_file, duplicate_keys, load_paude_file
 from paude.errors import ConfigError, ConfigProblem
+from paude.limits import load_yaml
 from paude.models import PaudeFile, SessionSpec
 
 
@@ -161,8 +162,13 @@ def _insert_session(text: str, name: str, data: dict[str, Any]) -> str | None:
 
 
 def _equivalent(text: str, file: PaudeFile) -> bool:
+    # Read as paude reads paude.yaml: a line added beside a key spelled another way
+    # ("sessions": {}) would be a duplicate key, which YAML keeps silently but paude refuses.
     try:
-        parsed = PaudeFile.model_validate(yaml.safe_load(text) or {})
+        root, data = load_yaml(text)
+        if list(duplicate_keys(root)):
+            return False
+        parsed = PaudeFile.model_validate(data or {})
     except (ValidationError, yaml.YAMLError):
         return False
     return parsed.model_dump() == file.model_dump()

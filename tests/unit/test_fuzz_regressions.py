@@ -390,3 +390,19 @@ def test_an_escaped_surrogate_pair_is_one_character(tmp_path: Path) -> None:
     err = refused(write(tmp_path / "lone.yaml", '{"sessions": {"demo": {"image": '
                                                 '{"setup": "\\ud83d x"}}}}'))
     assert "lone surrogate" in err.problems[0].message
+
+
+def test_create_beside_a_quoted_sessions_key_writes_a_file_paude_reads(tmp_path: Path) -> None:
+    # `"sessions": {}` was not recognised, so a second `sessions:` was appended: YAML kept
+    # the last one, the rewrite looked equivalent, and paude then refused its own file.
+    from paude.definition import plan_definition
+
+    write(tmp_path / "paude.yaml", '"version": 1\n"sessions": {"old": {}}\n')
+    definition = plan_definition(tmp_path, "new", CreateFlags(yolo=True))
+    write(tmp_path / "out" / "paude.yaml", definition.text)
+    written = load_paude_file(tmp_path / "out" / "paude.yaml")
+    assert set(written.sessions) == {"old", "new"} and written.sessions["new"].yolo
+    # Control: a plain `sessions:` key still gets the one added line, comments kept.
+    write(tmp_path / "paude.yaml", "# team sessions\nsessions:\n  old: {}\n")
+    definition = plan_definition(tmp_path, "new", CreateFlags(yolo=True))
+    assert definition.text == "# team sessions\nsessions:\n  new: {yolo: true}\n  old: {}\n"
