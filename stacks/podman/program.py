@@ -118,7 +118,10 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         proxy_image = Image("proxy-image", image_props(proxy_spec, rebuild), keep)
         # Builds that take anything from the repository run behind a build proxy made from
         # the proxy image (stacks/podman/buildbox.py), so they come after it.
-        sandboxed = {"build_proxy_image": proxy_image.tag}
+        # The sandbox's objects carry the session's labels so a killed build's are found.
+        owner_labels = {k: v for k, v in labels(session.name, "build", owner).items()
+                        if k in ("paude.session", "paude.repository")}
+        sandboxed = {"build_proxy_image": proxy_image.tag, "build_owner": owner_labels}
         base_tag: str | None = None
         after_base = pulumi.ResourceOptions(retain_on_delete=True, depends_on=[proxy_image])
         if base_spec is not None:

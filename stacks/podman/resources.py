@@ -99,7 +99,8 @@ def _build(argv: list[str], props: dict[str, Any]) -> None:
     if not proxy_image:
         proc.run(argv, env=buildbox.host_env(), inherit_env=False)
         return
-    with buildbox.sandbox(proxy_image, props["build_squid_conf"]) as net:
+    with buildbox.sandbox(proxy_image, props["build_squid_conf"],
+                          props.get("build_owner")) as net:
         result = proc.run([*argv[:2], "--network", net.namespace, *argv[2:]], env=net.env(),
                           inherit_env=False, check=False)
         if result.ok:
