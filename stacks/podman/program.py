@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pulumi
 
-from paude import domains
+from paude import domains, sizing
 from paude.credentials import AgentIdentity, stage
 from paude.fields import YOLO_FLAG
 from paude.models import Session
@@ -162,6 +162,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             # Not a podman setting: recorded so plans can say how egress changes.
             "allowlist": domains.expand(session.allowed_domains).describe(),
             "labels": labels(session.name, "proxy", owner),
+            "limits": sizing.PROXY.props(),
             "restart": "unless-stopped", **hardening,
         })
         proxy_url = f"http://{names.proxy}:{PROXY_PORT}"
@@ -192,6 +193,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             "sysctls": {"net.ipv6.conf.all.disable_ipv6": "1",
                         "net.ipv6.conf.default.disable_ipv6": "1"},
             "user": "paude", "labels": labels(session.name, "agent", owner),
+            "limits": sizing.agent_limits(session.resources).props(),
             # Not a podman setting: the session's reviewed policy waivers.
             "waivers": dict(session.waivers),
             **hardening,
