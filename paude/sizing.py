@@ -223,6 +223,31 @@ def live(pid: int, root: Path = Path("/")) -> dict[str, Any] | None:
     return {"memory": size, "cpus": cpus, "pids": count}
 
 
+def memory_kills(pid: int, root: Path = Path("/")) -> int | None:
+    """How many processes the kernel killed in a running container for reaching its memory
+    limit (the container itself lives on while its main process does); None: unknown."""
+    try:
+        lines = (root / f"proc/{pid}/cgroup").read_text(encoding="ascii").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    base = root / "sys/fs/cgroup"
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        names = controllers.split(",")
+        file = (base / "memory" / path.lstrip("/") / "memory.oom_control" if "memory" in names
+                else base / path.lstrip("/") / "memory.events" if controllers == "" else None)
+        if file is None:
+            continue
+        try:
+            for entry in file.read_text(encoding="ascii").splitlines():
+                key, _, value = entry.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+    return None
+
+
 def kubernetes(limits: Limits) -> dict[str, Any]:
     """A container's `resources`, requests and limits both (a ResourceQuota an administrator
     sets on the namespace refuses pods without them). Memory is requested in full, since a

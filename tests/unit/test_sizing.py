@@ -167,3 +167,15 @@ def test_unreadable_cgroups_fall_back_to_nothing(tmp_path: Any) -> None:
     fake_cgroups(tmp_path, "0::/x\n", {"x/memory.max": "lots", "x/pids.max": "1",
                                        "x/cpu.max": "max 100000"})
     assert sizing.live(42, tmp_path) is None
+
+
+def test_memory_kills_are_counted_from_v1_and_v2_files(tmp_path: Any) -> None:
+    v1 = tmp_path / "v1"
+    fake_cgroups(v1, "4:memory:/libpod/x\n0::/libpod/x\n", {
+        "memory/libpod/x/memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 3"})
+    assert sizing.memory_kills(42, v1) == 3
+    v2 = tmp_path / "v2"
+    fake_cgroups(v2, "0::/m.slice/x\n", {
+        "m.slice/x/memory.events": "low 0\nhigh 0\nmax 7\noom 1\noom_kill 1"})
+    assert sizing.memory_kills(42, v2) == 1
+    assert sizing.memory_kills(42, tmp_path / "none") is None
