@@ -121,6 +121,15 @@ class Limits:
         pids = None if config.pids in (None, UNLIMITED) else int(config.pids)
         return cls(memory, cpus, pids)
 
+    @classmethod
+    def from_props(cls, props: dict[str, Any]) -> Limits:
+        """From a `limits` input as the engine hands it back: an unset limit (None) is
+        dropped from the dict on the way, and whole numbers arrive as floats."""
+        memory, pids = props.get("memory"), props.get("pids")
+        cpus = props.get("cpus")
+        return cls(None if memory is None else int(memory), None if cpus is None else str(cpus),
+                   None if pids is None else int(pids))
+
     def props(self) -> dict[str, Any]:
         """The container resource's `limits` input (and what its read observes)."""
         return {"memory": self.memory, "cpus": self.cpus, "pids": self.pids}
@@ -151,12 +160,13 @@ def agent_limits(config: ResourcesConfig) -> Limits:
 def podman_args(limits: Limits) -> list[str]:
     """podman create flags. No swap beyond the memory limit (swap would let a hog push the
     host into swapping); an unset pids limit is -1, as podman's own default is 2048."""
+    # Numbers come back from the engine as floats (256.0), which podman refuses.
     args: list[str] = []
     if limits.memory is not None:
-        args += ["--memory", str(limits.memory), "--memory-swap", str(limits.memory)]
+        args += ["--memory", str(int(limits.memory)), "--memory-swap", str(int(limits.memory))]
     if limits.cpus is not None:
-        args += ["--cpus", limits.cpus]
-    args += ["--pids-limit", str(limits.pids if limits.pids is not None else -1)]
+        args += ["--cpus", str(limits.cpus)]
+    args += ["--pids-limit", str(int(limits.pids) if limits.pids is not None else -1)]
     return args
 
 
@@ -291,7 +301,7 @@ def limits_in(inputs: dict[str, Any]) -> dict[str, Any] | None:
     workload's first container `resources.limits`; None when the inputs carry none."""
     value = inputs.get("limits")
     if isinstance(value, dict):
-        return value
+        return Limits.from_props(value).props()
     try:
         container = inputs["spec"]["template"]["spec"]["containers"][0]
         found = container["resources"]["limits"]

@@ -152,7 +152,7 @@ def _limits(name: str, change: ResourceChange, new_session: bool) -> list[Summar
     new = sizing.limits_in(change.new_inputs)
     if new is None:
         return []
-    shown = sizing.Limits(**new).describe()
+    shown = sizing.Limits.from_props(new).describe()
     old = None if new_session or change.op == "create" else sizing.limits_in(change.old_inputs)
     unlimited = [k for k, v in new.items() if v is None]
     if old is None:

@@ -95,7 +95,7 @@ def create_argv(spec: Mapping[str, Any]) -> list[str]:
         argv += ["--restart", spec["restart"]]
     limits = spec.get("limits")
     if limits is not None:
-        argv += sizing.podman_args(sizing.Limits(**limits))
+        argv += sizing.podman_args(sizing.Limits.from_props(limits))
     return [*argv, spec["image"], *spec.get("command", [])]
 
 

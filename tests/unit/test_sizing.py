@@ -71,6 +71,13 @@ def test_podman_flags_cap_swap_and_lift_podman_s_own_process_default() -> None:
     assert "--memory" not in free and "--cpus" not in free
     assert free[free.index("--pids-limit") + 1] == "-1"  # not podman's silent 2048
     assert "--pids-limit" not in create_argv({k: v for k, v in spec.items() if k != "limits"})
+    # The engine hands numbers back as floats.
+    floats = create_argv({**spec, "limits": {"memory": 2.0**30, "cpus": "1.5", "pids": 512.0}})
+    assert floats[floats.index("--memory") + 1] == str(2**30)
+    assert floats[floats.index("--pids-limit") + 1] == "512"
+    # ...and drop the keys of unset limits.
+    dropped = create_argv({**spec, "limits": {"memory": 2.0**30, "cpus": "1"}})
+    assert dropped[dropped.index("--pids-limit") + 1] == "-1"
 
 
 def test_what_podman_reports_reads_back_as_the_declared_limits() -> None:
@@ -129,7 +136,7 @@ def test_plan_shows_limits_of_a_new_session_and_of_an_upgraded_container() -> No
     # A container from before limits existed gets them: said once, not as a raise.
     assert statements(change("proxy", "replace", None, sizing.PROXY.props())) == [
         ("limits-set", "proxy limits: memory 256Mi, 1 CPU, 256 processes", False)]
-    none = {"memory": None, "cpus": "2", "pids": 4096}
+    none = {"cpus": "2", "pids": 4096.0}  # as the engine hands an unset limit back
     assert statements(change("agent", "create", None, none), new=True)[0][0] == "limits-removed"
 
 
