@@ -192,21 +192,41 @@ def materialise(root: Path, commit: str, dest: Path,
     dest_real = Path(os.path.realpath(dest))
     contents = _blobs(root, sorted({e.sha for e in chosen}))
     for entry in chosen:
-        target = dest_real / entry.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # A symlink written earlier must not carry a later file out of `dest`.
-        if Path(os.path.realpath(target.parent)) != target.parent:
-            raise PaudeError(f"the base commit writes {printable(entry.path, 120)} through "
-                             "a symlink", hint="the base commit is malformed")
+        target = _folder_for(dest_real, entry.path) / entry.path.rsplit("/", 1)[-1]
         data = contents[entry.sha]
-        if entry.mode == "120000":
-            os.symlink(os.fsdecode(data), target)
-            continue
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                     stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
+        try:
+            if entry.mode == "120000":
+                os.symlink(os.fsdecode(data), target)
+                continue
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                         stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
+        except FileExistsError:
+            raise _malformed(entry.path, "twice") from None
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
     return len(chosen)
+
+
+def _folder_for(dest: Path, path: str) -> Path:
+    """The folder a file of the tree goes in, made one level at a time: a symlink written
+    earlier (a crafted tree may hold `a` as a link and `a/b` as a file) must not carry a
+    later file, or a folder made for it, out of `dest`."""
+    folder = dest
+    for part in path.split("/")[:-1]:
+        folder = folder / part
+        if folder.is_symlink():
+            raise _malformed(path, "through a symlink")
+        if not folder.is_dir():
+            try:
+                folder.mkdir()
+            except FileExistsError:  # a file of that name
+                raise _malformed(path, "inside a file") from None
+    return folder
+
+
+def _malformed(path: str, how: str) -> PaudeError:
+    return PaudeError(f"the base commit writes {printable(path, 120)} {how}",
+                      hint="the base commit is malformed; plan against another one")
 
 
 def read_error(exc: CommandFailedError, base: Base) -> PaudeError:
