@@ -27,7 +27,7 @@ from paude.models import PaudeFile, Session
 from paude.policies.resources import Resource
 from paude.policies.settings import PackConfig
 from paude.results import BaseCommit, PlanResult, PolicyFinding, ResourceChange, SummaryItem
-from paude.sessions import check_name
+from paude.sessions import Project, check_name, session_of
 from paude.summary import summarize
 
 HEAD_LABEL = "working tree"
@@ -154,18 +154,20 @@ def _relabel(text: str, label: str, root: Path, *, bare: bool = False) -> str:
     return f"{label}: {text}"
 
 
-def _program(session: Session, owner: str) -> Callable[[], None]:
+def _program(session: Session, owner: Path, files: Path) -> Callable[[], None]:
     # No identity: the agent's credentials are the machine's, not the definition's, and a
-    # CI runner has none to read.
+    # CI runner has none to read. Files are read from `files`; paths are recorded (and
+    # image tags hashed) under the repository's own folder on both sides.
     identity = AgentIdentity((), (), {}, {})
+    where = None if files == owner else files
     if session.backend == "podman":
         from paude.stacks.podman.program import make_program
 
-        program: Callable[[], None] = make_program(session, owner, identity)
+        program: Callable[[], None] = make_program(session, str(owner), identity, files=where)
         return program
     from paude.stacks.openshift.program import make_program as cluster_program
 
-    program = cluster_program(session, owner, identity)
+    program = cluster_program(session, str(owner), identity, source=where)
     return program
 
 
@@ -176,8 +178,8 @@ def _declare(side: _Side, name: str, owner: Path) -> tuple[Session | None, list[
     file = side.file
 
     def build() -> tuple[Session, list[str], dict[str, Declared]]:
-        session, warnings = session_from(file, side.root, name)
-        return session, warnings, declare(_program(session, str(side.root)))
+        session, warnings = session_of(Project(side.root, file), name)
+        return session, warnings, declare(_program(session, owner, side.root))
 
     session, warnings, declared = _labelled(side.label, side.root, build)
     if side.root != owner:
@@ -216,9 +218,6 @@ def _session(name: str, old: _Side, head: _Side, base: BaseCommit) -> PlanResult
         earlier = set()
     policy_found = tuple(replace(f, new=(f.rule, f.resource, f.level) not in earlier)
                          for f in findings)
-    if "all" in session.allowed_domains:
-        warnings.append(f"session {name}: allowed_domains includes 'all': egress is "
-                        "UNRESTRICTED and the agent can send your code anywhere")
     return PlanResult(name, session.backend, changes, summary, new_session, tuple(warnings),
                       policy_found, base=base)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -137,6 +138,8 @@ def prepare(repo: Repo, case: str) -> None:
 
 
 def normalised(text: str, repo: Repo) -> str:
+    # A Dockerfile's image tag hashes where the repository is: a new folder per test.
+    text = re.sub(r"paude-userbase:[0-9a-f]{16}", "paude-userbase:<tag>", text)
     return text.replace(str(repo.root), "<repo>")
 
 
@@ -160,6 +163,22 @@ def test_pr_plan_says_what_changed(repo: Repo, case: str, golden: Any) -> None:
     # Nothing was kept: no state, no engine download, no staged credentials.
     assert not (repo.home / ".paude" / "state").exists()
     assert not (repo.home / ".paude" / "engine").exists()
+
+
+def test_an_unchanged_dockerfile_session_has_no_changes(repo: Repo) -> None:
+    """The base side's files are read from a temporary folder: nothing of that folder may
+    reach the image tags (they would differ on every plan)."""
+    base, _, _ = CASES["dockerfile-context"]
+    repo.commit(base, "base")
+    repo.git("checkout", "-q", "-b", "pr")
+    repo.commit({"README.md": "unrelated\n"}, "head")
+    run = repo.paude("--all", "--base", "main", "--json", "--detailed-exitcode")
+    assert run.code == 0, run.stdout + run.stderr
+    plan = json.loads(run.stdout)["plans"][0]
+    assert plan["has_changes"] is False and plan["counts"]["same"] == 8
+    # Control: a change to the build context is seen.
+    repo.commit({"build/tool.sh": "echo changed\n"}, "context")
+    assert repo.paude("--all", "--base", "main", "--detailed-exitcode").code == 2
 
 
 def test_policy_findings_new_against_the_base(repo: Repo) -> None:
