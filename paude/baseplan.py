@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from paude import basediff, baseref, policy
 from paude.config import PAUDE_FILE, find_project_root, load_paude_file, session_from
@@ -128,7 +128,10 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _labelled(label: str, root: Path, load: Callable[[], Any]) -> Any:
+T = TypeVar("T")
+
+
+def _labelled(label: str, root: Path, load: Callable[[], T]) -> T:
     """Run a loader; a definition error names its side and the file relative to the
     repository (the base side's files live in a temporary folder)."""
     try:
@@ -137,12 +140,7 @@ def _labelled(label: str, root: Path, load: Callable[[], Any]) -> Any:
         raise ConfigError(_relabel(exc.file, label, root),
                           [ConfigProblem(p.path, _relabel(p.message, label, root, bare=True),
                                          p.line) for p in exc.problems],
-                          hint=exc.hint, what=_what(exc)) from None
-
-
-def _what(exc: ConfigError) -> str:
-    first = str(exc.message).split("\n", 1)[0]
-    return first.split(": invalid ", 1)[1] if ": invalid " in first else "session definition"
+                          hint=exc.hint, what=exc.what) from None
 
 
 def _relabel(text: str, label: str, root: Path, *, bare: bool = False) -> str:
