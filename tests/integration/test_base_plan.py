@@ -217,6 +217,26 @@ def test_auto_base_from_the_ci_variables(repo: Repo) -> None:
     assert "yolo-toggled" in kinds
 
 
+def test_auto_in_a_clone_as_ci_checks_it_out(repo: Repo, tmp_path: Path) -> None:
+    """A CI checkout: a clone, on the pull request's merge commit, with origin's branches."""
+    prepare(repo, "egress-widened")
+    repo.git("checkout", "-q", "main")  # origin's default branch, as a forge has it
+    clone = Repo(tmp_path / "clone", repo.home, repo.bin_dir)
+    subprocess.run([GIT, "clone", "-q", str(repo.root), str(clone.root)], env=repo.env(),
+                   check=True)
+    clone.git("checkout", "-q", "--detach", "origin/main")
+    clone.git("merge", "-q", "--no-ff", "-m", "Merge pr into main", "origin/pr")
+    github = clone.paude("--all", "--base", "auto", "--json", env={"GITHUB_BASE_REF": "main"})
+    assert github.code == 0, github.stderr
+    [plan] = json.loads(github.stdout)["plans"]
+    assert plan["base"]["ref"] == "origin/main"
+    assert "egress-widened" in [i["kind"] for i in plan["summary"]]
+    # No CI variables: where HEAD left origin's default branch.
+    local = clone.paude("--all", "--base", "auto", "--json")
+    assert local.code == 0, local.stderr
+    assert json.loads(local.stdout)["plans"][0]["base"]["ref"] == "merge-base HEAD origin/main"
+
+
 @pytest.mark.parametrize("side", ["base", "head"])
 def test_a_broken_definition_names_its_side_file_and_line(repo: Repo, side: str) -> None:
     broken = yaml_of(DEMO + "    yolo: maybe\n")
