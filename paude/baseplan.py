@@ -84,16 +84,18 @@ def _head(root: Path) -> _Side:
 def _base(root: Path, base: BaseCommit, tmp: Path, *, head_config: PackConfig) -> _Side:
     try:
         baseref.materialise(root, base.commit, tmp, lambda p: p in _DEFINITION_FILES)
+        # A definition file that links to another file of the tree needs that file, and a
+        # Dockerfile's build context is hashed file by file: then the base commit's whole
+        # tree is written out, within the limits.
+        whole = any((tmp / name).is_symlink() for name in _DEFINITION_FILES)
+        if whole:
+            _rewrite(root, base, tmp)
         path = tmp / PAUDE_FILE
         file = None
         if path.exists() or path.is_symlink():
             file = _labelled(base.label, tmp, lambda: load_paude_file(path))
-        if _needs_tree(file, tmp):
-            # A Dockerfile's build context (or a definition that links elsewhere) is hashed
-            # file by file: the base commit's whole tree is written out, within the limits.
-            for child in tmp.iterdir():
-                _remove(child)
-            baseref.materialise(root, base.commit, tmp)
+        if not whole and _needs_tree(file, tmp):
+            _rewrite(root, base, tmp)
     except CommandFailedError as exc:
         raise baseref.read_error(exc, base) from exc
     config = _labelled(base.label, tmp, lambda: policy.load(tmp))
@@ -104,9 +106,13 @@ def _base(root: Path, base: BaseCommit, tmp: Path, *, head_config: PackConfig) -
     return _Side(base.label, tmp, file, config)
 
 
+def _rewrite(root: Path, base: BaseCommit, tmp: Path) -> None:
+    for child in tmp.iterdir():
+        _remove(child)
+    baseref.materialise(root, base.commit, tmp)
+
+
 def _needs_tree(file: PaudeFile | None, tmp: Path) -> bool:
-    if any((tmp / name).is_symlink() for name in _DEFINITION_FILES):
-        return True
     if file is None:
         return False
     for name in file.sessions:

@@ -279,6 +279,19 @@ def test_a_base_symlink_out_of_the_repository_is_refused(repo: Repo, tmp_path: P
     assert repo.paude("--all", "--base", "main~1", "--json").code == 0
 
 
+def test_a_base_definition_linked_inside_the_repository_is_read(repo: Repo) -> None:
+    repo.commit({"config/paude.yaml": yaml_of(DEMO)}, "base")
+    (repo.root / "paude.yaml").symlink_to("config/paude.yaml")
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "-m", "link")
+    repo.git("checkout", "-q", "-b", "pr")
+    repo.commit({"config/paude.yaml": yaml_of(DEMO + "    yolo: true\n")}, "head")
+    run = repo.paude("--all", "--base", "main", "--json")
+    assert run.code == 0, run.stderr
+    kinds = [i["kind"] for i in json.loads(run.stdout)["plans"][0]["summary"]]
+    assert "yolo-toggled" in kinds and "new-session" not in kinds
+
+
 def test_no_engine_podman_or_secret_is_needed(repo: Repo) -> None:
     prepare(repo, "egress-widened")
     assert sorted(os.listdir(repo.bin_dir)) == ["git"]
