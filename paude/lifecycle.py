@@ -14,7 +14,7 @@ from paude.backends import get_backend
 from paude.backends.base import Backend
 from paude.backends.kubernetes import KubernetesBackend
 from paude.config import PAUDE_FILE, find_project_root, load_paude_file
-from paude.definition import CreateFlags, Definition, plan_definition, restore, write_definition
+from paude.definition import CreateFlags, Definition, commit_definition, plan_definition, restore
 from paude.engine import OnProgress
 from paude.errors import ConfigError, ConfigProblem, PaudeError, SessionNotFoundError
 from paude.fields import validate_session_name
@@ -138,7 +138,8 @@ def create(name: str | None, flags: CreateFlags, *, cwd: Path | None = None,
     before = _Existing(data=_backend_for(session).data_exists(session=name),
                        remote=gitsync.is_repo(root) and gitsync.has_remote(root, name))
     receipt = sessions.Receipt()
-    write_definition(definition)
+    definition = commit_definition(root, name, flags)
+    project = sessions.Project(root, definition.file)
     try:
         applied = sessions.apply(name, project=project, confirm=confirm, rebuild=rebuild,
                                  on_progress=on_progress, on_warning=on_warning,
@@ -146,7 +147,7 @@ def create(name: str | None, flags: CreateFlags, *, cwd: Path | None = None,
     except BaseException:
         if definition.new_session:
             _undo(root, name, session, before, receipt)  # needs paude.yaml as written
-        restore(definition)
+        restore(definition, name)
         raise
     if _headless(definition, name):
         # A headless prompt works on the user's code, so it goes in now; the agent waits

@@ -6,6 +6,7 @@ import difflib
 from collections.abc import Sequence
 from typing import Any
 
+from paude import sizing
 from paude.fields import YOLO_FLAG
 from paude.policies.rules import egress_of
 from paude.provenance import printable
@@ -35,6 +36,10 @@ def summarize(changes: Sequence[ResourceChange], *, new_session: bool,
     agent = by_name.get("agent")
     if agent is not None and agent.op in ("replace", "update") and not new_session:
         items.extend(_agent_changes(agent))
+    for name in ("agent", "proxy"):
+        change = by_name.get(name)
+        if change is not None and change.op in ("create", "replace", "update"):
+            items.extend(_limits(name, change, new_session))
     workspace = by_name.get("workspace")
     if workspace is not None:
         items.append(_workspace(workspace))
@@ -139,6 +144,31 @@ def _agent_changes(agent: ResourceChange) -> list[SummaryItem]:
             items.append(SummaryItem("credentials-removed",
                                      "credentials removed from the agent", security=True,
                                      details=tuple(f"- {m}" for m in removed)))
+    return items
+
+
+def _limits(name: str, change: ResourceChange, new_session: bool) -> list[SummaryItem]:
+    """Resource limits: what a new container gets, and any limit raised or removed."""
+    new = sizing.limits_in(change.new_inputs)
+    if new is None:
+        return []
+    shown = sizing.Limits(**new).describe()
+    old = None if new_session or change.op == "create" else sizing.limits_in(change.old_inputs)
+    unlimited = [k for k, v in new.items() if v is None]
+    if old is None:
+        text = f"{name} limits: {shown}"
+        if unlimited and name == "agent":
+            return [SummaryItem("limits-removed", f"{text} (no {' or '.join(unlimited)} limit: "
+                                "a runaway agent can exhaust this machine)", security=True)]
+        return [SummaryItem("limits-set", text)] if not new_session or name == "agent" else []
+    raised, lowered = sizing.changes(old, new)
+    items = []
+    if raised:
+        items.append(SummaryItem("limits-raised", f"{name} limits raised", security=True,
+                                 details=tuple(raised)))
+    if lowered:
+        items.append(SummaryItem("limits-lowered", f"{name} limits lowered",
+                                 details=tuple(lowered)))
     return items
 
 

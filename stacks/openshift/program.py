@@ -15,6 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from paude import sizing
 from paude.credentials import AgentIdentity
 from paude.models import Session
 
@@ -112,7 +113,8 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         proxy_ip = RENDER_PLACEHOLDER_IP if render_dir else service.spec.cluster_ip
         env = {**identity.env, "PAUDE_SESSION": session.name, **agent_commands(session)}
         agent_spec = _pull(agent_statefulset(session.name, images.agent, env,
-                                             list(identity.secret_env), files, proxy_ip))
+                                             list(identity.secret_env), files, proxy_ip,
+                                             sizing.agent_limits(session.resources)))
         agent_meta = meta(names.agent, "agent")
         for rule, reason in sorted(session.waivers.items()):
             # Reviewed in paude.yaml; read by the policy pack.
