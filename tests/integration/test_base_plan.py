@@ -111,6 +111,9 @@ CASES: dict[str, tuple[dict[str, str], dict[str, str], tuple[str, ...]]] = {
     "policy-newly-blocked": ({"paude.yaml": yaml_of(DEMO + "    yolo: true\n")},
                              {"paude.yaml": yaml_of("  demo:\n    allowed_domains: [all]\n"
                                                     "    yolo: true\n")}, ()),
+    "limits-raised": ({"paude.yaml": yaml_of(DEMO)},
+                      {"paude.yaml": yaml_of(DEMO + "    resources: {memory: 16Gi, cpus: 8}\n")},
+                      ()),
     "session-added": ({"paude.yaml": yaml_of(DEMO)},
                       {"paude.yaml": yaml_of(DEMO + "  reviewer:\n    allowed_domains: "
                                              "[default, github]\n")}, ()),
@@ -125,6 +128,7 @@ EXPECT = {
     "dockerfile-context": ("image-rebuilt", "build context changed"),
     "workspace-replaced": ("workspace-replaced", "EMPTY workspace"),
     "policy-newly-blocked": ("egress-unrestricted", "UNRESTRICTED"),
+    "limits-raised": ("limits-raised", "16"),
     "session-added": ("new-session", "new session"),
     "session-removed": ("session-removed", "paude destroy old"),
 }
