@@ -117,8 +117,9 @@ class _Builds:
     images: dict[str, BuildSpec]  # agent and proxy
 
 
-def _builds(session: Session, owner: Path) -> _Builds:
-    base = dockerfile_build(session, owner) if session.openshift.image_registry else None
+def _builds(session: Session, owner: Path, files: Path | None = None) -> _Builds:
+    base = dockerfile_build(session, owner, files=files) if session.openshift.image_registry \
+        else None
     return _Builds(base, {"agent": agent_build(session, base.tag if base else None),
                           "proxy": proxy_build(session)})
 
@@ -137,10 +138,10 @@ def image_refs(session: Session, namespace: str, builds: _Builds) -> dict[str, s
 
 
 def cluster_images(session: Session, owner: str, namespace: str, meta: Any,
-                   opts: pulumi.ResourceOptions, *, render: bool, rebuild: str = ""
-                   ) -> ClusterImages:
+                   opts: pulumi.ResourceOptions, *, render: bool, rebuild: str = "",
+                   files: Path | None = None) -> ClusterImages:
     """Declare what makes the session's images available to the cluster."""
-    builds = _builds(session, Path(owner))
+    builds = _builds(session, Path(owner), files)
     refs = image_refs(session, namespace, builds)
     if render:  # manifests only: nothing is built or pushed
         if not session.openshift.image_registry:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -35,8 +36,10 @@ RENDER_PLACEHOLDER_IP = "0.0.0.0"  # a placeholder, never bound or dialled
 
 
 def make_program(session: Session, owner: str, identity: AgentIdentity | None = None, *,
-                 render_dir: str | None = None, rebuild: str = "") -> Callable[[], None]:
-    """Return the inline Pulumi program for one session on OpenShift / Kubernetes."""
+                 render_dir: str | None = None, rebuild: str = "",
+                 source: Path | None = None) -> Callable[[], None]:
+    """Return the inline Pulumi program for one session on OpenShift / Kubernetes;
+    `source` as `files` for the podman program."""
     identity = identity or AgentIdentity((), (), {}, {})
     cfg = session.openshift
     names = K8sNames(session.name)
@@ -69,7 +72,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             return spec
 
         images = cluster_images(session, owner, namespace, meta, opts, render=bool(render_dir),
-                                rebuild=rebuild)
+                                rebuild=rebuild, files=source)
         conf = squid_conf(session)
         config = k8s.core.v1.ConfigMap("proxy-config", metadata=meta(names.proxy_config, "proxy"),
                                        data={"squid.conf": conf}, opts=opts)

@@ -100,16 +100,17 @@ def agent_commands(session: Session) -> dict[str, str]:
 
 
 def make_program(session: Session, owner: str, identity: AgentIdentity | None = None, *,
-                 rebuild: str = "") -> Callable[[], None]:
+                 rebuild: str = "", files: Path | None = None) -> Callable[[], None]:
     """Return the inline Pulumi program for one session on podman.
 
     A non-empty `rebuild` (a fresh token per `create --rebuild`) rebuilds the images
-    without the layer cache and so recreates the containers."""
+    without the layer cache and so recreates the containers. `files`: where the
+    repository's files are read, when not at `owner` (a base commit's, for a plan)."""
     identity = identity or AgentIdentity((), (), {}, {})
 
     # Outside the program: a missing Dockerfile is a definition error, reported before
     # the engine starts.
-    base_spec = dockerfile_build(session, Path(owner))
+    base_spec = dockerfile_build(session, Path(owner), files=files)
 
     def program() -> None:
         names = Names(session.name)
