@@ -219,9 +219,13 @@ def _allowlist(inputs: dict[str, Any]) -> list[str]:
 
 def _workspace(change: ResourceChange) -> SummaryItem:
     if change.op == "create":
+        # A podman local volume has no quota on overlay/ext4: the plan says so where the
+        # session is created, as a cluster claim's size is its limit.
+        unlimited = "; no size limit: podman volumes have none" if change.type.startswith(
+            "podman:") else ""
         return SummaryItem("workspace-created",
                            "workspace volume created (a volume kept by an earlier destroy is "
-                           "re-attached)")
+                           f"re-attached{unlimited})")
     if change.op in ("replace", "delete") and not change.retained:
         return SummaryItem("workspace-replaced",
                            f"workspace volume will be {change.op}d: its data is LOST",
