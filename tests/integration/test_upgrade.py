@@ -1,5 +1,6 @@
 """Upgrades: a session applied by the previous release plans only this release's additions
-and destroys under this code (stack state, provider classes stored by reference, the session index, the remote).
+and destroys under this code (stack state, provider classes stored by reference, the
+session index, the remote).
 
 The previous release is a pinned revision of this repository, PAUDE_UPGRADE_FROM
 (default e5c3518, the last commit of main before the machine settings file took over
