@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from paude import proc
+from paude.backends.base import SQUID_CONF
 
 from . import podman
 
@@ -24,7 +25,6 @@ DEFAULT_CAPS = frozenset({
     "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_CHROOT"})
 # Variables podman itself sets in every container.
 _PODMAN_ENV = frozenset({"HOSTNAME", "container", "TERM", "HOME"})
-SQUID_CONF = "/etc/squid/paude/squid.conf"
 
 
 def drift(found: Mapping[str, Any], props: Mapping[str, Any], image: Mapping[str, Any]

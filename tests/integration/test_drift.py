@@ -7,11 +7,12 @@ import json
 
 import pytest
 
+from paude.backends.base import SQUID_CONF
 from tests.integration.helpers import Paude, podman, write_paude_yaml
 
 pytestmark = [pytest.mark.requires_podman, pytest.mark.requires_pulumi, pytest.mark.slow]
 
-CONF = "/etc/squid/paude/squid.conf"
+CONF = SQUID_CONF
 
 
 def drift_items(paude: Paude) -> dict[str, list[str]]:

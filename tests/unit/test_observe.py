@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from paude.backends.base import SQUID_CONF
 from paude.proc import CommandResult
 from paude.stacks.podman import observe
 from paude.stacks.podman.observe import DEFAULT_CAPS, drift
@@ -112,12 +113,12 @@ def test_an_edited_squid_configuration_inside_the_proxy_is_drift(
     running = {"text": declared}
 
     def run(argv: list[str], **_: Any) -> CommandResult:
-        assert argv[-2:] == ["cat", observe.SQUID_CONF]
+        assert argv[-2:] == ["cat", SQUID_CONF]
         return CommandResult(argv, 0, running["text"], "")
 
     monkeypatch.setattr(observe.proc, "run", run)
     assert observe.proxy_config("paude-demo-proxy", props) == []
     running["text"] = declared.replace("deny all", "allow all")
     assert observe.proxy_config("paude-demo-proxy", props) == [
-        f"squid configuration edited inside the proxy ({observe.SQUID_CONF})"]
+        f"squid configuration edited inside the proxy ({SQUID_CONF})"]
     assert observe.proxy_config("paude-demo-agent", {"env": {}}) == []
