@@ -10,6 +10,10 @@ from dataclasses import dataclass
 WORKSPACE = "/workspace"
 
 
+# Where the proxy's entrypoint writes the configuration squid runs with (both backends).
+SQUID_CONF = "/etc/squid/paude/squid.conf"
+
+
 @dataclass(frozen=True)
 class RuntimeStatus:
     """What is running for a session, observed without the engine."""
@@ -18,6 +22,8 @@ class RuntimeStatus:
     agent_running: bool
     proxy_running: bool
     agent_alive: bool  # the agent's tmux session is up
+    memory_kills: int | None = None  # processes killed at the agent's memory limit
+    oom_killed: bool = False  # the agent's container itself ended at its memory limit
 
     @property
     def state(self) -> str:
@@ -74,3 +80,7 @@ class Backend(ABC):
     @abstractmethod
     def proxy_log(self, *, session: str) -> str:
         """The proxy's access log (raises SessionNotFoundError when the proxy is gone)."""
+
+    @abstractmethod
+    def proxy_config(self, *, session: str) -> str:
+        """The squid configuration the running proxy was started with."""

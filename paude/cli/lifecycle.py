@@ -139,14 +139,30 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="One JSON array."
 def status(
     name: OptionalName = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    verify: Annotated[bool, typer.Option(
+        "--verify", help="Test the sandbox from inside the agent: exit 1 if any check "
+                         "fails.")] = False,
 ) -> int:
     """Show a session's state, agent and proxy health, and the work the host lacks: commits
-    on any ref, uncommitted, untracked and ignored files.
+    on any ref, uncommitted, untracked and ignored files. With --verify, test the sandbox
+    from inside the agent instead: non-root, no capabilities, no route out, no resolver,
+    the proxy answers, an allowed name passes and a made-up one is refused.
 
     Examples:\n
       paude status my-project\n
-      paude status my-project --json | jq .work.blocking
+      paude status my-project --json | jq .work.blocking\n
+      paude status my-project --verify
     """
+    if verify:
+        checked = lifecycle.verify(lifecycle.resolve_name(name))
+        if as_json:
+            output.text(json.dumps(checked.to_json(), indent=2))
+        else:
+            for check in checked.checks:
+                output.text(f"{'ok  ' if check.ok else 'FAIL'}  {check.name:<21} {check.detail}")
+            output.text(f"Session {checked.session}: sandbox "
+                        f"{'verified' if checked.ok else 'NOT verified'}.")
+        return 0 if checked.ok else 1
     result = lifecycle.status(lifecycle.resolve_name(name))
     if as_json:
         output.text(json.dumps(result.to_json(), indent=2))
@@ -155,6 +171,14 @@ def status(
     output.text(f"Session {result.name} ({result.backend}): {result.state}")
     output.text(f"  agent alive:       {'yes' if result.agent_alive else 'no'}")
     output.text(f"  proxy alive:       {'yes' if result.proxy_alive else 'no'}")
+    if result.oom_killed:
+        output.text("  memory:            the agent's container ENDED at its memory limit; "
+                    f"`paude start {result.name}` restarts it (raise resources.memory in "
+                    "paude.yaml if the work needs more)")
+    elif result.memory_kills:
+        output.text(f"  memory:            {result.memory_kills} process(es) killed at the "
+                    "agent's memory limit; the session kept running (raise resources.memory "
+                    "in paude.yaml if the work needs more)")
     output.text(f"  unfetched commits: {unfetched}")
     for branch, count in sorted(result.branches.items()):
         output.text(f"    {branch}: {count}  (git pull paude-{result.name} {branch})")

@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from paude import sizing
 from paude.credentials import AgentIdentity
 from paude.models import Session
 
@@ -34,8 +36,10 @@ RENDER_PLACEHOLDER_IP = "0.0.0.0"  # a placeholder, never bound or dialled
 
 
 def make_program(session: Session, owner: str, identity: AgentIdentity | None = None, *,
-                 render_dir: str | None = None, rebuild: str = "") -> Callable[[], None]:
-    """Return the inline Pulumi program for one session on OpenShift / Kubernetes."""
+                 render_dir: str | None = None, rebuild: str = "",
+                 source: Path | None = None) -> Callable[[], None]:
+    """Return the inline Pulumi program for one session on OpenShift / Kubernetes;
+    `source` as `files` for the podman program."""
     identity = identity or AgentIdentity((), (), {}, {})
     cfg = session.openshift
     names = K8sNames(session.name)
@@ -68,7 +72,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             return spec
 
         images = cluster_images(session, owner, namespace, meta, opts, render=bool(render_dir),
-                                rebuild=rebuild)
+                                rebuild=rebuild, files=source)
         conf = squid_conf(session)
         config = k8s.core.v1.ConfigMap("proxy-config", metadata=meta(names.proxy_config, "proxy"),
                                        data={"squid.conf": conf}, opts=opts)
@@ -109,7 +113,8 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         proxy_ip = RENDER_PLACEHOLDER_IP if render_dir else service.spec.cluster_ip
         env = {**identity.env, "PAUDE_SESSION": session.name, **agent_commands(session)}
         agent_spec = _pull(agent_statefulset(session.name, images.agent, env,
-                                             list(identity.secret_env), files, proxy_ip))
+                                             list(identity.secret_env), files, proxy_ip,
+                                             sizing.agent_limits(session.resources)))
         agent_meta = meta(names.agent, "agent")
         for rule, reason in sorted(session.waivers.items()):
             # Reviewed in paude.yaml; read by the policy pack.
