@@ -26,6 +26,9 @@ from tests.fuzz import strategies as fz
 from tests.fuzz.harness import bounded, fuzz, ran
 from tests.fuzz.world import World, build_world
 
+# Hypothesis warns when it describes the big generated documents; that is expected.
+pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
+
 PAUDE_YAML = ("version: 1\ndefaults:\n  allowed_domains: [default]\nsessions:\n  demo: {}\n"
               "  other: {backend: openshift, yolo: true}\n")
 REACHED: list[str] = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,6 +19,9 @@ from tests.fuzz import strategies as fz
 from tests.fuzz.checks import check_renders, run_cluster_program, run_podman_program
 from tests.fuzz.harness import bounded, fuzz, ran, readable
 from tests.fuzz.world import World, world
+
+# Hypothesis warns when it describes the big generated documents; that is expected.
+pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
 
 __all__ = ["world"]
 

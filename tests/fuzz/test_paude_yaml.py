@@ -4,6 +4,7 @@ well-formed files and runs as both stack programs."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,6 +15,9 @@ from paude.models import PaudeFile
 from tests.fuzz import strategies as fz
 from tests.fuzz.harness import bounded, fuzz, ran, readable
 from tests.fuzz.world import CA_NAMES, FIXED_CA_PATHS, World, check_sessions, world
+
+# Hypothesis warns when it describes the big generated documents; that is expected.
+pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
 
 __all__ = ["world"]
 

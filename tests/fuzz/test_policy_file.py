@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,6 +18,9 @@ from paude.policies.rules import BUILTIN
 from tests.fuzz import strategies as fz
 from tests.fuzz.harness import bounded, fuzz, ran, readable
 from tests.fuzz.world import World, world
+
+# Hypothesis warns when it describes the big generated documents; that is expected.
+pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
 
 __all__ = ["world"]
 
