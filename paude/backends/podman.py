@@ -23,6 +23,11 @@ def proxy(session: str) -> str:
     return f"paude-{session}-proxy"
 
 
+def gateway(session: str) -> str:
+    """The session's model gateway container."""
+    return f"paude-{session}-gateway"
+
+
 def workspace(session: str) -> str:
     """The workspace volume's name."""
     return f"paude-{session}-workspace"
@@ -104,9 +109,12 @@ class PodmanBackend(Backend):
         return removed
 
     def proxy_log(self, *, session: str) -> str:
-        """Read squid's access log from inside the proxy container."""
+        """Read squid's access log from inside the proxy container, then the model
+        gateway's (same format; a session made before the gateway has none)."""
         result = proc.run([PODMAN, "exec", proxy(session), "cat", "/var/log/squid/access.log"])
-        return result.stdout
+        refused = proc.run([PODMAN, "exec", gateway(session), "cat",
+                            "/var/log/paude/gateway-access.log"], check=False)
+        return result.stdout + (refused.stdout if refused.ok else "")
 
     def _require(self, session: str) -> None:
         result = proc.run([PODMAN, "container", "exists", agent(session)], check=False)

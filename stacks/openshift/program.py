@@ -69,7 +69,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
 
         images = cluster_images(session, owner, namespace, meta, opts, render=bool(render_dir),
                                 rebuild=rebuild)
-        conf = squid_conf(session)
+        conf = squid_conf(session, gateway=False)
         config = k8s.core.v1.ConfigMap("proxy-config", metadata=meta(names.proxy_config, "proxy"),
                                        data={"squid.conf": conf}, opts=opts)
         config_hash = hashlib.sha256(conf.encode()).hexdigest()[:16]

@@ -97,7 +97,8 @@ def image_props(spec: BuildSpec, rebuild: str = "") -> dict[str, Any]:
         conf = render("squid.conf.j2", session="build",
                       unrestricted=spec.build_allowlist.unrestricted,
                       domains=list(spec.build_allowlist.domains),
-                      regexes=list(spec.build_allowlist.regexes))
+                      regexes=list(spec.build_allowlist.regexes), gateway=False,
+                      gateway_domains=[], gateway_regexes=[])
         props.update(build_allowlist=spec.build_allowlist.describe(),
                      build_squid_conf=base64.b64encode(conf.encode()).decode())
     return props
@@ -164,6 +165,7 @@ def proxy_build(session: Session) -> BuildSpec:
     files = {
         "Containerfile": containerfile,
         "proxy-entrypoint.sh": template_source("proxy-entrypoint.sh"),
+        "gateway.py": template_source("gateway.py"),
         "ERR_PAUDE_BLOCKED": template_source("ERR_PAUDE_BLOCKED"),
         **cas,
     }

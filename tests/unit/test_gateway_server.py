@@ -83,7 +83,12 @@ def run(scenario: Scenario, *, mode: str = "api_key", google: dict[str, Any] | N
             async with TestServer(gateway.app()) as gw, ClientSession() as http:
                 await scenario(http, str(gw.make_url("")).rstrip("/"), upstream, gateway)
 
-    asyncio.run(main())
+    # Not asyncio.run: it leaves no current event loop, which later Pulumi mock tests need.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
 
 
 ADC = {"type": "authorized_user", "client_id": "cid", "client_secret": CLIENT_SECRET,

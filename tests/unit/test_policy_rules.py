@@ -771,7 +771,7 @@ def test_session_with_credentials_passes_every_mandatory_rule(backend: str,
 def test_podman_resources_look_as_the_rules_expect() -> None:
     resources = {r.name: r for r in program_resources("podman", {})}
     roles = {n: r.role for n, r in resources.items() if r.kind == "podman:Container"}
-    assert roles == {"agent": "agent", "proxy": "proxy"}
+    assert roles == {"agent": "agent", "proxy": "proxy", "gateway": "gateway"}
     agent = resources["agent"]
     joined = [str(n).split(":", 1)[0] for n in agent.props["networks"]]
     networks = {str(r.props["name"]): r for r in resources.values() if r.kind == "podman:Network"}
