@@ -21,6 +21,8 @@ from . import buildcheck
 
 # Bump when the meaning of a build input changes without its text changing.
 IMAGE_FORMAT = 1
+# The Claude Code release paude is tested with (agent.install: npm installs exactly this).
+CLAUDE_CODE_VERSION = "2.1.332"
 # What every agent image needs whatever the user's configuration says.
 AGENT_BASE_PACKAGES = ("bash", "ca-certificates", "coreutils", "git", "tmux", "procps")
 
@@ -143,6 +145,7 @@ def agent_build(session: Session, base: str | None = None) -> BuildSpec:
         env=dict(image.env),
         install=install,
         ca_certificates=bool(cas),
+        claude_code_version=CLAUDE_CODE_VERSION,
     )
     files = {
         "Containerfile": containerfile,
