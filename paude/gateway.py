@@ -146,7 +146,7 @@ def _check_google(creds: GatewayCredentials) -> None:
 
 
 def config(creds: GatewayCredentials, allow: Allowlist, *, proxy_url: str,
-           log_file: str) -> dict[str, object]:
+           log_file: str | None) -> dict[str, object]:
     """The gateway's configuration (no secrets: those travel as secret variables)."""
     return {
         "port": GATEWAY_PORT, "proxy": proxy_url, "log_file": log_file,

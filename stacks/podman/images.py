@@ -100,7 +100,7 @@ def image_props(spec: BuildSpec, rebuild: str = "") -> dict[str, Any]:
                       unrestricted=spec.build_allowlist.unrestricted,
                       domains=list(spec.build_allowlist.domains),
                       regexes=list(spec.build_allowlist.regexes), gateway=False,
-                      gateway_domains=[], gateway_regexes=[])
+                      gateway_port=None, gateway_domains=[], gateway_regexes=[])
         props.update(build_allowlist=spec.build_allowlist.describe(),
                      build_squid_conf=base64.b64encode(conf.encode()).decode())
     return props

@@ -78,16 +78,19 @@ def labels(session: str, role: str, owner: str) -> dict[str, str]:
             "paude.repository": owner}
 
 
-def squid_conf(session: Session, *, gateway: bool = True) -> str:
+def squid_conf(session: Session, *, gateway: bool = True, gateway_port: int | None = None
+               ) -> str:
     """The proxy configuration rendered from the session's allowed_domains; the gateway
-    (admitted by its address, which the entrypoint writes to a file: the configuration
-    itself stays known at plan time) reaches only the model hosts of its routes."""
+    reaches only the model hosts of its routes. It is admitted by its address (written to
+    a file by the entrypoint, so the configuration stays known at plan time), or on a
+    cluster by a port of its own that NetworkPolicies open to it alone."""
     allow = domains.expand(session.allowed_domains)
     hosts = [h for r in allow.routes for h in model_gateway.ROUTE_HOSTS[r]]
     patterns = [p for r in allow.routes for p in model_gateway.ROUTE_REGEXES.get(r, ())]
     return render("squid.conf.j2", session=session.name, unrestricted=allow.unrestricted,
                   domains=list(allow.domains), regexes=list(allow.regexes),
-                  gateway=gateway, gateway_domains=hosts, gateway_regexes=patterns)
+                  gateway=gateway, gateway_port=gateway_port, gateway_domains=hosts,
+                  gateway_regexes=patterns)
 
 
 def proxy_address(subnet: str) -> str:

@@ -259,6 +259,16 @@ def test_k8s_egress_rule_with_the_wrong_port(ports: list[dict[str, Any]]) -> Non
     assert name == "policy-agent-egress" and "ports other than TCP 3128" in detail
 
 
+def test_k8s_agent_may_reach_its_gateway_on_its_port_only() -> None:
+    gateway = {"podSelector": {"matchLabels": {"paude.io/session": "demo",
+                                               "paude.io/role": "gateway"}}}
+    ok = agent_egress({"to": [gateway], "ports": [{"protocol": "TCP", "port": 8080}]})
+    assert found(check_agent_egress, [k8s_agent(), ok]) == []
+    wrong = agent_egress({"to": [gateway], "ports": [{"protocol": "TCP", "port": 3128}]})
+    [(name, detail)] = found(check_agent_egress, [k8s_agent(), wrong])
+    assert name == "policy-agent-egress" and "ports other than TCP 8080" in detail
+
+
 def test_k8s_proxy_port_without_protocol_means_tcp() -> None:
     policy = agent_egress({"to": [PROXY_PEER], "ports": [{"port": 3128}]})
     assert found(check_agent_egress, [k8s_agent(), policy]) == []
