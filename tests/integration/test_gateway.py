@@ -95,6 +95,7 @@ def test_claude_code_commits_through_the_gateway_holding_the_only_key(
     # call commits.
     git = ["git", "-C", str(paude.repo), "-c", "user.name=U", "-c", "user.email=u@example.com"]
     (paude.repo / "README.md").write_text("# project\n")
+    subprocess.run([*git, "checkout", "-qb", "main"], check=True)
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-qm", "start"], check=True)
     paude.ok("remote", "add", "--push", name)
