@@ -47,15 +47,19 @@ class PodmanBackend(Backend):
         return [PODMAN, "exec", *flags, agent(session), *argv]
 
     def start(self, *, session: str) -> None:
-        """Start the proxy first: the agent's first request must find it."""
+        """Start the proxy and the model gateway first: the agent's first request must
+        find them. A session applied before the gateway existed has none until its next
+        apply."""
         self._require(session)
         proc.run([PODMAN, "start", proxy(session)])
+        proc.run([PODMAN, "start", gateway(session)], check=False)
         proc.run([PODMAN, "start", agent(session)])
 
     def stop(self, *, session: str) -> None:
-        """Stop the agent first, then its proxy."""
+        """Stop the agent first, then its gateway and proxy."""
         self._require(session)
         proc.run([PODMAN, "stop", "--time", "5", agent(session)])
+        proc.run([PODMAN, "stop", "--time", "2", gateway(session)], check=False)
         proc.run([PODMAN, "stop", "--time", "2", proxy(session)])
 
     def status(self, *, session: str) -> RuntimeStatus:
