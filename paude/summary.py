@@ -156,6 +156,14 @@ def _gateway_items(by_name: dict[str, ResourceChange], *, new_session: bool
             "credentials-rotated", "credentials rotated: the model gateway is recreated"
             + ("; the agent container is kept" if kept else ""), security=True,
             details=tuple(str(s) for s in gateway.new_inputs.get("credential_sources") or [])))
+    if gateway is not None and gateway.op in ("create", "replace"):
+        routes = [str(r).removeprefix("model gateway: ")
+                  for r in gateway.new_inputs.get("routes") or []]
+        sources = [str(s) for s in gateway.new_inputs.get("credential_sources") or []]
+        items.append(SummaryItem(
+            "model-gateway", "model gateway routes: " + (", ".join(routes) or "none")
+            + (f" (credentials from {', '.join(sources)})" if sources else
+               " (no model credential)")))
     copied = agent.new_inputs.get("copied") if agent is not None else None
     if agent is not None and agent.op in ("create", "replace") and isinstance(copied, list):
         items.append(SummaryItem("claude-state-copied", "copied into the agent: "

@@ -289,3 +289,13 @@ def test_a_new_agent_lists_what_is_copied_in() -> None:
     items = summarize(stack(agent=agent), new_session=True)
     copied = [i for i in items if i.kind == "claude-state-copied"]
     assert copied and copied[0].text == "copied into the agent: ~/.claude/settings.json"
+
+
+def test_a_new_gateway_names_its_routes_and_credential_sources() -> None:
+    gateway = ResourceChange("gateway", "podman:Container", "create", new_inputs={
+        "routes": ["model gateway: claude", "model gateway: vertexai"],
+        "credential_sources": ["ANTHROPIC_API_KEY"]})
+    items = summarize([*stack(), gateway], new_session=True)
+    [item] = [i for i in items if i.kind == "model-gateway"]
+    assert item.text == ("model gateway routes: claude, vertexai (credentials from "
+                         "ANTHROPIC_API_KEY)")
