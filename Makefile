@@ -11,14 +11,14 @@ ENGINE_ARGS ?= --kubernetes
 
 .DEFAULT_GOAL := help
 .PHONY: help setup check venv lint type test test-unit test-integration test-faults bench engine \
-	base-image setup-podman schema test-cluster machine-config test-lifecycle
+	base-image setup-podman schema test-cluster machine-config test-lifecycle actionlint
 
 help: ## List the targets
 	@echo "Targets (PYTHON=$(PYTHON)):"
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | \
 		awk 'BEGIN { FS = ":.*## " } { printf "  %-17s %s\n", $$1, $$2 }'
 
-setup: setup-podman engine base-image machine-config test-cluster venv ## One-time machine set-up: podman, engine, base image, machine settings, test cluster tools, .venv
+setup: setup-podman engine base-image machine-config test-cluster actionlint venv ## One-time machine set-up: podman, engine, base image, machine settings, test cluster tools, .venv
 	@echo "ready: .venv/bin/paude doctor"
 
 check: lint type test ## Lint, type-check and run every test
@@ -69,6 +69,9 @@ machine-config: ## Write $PAUDE_HOME/config.yaml (base image of this machine) un
 
 setup-podman: ## Install and configure podman and test tools on this machine (root)
 	bash scripts/setup-podman.sh
+
+actionlint: ## Build actionlint (lints docs/github's workflow) from Go modules (cached)
+	bash scripts/build-actionlint.sh
 
 test-cluster: ## Build the loopback API server, kubectl and registry the cluster tests use (cached)
 	bash scripts/build-kube.sh

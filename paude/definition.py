@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +11,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from paude import locks
 from paude.config import PAUDE_FILE, dump_paude_file, load_paude_file
 from paude.errors import ConfigError, ConfigProblem
+from paude.home import paude_home
 from paude.models import PaudeFile, SessionSpec
 
 
@@ -57,6 +60,7 @@ class Definition:
     text: str  # the new file's text
     previous: str | None  # the current file's text (None: no file yet)
     new_session: bool
+    entry: str | None = None  # the one line added under `sessions:`, when added as a line
 
     @property
     def changed(self) -> bool:
@@ -78,28 +82,63 @@ def plan_definition(root: Path, name: str, flags: CreateFlags) -> Definition:
         _refuse_conflicts(name, existing, spec, path)
         return Definition(path, file, previous or "", previous, False)
     new_file = file.model_copy(update={"sessions": {**file.sessions, name: spec}})
-    text = _insert_session(previous, name, wanted) if previous else None
+    inserted = _insert_session(previous, name, wanted) if previous else None
+    text, entry = inserted if inserted is not None else (None, None)
     if text is None or not _equivalent(text, new_file):
-        text = dump_paude_file(new_file)
-    return Definition(path, new_file, text, previous, True)
+        text, entry = dump_paude_file(new_file), None
+    return Definition(path, new_file, text, previous, True, entry)
 
 
-def write_definition(definition: Definition) -> None:
-    """Write the planned paude.yaml (atomically)."""
-    if definition.changed:
-        tmp = definition.path.with_suffix(".yaml.tmp")
-        tmp.write_text(definition.text, encoding="utf-8")
-        tmp.replace(definition.path)
+def commit_definition(root: Path, name: str, flags: CreateFlags) -> Definition:
+    """Plan paude.yaml again from the file as it is now and write it, alone among paude
+    processes: two creates of different sessions in one repository both keep their entry
+    (each reads the file the other wrote instead of the one it saw at its start)."""
+    with locks.serialized(paude_home(), _lock_key(root)):
+        definition = plan_definition(root, name, flags)
+        if definition.changed:
+            _write(definition.path, definition.text)
+        return definition
 
 
-def restore(definition: Definition) -> None:
-    """Put paude.yaml back as it was before write_definition (a failed create)."""
+def restore(definition: Definition, name: str) -> None:
+    """Take back what commit_definition wrote (a failed create): the file as it was when
+    nobody wrote it since, else only this session's entry, so a session another create
+    added meanwhile stays."""
     if not definition.changed:
         return
-    if definition.previous is None:
-        definition.path.unlink(missing_ok=True)
-    else:
-        definition.path.write_text(definition.previous, encoding="utf-8")
+    with locks.serialized(paude_home(), _lock_key(definition.path.parent)):
+        try:
+            current = definition.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        if current == definition.text:
+            if definition.previous is None:
+                definition.path.unlink(missing_ok=True)
+            else:
+                _write(definition.path, definition.previous)
+            return
+        lines = current.splitlines(keepends=True)
+        mine = [i for i, line in enumerate(lines) if line.rstrip("\n") == definition.entry]
+        if definition.entry is not None and len(mine) == 1:
+            del lines[mine[0]]
+            _write(definition.path, "".join(lines))
+            return
+        # Rewritten meanwhile in a way this create cannot undo line by line: drop the entry
+        # through the model (the file's comments go; every other session stays).
+        file = load_paude_file(definition.path)
+        if name in file.sessions:
+            kept = {k: v for k, v in file.sessions.items() if k != name}
+            _write(definition.path, dump_paude_file(file.model_copy(update={"sessions": kept})))
+
+
+def _lock_key(root: Path) -> str:
+    return f"paude.yaml:{root.resolve()}"
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 def _validated(data: dict[str, Any], path: Path) -> SessionSpec:
@@ -135,7 +174,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _insert_session(text: str, name: str, data: dict[str, Any]) -> str | None:
+def _insert_session(text: str, name: str, data: dict[str, Any]) -> tuple[str, str] | None:
     # Add one line under `sessions:` so the rest of the file (and its comments) stays
     # exactly as the team wrote and reviewed it.
     entry = yaml.safe_dump({name: data}, default_flow_style=True, sort_keys=False,
@@ -151,12 +190,12 @@ def _insert_session(text: str, name: str, data: dict[str, Any]) -> str | None:
                     indent = match.group(1) if match else indent
                     break
             lines.insert(i + 1, f"{indent}{entry}")
-            return "\n".join(lines) + "\n"
+            return "\n".join(lines) + "\n", f"{indent}{entry}"
         if re.match(r"^sessions:\s*\{\s*\}\s*$", line):
             lines[i] = f"sessions:\n  {entry}"
-            return "\n".join(lines) + "\n"
+            return "\n".join(lines) + "\n", f"  {entry}"
     if not any(line.startswith("sessions:") for line in lines):
-        return text.rstrip("\n") + f"\nsessions:\n  {entry}\n"
+        return text.rstrip("\n") + f"\nsessions:\n  {entry}\n", f"  {entry}"
     return None
 
 

@@ -40,6 +40,7 @@ class ConfigError(PaudeError):
                  what: str = "session definition"):
         self.file = file
         self.problems = list(problems)
+        self.what = what
         lines = [f"{file}: invalid {what}"]
         for p in self.problems[:15]:
             where = f"{file}:{p.line}" if p.line else file

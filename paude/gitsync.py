@@ -111,6 +111,11 @@ def _git(repo: Path, *args: str, check: bool = True, env: dict[str, str] | None 
     return proc.run([*HOST_GIT, "-C", str(repo), *args], check=check, env=env, input=input)
 
 
+def git_bytes(repo: Path, *args: str, input: bytes = b"") -> bytes:
+    """A host git command whose output is file contents (bytes, not text)."""
+    return proc.run_bytes([*HOST_GIT, "-C", str(repo), *args], input=input)
+
+
 def _is_no_repo(result: CommandResult) -> bool:
     return any(text in result.stderr.lower() for text in _NO_REPO)
 

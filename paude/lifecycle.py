@@ -14,7 +14,7 @@ from paude.backends import get_backend
 from paude.backends.base import Backend
 from paude.backends.kubernetes import KubernetesBackend
 from paude.config import PAUDE_FILE, find_project_root, load_paude_file
-from paude.definition import CreateFlags, Definition, plan_definition, restore, write_definition
+from paude.definition import CreateFlags, Definition, commit_definition, plan_definition, restore
 from paude.engine import OnProgress
 from paude.errors import ConfigError, ConfigProblem, PaudeError, SessionNotFoundError
 from paude.fields import validate_session_name
@@ -64,6 +64,8 @@ class SessionStatus:
     branches: dict[str, int] = field(default_factory=dict)
     report: WorkReport | None = None  # all the work the host lacks; None: could not tell
     work_error: str | None = None  # why the work could not be read, when it could not
+    memory_kills: int | None = None  # processes killed at the agent's memory limit
+    oom_killed: bool = False  # the agent's container ended at its memory limit
 
     def to_json(self) -> dict[str, object]:
         """The JSON form of `paude status --json` (unfetched_* kept from the first version)."""
@@ -71,7 +73,9 @@ class SessionStatus:
                 "agent_alive": self.agent_alive, "proxy_alive": self.proxy_alive,
                 "unfetched_commits": self.unfetched, "unfetched_by_branch": self.branches,
                 "work": self.report.to_json() if self.report else None,
-                "work_error": self.work_error}
+                "work_error": self.work_error,
+                "memory": {"processes_killed": self.memory_kills,
+                           "container_killed": self.oom_killed}}
 
 
 def resolve_name(name: str | None, cwd: Path | None = None) -> str:
@@ -138,7 +142,8 @@ def create(name: str | None, flags: CreateFlags, *, cwd: Path | None = None,
     before = _Existing(data=_backend_for(session).data_exists(session=name),
                        remote=gitsync.is_repo(root) and gitsync.has_remote(root, name))
     receipt = sessions.Receipt()
-    write_definition(definition)
+    definition = commit_definition(root, name, flags)
+    project = sessions.Project(root, definition.file)
     try:
         applied = sessions.apply(name, project=project, confirm=confirm, rebuild=rebuild,
                                  on_progress=on_progress, on_warning=on_warning,
@@ -146,7 +151,7 @@ def create(name: str | None, flags: CreateFlags, *, cwd: Path | None = None,
     except BaseException:
         if definition.new_session:
             _undo(root, name, session, before, receipt)  # needs paude.yaml as written
-        restore(definition)
+        restore(definition, name)
         raise
     if _headless(definition, name):
         # A headless prompt works on the user's code, so it goes in now; the agent waits
@@ -262,7 +267,7 @@ def status(name: str, *, cwd: Path | None = None) -> SessionStatus:
     branches = {r.name: r.commits for r in found.of_kind("branch")} if found else {}
     return SessionStatus(name, backend_name, observed.state, observed.agent_alive,
                          observed.proxy_running, found.commits if found else None, branches,
-                         found, error)
+                         found, error, observed.memory_kills, observed.oom_killed)
 
 
 def delete(name: str, *, force: bool = False, cwd: Path | None = None,

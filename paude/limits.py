@@ -103,3 +103,9 @@ def json_problem(data: Any) -> str | None:
                     return f"nested more than {MAX_DEPTH} levels deep"
                 level.append((child, depth + 1))
     return None
+
+
+# The files of a base commit that a pull-request plan writes out to compare (paude plan
+# --base): a repository's definitions and build contexts, never its history.
+MAX_TREE_FILES = 50_000
+MAX_TREE_BYTES = 512 * 1024 * 1024

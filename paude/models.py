@@ -47,6 +47,7 @@ from paude.fields import (
     validate_domain,
     validate_session_name,
 )
+from paude.sizing import DEFAULT_AGENT, ResourcesConfig
 
 __all__ = [
     "DEFAULT_ALLOWED_DOMAINS",
@@ -73,6 +74,7 @@ __all__ = [
     "ProxyConfig",
     "Quantity",
     "RepoPath",
+    "ResourcesConfig",
     "Session",
     "SessionName",
     "SessionSpec",
@@ -263,6 +265,8 @@ class SessionSpec(_Model):
     image: ImageConfig | None = Field(None, description="How the agent's image is built.")
     openshift: OpenShiftConfig | None = Field(None, description="OpenShift / Kubernetes settings.")
     proxy: ProxyConfig | None = Field(None, description="The egress proxy sidecar.")
+    resources: ResourcesConfig | None = Field(
+        None, description="The agent container's memory, CPU and process limits.")
     waivers: dict[WaivableRule, WaiverReason] | None = Field(
         None,
         description=(
@@ -346,6 +350,8 @@ class Session(_Model):
     image: ImageConfig = Field(description="How the agent's image is built.")
     openshift: OpenShiftConfig = Field(description="OpenShift / Kubernetes settings.")
     proxy: ProxyConfig = Field(default_factory=ProxyConfig, description="The egress proxy.")
+    resources: ResourcesConfig = Field(
+        default_factory=lambda: DEFAULT_AGENT, description="The agent container's limits.")
     waivers: dict[str, str] = Field(
         default_factory=dict, description="Waived mandatory policy rules and the reasons.")
     image_source: str = Field(
@@ -428,6 +434,7 @@ def resolve(
         image=image,
         openshift=_merge(_merge(OpenShiftConfig(), defaults.openshift), spec.openshift),
         proxy=proxy,
+        resources=_merge(_merge(DEFAULT_AGENT, defaults.resources), spec.resources),
         waivers=dict(spec.waivers or {}),
         image_source=image_source,
     )

@@ -136,6 +136,26 @@ def run(
     return result
 
 
+def run_bytes(argv: Sequence[str], *, cwd: Path | str | None = None, input: bytes = b"",
+              timeout: float | None = None) -> bytes:
+    """Run argv with bytes in and out (file contents read from git objects); its stdout,
+    or a typed error when it fails."""
+    args = tuple(str(a) for a in argv)
+    log.info("run: %s", " ".join(args))
+    try:
+        completed = subprocess.run(args, cwd=cwd, input=input, capture_output=True,
+                                   timeout=timeout, check=False)
+    except (FileNotFoundError, PermissionError) as exc:
+        raise _unrunnable(args[0], exc) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise CommandFailedError(args, -1, f"{args[0]} did not finish within {timeout:g}s") \
+            from exc
+    if completed.returncode != 0:
+        stderr = completed.stderr.decode("utf-8", "replace")
+        raise classify_failure(CommandResult(args, completed.returncode, "", stderr))
+    return completed.stdout
+
+
 def run_interactive(argv: Sequence[str], *, cwd: Path | str | None = None) -> int:
     """Run argv attached to the user's terminal (attach, exec -it) and return its exit code."""
     args = [str(a) for a in argv]

@@ -62,6 +62,8 @@ class PolicyFinding:
     resource: str  # logical resource name, or "" for the whole session
     message: str
     fix: str = ""
+    # Plans against a base commit: True when the base side did not have this finding.
+    new: bool | None = None
 
     @property
     def blocking(self) -> bool:
@@ -70,8 +72,12 @@ class PolicyFinding:
 
     def to_json(self) -> dict[str, Any]:
         """The stable JSON form."""
-        return {"rule": self.rule, "level": self.level, "resource": self.resource,
-                "message": self.message, "fix": self.fix}
+        out: dict[str, Any] = {"rule": self.rule, "level": self.level,
+                               "resource": self.resource, "message": self.message,
+                               "fix": self.fix}
+        if self.new is not None:
+            out["new"] = self.new
+        return out
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,23 @@ class DefinitionChange:
 
 
 @dataclass(frozen=True)
+class BaseCommit:
+    """The commit a pull-request plan compares with: what was asked for and what it named."""
+
+    ref: str
+    commit: str
+
+    @property
+    def label(self) -> str:
+        """How plans and errors name the side: `base origin/main (1a2b3c4d)`."""
+        return f"base {self.ref} ({self.commit[:8]})"
+
+    def to_json(self) -> dict[str, str]:
+        """The stable JSON form."""
+        return {"ref": self.ref, "commit": self.commit}
+
+
+@dataclass(frozen=True)
 class PlanResult:
     """What `paude plan` found: the summary and every resource step."""
 
@@ -118,6 +141,10 @@ class PlanResult:
     policy: tuple[PolicyFinding, ...] = ()
     # Not resources: a plan with only these has no changes for --detailed-exitcode.
     definition_changes: tuple[DefinitionChange, ...] = ()
+    # A plan against a base commit (paude plan --base): which one, and whether the working
+    # tree dropped the session.
+    base: BaseCommit | None = None
+    removed_session: bool = False
 
     @property
     def blocked(self) -> bool:

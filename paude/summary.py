@@ -6,6 +6,7 @@ import difflib
 from collections.abc import Sequence
 from typing import Any
 
+from paude import sizing
 from paude.fields import YOLO_FLAG
 from paude.policies.rules import egress_of
 from paude.provenance import printable
@@ -35,6 +36,10 @@ def summarize(changes: Sequence[ResourceChange], *, new_session: bool,
     agent = by_name.get("agent")
     if agent is not None and agent.op in ("replace", "update") and not new_session:
         items.extend(_agent_changes(agent))
+    for name in ("agent", "proxy"):
+        change = by_name.get(name)
+        if change is not None and change.op in ("create", "replace", "update"):
+            items.extend(_limits(name, change, new_session))
     items.extend(_gateway_items(by_name, new_session=new_session))
     workspace = by_name.get("workspace")
     if workspace is not None:
@@ -171,6 +176,31 @@ def _gateway_items(by_name: dict[str, ResourceChange], *, new_session: bool
     return items
 
 
+def _limits(name: str, change: ResourceChange, new_session: bool) -> list[SummaryItem]:
+    """Resource limits: what a new container gets, and any limit raised or removed."""
+    new = sizing.limits_in(change.new_inputs)
+    if new is None:
+        return []
+    shown = sizing.Limits.from_props(new).describe()
+    old = None if new_session or change.op == "create" else sizing.limits_in(change.old_inputs)
+    unlimited = [k for k, v in new.items() if v is None]
+    if old is None:
+        text = f"{name} limits: {shown}"
+        if unlimited and name == "agent":
+            return [SummaryItem("limits-removed", f"{text} (no {' or '.join(unlimited)} limit: "
+                                "a runaway agent can exhaust this machine)", security=True)]
+        return [SummaryItem("limits-set", text)] if not new_session or name == "agent" else []
+    raised, lowered = sizing.changes(old, new)
+    items = []
+    if raised:
+        items.append(SummaryItem("limits-raised", f"{name} limits raised", security=True,
+                                 details=tuple(raised)))
+    if lowered:
+        items.append(SummaryItem("limits-lowered", f"{name} limits lowered",
+                                 details=tuple(lowered)))
+    return items
+
+
 def _container(inputs: dict[str, Any]) -> dict[str, Any] | None:
     """A StatefulSet's agent container (a cluster session), else None."""
     try:
@@ -218,9 +248,13 @@ def _allowlist(inputs: dict[str, Any]) -> list[str]:
 
 def _workspace(change: ResourceChange) -> SummaryItem:
     if change.op == "create":
+        # A podman local volume has no quota on overlay/ext4: the plan says so where the
+        # session is created, as a cluster claim's size is its limit.
+        unlimited = "; no size limit: podman volumes have none" if change.type.startswith(
+            "podman:") else ""
         return SummaryItem("workspace-created",
                            "workspace volume created (a volume kept by an earlier destroy is "
-                           "re-attached)")
+                           f"re-attached{unlimited})")
     if change.op in ("replace", "delete") and not change.retained:
         return SummaryItem("workspace-replaced",
                            f"workspace volume will be {change.op}d: its data is LOST",

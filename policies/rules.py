@@ -391,6 +391,28 @@ def check_build_allowlist(resources: Sequence[Resource], _: Mapping[str, Any]
                             res)
 
 
+def check_resource_limits(resources: Sequence[Resource], _: Mapping[str, Any]
+                          ) -> Iterator[Violation]:
+    """Every container runs with a memory, CPU and process limit (podman), or a memory and
+    CPU limit (Kubernetes, where processes are limited per node)."""
+    for res in of_kind(resources, "podman:Container"):
+        limits = res.props.get("limits")
+        missing = ["memory", "cpus", "pids"] if not isinstance(limits, Mapping) else [
+            k for k in ("memory", "cpus", "pids") if limits.get(k) is None]
+        if missing:
+            yield Violation(f"container {res.props.get('name', res.name)} has no "
+                            f"{' or '.join(missing)} limit", res)
+    for res in resources:
+        if res.kind not in POD_OWNERS:
+            continue
+        for container in _containers(pod_spec(res)):
+            given = (container.get("resources") or {}).get("limits") or {}
+            missing = [k for k in ("memory", "cpu") if not given.get(k)]
+            if missing:
+                yield Violation(f"container {container.get('name', '?')} has no "
+                                f"{' or '.join(missing)} limit", res)
+
+
 def check_on_host(_resources: Sequence[Resource], _params: Mapping[str, Any]
                   ) -> Iterator[Violation]:
     """A rule about where the definition came from (git history), not about resources: paude
@@ -446,6 +468,12 @@ BUILTIN: tuple[Rule, ...] = (
          "Image builds reach no more than PyPI, the Debian archive and the agent installer.",
          "remove the additions from image.build_domains unless the build needs them",
          check_build_allowlist),
+    Rule("resource-limits", "advisory",
+         "Every container has memory, CPU and process limits, so a runaway agent cannot "
+         "exhaust the machine or the node.",
+         "remove `unlimited` from the session's resources in paude.yaml (the defaults are "
+         "4Gi, 2 CPUs and 4096 processes), or set a larger value",
+         check_resource_limits),
     Rule(DEFINITION_CHANGED, "advisory",
          "The session's definition (paude.yaml, paude-policy.yaml, the image source, the "
          "Dockerfile and its build context, setup files) did not change in commits that came "

@@ -18,6 +18,8 @@ class RuntimeStatus:
     agent_running: bool
     proxy_running: bool
     agent_alive: bool  # the agent's tmux session is up
+    memory_kills: int | None = None  # processes killed at the agent's memory limit
+    oom_killed: bool = False  # the agent's container itself ended at its memory limit
 
     @property
     def state(self) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from paude import proc
+from paude import proc, sizing
 from paude.backends.base import Backend, RuntimeStatus
 from paude.errors import SessionNotFoundError
 
@@ -65,19 +65,23 @@ class PodmanBackend(Backend):
     def status(self, *, session: str) -> RuntimeStatus:
         """One `podman inspect` for both containers, one exec for the tmux check."""
         result = proc.run([PODMAN, "container", "inspect", "--format",
-                           "{{.Name}} {{.State.Running}}", agent(session), proxy(session)],
-                          check=False, log_output=False)
-        running = {}
+                           "{{.Name}} {{.State.Running}} {{.State.Pid}} {{.State.OOMKilled}}",
+                           agent(session), proxy(session)], check=False, log_output=False)
+        running, pids, oom = {}, {}, {}
         for line in result.stdout.splitlines():
-            name, _, state = line.partition(" ")
-            running[name] = state.strip() == "true"
+            name, state, pid, killed = [*line.split(), "", "", "", ""][:4]
+            running[name] = state == "true"
+            pids[name] = int(pid) if pid.isdigit() else 0
+            oom[name] = killed == "true"
         if agent(session) not in running and proxy(session) not in running:
             return RuntimeStatus(False, False, False, False)
         agent_running = running.get(agent(session), False)
         alive = agent_running and proc.run(
             self.exec_argv(session=session, argv=["tmux", "has-session", "-t", "paude"]),
             check=False).ok
-        return RuntimeStatus(True, agent_running, running.get(proxy(session), False), alive)
+        kills = sizing.memory_kills(pids[agent(session)]) if agent_running else None
+        return RuntimeStatus(True, agent_running, running.get(proxy(session), False), alive,
+                             kills, oom.get(agent(session), False))
 
     def attach_argv(self, *, session: str) -> list[str]:
         """Interactive tmux attach; Ctrl+b d detaches and the agent keeps running."""

@@ -155,6 +155,14 @@ def status(
     output.text(f"Session {result.name} ({result.backend}): {result.state}")
     output.text(f"  agent alive:       {'yes' if result.agent_alive else 'no'}")
     output.text(f"  proxy alive:       {'yes' if result.proxy_alive else 'no'}")
+    if result.oom_killed:
+        output.text("  memory:            the agent's container ENDED at its memory limit; "
+                    f"`paude start {result.name}` restarts it (raise resources.memory in "
+                    "paude.yaml if the work needs more)")
+    elif result.memory_kills:
+        output.text(f"  memory:            {result.memory_kills} process(es) killed at the "
+                    "agent's memory limit; the session kept running (raise resources.memory "
+                    "in paude.yaml if the work needs more)")
     output.text(f"  unfetched commits: {unfetched}")
     for branch, count in sorted(result.branches.items()):
         output.text(f"    {branch}: {count}  (git pull paude-{result.name} {branch})")

@@ -39,6 +39,10 @@ def _finding_where(finding: PolicyFinding) -> str:
     return finding.resource or "session"
 
 
+def _new(finding: PolicyFinding) -> str:
+    return " (new: not at the base)" if finding.new else ""
+
+
 def policy_lines(findings: tuple[PolicyFinding, ...]) -> list[str]:
     """The policy section of a text plan: blocking findings first, each with its fix."""
     if not findings:
@@ -46,7 +50,7 @@ def policy_lines(findings: tuple[PolicyFinding, ...]) -> list[str]:
     lines = ["Policies:"]
     for f in sorted(findings, key=lambda f: (not f.blocking, f.rule, f.resource)):
         mark = "BLOCKED" if f.blocking else "advisory"
-        lines.append(f"  {mark:<8} [{f.rule}] {_finding_where(f)}: {f.message}")
+        lines.append(f"  {mark:<8} [{f.rule}] {_finding_where(f)}: {f.message}{_new(f)}")
         if f.fix:
             lines.append(f"           fix: {f.fix}")
     return lines
@@ -55,7 +59,9 @@ def policy_lines(findings: tuple[PolicyFinding, ...]) -> list[str]:
 def plan_text(plan: PlanResult) -> str:
     """The terminal form: session summary first, then the resource diff."""
     head = f"Session {plan.session} ({plan.backend})"
+    head += f" against {plan.base.label}" if plan.base is not None else ""
     head += ": new session" if plan.new_session else ""
+    head += ": removed from paude.yaml" if plan.removed_session else ""
     lines = [head]
     for item in plan.summary:
         mark = "!!" if item.data_loss else "! " if item.security else "* "
@@ -74,7 +80,7 @@ def plan_text(plan: PlanResult) -> str:
 
 def plan_json(plan: PlanResult) -> dict[str, Any]:
     """The versioned JSON form documented in docs/plan-json.md."""
-    return {
+    out: dict[str, Any] = {
         "version": PLAN_JSON_VERSION,
         "session": plan.session,
         "backend": plan.backend,
@@ -88,6 +94,9 @@ def plan_json(plan: PlanResult) -> dict[str, Any]:
                    "findings": [f.to_json() for f in plan.policy]},
         "definition_changes": [c.to_json() for c in plan.definition_changes],
     }
+    if plan.base is not None:
+        out.update(base=plan.base.to_json(), removed_session=plan.removed_session)
+    return out
 
 
 def plan_json_text(plan: PlanResult) -> str:
@@ -99,6 +108,8 @@ def plan_markdown(plan: PlanResult) -> str:
     """A pull-request comment: summary line, security items first, details collapsible."""
     status = "BLOCKED by policy" if plan.blocked else "changes" if plan.has_changes \
         else "no changes"
+    if plan.removed_session:
+        status = "removed"
     lines = [f"### paude plan: `{plan.session}` ({plan.backend}) - {status}", ""]
     for item in plan.summary:
         prefix = "**data loss:** " if item.data_loss else "**security:** " if item.security else ""
@@ -110,6 +121,7 @@ def plan_markdown(plan: PlanResult) -> str:
         lines += ["| policy | rule | resource | finding | fix |", "|---|---|---|---|---|"]
         for f in sorted(plan.policy, key=lambda f: (not f.blocking, f.rule, f.resource)):
             level = "**mandatory**" if f.blocking else "advisory"
+            level += " (new)" if f.new else ""
             lines.append(f"| {level} | `{f.rule}` | {_finding_where(f)} | {_inline(f.message)} | "
                          f"{_cell(f.fix)} |")
     else:
@@ -148,7 +160,8 @@ def _code(text: str) -> str:
 def _policy_cell(plan: PlanResult) -> str:
     blocking = sorted({f.rule for f in plan.policy if f.blocking})
     if blocking:
-        return "**blocked**: " + ", ".join(f"`{r}`" for r in blocking)
+        newly = "newly " if any(f.new for f in plan.policy if f.blocking) else ""
+        return f"**{newly}blocked**: " + ", ".join(f"`{r}`" for r in blocking)
     advisory = len(plan.policy)
     return f"{advisory} advisory" if advisory else "passed"
 
@@ -186,12 +199,17 @@ def plans_markdown(plans: list[PlanResult], *, limit: int = COMMENT_LIMIT) -> li
         return (order, plan.session)
 
     ordered = sorted(plans, key=risk)
-    head = ["## paude plan", "", "| session | backend | changes | security | policy |",
-            "|---|---|---|---|---|"]
+    head = ["## paude plan", ""]
+    base = next((p.base for p in plans if p.base is not None), None)
+    if base is not None:
+        head += [f"Against the definitions at base `{base.ref}` ({base.commit[:8]}): what "
+                 "was approved, not what is running.", ""]
+    head += ["| session | backend | changes | security | policy |", "|---|---|---|---|---|"]
     for plan in ordered:
         counts = plan.counts()
         changed = ", ".join(f"{counts[op]} {op}" for op in OP_ORDER
                             if op != "same" and counts.get(op)) or "none"
+        changed = "session removed" if plan.removed_session else changed
         flagged = [_inline(i.text) for i in plan.summary if i.security or i.data_loss]
         head.append(f"| `{plan.session}` | {plan.backend} | {changed} | "
                     f"{'; '.join(flagged) or '-'} | {_policy_cell(plan)} |")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from paude import sessions
+from paude import baseplan, sessions
 from paude.cli import output, planview
 from paude.results import PlanResult
 
@@ -28,6 +28,11 @@ def plan(
     render: Annotated[Path | None, typer.Option(
         "--render", help="OpenShift / Kubernetes: write the manifests to this folder instead "
         "of contacting a cluster.", show_default=False)] = None,
+    base: Annotated[str | None, typer.Option(
+        "--base", metavar="REF", help="Plan against the definitions at a branch, tag or "
+        "commit instead of the live session (a pull request's plan: no engine, containers "
+        "or secrets). `auto` takes the base from the CI's variables.",
+        show_default=False)] = None,
 ) -> int:
     """Show what `paude apply NAME` would change, against the live objects.
 
@@ -36,8 +41,19 @@ def plan(
       paude plan demo --json | jq .summary\n
       paude plan demo --detailed-exitcode || echo "drift or pending changes"\n
       paude plan cluster-session --render manifests/\n
-      paude plan --all --markdown > plan-comment.md
+      paude plan --all --markdown > plan-comment.md\n
+      paude plan --all --base origin/main --markdown\n
+      paude plan --all --base auto --json    # in CI, for a pull request
     """
+    if base is not None:
+        if render is not None:
+            output.error("--render and --base do not go together")
+            return 1
+        if name is None and not all_sessions:
+            output.error("give a session NAME, or --all")
+            return 1
+        plans = baseplan.plan(base, name=None if all_sessions else name)
+        return _show(plans, as_json, markdown, detailed_exitcode, single=not all_sessions)
     if all_sessions:
         return _plan_all(as_json, markdown, detailed_exitcode)
     if name is None:
@@ -63,7 +79,17 @@ def plan(
 
 def _plan_all(as_json: bool, markdown: bool, detailed_exitcode: bool) -> int:
     plans = sessions.plan_all(on_install=output.download, on_notice=output.warn)
-    if as_json:
+    return _show(plans, as_json, markdown, detailed_exitcode)
+
+
+def _show(plans: list[PlanResult], as_json: bool, markdown: bool, detailed_exitcode: bool, *,
+          single: bool = False) -> int:
+    if single:
+        plan = plans[0]
+        text = planview.plan_json_text(plan) if as_json else planview.plan_markdown(plan) \
+            if markdown else planview.plan_text(plan)
+        output.text(text.rstrip("\n"))
+    elif as_json:
         output.text(json.dumps(planview.plans_json(plans), indent=2, sort_keys=True))
     elif markdown:
         output.text(f"\n{planview.SPLIT_MARKER}\n".join(planview.plans_markdown(plans)))

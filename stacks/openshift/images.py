@@ -117,8 +117,9 @@ class _Builds:
     images: dict[str, BuildSpec]  # agent and proxy
 
 
-def _builds(session: Session, owner: Path) -> _Builds:
-    base = dockerfile_build(session, owner) if session.openshift.image_registry else None
+def _builds(session: Session, owner: Path, files: Path | None = None) -> _Builds:
+    base = dockerfile_build(session, owner, files=files) if session.openshift.image_registry \
+        else None
     return _Builds(base, {"agent": agent_build(session, base.tag if base else None),
                           "proxy": proxy_build(session)})
 
@@ -137,10 +138,10 @@ def image_refs(session: Session, namespace: str, builds: _Builds) -> dict[str, s
 
 
 def cluster_images(session: Session, owner: str, namespace: str, meta: Any,
-                   opts: pulumi.ResourceOptions, *, render: bool, rebuild: str = ""
-                   ) -> ClusterImages:
+                   opts: pulumi.ResourceOptions, *, render: bool, rebuild: str = "",
+                   files: Path | None = None) -> ClusterImages:
     """Declare what makes the session's images available to the cluster."""
-    builds = _builds(session, Path(owner))
+    builds = _builds(session, Path(owner), files)
     refs = image_refs(session, namespace, builds)
     if render:  # manifests only: nothing is built or pushed
         if not session.openshift.image_registry:
@@ -148,14 +149,14 @@ def cluster_images(session: Session, owner: str, namespace: str, meta: Any,
         return ClusterImages(refs["agent"], refs["proxy"])
     if session.openshift.image_registry:
         return ClusterImages(refs["agent"], refs["proxy"],
-                             _declare_pushes(session, builds, refs, rebuild))
+                             _declare_pushes(session, builds, refs, rebuild, owner))
     return ClusterImages(refs["agent"], refs["proxy"],
                          _declare_builds(session, builds, namespace, meta, opts, refs,
                                          emit_runs=True))
 
 
-def _declare_pushes(session: Session, builds: _Builds, refs: dict[str, str], rebuild: str
-                    ) -> tuple[pulumi.Resource, ...]:
+def _declare_pushes(session: Session, builds: _Builds, refs: dict[str, str], rebuild: str,
+                    owner: str) -> tuple[pulumi.Resource, ...]:
     def pushed(role: str, extra: dict[str, Any], after: list[pulumi.Resource]) -> PushedImage:
         props = {**image_props(builds.images[role], rebuild), **extra, "remote": refs[role],
                  "tls_verify": session.openshift.registry_tls_verify}
@@ -165,7 +166,9 @@ def _declare_pushes(session: Session, builds: _Builds, refs: dict[str, str], reb
     # The proxy image first: the other builds run behind a build proxy made from it
     # (stacks/podman/buildbox.py), like the podman stack's.
     proxy = pushed("proxy", {}, [])
-    sandboxed = {"build_proxy_image": builds.images["proxy"].tag}
+    # The session's labels on the sandbox: its next build removes what a killed one left.
+    sandboxed = {"build_proxy_image": builds.images["proxy"].tag,
+                 "build_owner": {"paude.session": session.name, "paude.repository": owner}}
     after: list[pulumi.Resource] = [proxy]
     if builds.base is not None:
         # Built locally only: the agent image is built FROM it and pushed.

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from paude import sizing
+
 PROXY_PORT = 3128
 # squid's second port, for the model gateway only (NetworkPolicies admit nothing else to
 # it); a cluster gives pods no fixed address to admit the gateway by.
@@ -146,6 +148,7 @@ def proxy_deployment(session: str, image: str, config_hash: str) -> dict[str, An
                              "value": "/etc/squid/paude-config/squid.conf"}],
                     "volumeMounts": [{"name": "config", "mountPath": "/etc/squid/paude-config",
                                       "readOnly": True}],
+                    "resources": sizing.kubernetes(sizing.PROXY),
                     "securityContext": CONTAINER_SECURITY,
                 }],
                 "volumes": [{"name": "config", "configMap": {"name": names.proxy_config}}],
@@ -198,6 +201,7 @@ def gateway_deployment(session: str, image: str, config: str, secret_keys: list[
                     "args": ["gateway"],
                     "ports": [{"containerPort": GATEWAY_PORT, "name": "gateway"}],
                     "env": env,
+                    "resources": sizing.kubernetes(sizing.PROXY),
                     "securityContext": CONTAINER_SECURITY,
                 }],
             },
@@ -207,12 +211,14 @@ def gateway_deployment(session: str, image: str, config: str, secret_keys: list[
 
 def agent_statefulset(session: str, image: str, env: dict[str, str],
                       secret_keys: list[str], files: list[tuple[str, str]],
-                      proxy_ip: Any, gateway_ip: Any = None) -> dict[str, Any]:
+                      proxy_ip: Any, limits: sizing.Limits | None = None,
+                      gateway_ip: Any = None) -> dict[str, Any]:
     """The agent StatefulSet spec (one replica; `paude stop` scales it to zero).
 
     `proxy_ip` may be a Pulumi output (the Service's address, known after apply): only
     that one field is then unknown in a plan, and the policy pack still sees the rest."""
     names = K8sNames(session)
+    resources = sizing.kubernetes(limits or sizing.agent_limits(sizing.DEFAULT_AGENT))
     proxy_url = f"http://{names.proxy}:{PROXY_PORT}"
     no_proxy = f"localhost,127.0.0.1,::1,{names.proxy},{names.gateway}"
     plain = {**env, "HTTP_PROXY": proxy_url, "HTTPS_PROXY": proxy_url, "http_proxy": proxy_url,
@@ -251,6 +257,7 @@ def agent_statefulset(session: str, image: str, env: dict[str, str],
                     "image": image,
                     "env": env_list,
                     "volumeMounts": mounts,
+                    **({"resources": resources} if resources else {}),
                     "securityContext": CONTAINER_SECURITY,
                 }],
                 "volumes": volumes,

@@ -10,12 +10,13 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from paude import domains
+from paude import domains, sizing
 from paude import gateway as model_gateway
 from paude.credentials import AgentIdentity
 from paude.models import Session
@@ -40,8 +41,10 @@ RENDER_PLACEHOLDER_IP = "0.0.0.0"  # a placeholder, never bound or dialled
 
 
 def make_program(session: Session, owner: str, identity: AgentIdentity | None = None, *,
-                 render_dir: str | None = None, rebuild: str = "") -> Callable[[], None]:
-    """Return the inline Pulumi program for one session on OpenShift / Kubernetes."""
+                 render_dir: str | None = None, rebuild: str = "",
+                 source: Path | None = None) -> Callable[[], None]:
+    """Return the inline Pulumi program for one session on OpenShift / Kubernetes;
+    `source` as `files` for the podman program."""
     identity = identity or AgentIdentity((), (), {}, {})
     cfg = session.openshift
     names = K8sNames(session.name)
@@ -74,7 +77,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             return spec
 
         images = cluster_images(session, owner, namespace, meta, opts, render=bool(render_dir),
-                                rebuild=rebuild)
+                                rebuild=rebuild, files=source)
         conf = squid_conf(session, gateway_port=GATEWAY_PROXY_PORT)
         config = k8s.core.v1.ConfigMap("proxy-config", metadata=meta(names.proxy_config, "proxy"),
                                        data={"squid.conf": conf}, opts=opts)
@@ -122,6 +125,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
                "PAUDE_SESSION": session.name, **agent_commands(session)}
         agent_spec = _pull(agent_statefulset(session.name, images.agent, env,
                                              list(identity.secret_env), files, proxy_ip,
+                                             sizing.agent_limits(session.resources),
                                              gateway_ip))
         agent_meta = meta(names.agent, "agent")
         for rule, reason in sorted(session.waivers.items()):

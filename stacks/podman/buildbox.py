@@ -59,19 +59,30 @@ def _host(url: str) -> str:
     return url.rsplit(":", 1)[0]
 
 
-def _labels(role: str) -> dict[str, str]:
-    return {"paude.managed": "true", "paude.role": role}
+SANDBOX_LABEL = "paude.build-sandbox"
+
+
+def _labels(role: str, owner: dict[str, str] | None = None) -> dict[str, str]:
+    return {**(owner or {}), "paude.managed": "true", "paude.role": role, SANDBOX_LABEL: "true"}
 
 
 @contextlib.contextmanager
-def sandbox(proxy_image: str, squid_conf_b64: str) -> Iterator[BuildNetwork]:
-    """Start a build proxy and a namespace holder; remove both (and their networks) after."""
+def sandbox(proxy_image: str, squid_conf_b64: str,
+            owner: dict[str, str] | None = None) -> Iterator[BuildNetwork]:
+    """Start a build proxy and a namespace holder; remove both (and their networks) after.
+
+    `owner` holds the session's labels (paude.session, paude.repository): a build killed
+    with its paude leaves a sandbox that the session's next build, or its destroy, removes.
+    The session lock makes one build per session at a time, so any sandbox of the session
+    found at the start is such a leftover."""
+    if owner:
+        sweep(owner)
     key = secrets.token_hex(4)
     internal = f"paude-build-{key}"
     proxy, holder = f"paude-build-{key}-proxy", f"paude-build-{key}-netns"
     try:
         proc.run(podman.network_create_argv(internal, internal=True, dns=False,
-                                            labels=_labels("build-network")))
+                                            labels=_labels("build-network", owner)))
         _ensure_egress()
         subnet = ((podman.inspect("network", internal) or {}).get("subnets") or [{}])[0]
         address = _last_host(str(subnet.get("subnet", "")))
@@ -79,10 +90,10 @@ def sandbox(proxy_image: str, squid_conf_b64: str) -> Iterator[BuildNetwork]:
         proc.run([podman.PODMAN, "run", "--detach", "--name", proxy, *hardening,
                   "--network", f"{internal}:ip={address}", "--network", EGRESS_NETWORK,
                   "--env", f"PAUDE_SQUID_CONF_B64={squid_conf_b64}",
-                  *podman.label_args(_labels("build-proxy")), proxy_image])
+                  *podman.label_args(_labels("build-proxy", owner)), proxy_image])
         proc.run([podman.PODMAN, "run", "--detach", "--name", holder, *hardening,
                   "--network", internal, "--dns", "none", "--entrypoint", "sleep",
-                  *podman.label_args(_labels("build-netns")), proxy_image, "infinity"])
+                  *podman.label_args(_labels("build-netns", owner)), proxy_image, "infinity"])
         found = podman.inspect("container", holder) or {}
         pid = int((found.get("State") or {}).get("Pid") or 0)
         if pid <= 0:
@@ -93,6 +104,21 @@ def sandbox(proxy_image: str, squid_conf_b64: str) -> Iterator[BuildNetwork]:
         for name in (holder, proxy):
             podman.remove([podman.PODMAN, "rm", "--force", "--time", "0", name])
         podman.remove([podman.PODMAN, "network", "rm", "--force", internal])
+
+
+def sweep(owner: dict[str, str]) -> list[str]:
+    """Remove the build sandboxes carrying these session labels: containers, then networks."""
+    filters = [f"--filter=label={k}={v}" for k, v in {**owner, SANDBOX_LABEL: "true"}.items()]
+    removed: list[str] = []
+    for listing, field, removal in ((["ps", "--all"], ".Names", ["rm", "--force", "--time", "0"]),
+                                    (["network", "ls"], ".Name", ["network", "rm", "--force"])):
+        found = proc.run([podman.PODMAN, *listing, *filters, "--format", f"{{{{{field}}}}}"],
+                         check=False, log_output=False)
+        names = found.stdout.split() if found.ok else []
+        for name in names:
+            podman.remove([podman.PODMAN, *removal, name])
+        removed += names
+    return removed
 
 
 def _ensure_egress() -> None:

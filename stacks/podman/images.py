@@ -207,14 +207,19 @@ def dockerfile_paths(session: Session) -> tuple[str, str]:
     return image.dockerfile, image.context or str(Path(image.dockerfile).parent)
 
 
-def dockerfile_build(session: Session, root: Path) -> BuildSpec | None:
+def dockerfile_build(session: Session, root: Path, *,
+                     files: Path | None = None) -> BuildSpec | None:
     """The user's own base image from image.dockerfile, or None when the session names a base.
 
     Its tag hashes the Dockerfile and every file of the build context, so editing a file
-    the Dockerfile copies rebuilds it, and nothing else does."""
+    the Dockerfile copies rebuilds it, and nothing else does. `files` reads the repository's
+    files from another folder (a base commit's, written out by paude plan --base) while
+    the paths recorded, which the tag hashes, stay under `root`."""
     image = session.image
     if image.dockerfile is None:
         return None
+    recorded_root = root
+    root = files or root
     source = str(root / (session.image_source if session.image_source != "default"
                          else "paude.yaml"))
     dockerfile_path, context_path = dockerfile_paths(session)
@@ -244,12 +249,18 @@ def dockerfile_build(session: Session, root: Path) -> BuildSpec | None:
         "paude-userbase",
         {"Dockerfile": text},
         dict(image.build_args),
-        context_dir=str(context),
-        dockerfile=str(dockerfile),
+        context_dir=_recorded(context, root, recorded_root),
+        dockerfile=_recorded(dockerfile, root, recorded_root),
         context_digest=context_digest(context),
         build_allowlist=build_allowlist(session),
         build_domains=_build_domains(session),
     )
+
+
+def _recorded(path: Path, root: Path, recorded_root: Path) -> str:
+    if root == recorded_root:
+        return str(path)
+    return str(recorded_root / path.relative_to(root.resolve()))
 
 
 def context_files(context: Path) -> list[tuple[str, Path]]:

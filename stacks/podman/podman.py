@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from paude import proc
+from paude import proc, sizing
 
 PODMAN = "podman"
 
@@ -93,6 +93,9 @@ def create_argv(spec: Mapping[str, Any]) -> list[str]:
     argv += label_args(spec.get("labels", {}))
     if spec.get("restart"):
         argv += ["--restart", spec["restart"]]
+    limits = spec.get("limits")
+    if limits is not None:
+        argv += sizing.podman_args(sizing.Limits.from_props(limits))
     return [*argv, spec["image"], *spec.get("command", [])]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pulumi
 
-from paude import domains
+from paude import domains, sizing
 from paude import gateway as model_gateway
 from paude.credentials import AgentIdentity, stage
 from paude.fields import YOLO_FLAG
@@ -123,16 +123,17 @@ def agent_commands(session: Session) -> dict[str, str]:
 
 
 def make_program(session: Session, owner: str, identity: AgentIdentity | None = None, *,
-                 rebuild: str = "") -> Callable[[], None]:
+                 rebuild: str = "", files: Path | None = None) -> Callable[[], None]:
     """Return the inline Pulumi program for one session on podman.
 
     A non-empty `rebuild` (a fresh token per `create --rebuild`) rebuilds the images
-    without the layer cache and so recreates the containers."""
+    without the layer cache and so recreates the containers. `files`: where the
+    repository's files are read, when not at `owner` (a base commit's, for a plan)."""
     identity = identity or AgentIdentity((), (), {}, {})
 
     # Outside the program: a missing Dockerfile is a definition error, reported before
     # the engine starts.
-    base_spec = dockerfile_build(session, Path(owner))
+    base_spec = dockerfile_build(session, Path(owner), files=files)
 
     def program() -> None:
         names = Names(session.name)
@@ -141,7 +142,10 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         proxy_image = Image("proxy-image", image_props(proxy_spec, rebuild), keep)
         # Builds that take anything from the repository run behind a build proxy made from
         # the proxy image (stacks/podman/buildbox.py), so they come after it.
-        sandboxed = {"build_proxy_image": proxy_image.tag}
+        # The sandbox's objects carry the session's labels so a killed build's are found.
+        owner_labels = {k: v for k, v in labels(session.name, "build", owner).items()
+                        if k in ("paude.session", "paude.repository")}
+        sandboxed = {"build_proxy_image": proxy_image.tag, "build_owner": owner_labels}
         base_tag: str | None = None
         after_base = pulumi.ResourceOptions(retain_on_delete=True, depends_on=[proxy_image])
         if base_spec is not None:
@@ -184,6 +188,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             # Not a podman setting: recorded so plans can say how egress changes.
             "allowlist": allow.describe() + allow.describe_routes(),
             "labels": labels(session.name, "proxy", owner),
+            "limits": sizing.PROXY.props(),
             "restart": "unless-stopped", **hardening,
         })
         # The model gateway: the only holder of the model credentials, on the internal
@@ -204,6 +209,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             "credential_sources": creds.sources(),
             "routes": allow.describe_routes(),
             "labels": labels(session.name, "gateway", owner),
+            "limits": sizing.PROXY.props(),
             "restart": "unless-stopped", **hardening,
         }, pulumi.ResourceOptions(depends_on=[internal]))
         gateway_url = f"http://{names.gateway}:{model_gateway.GATEWAY_PORT}"
@@ -241,6 +247,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             "sysctls": {"net.ipv6.conf.all.disable_ipv6": "1",
                         "net.ipv6.conf.default.disable_ipv6": "1"},
             "user": "paude", "labels": labels(session.name, "agent", owner),
+            "limits": sizing.agent_limits(session.resources).props(),
             # Not a podman setting: the session's reviewed policy waivers.
             "waivers": dict(session.waivers),
             **hardening,

@@ -20,14 +20,14 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from paude import proc
+from paude import proc, sizing
 
 from . import buildbox, podman
 
 # Inputs whose change requires a new object: podman cannot modify these in place.
 _CONTAINER_KEYS = ("name", "image", "image_id", "networks", "volumes", "env", "labels", "user",
                    "cap_drop", "security_opt", "command", "hostname", "read_only", "tmpfs",
-                   "restart", "add_hosts", "dns", "secret_env", "copy_in", "sysctls")
+                   "restart", "add_hosts", "dns", "secret_env", "copy_in", "sysctls", "limits")
 _NETWORK_KEYS = ("name", "internal", "dns", "labels")
 
 
@@ -99,7 +99,8 @@ def _build(argv: list[str], props: dict[str, Any]) -> None:
     if not proxy_image:
         proc.run(argv, env=buildbox.host_env(), inherit_env=False)
         return
-    with buildbox.sandbox(proxy_image, props["build_squid_conf"]) as net:
+    with buildbox.sandbox(proxy_image, props["build_squid_conf"],
+                          props.get("build_owner")) as net:
         result = proc.run([*argv[:2], "--network", net.namespace, *argv[2:]], env=net.env(),
                           inherit_env=False, check=False)
         if result.ok:
@@ -194,10 +195,15 @@ class ContainerProvider(_Provider):
         return CreateResult(props["name"], {**props, "container_id": container_id})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        """Observe existence, image and networks so hand-made changes show as drift."""
+        """Observe existence, image, networks and limits so hand-made changes show as drift."""
         found = podman.inspect("container", id_)
         if found is None:
             return ReadResult(None, {})
+        # While it runs, its cgroups are the truth (`podman update` changes them and not
+        # what inspect reports); stopped, the configuration it will start with.
+        pid = int((found.get("State") or {}).get("Pid") or 0)
+        limits = (sizing.live(pid) if pid > 0 else None) or sizing.observed(
+            found.get("HostConfig") or {})
         networks = sorted((found.get("NetworkSettings") or {}).get("Networks") or {})
         declared = props.get("networks") or []
         # Declared entries may carry options (NAME:ip=ADDR); compare the names, and keep
@@ -209,6 +215,8 @@ class ContainerProvider(_Provider):
             "networks": declared if same else networks,
             "container_id": found.get("Id", ""),
         }
+        if "limits" in props:  # a stack from before limits: its containers get them on apply
+            observed["limits"] = limits
         return ReadResult(id_, observed, inputs=_without(observed, ("container_id",)))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:

@@ -55,16 +55,15 @@ def _fetched(host: HostView, work: Work) -> bool:
     return work.key in host.reachable
 
 
-# The guard counts commits on the session's branches. The other kinds are made and followed
-# already (each must survive everything but a deletion) but not guarded: when the guard
-# counts them, set guarded=True, and give file kinds a `saved` saying where the host keeps
-# them (the commit kinds are saved once a ref of the host reaches them).
+# The guard counts every kind: commits on any ref (branch, tag, stash) until a ref of the
+# host reaches them, and changed or untracked files until a commit takes them in (op_commit's
+# `git add -A`, op_stash): a file kind is never saved on the host as a file.
 KINDS: dict[str, Kind] = {
     "commit": Kind(True, _commit_probe, _fetched),  # on a branch
-    "tag": Kind(False, _commit_probe, _fetched),  # reachable from a tag only
-    "stash": Kind(False, _commit_probe, _fetched),
-    "uncommitted": Kind(False, _file_probe, lambda host, w: False),
-    "untracked": Kind(False, _file_probe, lambda host, w: False),
+    "tag": Kind(True, _commit_probe, _fetched),  # reachable from a tag only
+    "stash": Kind(True, _commit_probe, _fetched),
+    "uncommitted": Kind(True, _file_probe, lambda host, w: False),
+    "untracked": Kind(True, _file_probe, lambda host, w: False),
 }
 
 

@@ -4,7 +4,11 @@ through a build proxy; a repository's Dockerfile cannot reach past the repositor
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,3 +94,47 @@ def test_symlinked_build_context_is_refused_and_never_built(paude: Paude,
     paude.ok("apply", paude.session, "--yes")
     shown = podman("exec", f"paude-{paude.session}-agent", "cat", "/ctx/secret.txt").stdout
     assert shown.strip() == token
+
+
+def _sandbox_objects(session: str) -> list[str]:
+    filters = ["--filter", "label=paude.build-sandbox=true", "--filter",
+               f"label=paude.session={session}"]
+    found = podman("ps", "-a", *filters, "--format", "{{.Names}}").stdout.split()
+    return found + podman("network", "ls", *filters, "--format", "{{.Name}}").stdout.split()
+
+
+def _kill_during_build(paude: Paude) -> set[str]:
+    """Start an apply whose build sleeps, SIGKILL paude with its engine and providers (one
+    process group, as a closed terminal would) once the build sandbox is up; what is left."""
+    child = subprocess.Popen([str(paude.exe), "apply", paude.session, "--yes"], cwd=paude.repo,
+                             env=paude.env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while len(_sandbox_objects(paude.session)) < 3 and time.monotonic() < deadline:
+            assert child.poll() is None, child.communicate()
+            time.sleep(0.5)
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
+    return set(_sandbox_objects(paude.session))
+
+
+def test_a_build_killed_with_paude_leaves_a_sandbox_its_destroy_removes(paude: Paude) -> None:
+    # The setup step sleeps, so the kill lands while the build runs in its sandbox.
+    set_image(paude, f"sleep 300 # {secrets.token_hex(4)}")
+    left = _kill_during_build(paude)
+    assert len(left) == 3, left  # control: holder, build proxy and their network stayed
+    destroyed = paude.run("destroy", paude.session, "--yes")
+    assert destroyed.returncode == 0, destroyed.stdout + destroyed.stderr
+    assert _sandbox_objects(paude.session) == []
+
+
+def test_the_next_build_of_the_session_removes_a_killed_build_s_sandbox(paude: Paude) -> None:
+    set_image(paude, f"sleep 300 # {secrets.token_hex(4)}")
+    stale = _kill_during_build(paude)
+    assert len(stale) == 3, stale
+    set_image(paude, f"true # {secrets.token_hex(4)}")
+    paude.ok("apply", paude.session, "--yes")
+    assert _sandbox_objects(paude.session) == []
+    paude.ok("destroy", paude.session, "--yes")

@@ -1,5 +1,6 @@
-"""Upgrades: a session applied by the previous release plans clean and destroys under this
-code (stack state, provider classes stored by reference, the session index, the remote).
+"""Upgrades: a session applied by the previous release plans only this release's additions
+and destroys under this code (stack state, provider classes stored by reference, the
+session index, the remote).
 
 The previous release is a pinned revision of this repository, PAUDE_UPGRADE_FROM
 (default e5c3518, the last commit of main before the machine settings file took over
@@ -25,6 +26,9 @@ pytestmark = [pytest.mark.requires_podman, pytest.mark.requires_pulumi, pytest.m
 
 REPO = Path(__file__).resolve().parents[2]
 UPGRADE_FROM = os.environ.get("PAUDE_UPGRADE_FROM", "e5c3518")
+# What the first apply of this release changes in a session the previous release made, and
+# why: containers gain resource limits (replaced; the workspace volume stays).
+UPGRADE_CHANGES = {"agent": {"limits"}, "proxy": {"limits"}}
 
 
 def previous_release(dest: Path) -> Path:
@@ -85,13 +89,23 @@ def test_a_session_of_the_previous_release_plans_clean_and_destroys(
                     "cd /workspace && echo work > agent.txt && git add agent.txt && "
                     "git commit -qm 'agent work' && git rev-parse HEAD").stdout.strip()
 
-    # This release: the old stack plans clean, and the old index entry is read.
-    planned = paude.run("plan", name, "--detailed-exitcode")
+    # This release: the old stack plans with exactly what this release adds to a session
+    # (UPGRADE_CHANGES) and nothing else; the workspace is never touched.
+    planned = paude.run("plan", name, "--json")
     assert planned.returncode == 0, f"plan after the upgrade:\n{planned.stdout}{planned.stderr}"
+    changed = {r["resource"]: set(r["replace_because"] or r["changed"]) or {r["action"]}
+               for r in json.loads(planned.stdout)["resources"] if r["action"] != "same"}
+    assert changed == UPGRADE_CHANGES, planned.stdout
     listed = json.loads(paude.ok("list", "--json").stdout)
     assert [(r["name"], r["status"]) for r in listed] == [(name, "running")]
     status = json.loads(paude.ok("status", name, "--json").stdout)
     assert status["unfetched_commits"] == 1
+
+    # The upgrade's apply keeps the agent's commit, and then the plan is clean.
+    paude.ok("apply", name, "--yes")
+    assert paude.run("plan", name, "--detailed-exitcode").returncode == 0
+    head = podman("exec", f"paude-{name}-agent", "git", "-C", "/workspace", "rev-parse", "HEAD")
+    assert head.stdout.strip() == commit
 
     # The unfetched commit holds the workspace: without --force, it stays.
     refused = paude.run("destroy", name, "--yes", "--delete-data")

@@ -318,3 +318,46 @@ def test_policies_lists_effective_levels(tmp_path: Path, monkeypatch: pytest.Mon
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("mandatory  agent-no-direct-egress")
     assert f"Policy files: {repo / 'paude-policy.yaml'}" in out
+
+
+# ---------------------------------------------------------------- plan --base
+
+
+@pytest.fixture
+def base_planned(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    from paude import baseplan
+    from paude.results import BaseCommit
+
+    calls: dict[str, Any] = {}
+
+    def fake(ref: str, *, name: str | None = None, **_: Any) -> list[PlanResult]:
+        calls.update(ref=ref, name=name)
+        changes = tuple(ResourceChange(n, t, "same") for n, t in sorted(TYPES.items()))
+        return [PlanResult("demo", "podman", changes, base=BaseCommit(ref, "a" * 40))]
+
+    monkeypatch.setattr(baseplan, "plan", fake)
+    return calls
+
+
+def test_plan_base_never_touches_the_live_session(base_planned: dict[str, Any],
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sessions, "plan", lambda *_a, **_k: pytest.fail("live plan ran"))
+    assert main(["plan", "demo", "--base", "origin/main", "--detailed-exitcode"]) == 0
+    assert base_planned == {"ref": "origin/main", "name": "demo"}
+    assert capsys.readouterr().out.startswith(
+        "Session demo (podman) against base origin/main (aaaaaaaa)\n")
+    assert main(["plan", "--all", "--base", "auto", "--json"]) == 0
+    assert base_planned == {"ref": "auto", "name": None}
+    data = json.loads(capsys.readouterr().out)
+    assert data["plans"][0]["base"] == {"ref": "auto", "commit": "a" * 40}
+    assert data["plans"][0]["removed_session"] is False
+
+
+def test_plan_base_needs_a_name_and_no_render(base_planned: dict[str, Any],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--base", "main"]) == 1
+    assert "give a session NAME, or --all" in capsys.readouterr().err
+    assert main(["plan", "demo", "--base", "main", "--render", "out"]) == 1
+    assert "--render and --base do not go together" in capsys.readouterr().err
+    assert base_planned == {}

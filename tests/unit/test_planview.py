@@ -14,6 +14,7 @@ from paude.cli.planview import (
     plan_json_text,
     plan_markdown,
     plan_text,
+    plans_markdown,
 )
 from paude.domains import expand
 from paude.results import (
@@ -374,3 +375,50 @@ def test_plan_all_puts_a_session_edited_definition_in_the_security_column() -> N
     assert row.startswith("| `demo` | podman | 1 replace | definition changed by session "
                           "commits: paude.yaml (3f2a1c9 'widen egress', from paude-demo);")
     assert "\\| y" in row and row.endswith("| 1 advisory |")
+
+
+# ---------------------------------------------------------------- plans against a base
+
+
+def base_plans() -> list[PlanResult]:
+    from paude.results import BaseCommit
+
+    base = BaseCommit("origin/main", "0123456789abcdef" * 2 + "01234567")
+    new = PolicyFinding("yolo-unrestricted-egress", "mandatory", "agent", "yolo with all", "x",
+                        new=True)
+    old = PolicyFinding("base-image-pinned", "advisory", "agent-image", "unpinned", "y",
+                        new=False)
+    blocked = PlanResult("demo", "podman", changes(), base=base, policy=(new, old))
+    gone = PlanResult("old", "podman", changes("delete"), base=base, removed_session=True,
+                      summary=(SummaryItem("session-removed", "session removed"),))
+    return [blocked, gone]
+
+
+def test_a_base_plan_says_against_what_and_what_is_new() -> None:
+    blocked, gone = base_plans()
+    text = plan_text(blocked)
+    assert text.startswith("Session demo (podman) against base origin/main (01234567)\n")
+    assert "[yolo-unrestricted-egress] agent: yolo with all (new: not at the base)" in text
+    assert "[base-image-pinned] agent-image: unpinned\n" in text
+    assert plan_text(gone).startswith("Session old (podman) against base origin/main "
+                                      "(01234567): removed from paude.yaml\n")
+    md = plan_markdown(blocked)
+    assert "| **mandatory** (new) | `yolo-unrestricted-egress` |" in md
+    assert "| advisory | `base-image-pinned` |" in md
+    assert plan_markdown(gone).startswith("### paude plan: `old` (podman) - removed\n")
+    data = plan_json(blocked)
+    assert data["base"] == {"ref": "origin/main", "commit": "0123456789abcdef" * 2 + "01234567"}
+    assert [f["new"] for f in data["policy"]["findings"]] == [True, False]
+    [comment] = plans_markdown(base_plans())
+    assert "Against the definitions at base `origin/main` (01234567)" in comment
+    assert "| **newly blocked**: `yolo-unrestricted-egress` |" in comment
+    assert "| `old` | podman | session removed |" in comment
+
+
+def test_a_live_plan_has_no_base_keys() -> None:
+    plan = PlanResult("demo", "podman", changes(),
+                      policy=(PolicyFinding("r", "advisory", "", "m", "f"),))
+    data = plan_json(plan)
+    assert "base" not in data and "removed_session" not in data
+    assert "new" not in data["policy"]["findings"][0]
+    assert "against" not in plan_text(plan) and "(new" not in plan_markdown(plan)

@@ -691,7 +691,22 @@ EXAMPLES: dict[str, tuple[list[Resource], list[Resource]]] = {
     "build-allowlist-wider-than-default": (
         [image("localhost/paude-agent:1", allow=["pypi.org", "github.com"])],
         [image("localhost/paude-agent:1", allow=["pypi.org", "deb.debian.org"])]),
+    "resource-limits": (
+        [podman_agent(limits={"memory": 2**32, "cpus": "2", "pids": None})],
+        [podman_agent(limits={"memory": 2**32, "cpus": "2", "pids": 4096})]),
 }
+
+
+@pytest.mark.parametrize("backend", ["podman", "openshift"])
+def test_unlimited_resources_are_an_advisory_finding(backend: str) -> None:
+    rule = BY_ID["resource-limits"]
+    assert rule.level == "advisory"
+    unlimited = program_resources(backend, {"resources": {"memory": "unlimited"}})
+    assert [d for _, d in found(rule.check, unlimited)] == [
+        "container paude-demo-agent has no memory limit" if backend == "podman"
+        else "container agent has no memory limit"]
+    raised = program_resources(backend, {"resources": {"memory": "64Gi", "pids": 100000}})
+    assert found(rule.check, raised) == []  # control: a larger limit is still a limit
 
 
 def test_a_real_stack_s_builds_are_sandboxed() -> None:

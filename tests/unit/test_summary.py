@@ -45,7 +45,8 @@ def test_new_session() -> None:
     assert items == (
         SummaryItem("new-session", "new session: 7 resources to create"),
         SummaryItem("workspace-created", "workspace volume created (a volume kept by an "
-                                         "earlier destroy is re-attached)"),
+                                         "earlier destroy is re-attached; no size limit: "
+                                         "podman volumes have none)"),
     )
 
 

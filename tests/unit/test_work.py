@@ -65,8 +65,11 @@ def host_git(w: World, *args: str) -> str:
 
 def fingerprint(w: World) -> tuple[str, str, str]:
     """The agent's index, status and branches: a rescue or a report must not change them."""
+    # --no-optional-locks: a plain status may refresh the index's stat data itself (racily
+    # clean entries on a loaded machine), which would read as a change by the rescue.
     index = (w.workspace / ".git" / "index").read_bytes()
-    return (hashlib.sha256(index).hexdigest(), in_container(w, "status", "--porcelain"),
+    return (hashlib.sha256(index).hexdigest(),
+            in_container(w, "--no-optional-locks", "status", "--porcelain"),
             in_container(w, "for-each-ref", "refs/heads", "refs/tags", "refs/stash"))
 
 
