@@ -170,9 +170,10 @@ def _gateway_items(by_name: dict[str, ResourceChange], *, new_session: bool
             + (f" (credentials from {', '.join(sources)})" if sources else
                " (no model credential)")))
     copied = agent.new_inputs.get("copied") if agent is not None else None
-    if agent is not None and agent.op in ("create", "replace") and isinstance(copied, list):
+    if agent is not None and agent.op in ("create", "replace") and isinstance(copied, list) \
+            and copied:
         items.append(SummaryItem("claude-state-copied", "copied into the agent: "
-                                 + (", ".join(str(c) for c in copied) or "nothing of ~/.claude")))
+                                 + ", ".join(str(c) for c in copied)))
     return items
 
 
