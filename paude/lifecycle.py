@@ -23,6 +23,8 @@ from paude.models import Session
 from paude.rescue import RescueResult
 from paude.rescue import rescue as rescue_work
 from paude.results import ApplyResult, DestroyResult, PlanResult
+from paude.verify import VerifyResult
+from paude.verify import verify as run_verify
 from paude.work import WorkReport
 
 
@@ -268,6 +270,11 @@ def status(name: str, *, cwd: Path | None = None) -> SessionStatus:
     return SessionStatus(name, backend_name, observed.state, observed.agent_alive,
                          observed.proxy_running, found.commits if found else None, branches,
                          found, error, observed.memory_kills, observed.oom_killed)
+
+
+def verify(name: str) -> VerifyResult:
+    """The sandbox's self-test from inside the session's agent (see paude/verify.py)."""
+    return run_verify(get_backend(_backend_of(name), name), name)
 
 
 def delete(name: str, *, force: bool = False, cwd: Path | None = None,

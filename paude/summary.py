@@ -40,6 +40,11 @@ def summarize(changes: Sequence[ResourceChange], *, new_session: bool,
         change = by_name.get(name)
         if change is not None and change.op in ("create", "replace", "update"):
             items.extend(_limits(name, change, new_session))
+        drifted = change.old_inputs.get("drift") if change is not None else None
+        if change is not None and change.op != "same" and isinstance(drifted, list):
+            items.append(SummaryItem(
+                "drift", f"{name} container changed outside paude; apply recreates it as "
+                "declared", security=True, details=tuple(str(d) for d in drifted[:_DETAILS])))
     items.extend(_gateway_items(by_name, new_session=new_session))
     workspace = by_name.get("workspace")
     if workspace is not None:

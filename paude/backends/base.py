@@ -10,6 +10,10 @@ from dataclasses import dataclass
 WORKSPACE = "/workspace"
 
 
+# Where the proxy's entrypoint writes the configuration squid runs with (both backends).
+SQUID_CONF = "/etc/squid/paude/squid.conf"
+
+
 @dataclass(frozen=True)
 class RuntimeStatus:
     """What is running for a session, observed without the engine."""
@@ -76,3 +80,7 @@ class Backend(ABC):
     @abstractmethod
     def proxy_log(self, *, session: str) -> str:
         """The proxy's access log (raises SessionNotFoundError when the proxy is gone)."""
+
+    @abstractmethod
+    def proxy_config(self, *, session: str) -> str:
+        """The squid configuration the running proxy was started with."""

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 
 from paude import index, proc
-from paude.backends.base import Backend, RuntimeStatus
+from paude.backends.base import SQUID_CONF, Backend, RuntimeStatus
 from paude.errors import SessionNotFoundError
 
 # Attach to the agent's tmux session, starting it again if the agent has exited.
@@ -102,6 +102,11 @@ class KubernetesBackend(Backend):
         result = proc.run([*self.base(), "delete", "pvc", claim, "--ignore-not-found",
                            "--wait=false"])
         return [claim] if "deleted" in result.stdout else []
+
+    def proxy_config(self, *, session: str) -> str:
+        """The proxy pod's squid.conf (its entrypoint copies the ConfigMap's there)."""
+        return proc.run([*self.base(), "exec", f"deployment/paude-{session}-proxy", "--",
+                         "cat", SQUID_CONF]).stdout
 
     def proxy_log(self, *, session: str) -> str:
         """squid's access log from the proxy pod."""

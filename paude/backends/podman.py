@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from paude import proc, sizing
-from paude.backends.base import Backend, RuntimeStatus
+from paude.backends.base import SQUID_CONF, Backend, RuntimeStatus
 from paude.errors import SessionNotFoundError
 
 PODMAN = "podman"
@@ -115,6 +115,10 @@ class PodmanBackend(Backend):
                 proc.run([PODMAN, *removal, *names], check=False)
                 removed += names
         return removed
+
+    def proxy_config(self, *, session: str) -> str:
+        """The running proxy's squid.conf, as its entrypoint wrote it."""
+        return proc.run([PODMAN, "exec", proxy(session), "cat", SQUID_CONF]).stdout
 
     def proxy_log(self, *, session: str) -> str:
         """Read squid's access log from inside the proxy container, then the model

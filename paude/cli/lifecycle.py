@@ -139,14 +139,30 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="One JSON array."
 def status(
     name: OptionalName = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    verify: Annotated[bool, typer.Option(
+        "--verify", help="Test the sandbox from inside the agent: exit 1 if any check "
+                         "fails.")] = False,
 ) -> int:
     """Show a session's state, agent and proxy health, and the work the host lacks: commits
-    on any ref, uncommitted, untracked and ignored files.
+    on any ref, uncommitted, untracked and ignored files. With --verify, test the sandbox
+    from inside the agent instead: non-root, no capabilities, no route out, no resolver,
+    the proxy answers, an allowed name passes and a made-up one is refused.
 
     Examples:\n
       paude status my-project\n
-      paude status my-project --json | jq .work.blocking
+      paude status my-project --json | jq .work.blocking\n
+      paude status my-project --verify
     """
+    if verify:
+        checked = lifecycle.verify(lifecycle.resolve_name(name))
+        if as_json:
+            output.text(json.dumps(checked.to_json(), indent=2))
+        else:
+            for check in checked.checks:
+                output.text(f"{'ok  ' if check.ok else 'FAIL'}  {check.name:<21} {check.detail}")
+            output.text(f"Session {checked.session}: sandbox "
+                        f"{'verified' if checked.ok else 'NOT verified'}.")
+        return 0 if checked.ok else 1
     result = lifecycle.status(lifecycle.resolve_name(name))
     if as_json:
         output.text(json.dumps(result.to_json(), indent=2))

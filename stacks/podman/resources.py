@@ -22,12 +22,13 @@ from pulumi.dynamic import (
 
 from paude import proc, sizing
 
-from . import buildbox, podman
+from . import buildbox, observe, podman
 
 # Inputs whose change requires a new object: podman cannot modify these in place.
 _CONTAINER_KEYS = ("name", "image", "image_id", "networks", "volumes", "env", "labels", "user",
                    "cap_drop", "security_opt", "command", "hostname", "read_only", "tmpfs",
-                   "restart", "add_hosts", "dns", "secret_env", "copy_in", "sysctls", "limits")
+                   "restart", "add_hosts", "dns", "secret_env", "copy_in", "sysctls", "limits",
+                   "drift")
 _NETWORK_KEYS = ("name", "internal", "dns", "labels")
 
 
@@ -217,6 +218,15 @@ class ContainerProvider(_Provider):
         }
         if "limits" in props:  # a stack from before limits: its containers get them on apply
             observed["limits"] = limits
+        # Anything else changed outside paude is listed under `drift`, which the program
+        # never declares: any drift is a difference, and apply replaces the container.
+        drifted = observe.drift(found, props, observe.image_config(
+            str(found.get("Image") or found.get("ImageName") or "")))
+        if pid > 0:
+            drifted += observe.proxy_config(id_, props)
+        observed.pop("drift", None)
+        if drifted:
+            observed["drift"] = drifted
         return ReadResult(id_, observed, inputs=_without(observed, ("container_id",)))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:

@@ -10,6 +10,7 @@ import pytest
 
 from paude.proc import CommandResult
 from paude.stacks.podman import podman, resources
+from paude.stacks.podman.observe import DEFAULT_CAPS
 from paude.stacks.podman.resources import (
     ContainerProvider,
     ImageProvider,
@@ -168,15 +169,18 @@ def test_container_read_reports_gone(fake: Podman) -> None:
 
 
 def observed_container(networks: list[str], image: str = TAG) -> dict[str, Any]:
+    """podman inspect of a container made from container_props(), on `networks`."""
     return {"Id": "cid", "ImageName": image,
             "NetworkSettings": {"Networks": {n: {} for n in networks}},
-            "Config": {"Labels": LABELS}}
+            "HostConfig": {"CapDrop": sorted(DEFAULT_CAPS), "SecurityOpt": ["no-new-privileges"],
+                           "RestartPolicy": {"Name": "unless-stopped"}},
+            "Config": {"Labels": LABELS, "Env": ["A=1", "HOSTNAME=x", "container=podman"]}}
 
 
 def test_container_read_keeps_declared_networks_when_only_options_differ(fake: Podman) -> None:
     fake.objects[("container", "paude-demo-proxy")] = observed_container(
         ["paude-demo-egress", "paude-demo-internal"])
-    props = {**container_props(), "container_id": "old"}
+    props = {**container_props(), "container_id": "cid"}
     result = ContainerProvider().read("paude-demo-proxy", props)
     assert result.id == "paude-demo-proxy"
     assert result.outs["networks"] == props["networks"]
