@@ -96,9 +96,10 @@ def adc_path(home: Path, environ: Mapping[str, str]) -> Path | None:
 def check(creds: GatewayCredentials, *, needs_model: bool, allow: Allowlist) -> None:
     """Refuse, at plan time, a session whose model credential is missing or unusable; the
     error names the variable or file to set."""
+    # A route is needed only by an agent that calls the model; a stand-in agent needs none.
     if creds.vertex:
         _check_google(creds)
-        if "vertexai" not in allow.routes:
+        if needs_model and "vertexai" not in allow.routes:
             raise PaudeError("CLAUDE_CODE_USE_VERTEX is set but the session's allowed_domains "
                              "has no 'vertexai' (the model gateway's Vertex AI route)",
                              hint="add vertexai (or default) to allowed_domains in paude.yaml")
@@ -112,7 +113,7 @@ def check(creds: GatewayCredentials, *, needs_model: bool, allow: Allowlist) -> 
                      "CLAUDE_CODE_USE_VERTEX=1 with ANTHROPIC_VERTEX_PROJECT_ID and Google "
                      "credentials (`gcloud auth application-default login`)")
         return
-    if "claude" not in allow.routes:
+    if needs_model and "claude" not in allow.routes:
         raise PaudeError(f"{creds.anthropic_source} is set but the session's allowed_domains "
                          "has no 'claude' (the model gateway's Anthropic API route)",
                          hint="add claude (or default) to allowed_domains in paude.yaml")

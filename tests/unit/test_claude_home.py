@@ -145,3 +145,5 @@ def test_a_missing_route_is_an_error_and_a_stand_in_agent_needs_nothing(tmp_path
         gateway.check(creds(tmp_path, {"ANTHROPIC_API_KEY": "k"}), needs_model=True,
                       allow=expand(["pypi"]))
     gateway.check(creds(tmp_path, {}), needs_model=False, allow=expand(["default"]))
+    gateway.check(creds(tmp_path, {"ANTHROPIC_API_KEY": "k"}), needs_model=False,
+                  allow=expand(["pypi"]))
