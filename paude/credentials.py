@@ -1,10 +1,11 @@
 """What of the user's identity enters the agent container, and how.
 
-Read-only mounts of staged copies (gcloud application-default credentials, a filtered
-~/.gitconfig, the global git ignore file), copies of ~/.claude and ~/.claude.json (so
-the container can never change the host's), and a fixed list of environment variables.
-SSH keys, git credential helpers and gh configuration never enter: nothing here reads
-them, and the gitconfig filter drops every section that could name a helper or a token.
+Read-only mounts of staged copies (a filtered ~/.gitconfig, the global git ignore file),
+filtered copies of ~/.claude and ~/.claude.json (paude/claude_home.py; the container can
+never change the host's), and a fixed list of environment variables. Model credentials
+go to the session's gateway, never here (paude/gateway.py). SSH keys, git credential
+helpers and gh configuration never enter: nothing here reads them, and the gitconfig
+filter drops every section that could name a helper or a token.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from paude import claude_home
+from paude.claude_home import ClaudeSeed
+from paude.gateway import GatewayCredentials
+from paude.gateway import gather as gather_gateway
+
 AGENT_HOME = "/home/paude"
-# Passed through when set on the host (the seed's variables).
-PASSTHROUGH_ENV = ("CLAUDE_CODE_USE_VERTEX", "ANTHROPIC_VERTEX_PROJECT_ID",
-                   "GOOGLE_CLOUD_PROJECT", "CLOUD_ML_REGION")
-# Passed through as Pulumi secrets: never plaintext in state, plans or logs.
-SECRET_ENV = ("ANTHROPIC_API_KEY",)
+# Passed through when set on the host: names, not credentials (CLAUDE_CODE_USE_VERTEX
+# and the model variables come from the gateway, paude/gateway.py).
+PASSTHROUGH_ENV = ("ANTHROPIC_VERTEX_PROJECT_ID", "GOOGLE_CLOUD_PROJECT", "CLOUD_ML_REGION")
 
 # gitconfig keys that carry identity and taste, never credentials or remote rewrites.
 _GIT_KEEP = re.compile(
@@ -45,21 +49,21 @@ class AgentIdentity:
     files: tuple[StagedFile, ...]
     copies: tuple[tuple[str, str], ...]  # (host path, container path), copied at create
     env: dict[str, str]
+    # The agent's own secret variables: none today (model credentials are the gateway's).
     secret_env: dict[str, str] = field(repr=False)
+    gateway: GatewayCredentials = field(default_factory=GatewayCredentials)
+    seed: ClaudeSeed = field(default_factory=ClaudeSeed)
+    seed_dir: Path | None = None
 
     def mounts(self) -> list[str]:
         """podman --volume values: staged copies, always read-only."""
         return [f"{f.staged}:{f.target}:ro" for f in self.files]
 
 
-def gather(home: Path, environ: Mapping[str, str], stage_dir: Path) -> AgentIdentity:
+def gather(home: Path, environ: Mapping[str, str], stage_dir: Path,
+           repository: Path | None = None) -> AgentIdentity:
     """Collect the identity from the host; reads files, writes nothing (see stage())."""
     files: list[StagedFile] = []
-    adc = _adc_path(home, environ)
-    if adc is not None:
-        files.append(StagedFile(adc, stage_dir / "application_default_credentials.json",
-                                f"{AGENT_HOME}/.config/gcloud/application_default_credentials.json",
-                                adc.read_text(encoding="utf-8")))
     gitconfig = _first_file(home / ".gitconfig", _xdg(home, environ) / "git" / "config")
     ignore = _global_ignore(home, environ, gitconfig)
     if ignore is not None:
@@ -71,18 +75,24 @@ def gather(home: Path, environ: Mapping[str, str], stage_dir: Path) -> AgentIden
                                 excludes=f"{AGENT_HOME}/.config/git/ignore" if ignore else None)
         files.append(StagedFile(gitconfig, stage_dir / "gitconfig", f"{AGENT_HOME}/.gitconfig",
                                 text))
-    # Copied into a seed folder: the entrypoint seeds the session's state from it once.
-    copies = tuple((str(p), f"{AGENT_HOME}/.paude-seed/{p.name}")
-                   for p in (home / ".claude", home / ".claude.json") if p.exists())
+    # Filtered copies, staged then copied into a seed folder: the entrypoint seeds the
+    # session's state from it once.
+    seed = claude_home.gather(home, repository)
+    seed_dir = stage_dir.parent / "claude-seed"
+    names = ([".claude"] if seed.files else []) + (
+        [".claude.json"] if seed.claude_json is not None else [])
+    copies = tuple((str(seed_dir / n), f"{AGENT_HOME}/.paude-seed/{n}") for n in names)
     env = {k: environ[k] for k in PASSTHROUGH_ENV if environ.get(k)}
-    secret_env = {k: environ[k] for k in SECRET_ENV if environ.get(k)}
-    return AgentIdentity(tuple(files), copies, env, secret_env)
+    return AgentIdentity(tuple(files), copies, env, {}, gather_gateway(home, environ), seed,
+                         seed_dir)
 
 
 def stage(identity: AgentIdentity) -> None:
     """Write the staged copies (0644 inside a 0700 folder) for the read-only mounts.
 
     Written in place, so a running container's bind mount sees updates."""
+    if identity.seed_dir is not None:
+        claude_home.stage(identity.seed, identity.seed_dir)
     for item in identity.files:
         item.staged.parent.mkdir(parents=True, exist_ok=True)
         item.staged.parent.chmod(0o700)
@@ -127,13 +137,6 @@ def _xdg(home: Path, environ: Mapping[str, str]) -> Path:
 
 def _first_file(*paths: Path) -> Path | None:
     return next((p for p in paths if p.is_file()), None)
-
-
-def _adc_path(home: Path, environ: Mapping[str, str]) -> Path | None:
-    explicit = environ.get("GOOGLE_APPLICATION_CREDENTIALS")
-    config = Path(environ.get("CLOUDSDK_CONFIG") or home / ".config" / "gcloud")
-    return _first_file(*(Path(explicit).expanduser(),) if explicit else (),
-                       config / "application_default_credentials.json")
 
 
 def _global_ignore(home: Path, environ: Mapping[str, str], gitconfig: Path | None) -> Path | None:

@@ -1,4 +1,8 @@
-"""Expands allowed_domains (groups, exact names, .suffix wildcards) into a proxy allowlist."""
+"""Expands allowed_domains (groups, exact names, .suffix wildcards) into a proxy allowlist.
+
+The model words (`claude`, `vertexai`) are routes of the session's model gateway, not names
+the agent may reach: the agent talks to the model only through the gateway, which alone
+holds the credentials (paude/gateway.py)."""
 
 from __future__ import annotations
 
@@ -8,21 +12,13 @@ from dataclasses import dataclass
 # Named groups. Regexes cover endpoints that are not subdomains of one suffix (Vertex AI's
 # regional hosts are REGION-aiplatform.googleapis.com).
 GROUPS: dict[str, tuple[str, ...]] = {
-    "vertexai": (
-        "aiplatform.googleapis.com",
-        "oauth2.googleapis.com",
-        "sts.googleapis.com",
-        "www.googleapis.com",
-        "accounts.google.com",
-    ),
     "pypi": ("pypi.org", "files.pythonhosted.org", "pypi.python.org"),
-    "claude": ("api.anthropic.com",),
     "github": ("github.com", "api.github.com", "codeload.github.com", ".githubusercontent.com"),
 }
-GROUP_REGEXES: dict[str, tuple[str, ...]] = {
-    "vertexai": (r"^[a-z0-9-]+-aiplatform\.googleapis\.com$",),
-}
-DEFAULT_GROUPS = ("vertexai", "pypi")
+GROUP_REGEXES: dict[str, tuple[str, ...]] = {}
+# Model gateway routes: the Anthropic API and Vertex AI.
+ROUTES = ("claude", "vertexai")
+DEFAULT_GROUPS = ("claude", "vertexai", "pypi")
 
 
 @dataclass(frozen=True)
@@ -32,6 +28,7 @@ class Allowlist:
     unrestricted: bool
     domains: tuple[str, ...]
     regexes: tuple[str, ...]
+    routes: tuple[str, ...] = ()  # model gateway routes (ROUTES), not agent egress
 
     def describe(self) -> list[str]:
         """Human-readable entries, used in plans and outputs."""
@@ -39,22 +36,32 @@ class Allowlist:
             return ["* (all domains: unrestricted)"]
         return [*self.domains, *(f"~{r}" for r in self.regexes)]
 
+    def describe_routes(self) -> list[str]:
+        """The gateway's routes as plans show them."""
+        return [f"model gateway: {r}" for r in self.routes]
+
 
 def expand(entries: Sequence[str]) -> Allowlist:
     """Resolve group words and names into a deduplicated, squid-safe allowlist."""
     if "all" in entries:
-        return Allowlist(True, (), ())
+        return Allowlist(True, (), (), ROUTES)
     names: list[str] = []
     regexes: list[str] = []
+    routes: set[str] = set()
     for entry in entries:
-        groups = DEFAULT_GROUPS if entry == "default" else (entry,) if entry in GROUPS else ()
+        known = (*GROUPS, *ROUTES)
+        groups = DEFAULT_GROUPS if entry == "default" else (entry,) if entry in known else ()
         if groups:
             for group in groups:
+                if group in ROUTES:
+                    routes.add(group)
+                    continue
                 names.extend(GROUPS[group])
                 regexes.extend(GROUP_REGEXES.get(group, ()))
         else:
             names.append(entry.lower())
-    return Allowlist(False, _dedupe(names), tuple(dict.fromkeys(regexes)))
+    return Allowlist(False, _dedupe(names), tuple(dict.fromkeys(regexes)),
+                     tuple(r for r in ROUTES if r in routes))
 
 
 def _dedupe(names: Iterable[str]) -> tuple[str, ...]:

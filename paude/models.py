@@ -255,8 +255,10 @@ class SessionSpec(_Model):
     allowed_domains: list[Domain] | None = Field(
         None,
         description=(
-            "Domains the proxy lets the agent reach: groups (default, all, vertexai, pypi, "
-            "claude, github), exact host names, or '.suffix' wildcards."
+            "Domains the proxy lets the agent reach: groups (default, all, pypi, github), "
+            "exact host names, or '.suffix' wildcards. claude and vertexai are routes of the "
+            "session's model gateway (the agent's only path to the model), not names the "
+            "agent reaches; default = pypi plus both routes."
         ),
     )
     agent: AgentConfig | None = Field(None, description="How the agent is started.")

@@ -46,5 +46,5 @@ def parse(text: str) -> list[ProxyRequest]:
 
 
 def blocked(text: str) -> list[ProxyRequest]:
-    """Only the refused requests, oldest first."""
-    return [r for r in parse(text) if r.blocked]
+    """Only the refused requests, oldest first (the text may join several logs)."""
+    return sorted((r for r in parse(text) if r.blocked), key=lambda r: r.time)

@@ -9,7 +9,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from paude import credentials, engine, gitsync, index, locks, machine, policy, provenance, proxylog
+from paude import (
+    credentials,
+    domains,
+    engine,
+    gateway,
+    gitsync,
+    index,
+    locks,
+    machine,
+    policy,
+    provenance,
+    proxylog,
+)
 from paude.backends import get_backend
 from paude.config import PAUDE_FILE, find_project_root, load_paude_file, session_from
 from paude.errors import (
@@ -95,7 +107,11 @@ def _context(project: Project, on_install: InstallProgress | None,
 def _program(session: Session, owner: str, *, rebuild: str = "",
              render_dir: Path | None = None) -> engine.Program:
     identity = credentials.gather(Path.home(), os.environ,
-                                  paude_home() / "sessions" / session.name / "mounts")
+                                  paude_home() / "sessions" / session.name / "mounts",
+                                  Path(owner))
+    # A missing or unusable model credential is a plan-time error naming what to set.
+    gateway.check(identity.gateway, needs_model=Path(session.agent.command[0]).name == "claude",
+                  allow=domains.expand(session.allowed_domains))
     program: engine.Program
     if session.backend == "podman":
         from paude.stacks.podman.program import make_program

@@ -45,6 +45,7 @@ def summarize(changes: Sequence[ResourceChange], *, new_session: bool,
             items.append(SummaryItem(
                 "drift", f"{name} container changed outside paude; apply recreates it as "
                 "declared", security=True, details=tuple(str(d) for d in drifted[:_DETAILS])))
+    items.extend(_gateway_items(by_name, new_session=new_session))
     workspace = by_name.get("workspace")
     if workspace is not None:
         items.append(_workspace(workspace))
@@ -53,7 +54,7 @@ def summarize(changes: Sequence[ResourceChange], *, new_session: bool,
         if change is not None and change.op in ("create", "replace") and not new_session:
             items.append(SummaryItem("image-rebuilt", f"{label} rebuilt",
                                      details=tuple(_file_diff(change))))
-    for name in ("agent", "proxy"):
+    for name in ("agent", "proxy", "gateway"):
         change = by_name.get(name)
         if change is not None and change.op in ("replace", "create") and not new_session:
             why = ", ".join(change.replace_keys) or "missing"
@@ -149,6 +150,35 @@ def _agent_changes(agent: ResourceChange) -> list[SummaryItem]:
             items.append(SummaryItem("credentials-removed",
                                      "credentials removed from the agent", security=True,
                                      details=tuple(f"- {m}" for m in removed)))
+    return items
+
+
+def _gateway_items(by_name: dict[str, ResourceChange], *, new_session: bool
+                   ) -> list[SummaryItem]:
+    """Model credentials rotated (the gateway alone is recreated), and what of ~/.claude a
+    new agent container is seeded with."""
+    items = []
+    gateway, agent = by_name.get("gateway"), by_name.get("agent")
+    if (gateway is not None and not new_session and gateway.op in ("replace", "update")
+            and "secret_env" in gateway.replace_keys):
+        kept = agent is None or agent.op == "same"
+        items.append(SummaryItem(
+            "credentials-rotated", "credentials rotated: the model gateway is recreated"
+            + ("; the agent container is kept" if kept else ""), security=True,
+            details=tuple(str(s) for s in gateway.new_inputs.get("credential_sources") or [])))
+    if gateway is not None and gateway.op in ("create", "replace"):
+        routes = [str(r).removeprefix("model gateway: ")
+                  for r in gateway.new_inputs.get("routes") or []]
+        sources = [str(s) for s in gateway.new_inputs.get("credential_sources") or []]
+        items.append(SummaryItem(
+            "model-gateway", "model gateway routes: " + (", ".join(routes) or "none")
+            + (f" (credentials from {', '.join(sources)})" if sources else
+               " (no model credential)")))
+    copied = agent.new_inputs.get("copied") if agent is not None else None
+    if agent is not None and agent.op in ("create", "replace") and isinstance(copied, list) \
+            and copied:
+        items.append(SummaryItem("claude-state-copied", "copied into the agent: "
+                                 + ", ".join(str(c) for c in copied)))
     return items
 
 

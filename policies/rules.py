@@ -30,6 +30,7 @@ Level = Literal["mandatory", "advisory", "disabled"]
 Check = Callable[[Sequence[Resource], Mapping[str, Any]], Iterable[Violation]]
 
 PROXY_PORT = 3128
+GATEWAY_PORT = 8080
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 CLAIM = "kubernetes:core/v1:PersistentVolumeClaim"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
@@ -170,21 +171,31 @@ def _restricts_egress(spec: Mapping[str, Any]) -> bool:
     return "Egress" in types if types else "egress" in spec
 
 
+# What the agent may reach on a cluster, by the peer's role: its proxy, and its model
+# gateway (which holds the credentials and forwards only model calls).
+_AGENT_PEERS = {"proxy": PROXY_PORT, "gateway": GATEWAY_PORT}
+
+
 def _egress_rule(rule: Mapping[str, Any], policy: Resource, session: str | None
                  ) -> Iterator[Violation]:
     peers = rule.get("to") or []
     if not peers:
         yield Violation("an egress rule selects the agent and allows every destination", policy)
+    roles = set()
     for peer in peers:
         pod = (peer.get("podSelector") or {}).get("matchLabels") or {}
-        if "ipBlock" in peer or "namespaceSelector" in peer or pod.get("paude.io/role") != "proxy" \
+        role = pod.get("paude.io/role")
+        if "ipBlock" in peer or "namespaceSelector" in peer or role not in _AGENT_PEERS \
                 or pod.get("paude.io/session") != session:
             yield Violation("an egress rule lets the agent reach something other than its own "
-                            "proxy", policy)
+                            "proxy and model gateway", policy)
+        else:
+            roles.add(role)
+    port = _AGENT_PEERS[roles.pop()] if len(roles) == 1 else PROXY_PORT
     ports = rule.get("ports") or []
-    if not ports or any(p.get("port") != PROXY_PORT or p.get("protocol", "TCP") != "TCP"
-                        or p.get("endPort") not in (None, PROXY_PORT) for p in ports):
-        yield Violation(f"an egress rule lets the agent use ports other than TCP {PROXY_PORT}",
+    if not ports or any(p.get("port") != port or p.get("protocol", "TCP") != "TCP"
+                        or p.get("endPort") not in (None, port) for p in ports):
+        yield Violation(f"an egress rule lets the agent use ports other than TCP {port}",
                         policy)
 
 

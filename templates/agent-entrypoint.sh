@@ -36,15 +36,16 @@ if [ -n "${PAUDE_AGENT_ONCE_CMD:-}" ]; then
         cmd="until git -C /workspace rev-parse -q --verify HEAD >/dev/null 2>&1; do sleep 1; done; $PAUDE_AGENT_ONCE_CMD"
     fi
 fi
-# The proxy starts alongside the agent: wait (up to 30 s) until it accepts connections,
-# so the agent's first request does not fail.
+# The proxy and the model gateway start alongside the agent: wait (up to 30 s) until they
+# accept connections, so the agent's first request does not fail.
 hostport="${HTTPS_PROXY#http://}"
 hostport="${hostport%/}"
-if [ -n "${HTTPS_PROXY:-}" ] && [ -n "$cmd" ]; then
+for target in ${HTTPS_PROXY:+"$hostport"} ${PAUDE_GATEWAY:+"$PAUDE_GATEWAY"}; do
+    [ -n "$cmd" ] || break
     bash -c 'for _ in $(seq 150); do (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && exit 0
-             sleep 0.2; done; exit 1' _ "${hostport%%:*}" "${hostport##*:}" \
-        || echo "paude-agent: the proxy $hostport is not reachable yet" >&2
-fi
+             sleep 0.2; done; exit 1' _ "${target%%:*}" "${target##*:}" \
+        || echo "paude-agent: $target is not reachable yet" >&2
+done
 if [ -n "$cmd" ]; then
     tmux new-session -d -s paude -x 200 -y 50 -c /workspace "$cmd" \
         || echo "paude-agent: could not start the agent's tmux session" >&2

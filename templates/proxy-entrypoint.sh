@@ -3,6 +3,11 @@
 # then run squid in the foreground.
 set -eu
 
+# The same image runs the session's model gateway (stacks/podman/program.py).
+if [ "${1:-}" = gateway ]; then
+    exec python3 /usr/local/lib/paude/gateway.py
+fi
+
 conf=/etc/squid/paude/squid.conf
 # The configuration comes in an environment variable (podman) or a mounted file
 # (a Kubernetes ConfigMap); without one the proxy must not start at all.
@@ -15,6 +20,9 @@ else
     echo "paude-proxy: no squid configuration given; refusing to start an open proxy" >&2
     exit 64
 fi
+
+# The model gateway's address: squid lets it reach the model hosts and nothing else.
+printf '%s/32\n' "${PAUDE_GATEWAY_IP:-0.0.0.0}" > /etc/squid/paude/gateway-src
 
 # A configuration squid cannot parse must stop the proxy, never fall back to defaults.
 squid -k parse -f "$conf" 2>/tmp/squid-parse.log || {

@@ -23,6 +23,11 @@ def proxy(session: str) -> str:
     return f"paude-{session}-proxy"
 
 
+def gateway(session: str) -> str:
+    """The session's model gateway container."""
+    return f"paude-{session}-gateway"
+
+
 def workspace(session: str) -> str:
     """The workspace volume's name."""
     return f"paude-{session}-workspace"
@@ -42,15 +47,19 @@ class PodmanBackend(Backend):
         return [PODMAN, "exec", *flags, agent(session), *argv]
 
     def start(self, *, session: str) -> None:
-        """Start the proxy first: the agent's first request must find it."""
+        """Start the proxy and the model gateway first: the agent's first request must
+        find them. A session applied before the gateway existed has none until its next
+        apply."""
         self._require(session)
         proc.run([PODMAN, "start", proxy(session)])
+        proc.run([PODMAN, "start", gateway(session)], check=False)
         proc.run([PODMAN, "start", agent(session)])
 
     def stop(self, *, session: str) -> None:
-        """Stop the agent first, then its proxy."""
+        """Stop the agent first, then its gateway and proxy."""
         self._require(session)
         proc.run([PODMAN, "stop", "--time", "5", agent(session)])
+        proc.run([PODMAN, "stop", "--time", "2", gateway(session)], check=False)
         proc.run([PODMAN, "stop", "--time", "2", proxy(session)])
 
     def status(self, *, session: str) -> RuntimeStatus:
@@ -112,9 +121,12 @@ class PodmanBackend(Backend):
         return proc.run([PODMAN, "exec", proxy(session), "cat", SQUID_CONF]).stdout
 
     def proxy_log(self, *, session: str) -> str:
-        """Read squid's access log from inside the proxy container."""
+        """Read squid's access log from inside the proxy container, then the model
+        gateway's (same format; a session made before the gateway has none)."""
         result = proc.run([PODMAN, "exec", proxy(session), "cat", "/var/log/squid/access.log"])
-        return result.stdout
+        refused = proc.run([PODMAN, "exec", gateway(session), "cat",
+                            "/var/log/paude/gateway-access.log"], check=False)
+        return result.stdout + (refused.stdout if refused.ok else "")
 
     def _require(self, session: str) -> None:
         result = proc.run([PODMAN, "container", "exists", agent(session)], check=False)

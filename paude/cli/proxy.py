@@ -19,9 +19,10 @@ def blocked(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
     last: Annotated[int, typer.Option("--last", "-n", help="Show only the last N.")] = 50,
 ) -> int:
-    """List the requests the session's proxy refused.
+    """List the requests the session's proxy or model gateway refused.
 
-    Names off the allowlist, IP addresses and other ports are refused and logged.
+    Names off the allowlist, IP addresses and other ports are refused and logged, and so
+    is every call to the model gateway that is not a model API call.
 
     Examples:\n
       paude blocked demo\n
@@ -38,6 +39,9 @@ def blocked(
         output.text(f"{r.time:%Y-%m-%d %H:%M:%S}  {r.method:<7} {r.url}  ({r.status} {r.result})")
     output.text(f"{len(records)} blocked. To allow a name, add it to allowed_domains in "
                 "paude.yaml, then `paude plan` and `paude apply`.")
+    if any(r.result.startswith("GATEWAY_") for r in records):
+        output.text("GATEWAY_DENIED: the model gateway forwards only model API calls; "
+                    "nothing else can be allowed through it.")
     return 0
 
 

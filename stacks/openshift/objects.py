@@ -9,6 +9,10 @@ from typing import Any
 from paude import sizing
 
 PROXY_PORT = 3128
+# squid's second port, for the model gateway only (NetworkPolicies admit nothing else to
+# it); a cluster gives pods no fixed address to admit the gateway by.
+GATEWAY_PROXY_PORT = 3129
+GATEWAY_PORT = 8080
 VOLUME_MOUNT = "/paude"
 AGENT_UID = 1000
 PROXY_UID = 13  # Debian's `proxy` user, as in the proxy image
@@ -55,6 +59,16 @@ class K8sNames:
         """Secret with the agent's credential files and secret variables."""
         return f"paude-{self.session}-credentials"
 
+    @property
+    def gateway(self) -> str:
+        """Deployment and Service of the model gateway."""
+        return f"paude-{self.session}-gateway"
+
+    @property
+    def gateway_credentials(self) -> str:
+        """Secret with the model credentials, read by the gateway alone."""
+        return f"paude-{self.session}-gateway-credentials"
+
 
 def labels(session: str, role: str) -> dict[str, str]:
     """Labels for discovery and for the NetworkPolicies' selectors."""
@@ -71,25 +85,37 @@ def network_policies(session: str) -> dict[str, dict[str, Any]]:
     """Specs of the session's NetworkPolicies, by name suffix.
 
     Default deny for every pod of the session; the agent may talk only to its proxy on
-    3128 (no DNS: names are resolved by the proxy); the proxy accepts only its agent
-    and may reach only 80, 443 and DNS."""
+    3128 and its model gateway on 8080 (no DNS: names are resolved by the proxy); the
+    gateway accepts only the agent and reaches only the proxy's gateway port 3129; the
+    proxy accepts only those two and may reach only 80, 443 and DNS."""
     everything = {"matchLabels": {"paude.io/session": session}}
     agent, proxy = selector(session, "agent"), selector(session, "proxy")
+    gateway = selector(session, "gateway")
     dns_ports = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+
+    def tcp(port: int) -> list[dict[str, Any]]:
+        return [{"protocol": "TCP", "port": port}]
+
     return {
         "default-deny": {"podSelector": everything, "policyTypes": ["Ingress", "Egress"]},
         "agent-egress": {
             "podSelector": agent, "policyTypes": ["Egress"],
-            "egress": [{"to": [{"podSelector": proxy}],
-                        "ports": [{"protocol": "TCP", "port": PROXY_PORT}]}]},
+            "egress": [{"to": [{"podSelector": proxy}], "ports": tcp(PROXY_PORT)},
+                       {"to": [{"podSelector": gateway}], "ports": tcp(GATEWAY_PORT)}]},
         "proxy-ingress": {
             "podSelector": proxy, "policyTypes": ["Ingress"],
-            "ingress": [{"from": [{"podSelector": agent}],
-                         "ports": [{"protocol": "TCP", "port": PROXY_PORT}]}]},
+            "ingress": [{"from": [{"podSelector": agent}], "ports": tcp(PROXY_PORT)},
+                        {"from": [{"podSelector": gateway}], "ports": tcp(GATEWAY_PROXY_PORT)}]},
         "proxy-egress": {
             "podSelector": proxy, "policyTypes": ["Egress"],
             "egress": [{"ports": [{"protocol": "TCP", "port": 80},
                                   {"protocol": "TCP", "port": 443}, *dns_ports]}]},
+        "gateway-ingress": {
+            "podSelector": gateway, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": agent}], "ports": tcp(GATEWAY_PORT)}]},
+        "gateway-egress": {
+            "podSelector": gateway, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"podSelector": proxy}], "ports": tcp(GATEWAY_PROXY_PORT)}]},
     }
 
 
@@ -116,7 +142,8 @@ def proxy_deployment(session: str, image: str, config_hash: str) -> dict[str, An
                 "containers": [{
                     "name": "squid",
                     "image": image,
-                    "ports": [{"containerPort": PROXY_PORT, "name": "proxy"}],
+                    "ports": [{"containerPort": PROXY_PORT, "name": "proxy"},
+                              {"containerPort": GATEWAY_PROXY_PORT, "name": "gateway"}],
                     "env": [{"name": "PAUDE_SQUID_CONF_FILE",
                              "value": "/etc/squid/paude-config/squid.conf"}],
                     "volumeMounts": [{"name": "config", "mountPath": "/etc/squid/paude-config",
@@ -134,12 +161,58 @@ def proxy_service(session: str) -> dict[str, Any]:
     """The proxy's Service: the agent's only destination."""
     return {"selector": {"paude.io/session": session, "paude.io/role": "proxy"},
             "ports": [{"name": "proxy", "port": PROXY_PORT, "targetPort": PROXY_PORT,
+                       "protocol": "TCP"},
+                      {"name": "gateway", "port": GATEWAY_PROXY_PORT,
+                       "targetPort": GATEWAY_PROXY_PORT, "protocol": "TCP"}]}
+
+
+def gateway_service(session: str) -> dict[str, Any]:
+    """The model gateway's Service: reached by the agent only."""
+    return {"selector": {"paude.io/session": session, "paude.io/role": "gateway"},
+            "ports": [{"name": "gateway", "port": GATEWAY_PORT, "targetPort": GATEWAY_PORT,
                        "protocol": "TCP"}]}
+
+
+def gateway_deployment(session: str, image: str, config: str, secret_keys: list[str],
+                       proxy_ip: Any) -> dict[str, Any]:
+    """The model gateway Deployment: the proxy image's gateway, holding the credentials."""
+    names = K8sNames(session)
+    env: list[dict[str, Any]] = [{"name": "PAUDE_GATEWAY_CONFIG", "value": config}]
+    env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": names.gateway_credentials,
+                                                         "key": key}}}
+            for key in sorted(secret_keys)]
+    return {
+        "replicas": 1,
+        "selector": selector(session, "gateway"),
+        "template": {
+            "metadata": {"labels": labels(session, "gateway")},
+            "spec": {
+                "automountServiceAccountToken": False,
+                "enableServiceLinks": False,
+                # No DNS: the proxy resolves the model hosts; the gateway finds the proxy
+                # through a hosts entry.
+                "dnsPolicy": "None",
+                "dnsConfig": {"nameservers": ["127.0.0.1"]},
+                "hostAliases": [{"ip": proxy_ip, "hostnames": [names.proxy]}],
+                "securityContext": pod_security(PROXY_UID),
+                "containers": [{
+                    "name": "gateway",
+                    "image": image,
+                    "args": ["gateway"],
+                    "ports": [{"containerPort": GATEWAY_PORT, "name": "gateway"}],
+                    "env": env,
+                    "resources": sizing.kubernetes(sizing.PROXY),
+                    "securityContext": CONTAINER_SECURITY,
+                }],
+            },
+        },
+    }
 
 
 def agent_statefulset(session: str, image: str, env: dict[str, str],
                       secret_keys: list[str], files: list[tuple[str, str]],
-                      proxy_ip: Any, limits: sizing.Limits | None = None) -> dict[str, Any]:
+                      proxy_ip: Any, limits: sizing.Limits | None = None,
+                      gateway_ip: Any = None) -> dict[str, Any]:
     """The agent StatefulSet spec (one replica; `paude stop` scales it to zero).
 
     `proxy_ip` may be a Pulumi output (the Service's address, known after apply): only
@@ -147,9 +220,9 @@ def agent_statefulset(session: str, image: str, env: dict[str, str],
     names = K8sNames(session)
     resources = sizing.kubernetes(limits or sizing.agent_limits(sizing.DEFAULT_AGENT))
     proxy_url = f"http://{names.proxy}:{PROXY_PORT}"
+    no_proxy = f"localhost,127.0.0.1,::1,{names.proxy},{names.gateway}"
     plain = {**env, "HTTP_PROXY": proxy_url, "HTTPS_PROXY": proxy_url, "http_proxy": proxy_url,
-             "https_proxy": proxy_url, "NO_PROXY": f"localhost,127.0.0.1,::1,{names.proxy}",
-             "no_proxy": f"localhost,127.0.0.1,::1,{names.proxy}"}
+             "https_proxy": proxy_url, "NO_PROXY": no_proxy, "no_proxy": no_proxy}
     env_list: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(plain.items())]
     env_list += [{"name": key, "valueFrom": {"secretKeyRef": {"name": names.credentials,
                                                               "key": key}}}
@@ -175,7 +248,9 @@ def agent_statefulset(session: str, image: str, env: dict[str, str],
                 # No DNS for the agent: it finds its proxy through a fixed hosts entry.
                 "dnsPolicy": "None",
                 "dnsConfig": {"nameservers": ["127.0.0.1"]},
-                "hostAliases": [{"ip": proxy_ip, "hostnames": [names.proxy]}],
+                "hostAliases": [{"ip": proxy_ip, "hostnames": [names.proxy]},
+                                *([{"ip": gateway_ip, "hostnames": [names.gateway]}]
+                                  if gateway_ip is not None else [])],
                 "securityContext": pod_security(AGENT_UID),
                 "containers": [{
                     "name": "agent",

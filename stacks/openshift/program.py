@@ -7,6 +7,7 @@ is contacted."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,15 +16,19 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from paude import sizing
+from paude import domains, sizing
+from paude import gateway as model_gateway
 from paude.credentials import AgentIdentity
 from paude.models import Session
 
 from ..podman.program import agent_commands, squid_conf
 from .images import cluster_images
 from .objects import (
+    GATEWAY_PROXY_PORT,
     K8sNames,
     agent_statefulset,
+    gateway_deployment,
+    gateway_service,
     labels,
     network_policies,
     proxy_deployment,
@@ -73,7 +78,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
 
         images = cluster_images(session, owner, namespace, meta, opts, render=bool(render_dir),
                                 rebuild=rebuild, files=source)
-        conf = squid_conf(session)
+        conf = squid_conf(session, gateway_port=GATEWAY_PROXY_PORT)
         config = k8s.core.v1.ConfigMap("proxy-config", metadata=meta(names.proxy_config, "proxy"),
                                        data={"squid.conf": conf}, opts=opts)
         config_hash = hashlib.sha256(conf.encode()).hexdigest()[:16]
@@ -111,10 +116,17 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
                 "credentials", metadata=meta(names.credentials, "agent"),
                 string_data=pulumi.Output.secret(secret_data), opts=opts)
         proxy_ip = RENDER_PLACEHOLDER_IP if render_dir else service.spec.cluster_ip
-        env = {**identity.env, "PAUDE_SESSION": session.name, **agent_commands(session)}
+        gateway_ip = _model_gateway(session, identity, images.proxy, proxy_ip, meta, opts,
+                                    _pull, redact=bool(render_dir), ready=[*images.ready])
+        gateway_url = f"http://{names.gateway}:{model_gateway.GATEWAY_PORT}"
+        env = {**identity.env, **model_gateway.agent_env(identity.gateway, gateway_url),
+               "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+               "PAUDE_GATEWAY": f"{names.gateway}:{model_gateway.GATEWAY_PORT}",
+               "PAUDE_SESSION": session.name, **agent_commands(session)}
         agent_spec = _pull(agent_statefulset(session.name, images.agent, env,
                                              list(identity.secret_env), files, proxy_ip,
-                                             sizing.agent_limits(session.resources)))
+                                             sizing.agent_limits(session.resources),
+                                             gateway_ip))
         agent_meta = meta(names.agent, "agent")
         for rule, reason in sorted(session.waivers.items()):
             # Reviewed in paude.yaml; read by the policy pack.
@@ -132,6 +144,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         pulumi.export("context", cfg.context)
         pulumi.export("agent_statefulset", names.agent)
         pulumi.export("proxy_deployment", names.proxy)
+        pulumi.export("gateway_deployment", names.gateway)
         pulumi.export("workspace_claim", names.workspace)
         pulumi.export("agent_image", images.agent)
         pulumi.export("proxy_image", images.proxy)
@@ -139,6 +152,36 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         pulumi.export("git_remote_url", f"paude::{session.name}")
 
     return program
+
+
+def _model_gateway(session: Session, identity: AgentIdentity, image: Any, proxy_ip: Any,
+                   meta: Callable[[str, str], dict[str, Any]], opts: pulumi.ResourceOptions,
+                   pull: Callable[[dict[str, Any]], dict[str, Any]], *, redact: bool,
+                   ready: list[Any]) -> Any:
+    """The model gateway: its Secret (the model credentials), Deployment and Service.
+    Returns the Service's address for the agent's hosts entry."""
+    names = K8sNames(session.name)
+    allow = domains.expand(session.allowed_domains)
+    creds = identity.gateway
+    secret = creds.secret_env()
+    if redact:
+        # Rendered manifests are for review and GitOps: never the credentials themselves.
+        secret = dict.fromkeys(secret, REDACTED)
+    depends: list[Any] = list(ready)
+    if secret:
+        depends.append(k8s.core.v1.Secret(
+            "gateway-credentials", metadata=meta(names.gateway_credentials, "gateway"),
+            string_data=pulumi.Output.secret(secret), opts=opts))
+    config = json.dumps(model_gateway.config(
+        creds, allow, proxy_url=f"http://{names.proxy}:{GATEWAY_PROXY_PORT}", log_file=None),
+        sort_keys=True)
+    k8s.apps.v1.Deployment(
+        "gateway", metadata=meta(names.gateway, "gateway"),
+        spec=pull(gateway_deployment(session.name, image, config, list(secret), proxy_ip)),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=depends)))
+    service = k8s.core.v1.Service("gateway-service", metadata=meta(names.gateway, "gateway"),
+                                  spec=gateway_service(session.name), opts=opts)
+    return RENDER_PLACEHOLDER_IP if redact else service.spec.cluster_ip
 
 
 def _provider(session: Session, render_dir: str | None) -> k8s.Provider:

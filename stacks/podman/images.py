@@ -21,6 +21,8 @@ from . import buildcheck
 
 # Bump when the meaning of a build input changes without its text changing.
 IMAGE_FORMAT = 1
+# The Claude Code release paude is tested with (agent.install: npm installs exactly this).
+CLAUDE_CODE_VERSION = "2.1.332"
 # What every agent image needs whatever the user's configuration says.
 AGENT_BASE_PACKAGES = ("bash", "ca-certificates", "coreutils", "git", "tmux", "procps")
 
@@ -97,7 +99,8 @@ def image_props(spec: BuildSpec, rebuild: str = "") -> dict[str, Any]:
         conf = render("squid.conf.j2", session="build",
                       unrestricted=spec.build_allowlist.unrestricted,
                       domains=list(spec.build_allowlist.domains),
-                      regexes=list(spec.build_allowlist.regexes))
+                      regexes=list(spec.build_allowlist.regexes), gateway=False,
+                      gateway_port=None, gateway_domains=[], gateway_regexes=[])
         props.update(build_allowlist=spec.build_allowlist.describe(),
                      build_squid_conf=base64.b64encode(conf.encode()).decode())
     return props
@@ -142,6 +145,7 @@ def agent_build(session: Session, base: str | None = None) -> BuildSpec:
         env=dict(image.env),
         install=install,
         ca_certificates=bool(cas),
+        claude_code_version=CLAUDE_CODE_VERSION,
     )
     files = {
         "Containerfile": containerfile,
@@ -164,6 +168,7 @@ def proxy_build(session: Session) -> BuildSpec:
     files = {
         "Containerfile": containerfile,
         "proxy-entrypoint.sh": template_source("proxy-entrypoint.sh"),
+        "gateway.py": template_source("gateway.py"),
         "ERR_PAUDE_BLOCKED": template_source("ERR_PAUDE_BLOCKED"),
         **cas,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 import pulumi
 
 from paude import domains, sizing
+from paude import gateway as model_gateway
 from paude.credentials import AgentIdentity, stage
 from paude.fields import YOLO_FLAG
 from paude.models import Session
@@ -21,6 +23,8 @@ from .images import agent_build, dockerfile_build, image_props, proxy_build
 from .resources import Container, Image, Network, Volume
 
 PROXY_PORT = 3128
+# The gateway's access log, in the proxy's format (`paude blocked` reads both).
+GATEWAY_LOG = "/var/log/paude/gateway-access.log"
 # The volume holds the repository (/paude/workspace, linked as /workspace) and the
 # agent's state (/paude/home).
 VOLUME_MOUNT = "/paude"
@@ -62,6 +66,11 @@ class Names:
         """The proxy container."""
         return f"{self.prefix}-proxy"
 
+    @property
+    def gateway(self) -> str:
+        """The model gateway container."""
+        return f"{self.prefix}-gateway"
+
 
 def labels(session: str, role: str, owner: str) -> dict[str, str]:
     """Discovery labels carried by every object of a session."""
@@ -69,11 +78,19 @@ def labels(session: str, role: str, owner: str) -> dict[str, str]:
             "paude.repository": owner}
 
 
-def squid_conf(session: Session) -> str:
-    """The proxy configuration rendered from the session's allowed_domains."""
+def squid_conf(session: Session, *, gateway: bool = True, gateway_port: int | None = None
+               ) -> str:
+    """The proxy configuration rendered from the session's allowed_domains; the gateway
+    reaches only the model hosts of its routes. It is admitted by its address (written to
+    a file by the entrypoint, so the configuration stays known at plan time), or on a
+    cluster by a port of its own that NetworkPolicies open to it alone."""
     allow = domains.expand(session.allowed_domains)
+    hosts = [h for r in allow.routes for h in model_gateway.ROUTE_HOSTS[r]]
+    patterns = [p for r in allow.routes for p in model_gateway.ROUTE_REGEXES.get(r, ())]
     return render("squid.conf.j2", session=session.name, unrestricted=allow.unrestricted,
-                  domains=list(allow.domains), regexes=list(allow.regexes))
+                  domains=list(allow.domains), regexes=list(allow.regexes),
+                  gateway=gateway, gateway_port=gateway_port, gateway_domains=hosts,
+                  gateway_regexes=patterns)
 
 
 def proxy_address(subnet: str) -> str:
@@ -81,6 +98,12 @@ def proxy_address(subnet: str) -> str:
     addresses from the bottom, so the agent never takes it)."""
     network = ipaddress.ip_network(subnet)
     return str(network.broadcast_address - 1)
+
+
+def gateway_address(subnet: str) -> str:
+    """The gateway's fixed address, just below the proxy's (squid admits it by address)."""
+    network = ipaddress.ip_network(subnet)
+    return str(network.broadcast_address - 2)
 
 
 PRINT_FLAGS = ("-p", "--print")
@@ -150,24 +173,48 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         hardening = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
         if not pulumi.runtime.is_dry_run():
             stage(identity)  # the read-only mounts' sources; a plan writes nothing
-        conf = base64.b64encode(squid_conf(session).encode()).decode()
         # A fixed proxy address lets the agent find it without any resolver, and survives
         # proxy replacement (an allowlist change must not restart the agent).
         proxy_ip = internal.subnet.apply(proxy_address)
+        gateway_ip = internal.subnet.apply(gateway_address)
+        conf = base64.b64encode(squid_conf(session).encode()).decode()
+        allow = domains.expand(session.allowed_domains)
         proxy = Container("proxy", {
             "name": names.proxy, "hostname": names.proxy,
             "image": proxy_image.tag, "image_id": proxy_image.image_id,
             "networks": [pulumi.Output.concat(internal.name, ":ip=", proxy_ip),
                          egress.name],
-            "env": {"PAUDE_SQUID_CONF_B64": conf},
+            "env": {"PAUDE_SQUID_CONF_B64": conf, "PAUDE_GATEWAY_IP": gateway_ip},
             # Not a podman setting: recorded so plans can say how egress changes.
-            "allowlist": domains.expand(session.allowed_domains).describe(),
+            "allowlist": allow.describe() + allow.describe_routes(),
             "labels": labels(session.name, "proxy", owner),
             "limits": sizing.PROXY.props(),
             "restart": "unless-stopped", **hardening,
         })
+        # The model gateway: the only holder of the model credentials, on the internal
+        # network only; its upstream goes through the proxy, which lets it reach only the
+        # model hosts. Rotating a credential replaces it alone.
+        creds = identity.gateway
+        gateway_conf = proxy_ip.apply(lambda ip: json.dumps(model_gateway.config(
+            creds, allow, proxy_url=f"http://{ip}:{PROXY_PORT}", log_file=GATEWAY_LOG),
+            sort_keys=True))
+        gw = Container("gateway", {
+            "name": names.gateway, "hostname": names.gateway,
+            "image": proxy_image.tag, "image_id": proxy_image.image_id,
+            "networks": [pulumi.Output.concat(internal.name, ":ip=", gateway_ip)],
+            "env": {"PAUDE_GATEWAY_CONFIG": gateway_conf},
+            "secret_env": pulumi.Output.secret(creds.secret_env()),
+            "command": ["gateway"], "dns": "none",
+            # Not podman settings: recorded so plans can name what the gateway holds.
+            "credential_sources": creds.sources(),
+            "routes": allow.describe_routes(),
+            "labels": labels(session.name, "gateway", owner),
+            "limits": sizing.PROXY.props(),
+            "restart": "unless-stopped", **hardening,
+        }, pulumi.ResourceOptions(depends_on=[internal]))
+        gateway_url = f"http://{names.gateway}:{model_gateway.GATEWAY_PORT}"
         proxy_url = f"http://{names.proxy}:{PROXY_PORT}"
-        no_proxy = f"localhost,127.0.0.1,::1,{names.proxy}"
+        no_proxy = f"localhost,127.0.0.1,::1,{names.proxy},{names.gateway}"
         agent = Container("agent", {
             "name": names.agent, "hostname": names.agent,
             "image": agent_image.tag, "image_id": agent_image.image_id,
@@ -178,6 +225,9 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
                         *identity.mounts()],
             "env": {
                 **identity.env,
+                **model_gateway.agent_env(creds, gateway_url),
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+                "PAUDE_GATEWAY": f"{names.gateway}:{model_gateway.GATEWAY_PORT}",
                 "HTTP_PROXY": proxy_url, "HTTPS_PROXY": proxy_url,
                 "http_proxy": proxy_url, "https_proxy": proxy_url,
                 "NO_PROXY": no_proxy, "no_proxy": no_proxy,
@@ -186,7 +236,10 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             },
             "secret_env": pulumi.Output.secret(identity.secret_env),
             "copy_in": [list(pair) for pair in identity.copies],
-            "add_hosts": [pulumi.Output.concat(names.proxy, ":", proxy_ip)],
+            # Not a podman setting: what of ~/.claude is copied in, for plans.
+            "copied": identity.seed.describe(),
+            "add_hosts": [pulumi.Output.concat(names.proxy, ":", proxy_ip),
+                          pulumi.Output.concat(names.gateway, ":", gateway_ip)],
             "dns": "none",
             # An internal network still gives every interface an IPv6 link-local address,
             # and the host's bridge has one too: a path to host services that bypasses
@@ -202,12 +255,13 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         # the proxy's port before it starts the agent (a new session is up ~1 s sooner).
         }, pulumi.ResourceOptions(depends_on=[internal]))
 
-        allow = domains.expand(session.allowed_domains)
         pulumi.export("session", session.name)
         pulumi.export("backend", "podman")
         pulumi.export("owner", owner)
         pulumi.export("agent_container", agent.name)
         pulumi.export("proxy_container", proxy.name)
+        pulumi.export("gateway_container", gw.name)
+        pulumi.export("gateway_routes", list(allow.routes))
         pulumi.export("workspace_volume", workspace.name)
         pulumi.export("networks", [internal.name, egress.name])
         pulumi.export("agent_image", agent_image.tag)

@@ -43,7 +43,10 @@ class Paude:
                if not k.startswith(("PULUMI_", "ANTHROPIC_", "CLAUDE_", "GOOGLE_", "CLOUD"))}
         env.update({"PAUDE_HOME": str(self.home), "PAUDE_NO_ENGINE_DOWNLOAD": "1",
                     "PULUMI_CONFIG_PASSPHRASE": "integration-tests",
-                    "HOME": str(self.home.parent / "user-home")})
+                    "HOME": str(self.home.parent / "user-home"),
+                    # A session running Claude Code needs a model credential to plan (its
+                    # gateway holds it); no test calls a real model, so a placeholder does.
+                    "ANTHROPIC_API_KEY": "sk-ant-integration-placeholder"})
         env.update(self.extra_env)
         return env
 

@@ -143,7 +143,8 @@ def labelled(kind: str, name: str) -> set[str]:
 
 def expected_objects(state: str, name: str, networks: set[str]) -> dict[str, set[str]]:
     if state == "up":
-        return {"container": {f"paude-{name}-agent running", f"paude-{name}-proxy running"},
+        return {"container": {f"paude-{name}-agent running", f"paude-{name}-proxy running",
+                              f"paude-{name}-gateway running"},
                 "network": networks, "volume": {f"paude-{name}-workspace"}}
     if state == "down":
         return {"container": set(), "network": set(), "volume": {f"paude-{name}-workspace"}}
@@ -344,4 +345,5 @@ def test_a_destroy_after_a_killed_create_removes_what_the_create_was_making(
     # The control: the session comes back as a whole.
     paude.ok("apply", name, "--yes")
     assert labelled("container", name) == {f"paude-{name}-agent running",
-                                           f"paude-{name}-proxy running"}
+                                           f"paude-{name}-proxy running",
+                                           f"paude-{name}-gateway running"}

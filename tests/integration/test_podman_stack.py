@@ -20,7 +20,7 @@ from tests.integration.helpers import (
 pytestmark = [pytest.mark.requires_podman, pytest.mark.requires_pulumi, pytest.mark.slow]
 
 ALL_RESOURCES = {"agent-image", "proxy-image", "internal-network", "egress-network",
-                 "workspace", "proxy", "agent"}
+                 "workspace", "proxy", "agent", "gateway"}
 
 
 def actions(plan: dict[str, object]) -> dict[str, str]:
@@ -65,9 +65,11 @@ def test_session_lifecycle(paude: Paude, tmp_path: Path) -> None:
     assert actions(plan) == dict.fromkeys(ALL_RESOURCES, "create")
     assert session_objects(name) == {"containers": [], "networks": [], "volumes": []}
 
-    # 2. Apply: both containers running and labelled; the agent only on the internal network.
+    # 2. Apply: every container running and labelled; the agent and the model gateway only
+    # on the internal network.
     paude.ok("apply", name, "--yes")
-    for container, role in ((agent, "agent"), (proxy, "proxy")):
+    gateway = f"paude-{name}-gateway"
+    for container, role in ((agent, "agent"), (proxy, "proxy"), (gateway, "gateway")):
         info = inspect("container", container)
         state = info["State"]
         assert isinstance(state, dict) and state["Running"] is True, container
@@ -78,6 +80,8 @@ def test_session_lifecycle(paude: Paude, tmp_path: Path) -> None:
     assert sorted(agent_networks) == [internal]
     proxy_networks = inspect("container", proxy)["NetworkSettings"]["Networks"]  # type: ignore[index]
     assert sorted(proxy_networks) == sorted([internal, egress])
+    gateway_networks = inspect("container", gateway)["NetworkSettings"]["Networks"]  # type: ignore[index]
+    assert sorted(gateway_networks) == [internal]
     net = inspect("network", internal)
     assert net["internal"] is True and net["dns_enabled"] is False
     agent_cfg = inspect("container", agent)

@@ -47,10 +47,11 @@ def test_identity_enters_read_only_or_as_copies_and_secrets_stay_secret(paude: P
     plan = paude.ok("plan", paude.session, "--json")
     applied = paude.ok("apply", paude.session, "--yes")
 
+    # Model credentials are the gateway's: no Google credential file in the agent.
     adc = "/home/paude/.config/gcloud/application_default_credentials.json"
-    assert exec_agent(paude, "cat", adc).stdout == ADC
+    assert exec_agent(paude, "test", "-e", adc).returncode != 0
     mountinfo = exec_agent(paude, "cat", "/proc/self/mountinfo").stdout.splitlines()
-    for path in (adc, "/home/paude/.gitconfig", "/home/paude/.config/git/ignore"):
+    for path in ("/home/paude/.gitconfig", "/home/paude/.config/git/ignore"):
         denied = exec_agent(paude, "sh", "-c", f"echo x >> {path}")
         assert denied.returncode != 0, path
         # Read-only at the mount, whatever the file's permissions say.
@@ -72,7 +73,8 @@ def test_identity_enters_read_only_or_as_copies_and_secrets_stay_secret(paude: P
 
     env = exec_agent(paude, "env").stdout.splitlines()
     assert "GOOGLE_CLOUD_PROJECT=proj-1" in env and "CLOUD_ML_REGION=us-east5" in env
-    assert f"ANTHROPIC_API_KEY={API_KEY}" in env
+    assert not any(API_KEY in line for line in env)
+    assert "ANTHROPIC_BASE_URL=http://paude-" + paude.session + "-gateway:8080" in env
     assert not any(line.startswith("GH_TOKEN=") for line in env)
 
     # The key never appears in plaintext in state, plans or paude's output.

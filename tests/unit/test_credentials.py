@@ -63,15 +63,18 @@ def test_gather_mounts_copies_and_nothing_else(tmp_path: Path) -> None:
            "HOME": str(home), "SSH_AUTH_SOCK": "/tmp/agent.sock", "GH_TOKEN": "gho_y"}
     identity = gather(home, env, tmp_path / "stage")
     targets = {f.target for f in identity.files}
-    assert targets == {f"{AGENT_HOME}/.config/gcloud/application_default_credentials.json",
-                       f"{AGENT_HOME}/.gitconfig", f"{AGENT_HOME}/.config/git/ignore"}
+    # No Google credential file: model credentials are the gateway's alone.
+    assert targets == {f"{AGENT_HOME}/.gitconfig", f"{AGENT_HOME}/.config/git/ignore"}
     assert all(m.endswith(":ro") for m in identity.mounts())
     assert all(str(tmp_path / "stage") in m for m in identity.mounts())
     seed = f"{AGENT_HOME}/.paude-seed"
-    assert identity.copies == ((str(home / ".claude"), f"{seed}/.claude"),
-                               (str(home / ".claude.json"), f"{seed}/.claude.json"))
+    staged = tmp_path / "claude-seed"
+    assert identity.copies == ((str(staged / ".claude"), f"{seed}/.claude"),
+                               (str(staged / ".claude.json"), f"{seed}/.claude.json"))
     assert identity.env == {"GOOGLE_CLOUD_PROJECT": "p", "CLOUD_ML_REGION": "r"}
-    assert identity.secret_env == {"ANTHROPIC_API_KEY": "sk-1"}
+    assert identity.secret_env == {}
+    assert identity.gateway.anthropic == "sk-1"
+    assert identity.gateway.anthropic_source == "ANTHROPIC_API_KEY"
     everything = repr(identity) + "".join(f.content for f in identity.files)
     for never in ("PRIVATE KEY", "gho_", "u:tok", "agent.sock", "sk-1"):
         assert never not in everything, never
@@ -89,11 +92,13 @@ def test_stage_writes_readable_copies_in_a_private_folder(tmp_path: Path) -> Non
     stage(identity)
     folder = tmp_path / "stage"
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    adc = folder / "application_default_credentials.json"
-    assert adc.read_text() == '{"t": 1}'
-    assert stat.S_IMODE(adc.stat().st_mode) == 0o644
-    inode = adc.stat().st_ino
-    (home / ".config/gcloud/application_default_credentials.json").write_text('{"t": 2}')
+    staged = folder / "gitconfig"
+    assert "Ada Lovelace" in staged.read_text()
+    assert stat.S_IMODE(staged.stat().st_mode) == 0o644
+    inode = staged.stat().st_ino
+    (home / ".gitconfig").write_text("[user]\n\tname = Grace Hopper\n")
     stage(gather(home, {}, folder))
     # Rewritten in place: a running container's bind mount sees the new content.
-    assert adc.read_text() == '{"t": 2}' and adc.stat().st_ino == inode
+    assert "Grace Hopper" in staged.read_text() and staged.stat().st_ino == inode
+    assert not (folder / "application_default_credentials.json").exists()
+    assert (tmp_path / "claude-seed" / ".claude" / "settings.json").read_text() == "{}"

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import pytest
 
-from paude.domains import DEFAULT_GROUPS, GROUP_REGEXES, GROUPS, Allowlist, expand
-
-VERTEX_RE = r"^[a-z0-9-]+-aiplatform\.googleapis\.com$"
+from paude.domains import DEFAULT_GROUPS, GROUP_REGEXES, GROUPS, ROUTES, Allowlist, expand
 
 
-def test_default_is_vertexai_plus_pypi() -> None:
+def test_default_is_pypi_for_the_agent_and_both_gateway_routes() -> None:
     allow = expand(["default"])
-    assert DEFAULT_GROUPS == ("vertexai", "pypi")
-    assert allow == Allowlist(False, tuple(sorted(GROUPS["vertexai"] + GROUPS["pypi"])),
-                              (VERTEX_RE,))
+    assert DEFAULT_GROUPS == ("claude", "vertexai", "pypi")
+    assert allow == Allowlist(False, tuple(sorted(GROUPS["pypi"])), (), ("claude", "vertexai"))
+
+
+@pytest.mark.parametrize("entries", [["default"], ["claude", "vertexai"], ["all"]])
+def test_no_model_or_google_host_for_the_agent(entries: list[str]) -> None:
+    allow = expand(entries)
+    for name in allow.domains:
+        assert not name.endswith(("googleapis.com", "google.com", "anthropic.com")), name
+    assert allow.regexes == ()
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_model_words_are_gateway_routes(route: str) -> None:
+    allow = expand([route])
+    assert allow == Allowlist(False, (), (), (route,))
+    assert allow.describe() == [] and allow.describe_routes() == [f"model gateway: {route}"]
 
 
 @pytest.mark.parametrize("group", sorted(GROUPS))
@@ -28,7 +40,6 @@ def test_names_are_sorted_and_unique() -> None:
     allow = expand(["pypi", "default", "pypi.org", "b.example.com", "a.example.com"])
     assert list(allow.domains) == sorted(set(allow.domains))
     assert allow.domains.count("pypi.org") == 1
-    assert allow.regexes == (VERTEX_RE,)
 
 
 def test_names_are_case_folded() -> None:
@@ -58,7 +69,7 @@ def test_github_group_suffix_survives_dedupe() -> None:
 @pytest.mark.parametrize("entries", [["all"], ["default", "all"], ["all", ".example.com"]])
 def test_all_is_unrestricted(entries: list[str]) -> None:
     allow = expand(entries)
-    assert allow == Allowlist(True, (), ())
+    assert allow == Allowlist(True, (), (), ROUTES)
     assert allow.describe() == ["* (all domains: unrestricted)"]
 
 
@@ -68,4 +79,4 @@ def test_empty_list_allows_nothing() -> None:
 
 
 def test_describe_lists_names_then_regexes() -> None:
-    assert expand(["vertexai"]).describe() == [*sorted(GROUPS["vertexai"]), f"~{VERTEX_RE}"]
+    assert Allowlist(False, ("a.example",), ("^b$",)).describe() == ["a.example", "~^b$"]

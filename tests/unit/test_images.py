@@ -145,7 +145,9 @@ def test_proxy_containerfile(golden: Any) -> None:
     spec = proxy_build(session())
     assert spec.repository == "paude-proxy"
     assert TAG_RE.match(spec.tag) and spec.tag.startswith("localhost/paude-proxy:")
-    assert set(spec.files) == {"Containerfile", "proxy-entrypoint.sh", "ERR_PAUDE_BLOCKED"}
+    assert set(spec.files) == {"Containerfile", "proxy-entrypoint.sh", "ERR_PAUDE_BLOCKED",
+                               "gateway.py"}
+    assert spec.files["gateway.py"] == template_source("gateway.py")
     assert spec.files["proxy-entrypoint.sh"] == template_source("proxy-entrypoint.sh")
     assert spec.build_args == {}
     text = spec.files["Containerfile"]

@@ -10,6 +10,8 @@ import pytest
 import yaml
 from kubernetes import client
 
+from paude.credentials import AgentIdentity
+from paude.gateway import GatewayCredentials
 from tests.unit.k8s_policy import Endpoint, allowed
 from tests.unit.test_openshift_program import SECRET_SIG, VARIANTS, Run, run
 
@@ -50,9 +52,15 @@ def manifests(result: Run) -> list[dict[str, Any]]:
     return sorted(docs, key=lambda d: (d["kind"], d["metadata"]["name"]))
 
 
+# A session with a model credential, as every session running Claude Code has: the
+# gateway's Secret is part of the manifests (its values never are).
+WITH_KEY = AgentIdentity((), (), {}, {}, GatewayCredentials("sk-ant-golden", "api_key",
+                                                           "ANTHROPIC_API_KEY"))
+
+
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_rendered_manifests_are_golden(variant: str, golden: Any) -> None:
-    docs = manifests(run(VARIANTS[variant]))
+    docs = manifests(run(VARIANTS[variant], WITH_KEY))
     text = yaml.dump_all(docs, Dumper=_BlockDumper, sort_keys=True, default_flow_style=False)
     # Image tags hash the templates; keep goldens about the manifests, not the tags.
     text = "\n".join(line.split(":", 1)[0] + ": <paude image>"

@@ -62,9 +62,11 @@ def of_type(result: Run, kind: str) -> dict[str, dict[str, Any]]:
 def test_every_resource_is_declared(variant: str) -> None:
     result = run(VARIANTS[variant])
     kinds = sorted(a.typ for a in result.resources.values())
-    assert kinds.count(K8S["NetworkPolicy"]) == 4
-    for kind in ("ConfigMap", "Service", "PVC", "Deployment", "StatefulSet"):
+    assert kinds.count(K8S["NetworkPolicy"]) == 6
+    for kind in ("ConfigMap", "PVC", "StatefulSet"):
         assert kinds.count(K8S[kind]) == 1, kind
+    # The proxy's and the model gateway's.
+    assert kinds.count(K8S["Service"]) == kinds.count(K8S["Deployment"]) == 2
     assert result.exports["backend"] == "openshift"
     assert result.exports["git_remote_url"] == "paude::demo"
 
@@ -74,7 +76,7 @@ def test_every_pod_is_locked_down(variant: str) -> None:
     result = run(VARIANTS[variant])
     pods = [r["spec"]["template"]["spec"] for kind in ("Deployment", "StatefulSet")
             for r in of_type(result, kind).values()]
-    assert len(pods) == 2
+    assert len(pods) == 3
     for pod in pods:
         assert pod["automountServiceAccountToken"] is False
         assert pod["enableServiceLinks"] is False
@@ -95,8 +97,11 @@ def test_agent_has_no_dns_and_reaches_its_proxy_by_address() -> None:
     agent = of_type(run({}), "StatefulSet")["agent"]
     pod = agent["spec"]["template"]["spec"]
     assert pod["dnsPolicy"] == "None" and pod["dnsConfig"] == {"nameservers": ["127.0.0.1"]}
-    assert pod["hostAliases"] == [{"ip": CLUSTER_IP, "hostnames": ["paude-demo-proxy"]}]
+    assert pod["hostAliases"] == [{"ip": CLUSTER_IP, "hostnames": ["paude-demo-proxy"]},
+                                  {"ip": CLUSTER_IP, "hostnames": ["paude-demo-gateway"]}]
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["ANTHROPIC_BASE_URL"] == "http://paude-demo-gateway:8080"
+    assert env["ANTHROPIC_AUTH_TOKEN"] == "paude-gateway-placeholder"
     for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         assert env[key] == "http://paude-demo-proxy:3128"
     assert "paude-demo-proxy" in env["NO_PROXY"] and "localhost" in env["NO_PROXY"]
@@ -112,7 +117,16 @@ def test_network_policies_isolate_the_session() -> None:
     agent = policies["agent-egress"]["egress"]
     assert agent == [{"to": [{"podSelector": {"matchLabels": {
         "paude.io/session": "demo", "paude.io/role": "proxy"}}}],
-        "ports": [{"protocol": "TCP", "port": 3128}]}]
+        "ports": [{"protocol": "TCP", "port": 3128}]}, {"to": [{"podSelector": {"matchLabels": {
+            "paude.io/session": "demo", "paude.io/role": "gateway"}}}],
+        "ports": [{"protocol": "TCP", "port": 8080}]}]
+    # The gateway: reached by the agent only, and reaches only the proxy's gateway port.
+    assert policies["gateway-ingress"]["ingress"] == [{"from": [{"podSelector": {
+        "matchLabels": {"paude.io/session": "demo", "paude.io/role": "agent"}}}],
+        "ports": [{"protocol": "TCP", "port": 8080}]}]
+    assert policies["gateway-egress"]["egress"] == [{"to": [{"podSelector": {"matchLabels": {
+        "paude.io/session": "demo", "paude.io/role": "proxy"}}}],
+        "ports": [{"protocol": "TCP", "port": 3129}]}]
     ingress = policies["proxy-ingress"]["ingress"]
     assert ingress[0]["from"] == [{"podSelector": {"matchLabels": {
         "paude.io/session": "demo", "paude.io/role": "agent"}}}]
@@ -155,11 +169,12 @@ def test_allowlist_lives_in_the_configmap_and_restarts_only_the_proxy() -> None:
     wide = run({"allowed_domains": ["pypi", "github"]})
     conf = of_type(wide, "ConfigMap")["proxy-config"]["data"]["squid.conf"]
     assert "dstdomain -n github.com" in conf
-    def template(r: Run, kind: str) -> Any:
-        return next(iter(of_type(r, kind).values()))["spec"]["template"]
-    assert template(narrow, "StatefulSet") == template(wide, "StatefulSet")
-    assert (template(narrow, "Deployment")["metadata"]["annotations"]
-            != template(wide, "Deployment")["metadata"]["annotations"])
+    def template(r: Run, kind: str, name: str) -> Any:
+        return of_type(r, kind)[name]["spec"]["template"]
+    assert template(narrow, "StatefulSet", "agent") == template(wide, "StatefulSet", "agent")
+    assert template(narrow, "Deployment", "gateway") == template(wide, "Deployment", "gateway")
+    assert (template(narrow, "Deployment", "proxy")["metadata"]["annotations"]
+            != template(wide, "Deployment", "proxy")["metadata"]["annotations"])
 
 
 def test_registry_prefixes_the_images() -> None:
@@ -280,3 +295,25 @@ def test_namespace_is_created_protected_and_first_when_asked() -> None:
             deps = result.requests[name].dependencies
             assert any(d.endswith("::namespace") for d in deps), name
     assert "Namespace" not in str([a.typ for a in run(VARIANTS["minimal"]).resources.values()])
+
+
+def test_the_model_credential_is_the_gateway_s_secret_only(tmp_path: Path) -> None:
+    from paude.gateway import GatewayCredentials
+
+    creds = GatewayCredentials("sk-ant-cluster-real", "api_key", "ANTHROPIC_API_KEY")
+    result = run({}, AgentIdentity((), (), {}, {}, creds))
+    secrets = of_type(result, "Secret") if "Secret" in K8S else {
+        n: result.inputs(n) for n, a in result.resources.items()
+        if a.typ == "kubernetes:core/v1:Secret"}
+    assert set(secrets) == {"gateway-credentials"}
+    gateway = of_type(result, "Deployment")["gateway"]["spec"]["template"]["spec"]
+    env = gateway["containers"][0]["env"]
+    assert {"name": "PAUDE_GATEWAY_ANTHROPIC_CREDENTIAL", "valueFrom": {"secretKeyRef": {
+        "name": "paude-demo-gateway-credentials",
+        "key": "PAUDE_GATEWAY_ANTHROPIC_CREDENTIAL"}}} in env
+    assert gateway["containers"][0]["args"] == ["gateway"]
+    agent = of_type(result, "StatefulSet")["agent"]
+    assert "sk-ant-cluster-real" not in repr(agent)
+    config = of_type(result, "ConfigMap")["proxy-config"]["data"]["squid.conf"]
+    assert "http_port 3129 name=gateway" in config
+    assert "http_access allow paude_gateway CONNECT paude_model" in config

@@ -259,6 +259,16 @@ def test_k8s_egress_rule_with_the_wrong_port(ports: list[dict[str, Any]]) -> Non
     assert name == "policy-agent-egress" and "ports other than TCP 3128" in detail
 
 
+def test_k8s_agent_may_reach_its_gateway_on_its_port_only() -> None:
+    gateway = {"podSelector": {"matchLabels": {"paude.io/session": "demo",
+                                               "paude.io/role": "gateway"}}}
+    ok = agent_egress({"to": [gateway], "ports": [{"protocol": "TCP", "port": 8080}]})
+    assert found(check_agent_egress, [k8s_agent(), ok]) == []
+    wrong = agent_egress({"to": [gateway], "ports": [{"protocol": "TCP", "port": 3128}]})
+    [(name, detail)] = found(check_agent_egress, [k8s_agent(), wrong])
+    assert name == "policy-agent-egress" and "ports other than TCP 8080" in detail
+
+
 def test_k8s_proxy_port_without_protocol_means_tcp() -> None:
     policy = agent_egress({"to": [PROXY_PEER], "ports": [{"port": 3128}]})
     assert found(check_agent_egress, [k8s_agent(), policy]) == []
@@ -786,7 +796,7 @@ def test_session_with_credentials_passes_every_mandatory_rule(backend: str,
 def test_podman_resources_look_as_the_rules_expect() -> None:
     resources = {r.name: r for r in program_resources("podman", {})}
     roles = {n: r.role for n, r in resources.items() if r.kind == "podman:Container"}
-    assert roles == {"agent": "agent", "proxy": "proxy"}
+    assert roles == {"agent": "agent", "proxy": "proxy", "gateway": "gateway"}
     agent = resources["agent"]
     joined = [str(n).split(":", 1)[0] for n in agent.props["networks"]]
     networks = {str(r.props["name"]): r for r in resources.values() if r.kind == "podman:Network"}

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from paude.credentials import AgentIdentity
 from paude.domains import expand
+from paude.gateway import PLACEHOLDER, GatewayCredentials
 from paude.models import PaudeFile, Session, resolve
 from paude.stacks.podman.images import agent_build, dockerfile_build, proxy_build
 from paude.stacks.podman.program import make_program, squid_conf
@@ -17,6 +20,7 @@ from tests.unit.pulumi_mocks import RecordingMocks, Run, run_pulumi
 
 SUBNET = "10.89.3.0/24"
 PROXY_IP = "10.89.3.254"
+GATEWAY_IP = "10.89.3.253"
 OWNER = "/repo"
 PROXY_URL = "http://paude-demo-proxy:3128"
 DYNAMIC = "pulumi-python:dynamic/podman:"
@@ -39,7 +43,7 @@ def default_run() -> Iterator[Run]:
 # ---------------------------------------------------------------- the resources
 
 
-def test_seven_dynamic_resources(default_run: Run) -> None:
+def test_eight_dynamic_resources(default_run: Run) -> None:
     assert {name: args.typ for name, args in default_run.resources.items()} == {
         "agent-image": DYNAMIC + "Image",
         "proxy-image": DYNAMIC + "Image",
@@ -48,6 +52,7 @@ def test_seven_dynamic_resources(default_run: Run) -> None:
         "workspace": DYNAMIC + "Volume",
         "proxy": DYNAMIC + "Container",
         "agent": DYNAMIC + "Container",
+        "gateway": DYNAMIC + "Container",
     }
     for args in default_run.resources.values():
         assert args.custom
@@ -56,7 +61,8 @@ def test_seven_dynamic_resources(default_run: Run) -> None:
 
 
 def test_every_object_carries_discovery_labels(default_run: Run) -> None:
-    for name in ("internal-network", "egress-network", "workspace", "proxy", "agent"):
+    for name in ("internal-network", "egress-network", "workspace", "proxy", "agent",
+                 "gateway"):
         assert default_run.inputs(name)["labels"] == {
             "paude.managed": "true", "paude.session": "demo", "paude.role": name,
             "paude.repository": OWNER}
@@ -86,14 +92,21 @@ def test_agent_container_is_locked_down(default_run: Run) -> None:
     assert "privileged" not in agent and "cap_add" not in agent
 
 
-def test_agent_reaches_only_the_proxy(default_run: Run) -> None:
+def test_agent_reaches_only_the_proxy_and_the_gateway(default_run: Run) -> None:
     env = default_run.inputs("agent")["env"]
     for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         assert env[key] == PROXY_URL
-    assert env["NO_PROXY"] == env["no_proxy"] == "localhost,127.0.0.1,::1,paude-demo-proxy"
+    assert env["NO_PROXY"] == env["no_proxy"] == (
+        "localhost,127.0.0.1,::1,paude-demo-proxy,paude-demo-gateway")
     assert env["PAUDE_SESSION"] == "demo"
-    # Without DNS the agent finds its proxy through a hosts entry for the fixed address.
-    assert default_run.inputs("agent")["add_hosts"] == [f"paude-demo-proxy:{PROXY_IP}"]
+    # Without DNS the agent finds its proxy and gateway through hosts entries for their
+    # fixed addresses.
+    assert default_run.inputs("agent")["add_hosts"] == [
+        f"paude-demo-proxy:{PROXY_IP}", f"paude-demo-gateway:{GATEWAY_IP}"]
+    # Claude Code's gateway variables and a placeholder: no credential in the agent.
+    assert env["ANTHROPIC_BASE_URL"] == "http://paude-demo-gateway:8080"
+    assert env["ANTHROPIC_AUTH_TOKEN"] == PLACEHOLDER
+    assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
 
 
 def test_agent_mounts_only_the_workspace_volume(default_run: Run) -> None:
@@ -128,7 +141,9 @@ def test_proxy_carries_the_rendered_allowlist(default_run: Run) -> None:
     proxy = default_run.inputs("proxy")
     conf = base64.b64decode(proxy["env"]["PAUDE_SQUID_CONF_B64"]).decode()
     assert conf == squid_conf(session)
-    assert proxy["allowlist"] == expand(["default"]).describe()
+    assert proxy["env"]["PAUDE_GATEWAY_IP"] == GATEWAY_IP
+    assert proxy["allowlist"] == [*expand(["default"]).describe(), "model gateway: claude",
+                                  "model gateway: vertexai"]
 
 
 def test_images_are_content_addressed(default_run: Run) -> None:
@@ -199,7 +214,7 @@ def test_dockerfile_session_builds_a_base_image_first(tmp_path: Path) -> None:
     session = session_of({"image": {"dockerfile": "Dockerfile", "build_args": {"V": "1"}}})
     run = run_program(session, str(tmp_path))
     assert set(run.resources) == {"base-image", "agent-image", "proxy-image", "internal-network",
-                                  "egress-network", "workspace", "proxy", "agent"}
+                                  "egress-network", "workspace", "proxy", "agent", "gateway"}
     base = run.inputs("base-image")
     spec = dockerfile_build(session, tmp_path)
     assert spec is not None
@@ -231,3 +246,62 @@ def test_headless_prompt_runs_once_then_the_agent_is_interactive() -> None:
         "PAUDE_AGENT_CMD": "claude --dangerously-skip-permissions"}
     interactive = session_of({"agent": {"args": ["--model", "opus"]}})
     assert agent_commands(interactive) == {"PAUDE_AGENT_CMD": "claude --model opus"}
+
+
+# ---------------------------------------------------------------- the model gateway
+
+KEY = "sk-ant-mock-real-key-123456"
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker of a secret value
+
+
+def secret(value: Any) -> Any:
+    assert isinstance(value, dict) and SECRET_SIG in value, f"not a Pulumi secret: {value}"
+    return value["value"]
+
+
+def identity_with(creds: GatewayCredentials) -> AgentIdentity:
+    return AgentIdentity((), (), {}, {}, creds)
+
+
+def test_gateway_holds_the_credential_as_a_secret_and_the_agent_none() -> None:
+    creds = GatewayCredentials(KEY, "api_key", "ANTHROPIC_API_KEY")
+    run = run_pulumi(make_program(session_of({}), OWNER, identity_with(creds)),
+                     RecordingMocks(SUBNET))
+    gateway = run.inputs("gateway")
+    assert secret(gateway["secret_env"]) == {"PAUDE_GATEWAY_ANTHROPIC_CREDENTIAL": KEY}
+    assert gateway["networks"] == [f"paude-demo-internal:ip={GATEWAY_IP}"]
+    assert gateway["image"] == proxy_build(session_of({})).tag
+    assert gateway["command"] == ["gateway"] and gateway["dns"] == "none"
+    assert gateway["cap_drop"] == ["ALL"]
+    assert gateway["credential_sources"] == ["ANTHROPIC_API_KEY"]
+    config = json.loads(gateway["env"]["PAUDE_GATEWAY_CONFIG"])
+    assert config["proxy"] == f"http://{PROXY_IP}:3128"
+    assert config["anthropic_upstream"] == "https://api.anthropic.com"
+    agent = run.inputs("agent")
+    assert KEY not in json.dumps(agent) and secret(agent["secret_env"]) == {}
+    assert KEY not in json.dumps({k: v for k, v in gateway.items() if k != "secret_env"})
+
+
+def test_vertex_agent_gets_the_gateway_base_url_and_skips_auth() -> None:
+    creds = GatewayCredentials(google='{"type": "authorized_user"}', google_source="/adc.json",
+                               vertex=True, vertex_project="proj-1")
+    run = run_pulumi(make_program(session_of({}), OWNER, identity_with(creds)),
+                     RecordingMocks(SUBNET))
+    env = run.inputs("agent")["env"]
+    assert env["ANTHROPIC_VERTEX_BASE_URL"] == "http://paude-demo-gateway:8080/vertex/v1"
+    assert env["CLAUDE_CODE_SKIP_VERTEX_AUTH"] == env["CLAUDE_CODE_USE_VERTEX"] == "1"
+    assert "authorized_user" not in json.dumps(run.inputs("agent"))
+    assert set(secret(run.inputs("gateway")["secret_env"])) == {
+        "PAUDE_GATEWAY_GOOGLE_CREDENTIALS"}
+
+
+def test_rotating_the_credential_changes_only_the_gateway() -> None:
+    def inputs(key: str) -> dict[str, Any]:
+        creds = GatewayCredentials(key, "api_key", "ANTHROPIC_API_KEY")
+        run = run_pulumi(make_program(session_of({}), OWNER, identity_with(creds)),
+                         RecordingMocks(SUBNET))
+        return {name: run.inputs(name) for name in run.resources}
+
+    before, after = inputs(KEY), inputs(KEY + "-rotated")
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {"gateway"}

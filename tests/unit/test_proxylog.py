@@ -32,3 +32,15 @@ def test_json_form_is_stable() -> None:
                                 "client": "10.89.3.7", "method": "CONNECT",
                                 "url": "203.0.113.5:443", "status": 403,
                                 "result": "TCP_DENIED"}
+
+
+GATEWAY_LOG = """\
+1764252001.000 10.89.3.7 POST http://paude-demo-gateway:8080/v1/files 403 GATEWAY_DENIED
+1764252002.500 10.89.3.7 POST http://paude-demo-gateway:8080/v1/messages 200 GATEWAY_FORWARDED
+"""
+
+
+def test_the_gateway_log_joins_the_proxy_log_in_time_order() -> None:
+    records = blocked(LOG + GATEWAY_LOG)
+    assert [r.result for r in records] == ["GATEWAY_DENIED", "TCP_DENIED", "TCP_DENIED"]
+    assert records[0].url == "http://paude-demo-gateway:8080/v1/files"

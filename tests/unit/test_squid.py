@@ -59,24 +59,31 @@ def test_all_is_unrestricted_and_says_so() -> None:
     assert any("UNRESTRICTED" in ln for ln in conf if ln.startswith("#"))
 
 
-@pytest.mark.parametrize("case", ["default", "default-example", "vertexai", "custom-only"])
+@pytest.mark.parametrize("case", ["default", "default-example", "custom-only"])
 def test_restricted_configs_deny_ip_literals_before_allowing(case: str) -> None:
     conf = lines(CASES[case])
     assert "http_access allow all" not in conf
     deny_ip = conf.index("http_access deny to_ip_literal")
-    allows = [i for i, ln in enumerate(conf) if ln.startswith("http_access allow")]
+    allows = [i for i, ln in enumerate(conf) if ln.startswith("http_access allow paude_allowed")]
     assert allows and all(deny_ip < i for i in allows)
 
 
-def test_default_allows_vertex_and_pypi() -> None:
+def test_default_allows_pypi_and_only_the_gateway_reaches_model_hosts() -> None:
     conf = lines(["default"])
     names = allowed_names(conf)
-    assert {"pypi.org", "files.pythonhosted.org", "aiplatform.googleapis.com",
-            "oauth2.googleapis.com"} <= set(names)
+    assert set(names) == {"pypi.org", "files.pythonhosted.org", "pypi.python.org"}
+    assert not any("paude_allowed_re" in ln for ln in conf)
+    model = [ln.split()[-1] for ln in conf if ln.startswith("acl paude_model dstdomain ")]
+    assert model == ["api.anthropic.com", "aiplatform.googleapis.com", "oauth2.googleapis.com"]
     regex = r"^[a-z0-9-]+-aiplatform\.googleapis\.com$"
-    assert f"acl paude_allowed_re dstdom_regex -n -i {regex}" in conf
-    assert "http_access allow paude_allowed" in conf
-    assert "http_access allow paude_allowed_re" in conf
+    assert f"acl paude_model_re dstdom_regex -n -i {regex}" in conf
+    assert 'acl paude_gateway src "/etc/squid/paude/gateway-src"' in conf
+    access = [ln for ln in conf if ln.startswith("http_access")]
+    # The gateway gets the model hosts and nothing else, before any rule of the agent's.
+    assert access[3:6] == ["http_access allow paude_gateway CONNECT paude_model",
+                           "http_access allow paude_gateway CONNECT paude_model_re",
+                           "http_access deny paude_gateway"]
+    assert "www.googleapis.com" not in "\n".join(conf)
 
 
 def test_custom_only_allows_exactly_the_listed_names() -> None:
@@ -92,10 +99,18 @@ def test_suffix_keeps_default_names() -> None:
     assert ".example.com" in names and "pypi.org" in names
 
 
-def test_vertexai_alone_has_no_pypi() -> None:
-    names = allowed_names(lines(["vertexai"]))
-    assert "aiplatform.googleapis.com" in names
-    assert "pypi.org" not in names
+def test_vertexai_alone_is_a_gateway_route_only() -> None:
+    conf = lines(["vertexai"])
+    assert allowed_names(conf) == []
+    assert "acl paude_model dstdomain -n aiplatform.googleapis.com" in conf
+    assert "acl paude_model dstdomain -n api.anthropic.com" not in conf
+
+
+def test_no_route_leaves_the_gateway_nothing() -> None:
+    conf = lines(["pypi"])
+    access = [ln for ln in conf if ln.startswith("http_access")]
+    assert "http_access deny paude_gateway" in access
+    assert not any("paude_model" in ln for ln in conf)
 
 
 def test_each_name_appears_once() -> None:

@@ -264,3 +264,39 @@ def test_cluster_yolo_and_credentials_are_read_from_the_statefulset() -> None:
     items = {i.kind: i for i in summarize([agent], new_session=False)}
     assert items["yolo-toggled"].text.startswith("yolo turned ON")
     assert items["credentials-added"].details == ("+ /home/paude/adc.json",)
+
+
+# ---------------------------------------------------------------- the model gateway
+
+
+def test_a_rotated_credential_recreates_only_the_gateway_and_says_so() -> None:
+    gateway = ResourceChange("gateway", "podman:Container", "replace",
+                             diff_keys=("secret_env",), replace_keys=("secret_env",),
+                             old_inputs={"credential_sources": ["ANTHROPIC_API_KEY"]},
+                             new_inputs={"credential_sources": ["ANTHROPIC_API_KEY"]})
+    items = summarize([*stack(), gateway], new_session=False)
+    rotated = [i for i in items if i.kind == "credentials-rotated"]
+    assert rotated and rotated[0].security
+    assert rotated[0].text == ("credentials rotated: the model gateway is recreated; the agent "
+                               "container is kept")
+    assert rotated[0].details == ("ANTHROPIC_API_KEY",)
+    # Control: a gateway recreated for another reason is no rotation.
+    other = ResourceChange("gateway", "podman:Container", "replace", replace_keys=("image",))
+    assert "credentials-rotated" not in kinds(summarize([*stack(), other], new_session=False))
+
+
+def test_a_new_agent_lists_what_is_copied_in() -> None:
+    agent = change("agent", "create", new_inputs={"copied": ["~/.claude/settings.json"]})
+    items = summarize(stack(agent=agent), new_session=True)
+    copied = [i for i in items if i.kind == "claude-state-copied"]
+    assert copied and copied[0].text == "copied into the agent: ~/.claude/settings.json"
+
+
+def test_a_new_gateway_names_its_routes_and_credential_sources() -> None:
+    gateway = ResourceChange("gateway", "podman:Container", "create", new_inputs={
+        "routes": ["model gateway: claude", "model gateway: vertexai"],
+        "credential_sources": ["ANTHROPIC_API_KEY"]})
+    items = summarize([*stack(), gateway], new_session=True)
+    [item] = [i for i in items if i.kind == "model-gateway"]
+    assert item.text == ("model gateway routes: claude, vertexai (credentials from "
+                         "ANTHROPIC_API_KEY)")
