@@ -269,9 +269,15 @@ def kubernetes(limits: Limits) -> dict[str, Any]:
     if limits.memory is not None:
         limit["memory"] = request["memory"] = human_bytes(limits.memory)
     if limits.cpus is not None:
-        limit["cpu"] = limits.cpus
-        request["cpu"] = format(min(Decimal(limits.cpus), CPU_REQUEST).normalize(), "f")
+        limit["cpu"] = _k8s_cpu(Decimal(limits.cpus))
+        request["cpu"] = _k8s_cpu(min(Decimal(limits.cpus), CPU_REQUEST))
     return {"requests": request, "limits": limit} if limit else {}
+
+
+def _k8s_cpu(count: Decimal) -> str:
+    # The API server's canonical form ("250m", "2"), so a rendered manifest reads back as
+    # written and a live diff sees no change.
+    return str(int(count)) if count == count.to_integral_value() else f"{int(count * 1000)}m"
 
 
 def human_bytes(size: int) -> str:

@@ -15,12 +15,19 @@ import yaml
 from kubernetes import client
 
 from paude import domains
+from paude import gateway as model_gateway
 from paude.errors import PaudeError
 from paude.fields import YOLO_FLAG
 from paude.models import Session
 from paude.render import render
+from paude.stacks.openshift.objects import GATEWAY_PROXY_PORT
 from paude.stacks.openshift.program import make_program as cluster_program
-from paude.stacks.podman.images import AGENT_BASE_PACKAGES, agent_build, proxy_build
+from paude.stacks.podman.images import (
+    AGENT_BASE_PACKAGES,
+    CLAUDE_CODE_VERSION,
+    agent_build,
+    proxy_build,
+)
 from paude.stacks.podman.program import make_program, squid_conf
 from tests.unit.pulumi_mocks import RecordingMocks, run_pulumi
 from tests.unit.test_k8s_manifests import MODELS, OPENSHIFT_FIELDS, _check_openshift, manifests
@@ -29,7 +36,7 @@ _HOST = re.compile(r"\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0
 _ENV = re.compile(r'ENV ([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\$]|\\[\\"$])*)"')
 _PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.\-]+(=[A-Za-z0-9.+~:\-]+)?")
 PODMAN_RESOURCES = {"agent-image", "proxy-image", "internal-network", "egress-network",
-                    "workspace", "proxy", "agent"}
+                    "workspace", "proxy", "agent", "gateway"}
 K8S_KINDS = {"ConfigMap", "Deployment", "Service", "NetworkPolicy", "PersistentVolumeClaim",
              "StatefulSet"}
 
@@ -45,13 +52,18 @@ def _pairs(real: str, model: str) -> list[tuple[str, str]]:
     return list(zip(real_lines, model_lines, strict=True))
 
 
-def check_squid(conf: str, session: str, allowed: list[str]) -> None:
+def check_squid(conf: str, session: str, allowed: list[str],
+                gateway_port: int | None = None) -> None:
     """squid.conf is the template's shape with only host names and the group regexes filled
-    in: no value adds a directive, an option or a comment."""
+    in: no value adds a directive, an option or a comment. The gateway's model hosts are
+    paude's own (model_gateway.ROUTE_HOSTS), chosen by group words only."""
     allow = domains.expand(allowed)
     model = render("squid.conf.j2", session="SESSION", unrestricted=allow.unrestricted,
                    domains=[f"d{i}.example" for i in range(len(allow.domains))],
-                   regexes=list(allow.regexes))
+                   regexes=list(allow.regexes), gateway=True, gateway_port=gateway_port,
+                   gateway_domains=[h for r in allow.routes for h in model_gateway.ROUTE_HOSTS[r]],
+                   gateway_regexes=[p for r in allow.routes
+                                    for p in model_gateway.ROUTE_REGEXES.get(r, ())])
     names = []
     for got, want in _pairs(conf, model):
         if want.startswith("acl paude_allowed dstdomain -n "):
@@ -77,7 +89,8 @@ def check_agent_containerfile(session: Session, text: str) -> None:
                    packages=[f"p{i}" for i in range(len(image.packages))],
                    setup="s" if image.setup else None,
                    env={f"E{i}": "v" for i in range(len(image.env))},
-                   install=install, ca_certificates=bool(image.ca_certificates))
+                   install=install, ca_certificates=bool(image.ca_certificates),
+                   claude_code_version=CLAUDE_CODE_VERSION)
     env = []
     for got, want in _pairs(text, model):
         if want == "FROM BASE":
@@ -201,4 +214,5 @@ def run_cluster_program(session: Session, root: Path) -> None:
         obj = api.deserialize(json.dumps(body), MODELS[doc["kind"]], "application/json")
         assert api.sanitize_for_serialization(obj) == body, doc["kind"]
         if doc["kind"] == "ConfigMap":
-            check_squid(doc["data"]["squid.conf"], session.name, session.allowed_domains)
+            check_squid(doc["data"]["squid.conf"], session.name, session.allowed_domains,
+                        GATEWAY_PROXY_PORT)

@@ -94,8 +94,9 @@ def test_what_podman_reports_reads_back_as_the_declared_limits() -> None:
 
 def test_kubernetes_requests_memory_in_full_and_a_little_cpu() -> None:
     assert sizing.kubernetes(sizing.Limits(4 * 2**30, "2", 4096)) == {
-        "requests": {"memory": "4Gi", "cpu": "0.25"}, "limits": {"memory": "4Gi", "cpu": "2"}}
-    assert sizing.kubernetes(sizing.Limits(2**30, "0.1", None))["requests"]["cpu"] == "0.1"
+        "requests": {"memory": "4Gi", "cpu": "250m"}, "limits": {"memory": "4Gi", "cpu": "2"}}
+    assert sizing.kubernetes(sizing.Limits(2**30, "0.1", None))["requests"]["cpu"] == "100m"
+    assert sizing.kubernetes(sizing.Limits(2**30, "1.5", None))["limits"]["cpu"] == "1500m"
     assert sizing.kubernetes(sizing.Limits(None, None, None)) == {}
     statefulset = {"spec": {"template": {"spec": {"containers": [
         {"resources": sizing.kubernetes(sizing.Limits(3 * 2**29, "1", None))}]}}}}
