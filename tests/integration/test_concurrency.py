@@ -94,7 +94,7 @@ def test_five_sessions_apply_in_parallel_and_one_session_takes_one_change_at_a_t
         assert code == 0, f"apply {name} exited {code}\n{out}\n{err}"
         assert f"Session {name} applied" in out
     for name in five:
-        assert running(name) == {f"paude-{name}-agent", f"paude-{name}-proxy"}, name
+        assert running(name) == {f"paude-{name}-{r}" for r in ("agent", "proxy", "gateway")}, name
     remotes = host_git(paude, "remote").split()
     assert sorted(r for r in remotes if r.startswith("paude-")) == sorted(
         f"paude-{n}" for n in five)
@@ -133,5 +133,5 @@ def test_five_sessions_apply_in_parallel_and_one_session_takes_one_change_at_a_t
     assert list((state / "locks").rglob("*.json")) == []
     latest = json.loads((state / "stacks" / "paude" / f"{name}.json").read_text())
     assert not latest["checkpoint"]["latest"].get("pending_operations")
-    assert running(name) == {f"paude-{name}-agent", f"paude-{name}-proxy"}
+    assert running(name) == {f"paude-{name}-{r}" for r in ("agent", "proxy", "gateway")}
 
