@@ -36,7 +36,7 @@ def summarize(changes: Sequence[ResourceChange], *, new_session: bool,
     agent = by_name.get("agent")
     if agent is not None and agent.op in ("replace", "update") and not new_session:
         items.extend(_agent_changes(agent))
-    for name in ("agent", "proxy"):
+    for name in ("agent", "proxy", "gateway"):
         change = by_name.get(name)
         if change is not None and change.op in ("create", "replace", "update"):
             items.extend(_limits(name, change, new_session))
