@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pulumi
+
 from paude import sizing
 
 PROXY_PORT = 3128
@@ -209,6 +211,22 @@ def gateway_deployment(session: str, image: str, config: str, secret_keys: list[
     }
 
 
+def host_aliases(pairs: list[tuple[Any, str]]) -> Any:
+    """hostAliases from (address, name) pairs, one entry per address: the API server keys
+    the list by ip. Service addresses are unknown until apply; then the list is one Pulumi
+    output, so a preview never sends two entries whose (unknown) addresses look alike."""
+    def merged(ips: list[Any]) -> list[dict[str, Any]]:
+        by_ip: dict[str, list[str]] = {}
+        for ip, (_, name) in zip(ips, pairs, strict=True):
+            by_ip.setdefault(str(ip), []).append(name)
+        return [{"ip": ip, "hostnames": names} for ip, names in by_ip.items()]
+
+    ips = [ip for ip, _ in pairs]
+    if any(isinstance(ip, pulumi.Output) for ip in ips):
+        return pulumi.Output.all(*ips).apply(merged)
+    return merged(ips)
+
+
 def agent_statefulset(session: str, image: str, env: dict[str, str],
                       secret_keys: list[str], files: list[tuple[str, str]],
                       proxy_ip: Any, limits: sizing.Limits | None = None,
@@ -248,9 +266,8 @@ def agent_statefulset(session: str, image: str, env: dict[str, str],
                 # No DNS for the agent: it finds its proxy through a fixed hosts entry.
                 "dnsPolicy": "None",
                 "dnsConfig": {"nameservers": ["127.0.0.1"]},
-                "hostAliases": [{"ip": proxy_ip, "hostnames": [names.proxy]},
-                                *([{"ip": gateway_ip, "hostnames": [names.gateway]}]
-                                  if gateway_ip is not None else [])],
+                "hostAliases": host_aliases([(proxy_ip, names.proxy)] + (
+                    [(gateway_ip, names.gateway)] if gateway_ip is not None else [])),
                 "securityContext": pod_security(AGENT_UID),
                 "containers": [{
                     "name": "agent",

@@ -77,11 +77,14 @@ def test_session_lifecycle_on_a_real_api_server(paude: Paude, cluster: Cluster) 
     container = pod["containers"][0]["securityContext"]
     assert container["allowPrivilegeEscalation"] is False
     assert container["capabilities"] == {"drop": ["ALL"]}
-    service_ip = cluster.get("-n", ns, "service", f"paude-{name}-proxy")["spec"]["clusterIP"]  # type: ignore[index]
-    assert pod["hostAliases"] == [{"ip": service_ip, "hostnames": [f"paude-{name}-proxy"]}]
+    address = {role: cluster.get("-n", ns, "service", f"paude-{name}-{role}")["spec"]["clusterIP"]  # type: ignore[index]
+               for role in ("proxy", "gateway")}
+    assert pod["hostAliases"] == [{"ip": address[role], "hostnames": [f"paude-{name}-{role}"]}
+                                  for role in ("proxy", "gateway")]
     policies = {p["metadata"]["name"] for p in items(cluster.get("-n", ns, "networkpolicy"))}
     assert policies == {f"paude-{name}-{s}" for s in
-                        ("default-deny", "agent-egress", "proxy-ingress", "proxy-egress")}
+                        ("default-deny", "agent-egress", "proxy-ingress", "proxy-egress",
+                         "gateway-ingress", "gateway-egress")}
     claim = cluster.get("-n", ns, "pvc", f"paude-{name}-workspace")
     assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"  # type: ignore[index]
     claim_uid = claim["metadata"]["uid"]  # type: ignore[index]

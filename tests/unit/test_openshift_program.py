@@ -9,6 +9,7 @@ import pytest
 
 from paude.credentials import AgentIdentity, StagedFile
 from paude.models import PaudeFile, Session, resolve
+from paude.stacks.openshift import objects
 from paude.stacks.openshift.program import RENDER_PLACEHOLDER_IP, make_program
 from tests.unit.pulumi_mocks import RecordingMocks, Run, run_pulumi
 
@@ -97,8 +98,12 @@ def test_agent_has_no_dns_and_reaches_its_proxy_by_address() -> None:
     agent = of_type(run({}), "StatefulSet")["agent"]
     pod = agent["spec"]["template"]["spec"]
     assert pod["dnsPolicy"] == "None" and pod["dnsConfig"] == {"nameservers": ["127.0.0.1"]}
-    assert pod["hostAliases"] == [{"ip": CLUSTER_IP, "hostnames": ["paude-demo-proxy"]},
-                                  {"ip": CLUSTER_IP, "hostnames": ["paude-demo-gateway"]}]
+    # The mocks give every Service one address: one entry for both names (the API server
+    # keys the list by ip, and refuses two entries with the same one).
+    assert pod["hostAliases"] == [{"ip": CLUSTER_IP,
+                                   "hostnames": ["paude-demo-proxy", "paude-demo-gateway"]}]
+    assert objects.host_aliases([("10.0.0.1", "p"), ("10.0.0.2", "g")]) == [
+        {"ip": "10.0.0.1", "hostnames": ["p"]}, {"ip": "10.0.0.2", "hostnames": ["g"]}]
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert env["ANTHROPIC_BASE_URL"] == "http://paude-demo-gateway:8080"
     assert env["ANTHROPIC_AUTH_TOKEN"] == "paude-gateway-placeholder"
