@@ -83,10 +83,13 @@ in_git() {
         mkdir "$t/objects" || exit 1
         export GIT_OBJECT_DIRECTORY="$t/objects" GIT_ALTERNATE_OBJECT_DIRECTORIES="$objects"
     fi
-    # The index and the working tree as trees, built in copies of the index.
-    cp "$index" "$t/index" 2> /dev/null
+    # The index and the working tree as trees, built in copies of the index. The copies
+    # keep the index's mtime (cp -p): git re-reads a file changed in the same second as
+    # the index was written only when the index looks no older than it, and a copy made
+    # now would let it trust the recorded size and time and hash a stale file.
+    cp -p "$index" "$t/index" 2> /dev/null
     itree=$(GIT_INDEX_FILE="$t/index" git write-tree 2> /dev/null) || itree=-
-    cp "$index" "$t/wt" 2> /dev/null
+    cp -p "$index" "$t/wt" 2> /dev/null
     wtree=-
     if GIT_INDEX_FILE="$t/wt" git add -A --ignore-errors > /dev/null 2>&1; then
         wtree=$(GIT_INDEX_FILE="$t/wt" git write-tree) || wtree=-
