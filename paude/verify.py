@@ -5,6 +5,11 @@ non-root, no capabilities, no route out, no resolver, the proxy answers, a name 
 running proxy allows passes and a made-up one is refused. The allowed name comes from the
 configuration the proxy runs with, so the test follows what is live, not what paude.yaml
 says now. Nothing is sent beyond the session's own proxy except that one allowed CONNECT.
+
+The checks run where the agent rules: an agent that has taken over its container can make
+them print anything. --verify catches a sandbox broken from outside (a network added by
+hand, a stopped proxy); the plan's drift check, which reads podman from the host, is what
+an agent cannot fake. Its output is shown escaped, never raw.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from paude import proc
 from paude.backends.base import Backend
 from paude.errors import PaudeError, SessionNotFoundError
 from paude.policies.rules import egress_of
+from paude.provenance import printable
 from paude.render import template_source
 
 SCRIPT = "agent-verify.py"
@@ -95,7 +101,9 @@ def parse(stdout: str, stderr: str) -> tuple[Check, ...]:
         except json.JSONDecodeError:
             continue
         if isinstance(data, dict) and data.get("check") in CHECKS:
+            # What the agent's side prints is the agent's to write: no escape sequence of
+            # it reaches the user's terminal.
             found[str(data["check"])] = Check(str(data["check"]), data.get("ok") is True,
-                                              str(data.get("detail", "")))
-    why = (stderr.strip().splitlines() or ["the self-test stopped before it"])[-1]
+                                              printable(str(data.get("detail", ""))))
+    why = printable((stderr.strip().splitlines() or ["the self-test stopped before it"])[-1])
     return tuple(found.get(name) or Check(name, False, f"not run: {why}") for name in CHECKS)

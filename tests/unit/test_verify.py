@@ -31,3 +31,15 @@ def test_a_check_the_script_never_reported_is_a_failure_with_its_stderr() -> Non
     assert found["no capabilities"].ok is False  # only a JSON true counts
     assert found["proxy answers"].ok is False
     assert found["proxy answers"].detail == "not run: OSError: boom"
+
+
+def test_what_the_agent_prints_reaches_the_terminal_escaped() -> None:
+    # The agent controls its container, so the self-test's output is its to write.
+    hostile = json.dumps({"check": "non-root", "ok": True,
+                          "detail": "uid 1000\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J"})
+    (check, *rest) = parse(hostile, "\x1b[31mboom\x1b[0m")
+    assert check.detail == "uid 1000?]52;c;cm0gLXJmIH4=??[2J"
+    assert "\x1b" not in rest[0].detail and rest[0].detail.startswith("not run: ?[31mboom")
+    # Control: plain text passes unchanged.
+    assert parse(json.dumps({"check": "non-root", "ok": True, "detail": "uid 1000"}),
+                 "")[0].detail == "uid 1000"
