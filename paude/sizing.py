@@ -10,6 +10,7 @@ relays. `unlimited` removes one of the agent's limits, which the policy pack rep
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -185,10 +186,10 @@ def observed(host_config: dict[str, Any]) -> dict[str, Any]:
 CPU_REQUEST = Decimal("0.25")
 
 
-def live(pid: int, root: Path = Path("/")) -> dict[str, Any] | None:
-    """A running container's limits as its cgroups enforce them (props form), or None when
-    they cannot be read. `podman update` changes these and not what inspect reports, so a
-    limit changed by hand is only seen here. Reads cgroup v1 or v2 files, never writes."""
+def _cgroup_reader(pid: int, root: Path) -> Callable[[str, str, str], str | None] | None:
+    """A reader of one process's cgroup files: read(controller, v1 name, v2 name) gives the
+    first that exists (cgroup v1's per-controller tree, else v2's unified one); None when
+    the process is gone. Host files only, never written."""
     try:
         lines = (root / f"proc/{pid}/cgroup").read_text(encoding="ascii").splitlines()
     except (OSError, UnicodeDecodeError):
@@ -196,7 +197,7 @@ def live(pid: int, root: Path = Path("/")) -> dict[str, Any] | None:
     paths = {}
     for line in lines:
         _, controllers, path = line.split(":", 2)
-        for controller in controllers.split(",") or [""]:
+        for controller in controllers.split(","):
             paths[controller] = path.lstrip("/")
     base = root / "sys/fs/cgroup"
 
@@ -213,6 +214,16 @@ def live(pid: int, root: Path = Path("/")) -> dict[str, Any] | None:
                 continue
         return None
 
+    return read
+
+
+def live(pid: int, root: Path = Path("/")) -> dict[str, Any] | None:
+    """A running container's limits as its cgroups enforce them (props form), or None when
+    they cannot be read. `podman update` changes these and not what inspect reports, so a
+    limit changed by hand is only seen here."""
+    read = _cgroup_reader(pid, root)
+    if read is None:
+        return None
     memory = read("memory", "memory.limit_in_bytes", "memory.max")
     pids = read("pids", "pids.max", "pids.max")
     quota = read("cpu", "cpu.cfs_quota_us", "cpu.max")
@@ -236,25 +247,12 @@ def live(pid: int, root: Path = Path("/")) -> dict[str, Any] | None:
 def memory_kills(pid: int, root: Path = Path("/")) -> int | None:
     """How many processes the kernel killed in a running container for reaching its memory
     limit (the container itself lives on while its main process does); None: unknown."""
-    try:
-        lines = (root / f"proc/{pid}/cgroup").read_text(encoding="ascii").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return None
-    base = root / "sys/fs/cgroup"
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        names = controllers.split(",")
-        file = (base / "memory" / path.lstrip("/") / "memory.oom_control" if "memory" in names
-                else base / path.lstrip("/") / "memory.events" if controllers == "" else None)
-        if file is None:
-            continue
-        try:
-            for entry in file.read_text(encoding="ascii").splitlines():
-                key, _, value = entry.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
-        except (OSError, UnicodeDecodeError, ValueError):
-            continue
+    read = _cgroup_reader(pid, root)
+    text = read("memory", "memory.oom_control", "memory.events") if read else None
+    for entry in (text or "").splitlines():
+        key, _, value = entry.partition(" ")
+        if key == "oom_kill" and value.isdigit():
+            return int(value)
     return None
 
 
