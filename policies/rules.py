@@ -6,16 +6,15 @@ bug in paude's own stack programs is caught as surely as a bad definition."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from paude import domains
 from paude.fields import YOLO_FLAG
 
+from .builds import check_build_allowlist, check_builds_sandboxed
+from .egress import check_allowlist, egress_of, proxy_configs
 from .resources import (
     POD_OWNERS,
     Resource,
@@ -33,7 +32,6 @@ PROXY_PORT = 3128
 GATEWAY_PORT = 8080
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 CLAIM = "kubernetes:core/v1:PersistentVolumeClaim"
-CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 
 
 @dataclass(frozen=True)
@@ -72,46 +70,6 @@ def _env(resource: Resource) -> dict[str, str]:
             if "value" in item:
                 out[str(item.get("name"))] = str(item["value"])
     return out
-
-
-def proxy_configs(resources: Sequence[Resource]) -> list[tuple[Resource, str]]:
-    """The squid configuration each proxy runs: what actually decides egress."""
-    out = []
-    for res in of_kind(resources, "podman:Container"):
-        encoded = (res.props.get("env") or {}).get("PAUDE_SQUID_CONF_B64")
-        if res.role == "proxy" and isinstance(encoded, str):
-            try:
-                out.append((res, base64.b64decode(encoded).decode("utf-8")))
-            except (binascii.Error, UnicodeDecodeError):
-                out.append((res, ""))
-    for res in of_kind(resources, CONFIG_MAP):
-        conf = (res.props.get("data") or {}).get("squid.conf")
-        if isinstance(conf, str):
-            out.append((res, conf))
-    return out
-
-
-@dataclass(frozen=True)
-class Egress:
-    """What a squid configuration lets through."""
-
-    unrestricted: bool
-    names: frozenset[str]
-    patterns: frozenset[str]
-
-
-def egress_of(conf: str) -> Egress:
-    """Parse paude's squid configuration back into the names it allows."""
-    names: set[str] = set()
-    patterns: set[str] = set()
-    for line in conf.splitlines():
-        parts = line.split()
-        if parts[:3] == ["acl", "paude_allowed", "dstdomain"]:
-            names.update(p for p in parts[3:] if not p.startswith("-"))
-        elif parts[:3] == ["acl", "paude_allowed_re", "dstdom_regex"]:
-            patterns.update(p for p in parts[3:] if not p.startswith("-"))
-    unrestricted = any(ln.split() == ["http_access", "allow", "all"] for ln in conf.splitlines())
-    return Egress(unrestricted, frozenset(names), frozenset(patterns))
 
 
 # -- mandatory ------------------------------------------------------------------------------
@@ -326,68 +284,6 @@ def check_claim_size(resources: Sequence[Resource], params: Mapping[str, Any]
             continue
         if too_big:
             yield Violation(f"the workspace claim asks for {size}, more than the limit {limit}",
-                            res)
-
-
-def check_allowlist(resources: Sequence[Resource], _: Mapping[str, Any]) -> Iterator[Violation]:
-    """Every name beyond the default allowlist is somewhere the agent can send code."""
-    default = domains.expand(["default"])
-    for res, conf in proxy_configs(resources):
-        egress = egress_of(conf)
-        if egress.unrestricted:
-            yield Violation("the proxy allows every destination (allowed_domains: all)", res)
-            continue
-        extra = sorted(egress.names - set(default.domains)) + sorted(
-            f"~{p}" for p in egress.patterns - set(default.regexes))
-        if extra:
-            yield Violation(f"the allowlist is wider than the default; additions: "
-                            f"{', '.join(extra)}", res)
-
-
-_IMAGE_KINDS = ("podman:Image", "cluster:PushedImage")
-
-
-def _images(resources: Sequence[Resource]) -> Iterator[Resource]:
-    return (r for r in resources if r.kind in _IMAGE_KINDS)
-
-
-def _is_proxy_image(res: Resource) -> bool:
-    # paude's own proxy image: built from paude's Containerfile on the machine's base.
-    return str(res.props.get("tag", "")).startswith("localhost/paude-proxy:")
-
-
-def _built_already(res: Resource) -> bool:
-    # The stack's record of an image it already has and keeps (an unchanged tag): nothing
-    # is built. A stack applied before builds were sandboxed records no build proxy for it,
-    # and must still plan after an upgrade; a new or changed tag is checked as declared.
-    return res.props.get("built") is True and bool(res.props.get("image_id"))
-
-
-def check_builds_sandboxed(resources: Sequence[Resource], _: Mapping[str, Any]
-                           ) -> Iterator[Violation]:
-    """Every build that takes anything from the repository runs behind the build proxy."""
-    for res in _images(resources):
-        if _is_proxy_image(res) or _built_already(res):
-            continue
-        if not res.props.get("build_proxy_image") or not res.props.get("build_squid_conf"):
-            yield Violation(f"image {res.props.get('tag', res.name)} would build with the "
-                            "host's network instead of behind the build proxy", res)
-
-
-def check_build_allowlist(resources: Sequence[Resource], _: Mapping[str, Any]
-                          ) -> Iterator[Violation]:
-    """Build steps run the repository's commands: every host they may reach beyond PyPI and
-    the installers' is somewhere a build could send the code it sees."""
-    default = set(domains.expand(["pypi", "deb.debian.org", "security.debian.org",
-                                  "registry.npmjs.org", "claude.ai",
-                                  "downloads.claude.ai"]).describe())
-    for res in _images(resources):
-        entries = res.props.get("build_allowlist")
-        if not isinstance(entries, list):
-            continue
-        extra = sorted(str(e) for e in entries if str(e) not in default)
-        if extra:
-            yield Violation(f"image builds may reach more than the default: {', '.join(extra)}",
                             res)
 
 

@@ -15,6 +15,7 @@ from paude.credentials import AgentIdentity, StagedFile
 from paude.fields import WaivableRule
 from paude.models import PaudeFile, Session, resolve
 from paude.policies import rules
+from paude.policies.egress import Egress
 from paude.policies.resources import Resource, Violation, selects
 from paude.policies.rules import (
     BUILTIN,
@@ -641,7 +642,7 @@ def test_egress_of_parses_the_acls() -> None:
     assert egress.patterns == {"^x-[a-z]+\\.example$"}
     assert not egress.unrestricted
     assert egress_of("  http_access   allow all  \n").unrestricted
-    assert egress_of("") == rules.Egress(False, frozenset(), frozenset())
+    assert egress_of("") == Egress(False, frozenset(), frozenset())
 
 
 # ================================================================ the rule table
