@@ -13,11 +13,14 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from paude import domains
+from paude.egress import EgressError
 from paude.errors import ConfigError, ConfigProblem
+from paude.fields import DEFAULT_ALLOWED_DOMAINS
 from paude.image_sources import IMAGE_SOURCES, WHOLE_FILE, load_image_source
 from paude.limits import TooComplex, load_yaml
 from paude.models import PaudeFile, Session, resolve
-from paude.validation import Loc, dotted, message
+from paude.validation import Loc, dotted, entry_loc, message
 
 PAUDE_FILE = "paude.yaml"
 __all__ = ["PAUDE_FILE", "dump_paude_file", "duplicate_keys", "find_project_root",
@@ -161,7 +164,12 @@ def _line_of(root: yaml.Node | None, loc: Loc) -> int | None:
 
 
 def _problem(err: ErrorDetails, root: yaml.Node | None, model: type[BaseModel]) -> ConfigProblem:
-    loc = tuple(err["loc"])
+    loc = entry_loc(tuple(err["loc"]))
+    error = (err.get("ctx") or {}).get("error")
+    if isinstance(error, EgressError):
+        # Rules that contradict one another: point at the entry, not the whole session.
+        loc = (*loc, *error.loc)
+        return ConfigProblem(dotted(loc), error.detail, _line_of(root, loc))
     return ConfigProblem(dotted(loc), message(err, model), _line_of(root, loc))
 
 
@@ -223,6 +231,25 @@ def load_session(root: Path, name: str) -> tuple[Session, list[str]]:
     return session_from(load_paude_file(root / PAUDE_FILE), root, name)
 
 
+def _check_merged_egress(file: PaudeFile, root: Path, name: str) -> None:
+    """Rules from two layers (an allowlist under defaults, denies under the session) can
+    contradict each other although each layer is consistent: report the culprit entry."""
+    spec = file.sessions[name]
+    layers = {field: (f"sessions.{name}", getattr(spec, field))
+              if getattr(spec, field) is not None else ("defaults", getattr(file.defaults, field))
+              for field in ("allowed_domains", "denied_requests")}
+    entries = layers["allowed_domains"][1]
+    try:
+        domains.expand(list(DEFAULT_ALLOWED_DOMAINS) if entries is None else entries,
+                       layers["denied_requests"][1] or [])
+    except EgressError as exc:
+        field = str(exc.loc[0])
+        prefix = tuple(layers.get(field, ("defaults",))[0].split("."))
+        loc = (*prefix, *exc.loc)
+        raise ConfigError(PAUDE_FILE, [ConfigProblem(
+            dotted(loc), exc.detail, line_in(root / PAUDE_FILE, loc))]) from None
+
+
 def session_from(file: PaudeFile, root: Path, name: str) -> tuple[Session, list[str]]:
     """The effective Session NAME of a parsed definition, with root's image sources and
     this machine's settings."""
@@ -234,6 +261,7 @@ def session_from(file: PaudeFile, root: Path, name: str) -> tuple[Session, list[
     spec = file.sessions.get(name)
     if spec is None:
         return bases(file, name), []  # raises SessionNotFoundError
+    _check_merged_egress(file, root, name)
     warnings = [f"paude.yaml: {where}.proxy.base is ignored: the proxy guards the agent's "
                 f"egress, so its image comes from this machine ({machine.machine_file()} "
                 "proxy.base)" for where, layer in (("defaults", file.defaults),

@@ -10,14 +10,18 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StrictBool,
+    Tag,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
 
+from paude import domains
 from paude.certs import NotCertificates, read_certificates
+from paude.egress import RequestRule
 from paude.errors import SessionNotFoundError
 from paude.fields import (
     DEFAULT_ALLOWED_DOMAINS,
@@ -84,6 +88,18 @@ __all__ = [
     "resolve",
     "validate_domain",
     "validate_session_name",
+]
+
+
+def _entry_kind(value: Any) -> str:
+    return "rule" if isinstance(value, dict | RequestRule) else "name"
+
+
+# An allowed_domains entry: a word or host name, or a host with method/path rules. The
+# discriminator keeps errors about one form from listing the other's.
+AllowEntry = Annotated[
+    Annotated[Domain, Tag("name")] | Annotated[RequestRule, Tag("rule")],
+    Discriminator(_entry_kind),
 ]
 
 
@@ -252,15 +268,20 @@ class SessionSpec(_Model):
     yolo: StrictBool | None = Field(
         None, description="Run claude with --dangerously-skip-permissions (egress stays filtered)."
     )
-    allowed_domains: list[Domain] | None = Field(
+    allowed_domains: list[AllowEntry] | None = Field(
         None,
         description=(
             "Domains the proxy lets the agent reach: groups (default, all, pypi, github), "
-            "exact host names, or '.suffix' wildcards. claude and vertexai are routes of the "
+            "exact host names, '.suffix' wildcards, or {host, methods, paths} rules (the "
+            "proxy then inspects that host's requests). claude and vertexai are routes of the "
             "session's model gateway (the agent's only path to the model), not names the "
-            "agent reaches; default = pypi plus both routes."
+            "agent reaches; default = pypi plus both routes. github is read-only and pypi "
+            "GET-only unless the host is listed here itself."
         ),
     )
+    denied_requests: list[RequestRule] | None = Field(
+        None, description="Requests the proxy refuses even where allowed_domains allows them: "
+        "{host, methods, paths}; a host alone refuses the whole host.")
     agent: AgentConfig | None = Field(None, description="How the agent is started.")
     image: ImageConfig | None = Field(None, description="How the agent's image is built.")
     openshift: OpenShiftConfig | None = Field(None, description="OpenShift / Kubernetes settings.")
@@ -274,6 +295,15 @@ class SessionSpec(_Model):
             "Only yolo-unrestricted-egress can be waived, and only under sessions.NAME."
         ),
     )
+
+
+    @model_validator(mode="after")
+    def _egress_rules_agree(self) -> SessionSpec:
+        # A layer that sets its own allowlist must be consistent on its own (the error then
+        # points into this layer); the merged session is checked again when resolved.
+        if self.allowed_domains is not None:
+            _check_egress(self.allowed_domains, self.denied_requests or [])
+        return self
 
 
 class StateConfig(_Model):
@@ -345,7 +375,9 @@ class Session(_Model):
     name: SessionName = Field(description="The session's name.")
     backend: Backend = Field(description="Where the session runs.")
     yolo: StrictBool = Field(description="Whether claude skips permission prompts.")
-    allowed_domains: list[Domain] = Field(description="Egress allowlist entries.")
+    allowed_domains: list[AllowEntry] = Field(description="Egress allowlist entries.")
+    denied_requests: list[RequestRule] = Field(
+        default_factory=list, description="Requests refused although allowed.")
     agent: AgentConfig = Field(description="How the agent is started.")
     image: ImageConfig = Field(description="How the agent's image is built.")
     openshift: OpenShiftConfig = Field(description="OpenShift / Kubernetes settings.")
@@ -358,6 +390,16 @@ class Session(_Model):
         description="Where the image settings came from: paude.yaml, paude.json, a "
         "devcontainer.json path, or 'default'."
     )
+
+
+    @model_validator(mode="after")
+    def _egress_rules_agree(self) -> Session:
+        _check_egress(self.allowed_domains, self.denied_requests)
+        return self
+
+
+def _check_egress(entries: list[Any], denied: list[RequestRule]) -> None:
+    domains.expand(entries, denied)
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -430,6 +472,7 @@ def resolve(
         backend=pick("backend", DEFAULT_BACKEND),
         yolo=pick("yolo", False),
         allowed_domains=list(pick("allowed_domains", list(DEFAULT_ALLOWED_DOMAINS))),
+        denied_requests=list(pick("denied_requests", [])),
         agent=_merge(_merge(AgentConfig(), defaults.agent), spec.agent),
         image=image,
         openshift=_merge(_merge(OpenShiftConfig(), defaults.openshift), spec.openshift),

@@ -364,12 +364,13 @@ def _interrupted_delete(backend_name: str, name: str) -> bool:
         session=name).agent_running
 
 
-def blocked(name: str, *, cwd: Path | None = None) -> list[ProxyRequest]:
-    """Requests the session's proxy refused, oldest first."""
+def audit(name: str, *, cwd: Path | None = None) -> list[ProxyRequest]:
+    """Every request through the session's proxy and gateway, allowed or refused, oldest
+    first."""
     name = check_name(name)
     project = open_project(cwd)
     session, _ = session_of(project, name)
-    return proxylog.blocked(get_backend(session.backend, name).proxy_log(session=name))
+    return proxylog.requests(get_backend(session.backend, name).proxy_log(session=name))
 
 
 def guard_unfetched(repo: Path, backend_name: str, name: str, *,

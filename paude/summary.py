@@ -110,17 +110,27 @@ def _egress(proxy: ResourceChange) -> list[SummaryItem]:
     old = set(_allowlist(proxy.old_inputs))
     new = set(_allowlist(proxy.new_inputs))
     # An entry only widens egress if the old list did not already allow it (a .suffix
-    # covers its names, `*` covers everything), and only narrows it likewise.
-    added = sorted(e for e in new - old if not _covered(e, old))
-    removed = sorted(e for e in old - new if not _covered(e, new))
+    # covers its names, `*` covers everything, a plain name covers its host's rules), and
+    # only narrows it likewise. A deny entry works the other way round.
+    added = sorted(e for e in new - old if not _is_deny(e) and not _covered(e, old))
+    removed = sorted(e for e in old - new if not _is_deny(e) and not _covered(e, new))
+    # A deny dropped with its host (nothing there reachable any more) widens nothing.
+    widened = [f"+ {d}" for d in added] + [
+        f"- {d}" for d in sorted(old - new)
+        if _is_deny(d) and any(e.partition(" ")[0] == d.split()[1] for e in new)]
+    narrowed = [f"- {d}" for d in removed] + [f"+ {d}" for d in sorted(new - old) if _is_deny(d)]
     items = []
-    if added:
+    if widened:
         items.append(SummaryItem("egress-widened", "egress widened", security=True,
-                                 details=tuple(f"+ {d}" for d in added)))
-    if removed:
+                                 details=tuple(widened)))
+    if narrowed:
         items.append(SummaryItem("egress-narrowed", "egress narrowed", security=True,
-                                 details=tuple(f"- {d}" for d in removed)))
+                                 details=tuple(narrowed)))
     return items
+
+
+def _is_deny(entry: str) -> bool:
+    return entry.startswith("deny ")
 
 
 def _covered(entry: str, entries: set[str]) -> bool:
@@ -128,9 +138,14 @@ def _covered(entry: str, entries: set[str]) -> bool:
         return True
     if entry.startswith(("*", "~")):
         return False
-    name = entry.lstrip(".")
+    # Entries are 'host' (a tunnel: every request) or 'host METHODS PATHS' (a rule).
+    host, _, rule = entry.partition(" ")
+    plain = {e for e in entries if " " not in e}
+    if rule and host in plain:
+        return True
+    name = host.lstrip(".")
     return any(s.startswith(".") and (name.endswith(s) or name == s[1:]) and s != entry
-               for s in entries)
+               for s in plain)
 
 
 def _agent_changes(agent: ResourceChange) -> list[SummaryItem]:

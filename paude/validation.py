@@ -22,6 +22,18 @@ def dotted(loc: Loc) -> str:
     return ".".join(parts) if parts else "(top level)"
 
 
+def entry_loc(loc: Loc) -> Loc:
+    """`loc` without the tags of an allowed_domains entry's form ('name' or 'rule', which
+    pydantic inserts after the index): paths then name the field as it is written."""
+    out: list[LocPart] = []
+    for i, part in enumerate(loc):
+        if part in ("name", "rule") and i >= 2 and isinstance(loc[i - 1], int) \
+                and loc[i - 2] == "allowed_domains":
+            continue
+        out.append(part)
+    return tuple(out)
+
+
 def _part(part: LocPart) -> str:
     text = str(part)
     return text if text and text.isprintable() and not any(c.isspace() for c in text) \

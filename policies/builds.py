@@ -45,7 +45,7 @@ def check_build_allowlist(resources: Sequence[Resource], _: Mapping[str, Any]
     the installers' is somewhere a build could send the code it sees."""
     default = set(domains.expand(["pypi", "deb.debian.org", "security.debian.org",
                                   "registry.npmjs.org", "claude.ai",
-                                  "downloads.claude.ai"]).describe())
+                                  "downloads.claude.ai"]).tunnelled().describe())
     for res in _images(resources):
         entries = res.props.get("build_allowlist")
         if not isinstance(entries, list):

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from paude.fields import YOLO_FLAG
 
 from .builds import check_build_allowlist, check_builds_sandboxed
-from .egress import check_allowlist, egress_of, proxy_configs
+from .egress import check_allowlist, check_public_writes, egress_of, proxy_configs
 from .resources import (
     POD_OWNERS,
     Resource,
@@ -355,6 +355,11 @@ BUILTIN: tuple[Rule, ...] = (
          "The egress allowlist is no wider than the default.",
          "remove the additions from allowed_domains unless the agent needs them",
          check_allowlist),
+    Rule("public-host-writes", "advisory",
+         "No write method (POST, PUT, PATCH, DELETE) reaches a public code or package host.",
+         "list the host with methods: [GET, HEAD] (or use the github/pypi groups, which are "
+         "read-only), or add a denied_requests entry for the write paths",
+         check_public_writes),
     Rule("builds-sandboxed", "mandatory",
          "Image builds never use the host's network: they run behind the build proxy.",
          "paude's stacks always sandbox builds; a custom stack must set build_proxy_image and "

@@ -8,6 +8,15 @@ set -eu
 # Exit promptly on `podman stop` instead of waiting for the kill timeout.
 trap 'tmux kill-server 2>/dev/null || true; exit 0' TERM INT
 
+# The proxy inspects some hosts with the session's CA: trust it beside the system's roots
+# (SSL_CERT_FILE and friends point at this bundle).
+if [ -n "${PAUDE_SESSION_CA:-}" ]; then
+    mkdir -p /tmp/paude-ca
+    { cat /etc/ssl/certs/ca-certificates.crt 2>/dev/null || true; printf '%s\n' "$PAUDE_SESSION_CA"; } \
+        > /tmp/paude-ca/bundle.pem.new
+    mv /tmp/paude-ca/bundle.pem.new /tmp/paude-ca/bundle.pem
+fi
+
 state=/paude/home
 seed="$HOME/.paude-seed"
 # ~/.claude and ~/.claude.json live on the session's volume. paude copies the user's

@@ -21,6 +21,18 @@ else
     exit 64
 fi
 
+# The session's CA, for the hosts whose requests squid inspects: the key comes only to this
+# container (a Pulumi secret), is written for squid alone and leaves the environment.
+if [ -n "${PAUDE_CA_KEY:-}" ]; then
+    umask 077
+    printf '%s\n' "$PAUDE_CA_KEY" > /etc/squid/paude/ca.key
+    printf '%s\n' "${PAUDE_CA_CERT:?the CA certificate is missing}" > /etc/squid/paude/ca.pem
+    umask 022
+    unset PAUDE_CA_KEY
+    rm -rf /var/spool/squid/ssl_db
+    /usr/lib/squid/security_file_certgen -c -s /var/spool/squid/ssl_db -M 4MB >/dev/null
+fi
+
 # The model gateway's address: squid lets it reach the model hosts and nothing else.
 printf '%s/32\n' "${PAUDE_GATEWAY_IP:-0.0.0.0}" > /etc/squid/paude/gateway-src
 

@@ -12,23 +12,29 @@ import typer
 from paude import policy, sessions
 from paude.cli import output
 from paude.config import find_project_root
+from paude.provenance import printable
+from paude.proxylog import ProxyRequest
 
 
 def blocked(
     name: Annotated[str, typer.Argument(help="Session name.", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
-    last: Annotated[int, typer.Option("--last", "-n", help="Show only the last N.")] = 50,
+    last: Annotated[int, typer.Option("--last", "-n", help="Show only the last N (0: all).")
+                    ] = 50,
 ) -> int:
-    """List the requests the session's proxy or model gateway refused.
+    """List the requests the session's proxy or model gateway refused, and the rule that
+    refused each.
 
-    Names off the allowlist, IP addresses and other ports are refused and logged, and so
-    is every call to the model gateway that is not a model API call.
+    Names off the allowlist, IP addresses, other ports, methods and paths no rule of the
+    host allows, denied_requests entries, and every call to the model gateway that is not
+    a model API call are refused and logged.
 
     Examples:\n
       paude blocked demo\n
-      paude blocked demo --json | jq -r '.[].url' | sort -u
+      paude blocked demo --json | jq -r '.[] | "\\(.method) \\(.host)\\(.path) \\(.rule)"'
     """
-    records = sessions.blocked(name)[-last:] if last > 0 else sessions.blocked(name)
+    records = [r for r in sessions.audit(name) if r.blocked]
+    records = records[-last:] if last > 0 else records
     if as_json:
         output.text(json.dumps([r.to_json() for r in records], indent=2))
         return 0
@@ -36,13 +42,53 @@ def blocked(
         output.text(f"No blocked requests for session {name}.")
         return 0
     for r in records:
-        output.text(f"{r.time:%Y-%m-%d %H:%M:%S}  {r.method:<7} {r.url}  ({r.status} {r.result})")
+        output.text(_line(r))
     output.text(f"{len(records)} blocked. To allow a name, add it to allowed_domains in "
-                "paude.yaml, then `paude plan` and `paude apply`.")
+                "paude.yaml (a method or path: an entry with methods/paths), then "
+                "`paude plan` and `paude apply`.")
     if any(r.result.startswith("GATEWAY_") for r in records):
         output.text("GATEWAY_DENIED: the model gateway forwards only model API calls; "
                     "nothing else can be allowed through it.")
     return 0
+
+
+def log(
+    name: Annotated[str, typer.Argument(help="Session name.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
+    last: Annotated[int, typer.Option("--last", "-n", help="Show only the last N (0: all).")
+                    ] = 50,
+) -> int:
+    """Show the session's egress audit log: every request through its proxy and model
+    gateway, allowed or refused, with the rule that decided.
+
+    Inspected hosts (those with method/path rules) show each request; other hosts show
+    the CONNECT that opened their tunnel.
+
+    Examples:\n
+      paude log demo\n
+      paude log demo --json --last 0 | jq -r '.[] | select(.decision == "allow") | .host'
+    """
+    records = sessions.audit(name)
+    records = records[-last:] if last > 0 else records
+    if as_json:
+        output.text(json.dumps([r.to_json() for r in records], indent=2))
+        return 0
+    for r in records:
+        output.text(_line(r))
+    if not records:
+        output.text(f"No requests logged for session {name}.")
+    return 0
+
+
+def _line(r: ProxyRequest) -> str:
+    # The agent chose every URL here; printable() keeps its bytes off the terminal.
+    decision = r.decision or ("deny" if r.blocked else "allow")
+    rule = f" [{printable(r.rule, 60)}]" if r.rule else ""
+    mode = " inspected" if r.tls == "bump" else ""
+    error = f" error={printable(r.error, 80)}" if r.error else ""
+    return (f"{r.time:%Y-%m-%d %H:%M:%S}  {decision:<5} {printable(r.method, 10):<7} "
+            f"{printable(r.url, 160)}  ({r.status} {printable(r.result, 30)}{mode}){rule}"
+            f"{error}")
 
 
 def policies(
@@ -72,4 +118,5 @@ def policies(
 def register(app: typer.Typer) -> None:
     """Add the sandbox commands."""
     app.command()(blocked)
+    app.command()(log)
     app.command()(policies)

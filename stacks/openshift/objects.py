@@ -71,6 +71,11 @@ class K8sNames:
         """Secret with the model credentials, read by the gateway alone."""
         return f"paude-{self.session}-gateway-credentials"
 
+    @property
+    def proxy_ca(self) -> str:
+        """The Secret holding the inspection CA's key, mounted in the proxy alone."""
+        return f"paude-{self.session}-proxy-ca"
+
 
 def labels(session: str, role: str) -> dict[str, str]:
     """Labels for discovery and for the NetworkPolicies' selectors."""
@@ -127,8 +132,10 @@ def pod_security(uid: int) -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def proxy_deployment(session: str, image: str, config_hash: str) -> dict[str, Any]:
-    """The proxy Deployment spec: squid reads squid.conf from its ConfigMap."""
+def proxy_deployment(session: str, image: str, config_hash: str,
+                     ca_cert: Any = "") -> dict[str, Any]:
+    """The proxy Deployment spec: squid reads squid.conf from its ConfigMap, and the
+    inspection CA's key from a Secret only this pod mounts."""
     names = K8sNames(session)
     return {
         "replicas": 1,
@@ -147,7 +154,10 @@ def proxy_deployment(session: str, image: str, config_hash: str) -> dict[str, An
                     "ports": [{"containerPort": PROXY_PORT, "name": "proxy"},
                               {"containerPort": GATEWAY_PROXY_PORT, "name": "gateway"}],
                     "env": [{"name": "PAUDE_SQUID_CONF_FILE",
-                             "value": "/etc/squid/paude-config/squid.conf"}],
+                             "value": "/etc/squid/paude-config/squid.conf"},
+                            {"name": "PAUDE_CA_CERT", "value": ca_cert},
+                            {"name": "PAUDE_CA_KEY", "valueFrom": {"secretKeyRef": {
+                                "name": names.proxy_ca, "key": "PAUDE_CA_KEY"}}}],
                     "volumeMounts": [{"name": "config", "mountPath": "/etc/squid/paude-config",
                                       "readOnly": True}],
                     "resources": sizing.kubernetes(sizing.PROXY),

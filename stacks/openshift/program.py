@@ -21,7 +21,8 @@ from paude import gateway as model_gateway
 from paude.credentials import AgentIdentity
 from paude.models import Session
 
-from ..podman.program import agent_commands, squid_conf
+from ..podman.program import agent_commands, agent_trust_env, squid_conf
+from ..session_ca import SessionCA
 from .images import cluster_images
 from .objects import (
     GATEWAY_PROXY_PORT,
@@ -82,11 +83,17 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         config = k8s.core.v1.ConfigMap("proxy-config", metadata=meta(names.proxy_config, "proxy"),
                                        data={"squid.conf": conf}, opts=opts)
         config_hash = hashlib.sha256(conf.encode()).hexdigest()[:16]
+        ca = SessionCA("session-ca", {"session": session.name})
+        ca_key = pulumi.Output.secret(REDACTED) if render_dir else ca.key_pem
+        ca_secret = k8s.core.v1.Secret(
+            "proxy-ca", metadata=meta(names.proxy_ca, "proxy"),
+            string_data={"PAUDE_CA_KEY": ca_key}, opts=opts)
         proxy = k8s.apps.v1.Deployment(
             "proxy", metadata=meta(names.proxy, "proxy"),
-            spec=_pull(proxy_deployment(session.name, images.proxy, config_hash)),
+            spec=_pull(proxy_deployment(session.name, images.proxy, config_hash,
+                                        ca.cert_pem)),
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-                depends_on=[config, *images.ready])))
+                depends_on=[config, ca_secret, *images.ready])))
         service = k8s.core.v1.Service("proxy-service", metadata=meta(names.proxy, "proxy"),
                                       spec=proxy_service(session.name), opts=opts)
         for suffix, spec in network_policies(session.name).items():
@@ -122,7 +129,8 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         env = {**identity.env, **model_gateway.agent_env(identity.gateway, gateway_url),
                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
                "PAUDE_GATEWAY": f"{names.gateway}:{model_gateway.GATEWAY_PORT}",
-               "PAUDE_SESSION": session.name, **agent_commands(session)}
+               "PAUDE_SESSION": session.name, **agent_trust_env(ca.cert_pem),
+               **agent_commands(session)}
         agent_spec = _pull(agent_statefulset(session.name, images.agent, env,
                                              list(identity.secret_env), files, proxy_ip,
                                              sizing.agent_limits(session.resources),
@@ -161,7 +169,7 @@ def _model_gateway(session: Session, identity: AgentIdentity, image: Any, proxy_
     """The model gateway: its Secret (the model credentials), Deployment and Service.
     Returns the Service's address for the agent's hosts entry."""
     names = K8sNames(session.name)
-    allow = domains.expand(session.allowed_domains)
+    allow = domains.expand(session.allowed_domains, session.denied_requests)
     creds = identity.gateway
     secret = creds.secret_env()
     if redact:

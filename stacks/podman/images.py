@@ -100,6 +100,7 @@ def image_props(spec: BuildSpec, rebuild: str = "") -> dict[str, Any]:
                       unrestricted=spec.build_allowlist.unrestricted,
                       domains=list(spec.build_allowlist.domains),
                       regexes=list(spec.build_allowlist.regexes), gateway=False,
+                      inspected=[], rules=[], denies=[],
                       gateway_port=None, gateway_domains=[], gateway_regexes=[])
         props.update(build_allowlist=spec.build_allowlist.describe(),
                      build_squid_conf=base64.b64encode(conf.encode()).decode())
@@ -121,7 +122,8 @@ def build_allowlist(session: Session) -> Allowlist:
     entries = list(image.build_domains if image.build_domains is not None
                    else DEFAULT_BUILD_DOMAINS)
     entries += _BUILD_ESSENTIALS["debian"] + _BUILD_ESSENTIALS.get(session.agent.install, ())
-    return domains.expand(entries)
+    # Builds run no TLS inspection (their clients do not trust a session CA).
+    return domains.expand(entries).tunnelled()
 
 
 def _build_domains(session: Session) -> tuple[str, ...] | None:

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pulumi
 
-from paude import domains, sizing
+from paude import domains, egress, sizing
 from paude import gateway as model_gateway
 from paude.credentials import AgentIdentity, stage
 from paude.fields import YOLO_FLAG
 from paude.models import Session
 from paude.render import render
 
+from ..session_ca import SessionCA
 from .images import agent_build, dockerfile_build, image_props, proxy_build
 from .resources import Container, Image, Network, Volume
 
@@ -84,13 +85,33 @@ def squid_conf(session: Session, *, gateway: bool = True, gateway_port: int | No
     reaches only the model hosts of its routes. It is admitted by its address (written to
     a file by the entrypoint, so the configuration stays known at plan time), or on a
     cluster by a port of its own that NetworkPolicies open to it alone."""
-    allow = domains.expand(session.allowed_domains)
+    allow = domains.expand(session.allowed_domains, session.denied_requests)
     hosts = [h for r in allow.routes for h in model_gateway.ROUTE_HOSTS[r]]
     patterns = [p for r in allow.routes for p in model_gateway.ROUTE_REGEXES.get(r, ())]
     return render("squid.conf.j2", session=session.name, unrestricted=allow.unrestricted,
                   domains=list(allow.domains), regexes=list(allow.regexes),
+                  inspected=list(domains.squid_names(allow.inspected)),
+                  rules=_rule_views(allow.rules), denies=_rule_views(allow.denies),
                   gateway=gateway, gateway_port=gateway_port, gateway_domains=hosts,
                   gateway_regexes=patterns)
+
+
+def _rule_views(rules: tuple[egress.Rule, ...]) -> list[dict[str, object]]:
+    # Each rule keeps its position: its ACL names are numbered by it.
+    return [{"index": i, "host": r.host, "methods": r.methods, "regexes": r.regexes,
+             "source": r.source, "inspects": r.inspects} for i, r in enumerate(rules)]
+
+
+# Where the agent's entrypoint writes the system roots plus the session's inspection CA,
+# and the variables that point the usual clients (OpenSSL, curl, git, pip, node) at it.
+CA_BUNDLE = "/tmp/paude-ca/bundle.pem"
+TRUST_ENV = ("SSL_CERT_FILE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "GIT_SSL_CAINFO",
+             "PIP_CERT", "NODE_EXTRA_CA_CERTS", "CARGO_HTTP_CAINFO")
+
+
+def agent_trust_env(ca_cert: pulumi.Input[str]) -> dict[str, pulumi.Input[str]]:
+    """The agent's environment for trusting the proxy's inspection CA."""
+    return {"PAUDE_SESSION_CA": ca_cert, **{name: CA_BUNDLE for name in TRUST_ENV}}
 
 
 def proxy_address(subnet: str) -> str:
@@ -178,13 +199,19 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         proxy_ip = internal.subnet.apply(proxy_address)
         gateway_ip = internal.subnet.apply(gateway_address)
         conf = base64.b64encode(squid_conf(session).encode()).decode()
-        allow = domains.expand(session.allowed_domains)
+        allow = domains.expand(session.allowed_domains, session.denied_requests)
+        # Made for every session, used where a rule needs it: a first method/path rule then
+        # changes the proxy only, never the agent's trust.
+        ca = SessionCA("session-ca", {"session": session.name})
         proxy = Container("proxy", {
             "name": names.proxy, "hostname": names.proxy,
             "image": proxy_image.tag, "image_id": proxy_image.image_id,
             "networks": [pulumi.Output.concat(internal.name, ":ip=", proxy_ip),
                          egress.name],
-            "env": {"PAUDE_SQUID_CONF_B64": conf, "PAUDE_GATEWAY_IP": gateway_ip},
+            "env": {"PAUDE_SQUID_CONF_B64": conf, "PAUDE_GATEWAY_IP": gateway_ip,
+                    "PAUDE_CA_CERT": ca.cert_pem},
+            "secret_env": pulumi.Output.secret(ca.key_pem.apply(
+                lambda key: {"PAUDE_CA_KEY": key})),
             # Not a podman setting: recorded so plans can say how egress changes.
             "allowlist": allow.describe() + allow.describe_routes(),
             "labels": labels(session.name, "proxy", owner),
@@ -232,6 +259,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
                 "http_proxy": proxy_url, "https_proxy": proxy_url,
                 "NO_PROXY": no_proxy, "no_proxy": no_proxy,
                 "PAUDE_SESSION": session.name,
+                **agent_trust_env(ca.cert_pem),
                 **agent_commands(session),
             },
             "secret_env": pulumi.Output.secret(identity.secret_env),

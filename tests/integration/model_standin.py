@@ -154,12 +154,12 @@ def standin_ca() -> Path:
     return cert
 
 
-def server_cert(folder: Path) -> Path:
+def server_cert(folder: Path, aliases: tuple[str, ...] = ALIASES) -> Path:
     """A server certificate for every alias, signed by the stand-in CA."""
     standin_ca()
     folder.mkdir(parents=True, exist_ok=True)
     ext = folder / "ext.cnf"
-    ext.write_text("subjectAltName=" + ",".join(f"DNS:{a}" for a in ALIASES) + "\n")
+    ext.write_text("subjectAltName=" + ",".join(f"DNS:{a}" for a in aliases) + "\n")
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=api.anthropic.com",
              "-keyout", str(folder / "server.key"), "-out", str(folder / "server.csr"))
     _openssl("x509", "-req", "-in", str(folder / "server.csr"), "-CA", str(CA_DIR / "ca.crt"),

@@ -10,6 +10,9 @@ import pulumi
 import pytest
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
 
+# What a session's inspection CA certificate looks like to the programs under test.
+TEST_CA_CERT = "-----BEGIN CERTIFICATE-----\ntest-session-ca\n-----END CERTIFICATE-----\n"
+
 
 class RecordingMocks(pulumi.runtime.Mocks):
     """Records every resource the program declares and answers like the providers would."""
@@ -26,6 +29,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["subnet"] = self.subnet
         if args.typ.endswith(":Image"):
             state["image_id"] = f"sha256:{args.name}"
+        if args.typ.endswith(":SessionCA"):
+            state.update(cert_pem=TEST_CA_CERT, key_pem="<test CA key>")
         if args.typ == "kubernetes:core/v1:Service":
             state["spec"] = {**state.get("spec", {}), "clusterIP": self.cluster_ip}
         return f"{args.name}-id", state

@@ -10,13 +10,18 @@ from paude.domains import DEFAULT_GROUPS, GROUP_REGEXES, GROUPS, ROUTES, Allowli
 def test_default_is_pypi_for_the_agent_and_both_gateway_routes() -> None:
     allow = expand(["default"])
     assert DEFAULT_GROUPS == ("claude", "vertexai", "pypi")
-    assert allow == Allowlist(False, tuple(sorted(GROUPS["pypi"])), (), ("claude", "vertexai"))
+    assert allow.hosts == tuple(sorted(GROUPS["pypi"]))
+    assert allow.domains == () and allow.routes == ("claude", "vertexai")
+    # PyPI is GET-only: every pypi host is inspected, with a GET/HEAD rule and no other.
+    assert allow.inspected == allow.hosts
+    assert {(r.host, r.methods) for r in allow.rules} == {
+        (h, ("GET", "HEAD")) for h in GROUPS["pypi"]}
 
 
 @pytest.mark.parametrize("entries", [["default"], ["claude", "vertexai"], ["all"]])
 def test_no_model_or_google_host_for_the_agent(entries: list[str]) -> None:
     allow = expand(entries)
-    for name in allow.domains:
+    for name in allow.hosts:
         assert not name.endswith(("googleapis.com", "google.com", "anthropic.com")), name
     assert allow.regexes == ()
 
@@ -32,7 +37,7 @@ def test_model_words_are_gateway_routes(route: str) -> None:
 def test_each_group_expands_to_its_names(group: str) -> None:
     allow = expand([group])
     assert not allow.unrestricted
-    assert set(allow.domains) == set(GROUPS[group])
+    assert set(allow.hosts) == set(GROUPS[group])
     assert allow.regexes == GROUP_REGEXES.get(group, ())
 
 
@@ -62,7 +67,9 @@ def test_suffix_does_not_cover_unrelated_names() -> None:
 
 def test_github_group_suffix_survives_dedupe() -> None:
     allow = expand(["github", "raw.githubusercontent.com"])
-    assert ".githubusercontent.com" in allow.domains
+    assert ".githubusercontent.com" in allow.hosts
+    # Named on its own under the group's read-only suffix, the name gets every method.
+    assert ("raw.githubusercontent.com", ()) in {(r.host, r.methods) for r in allow.rules}
     assert "raw.githubusercontent.com" not in allow.domains
 
 

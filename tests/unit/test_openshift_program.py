@@ -310,7 +310,14 @@ def test_the_model_credential_is_the_gateway_s_secret_only(tmp_path: Path) -> No
     secrets = of_type(result, "Secret") if "Secret" in K8S else {
         n: result.inputs(n) for n, a in result.resources.items()
         if a.typ == "kubernetes:core/v1:Secret"}
-    assert set(secrets) == {"gateway-credentials"}
+    # The model credential is the gateway's; the inspection CA's key is the proxy's.
+    assert set(secrets) == {"gateway-credentials", "proxy-ca"}
+    assert "sk-ant-cluster-real" not in repr(secrets["proxy-ca"])
+    proxy = of_type(result, "Deployment")["proxy"]["spec"]["template"]["spec"]
+    assert {"name": "PAUDE_CA_KEY", "valueFrom": {"secretKeyRef": {
+        "name": "paude-demo-proxy-ca", "key": "PAUDE_CA_KEY"}}} in proxy["containers"][0]["env"]
+    agent = of_type(result, "StatefulSet")["agent"]["spec"]["template"]["spec"]
+    assert "PAUDE_CA_KEY" not in repr(agent) and "PAUDE_SESSION_CA" in repr(agent)
     gateway = of_type(result, "Deployment")["gateway"]["spec"]["template"]["spec"]
     env = gateway["containers"][0]["env"]
     assert {"name": "PAUDE_GATEWAY_ANTHROPIC_CREDENTIAL", "valueFrom": {"secretKeyRef": {

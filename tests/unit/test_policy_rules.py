@@ -15,7 +15,7 @@ from paude.credentials import AgentIdentity, StagedFile
 from paude.fields import WaivableRule
 from paude.models import PaudeFile, Session, resolve
 from paude.policies import rules
-from paude.policies.egress import Egress
+from paude.policies.egress import Egress, check_public_writes
 from paude.policies.resources import Resource, Violation, selects
 from paude.policies.rules import (
     BUILTIN,
@@ -98,7 +98,7 @@ def podman_proxy(conf: str) -> Resource:
         "env": {"PAUDE_SQUID_CONF_B64": base64.b64encode(conf.encode()).decode()}})
 
 
-def conf_for(allowed: list[str]) -> str:
+def conf_for(allowed: list[Any]) -> str:
     return squid_conf(session_of({"allowed_domains": allowed}))
 
 
@@ -645,6 +645,30 @@ def test_egress_of_parses_the_acls() -> None:
     assert egress_of("") == Egress(False, frozenset(), frozenset())
 
 
+def test_egress_of_reads_rules() -> None:
+    egress = egress_of(conf_for(["default", "github", "example.org",
+                                 {"host": "gitlab.com", "methods": ["GET"]},
+                                 {"host": "api.example.com", "methods": ["GET", "PUT"],
+                                  "paths": ["/v1/"]}]))
+    assert {"github.com", ".githubusercontent.com", "gitlab.com", "api.example.com",
+            "example.org", "pypi.org"} <= egress.names
+    # github's POSTs only fetch (git-upload-pack); gitlab.com is GET-only.
+    assert egress.writable == {"example.org", "api.example.com"}
+
+
+@pytest.mark.parametrize(("entries", "flagged"), [
+    (["default", "github.com"], "github.com"),
+    (["default", {"host": "registry.npmjs.org", "methods": ["GET", "PUT"]}],
+     "registry.npmjs.org"),
+    (["default", ".gitlab.com"], ".gitlab.com"),
+])
+def test_public_host_writes_are_named(entries: list[Any], flagged: str) -> None:
+    [(_, detail)] = found(check_public_writes, [podman_proxy(conf_for(entries))])
+    assert detail.endswith(f"hosts: {flagged}")
+    # Control: the same hosts read-only pass.
+    assert found(check_public_writes, [podman_proxy(conf_for(["default", "github"]))]) == []
+
+
 # ================================================================ the rule table
 
 
@@ -686,6 +710,8 @@ EXAMPLES: dict[str, tuple[list[Resource], list[Resource]]] = {
     "pvc-size-limit": ([claim("1Pi")], [claim("1Gi")]),
     "allowlist-wider-than-default": ([podman_proxy(conf_for(["github"]))],
                                      [podman_proxy(conf_for(["default"]))]),
+    "public-host-writes": ([podman_proxy(conf_for(["github.com", "pypi"]))],
+                           [podman_proxy(conf_for(["github", "pypi", "example.org"]))]),
     "builds-sandboxed": ([image("localhost/paude-agent:1", sandboxed=False)],
                          [image("localhost/paude-agent:1"),
                           image("localhost/paude-proxy:1", sandboxed=False)]),

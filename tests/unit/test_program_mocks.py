@@ -15,8 +15,8 @@ from paude.domains import expand
 from paude.gateway import PLACEHOLDER, GatewayCredentials
 from paude.models import PaudeFile, Session, resolve
 from paude.stacks.podman.images import agent_build, dockerfile_build, proxy_build
-from paude.stacks.podman.program import make_program, squid_conf
-from tests.unit.pulumi_mocks import RecordingMocks, Run, run_pulumi
+from paude.stacks.podman.program import CA_BUNDLE, make_program, squid_conf
+from tests.unit.pulumi_mocks import TEST_CA_CERT, RecordingMocks, Run, run_pulumi
 
 SUBNET = "10.89.3.0/24"
 PROXY_IP = "10.89.3.254"
@@ -43,8 +43,9 @@ def default_run() -> Iterator[Run]:
 # ---------------------------------------------------------------- the resources
 
 
-def test_eight_dynamic_resources(default_run: Run) -> None:
+def test_nine_dynamic_resources(default_run: Run) -> None:
     assert {name: args.typ for name, args in default_run.resources.items()} == {
+        "session-ca": "pulumi-python:dynamic/paude:SessionCA",
         "agent-image": DYNAMIC + "Image",
         "proxy-image": DYNAMIC + "Image",
         "internal-network": DYNAMIC + "Network",
@@ -58,6 +59,15 @@ def test_eight_dynamic_resources(default_run: Run) -> None:
         assert args.custom
         # The provider travels with the resource (stored in state by reference).
         assert isinstance(args.inputs.get("__provider"), str)
+
+
+def test_the_ca_key_goes_to_the_proxy_alone_as_a_secret(default_run: Run) -> None:
+    proxy, agent = default_run.inputs("proxy"), default_run.inputs("agent")
+    assert proxy["env"]["PAUDE_CA_CERT"] == agent["env"]["PAUDE_SESSION_CA"] == TEST_CA_CERT
+    # A secret in state: the engine sees it wrapped (sig, value).
+    assert proxy["secret_env"]["value"] == {"PAUDE_CA_KEY": "<test CA key>"}
+    assert "<test CA key>" not in repr(agent) + repr(default_run.inputs("gateway"))
+    assert agent["env"]["GIT_SSL_CAINFO"] == agent["env"]["SSL_CERT_FILE"] == CA_BUNDLE
 
 
 def test_every_object_carries_discovery_labels(default_run: Run) -> None:
@@ -214,7 +224,8 @@ def test_dockerfile_session_builds_a_base_image_first(tmp_path: Path) -> None:
     session = session_of({"image": {"dockerfile": "Dockerfile", "build_args": {"V": "1"}}})
     run = run_program(session, str(tmp_path))
     assert set(run.resources) == {"base-image", "agent-image", "proxy-image", "internal-network",
-                                  "egress-network", "workspace", "proxy", "agent", "gateway"}
+                                  "egress-network", "workspace", "proxy", "agent", "gateway",
+                                  "session-ca"}
     base = run.inputs("base-image")
     spec = dockerfile_build(session, tmp_path)
     assert spec is not None

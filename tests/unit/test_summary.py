@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from paude.domains import expand
+from paude.egress import RequestRule
 from paude.results import ResourceChange, SummaryItem
 from paude.summary import summarize
 
@@ -31,10 +32,13 @@ def kinds(items: tuple[SummaryItem, ...]) -> list[str]:
     return [i.kind for i in items]
 
 
-def proxy_allowlist(old: list[str], new: list[str]) -> ResourceChange:
+def proxy_allowlist(old: list[Any], new: list[Any]) -> ResourceChange:
+    def entries(items: list[Any]) -> list[Any]:
+        return [RequestRule.model_validate(i) if isinstance(i, dict) else i for i in items]
+
     return change("proxy", "replace", diff_keys=("allowlist", "env"), replace_keys=("env",),
-                  old_inputs={"allowlist": expand(old).describe()},
-                  new_inputs={"allowlist": expand(new).describe()})
+                  old_inputs={"allowlist": expand(entries(old)).describe()},
+                  new_inputs={"allowlist": expand(entries(new)).describe()})
 
 
 # ---------------------------------------------------------------- each kind
@@ -70,9 +74,27 @@ def test_egress_narrowed() -> None:
     narrowed = [i for i in items if i.kind == "egress-narrowed"]
     assert narrowed == [SummaryItem(
         "egress-narrowed", "egress narrowed", security=True,
-        details=("- .githubusercontent.com", "- api.github.com", "- codeload.github.com",
-                 "- github.com"))]
+        details=("- .githubusercontent.com GET,HEAD any-path",
+                 "- api.github.com GET,HEAD any-path", "- codeload.github.com GET,HEAD any-path",
+                 "- github.com GET,HEAD any-path",
+                 "- github.com POST ~^/[^/]+/[^/]+/git-upload-pack$"))]
+    # The group's deny goes with its host: nothing there is reachable any more.
     assert "egress-widened" not in kinds(items)
+
+
+def test_method_and_path_changes_are_widening_or_narrowing() -> None:
+    read_only = ["default", {"host": "api.example.com", "methods": ["GET"]}]
+    writes = ["default", {"host": "api.example.com", "methods": ["GET", "POST"]}]
+    items = summarize(stack(proxy=proxy_allowlist(read_only, writes)), new_session=False)
+    [widened] = [i for i in items if i.kind == "egress-widened"]
+    assert widened.details == ("+ api.example.com GET,POST any-path",)
+    # A tunnel becoming a rule narrows only.
+    tunnels = ["default", "github.com", "api.github.com", "codeload.github.com",
+               ".githubusercontent.com"]
+    items = summarize(stack(proxy=proxy_allowlist(tunnels, ["default", "github"])),
+                      new_session=False)
+    assert "egress-widened" not in kinds(items)
+    assert "egress-narrowed" in kinds(items)
 
 
 def test_proxy_replaced_for_another_reason_says_nothing_about_egress() -> None:
