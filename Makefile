@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 ENGINE_ARGS ?= --kubernetes
 
 .DEFAULT_GOAL := help
-.PHONY: help setup check venv lint type test test-unit test-integration test-faults bench engine \
+.PHONY: help setup check venv lint type test test-unit test-integration test-faults bench bench-egress engine \
 	base-image setup-podman schema test-cluster machine-config test-lifecycle actionlint fuzz
 
 help: ## List the targets
@@ -32,7 +32,7 @@ lint: ## Run ruff
 
 type: ## Run mypy (strict, configured in pyproject.toml), also on bench/
 	$(PYTHON) -m mypy
-	cd bench && MYPYPATH=.:.. $(if $(findstring /,$(PYTHON)),$(abspath $(PYTHON)),$(PYTHON)) -m mypy --strict run.py git_bench.py list_bench.py
+	cd bench && MYPYPATH=.:.. $(if $(findstring /,$(PYTHON)),$(abspath $(PYTHON)),$(PYTHON)) -m mypy --strict run.py git_bench.py list_bench.py egress_bench.py
 
 test: ## Run the whole test suite
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
@@ -68,6 +68,9 @@ fuzz: ## Fuzz paude's inputs: FUZZ_EXAMPLES (10000) generated files and command 
 
 bench: ## Run the benchmarks
 	$(PYTHON) bench/run.py
+
+bench-egress: ## Benchmark TLS inspection against a tunnel and a direct connection
+	$(PYTHON) bench/egress_bench.py
 
 engine: ## Build the Pulumi engine from Go modules (cached by version)
 	bash scripts/build-engine.sh $(ENGINE_ARGS)

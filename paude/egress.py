@@ -24,7 +24,11 @@ KNOWN_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TR
                  "SEARCH", "MERGE", "CHECKOUT", "MKACTIVITY")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PROPFIND", "REPORT", "SEARCH"})
 _FORBIDDEN_IN_PATTERN = re.compile(r"\\[dDwWsSbBAZzQE]|\(\?|\\[0-9]")
-_PATH_CHARS = re.compile(r"^/[\x21-\x7e]*$")
+# What a URL path and query may hold (RFC 3986), and for patterns the regex syntax too.
+# Nothing squid's configuration reader treats specially: no quote (a quoted value names a
+# file to read), no '#', no white space.
+_PATH_CHARS = re.compile(r"/[A-Za-z0-9\-._~!$&()*+,;=:@/%?]*")
+_PATTERN_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&()*+,;=:@/%?^\[\]{}|\\]+")
 _POSIX_SPECIAL = re.compile(r"([.\[\]()*+?{}|^$\\])")
 
 
@@ -46,8 +50,9 @@ def validate_path(value: str) -> str:
         pattern = value[1:]
         if not pattern:
             raise ValueError("'~' starts a pattern, but no pattern follows it")
-        if any(c.isspace() or ord(c) < 32 for c in pattern):
-            raise ValueError(f"pattern {pattern!r} contains white space or control characters")
+        if not _PATTERN_CHARS.fullmatch(pattern):
+            raise ValueError(f"pattern {pattern!r} may hold only the characters of URL paths "
+                             "and regex syntax (no white space, quotes or '#')")
         if _FORBIDDEN_IN_PATTERN.search(pattern):
             raise ValueError(f"pattern {pattern!r} uses Perl syntax squid's POSIX regular "
                              "expressions lack (\\d, \\w, \\s, \\b, (?...), back references); "
@@ -58,8 +63,9 @@ def validate_path(value: str) -> str:
             raise ValueError(f"pattern {pattern!r} does not parse: {exc}") from None
         return value
     if not _PATH_CHARS.fullmatch(value):
-        raise ValueError(f"path {value!r} must start with '/' and hold no spaces or control "
-                         "characters (or write a pattern as '~REGEX')")
+        raise ValueError(f"path {value!r} must start with '/' and hold only the characters of "
+                         "URL paths: no white space, quotes or '#' (or write a pattern as "
+                         "'~REGEX')")
     return value
 
 

@@ -16,6 +16,7 @@ from kubernetes import client
 
 from paude import domains
 from paude import gateway as model_gateway
+from paude.egress import Rule
 from paude.errors import PaudeError
 from paude.fields import YOLO_FLAG
 from paude.models import Session
@@ -32,11 +33,14 @@ from paude.stacks.podman.program import make_program, squid_conf
 from tests.unit.pulumi_mocks import RecordingMocks, run_pulumi
 from tests.unit.test_k8s_manifests import MODELS, OPENSHIFT_FIELDS, _check_openshift, manifests
 
+_RULE_HOST = re.compile(r"acl paude_[ad][0-9]+_host dstdomain -n ")
+_RULE_PATH = re.compile(r"acl paude_[ad][0-9]+_path urlpath_regex -i ")
+_PATTERN = re.compile(r"[A-Za-z0-9\-._~!$&()*+,;=:@/%?^\[\]{}|\\]+")
 _HOST = re.compile(r"\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+")
 _ENV = re.compile(r'ENV ([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\$]|\\[\\"$])*)"')
 _PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.\-]+(=[A-Za-z0-9.+~:\-]+)?")
 PODMAN_RESOURCES = {"agent-image", "proxy-image", "internal-network", "egress-network",
-                    "workspace", "proxy", "agent", "gateway"}
+                    "workspace", "proxy", "agent", "gateway", "session-ca"}
 K8S_KINDS = {"ConfigMap", "Deployment", "Service", "NetworkPolicy", "PersistentVolumeClaim",
              "StatefulSet"}
 
@@ -52,25 +56,43 @@ def _pairs(real: str, model: str) -> list[tuple[str, str]]:
     return list(zip(real_lines, model_lines, strict=True))
 
 
-def check_squid(conf: str, session: str, allowed: list[str],
+def check_squid(conf: str, session: str, allowed: list[Any], denied: list[Any] | None = None,
                 gateway_port: int | None = None) -> None:
-    """squid.conf is the template's shape with only host names and the group regexes filled
-    in: no value adds a directive, an option or a comment. The gateway's model hosts are
-    paude's own (model_gateway.ROUTE_HOSTS), chosen by group words only."""
-    allow = domains.expand(allowed)
+    """squid.conf is the template's shape with only host names, methods, path patterns and
+    the group regexes filled in: no value adds a directive, an option or a comment. The
+    gateway's model hosts are paude's own (model_gateway.ROUTE_HOSTS), chosen by group
+    words only."""
+    allow = domains.expand(allowed, denied or [])
+
+    def views(rules: tuple[Rule, ...], kind: str) -> list[dict[str, object]]:
+        return [{"index": i, "host": f"{kind}{i}.example", "methods": r.methods,
+                 "regexes": tuple(f"R{j}" for j in range(len(r.regexes))),
+                 "source": r.source, "inspects": r.inspects} for i, r in enumerate(rules)]
+
+    inspected = domains.squid_names(allow.inspected)
     model = render("squid.conf.j2", session="SESSION", unrestricted=allow.unrestricted,
                    domains=[f"d{i}.example" for i in range(len(allow.domains))],
-                   regexes=list(allow.regexes), gateway=True, gateway_port=gateway_port,
+                   regexes=list(allow.regexes),
+                   inspected=[f"i{i}.example" for i in range(len(inspected))],
+                   rules=views(allow.rules, "a"), denies=views(allow.denies, "d"),
+                   gateway=True, gateway_port=gateway_port,
                    gateway_domains=[h for r in allow.routes for h in model_gateway.ROUTE_HOSTS[r]],
                    gateway_regexes=[p for r in allow.routes
                                     for p in model_gateway.ROUTE_REGEXES.get(r, ())])
     names = []
     for got, want in _pairs(conf, model):
+        words, shape = got.split(), want.split()
         if want.startswith("acl paude_allowed dstdomain -n "):
-            words = got.split()
-            assert words[:4] == want.split()[:4] and len(words) == 5, got
+            assert words[:4] == shape[:4] and len(words) == 5, got
             assert _HOST.fullmatch(words[4]), got
             names.append(words[4])
+        elif want.startswith("acl paude_inspected dstdomain -n ") or _RULE_HOST.match(want):
+            assert words[:4] == shape[:4] and len(words) == len(shape), got
+            assert all(_HOST.fullmatch(w) for w in words[4:]), got
+        elif _RULE_PATH.match(want):
+            # One word per pattern, each only URL and regex characters (egress.validate_path).
+            assert words[:4] == shape[:4] and len(words) == len(shape), got
+            assert all(_PATTERN.fullmatch(w) for w in words[4:]), got
         elif "SESSION" in want:
             assert got == want.replace("SESSION", session), (got, want)
         else:
@@ -123,7 +145,8 @@ def check_proxy_containerfile(session: Session, text: str) -> None:
 
 def check_renders(session: Session) -> None:
     """squid.conf and both Containerfiles."""
-    check_squid(squid_conf(session), session.name, session.allowed_domains)
+    check_squid(squid_conf(session), session.name, session.allowed_domains,
+                session.denied_requests)
     try:
         agent = agent_build(session)
         proxy = proxy_build(session)
@@ -173,13 +196,13 @@ def run_podman_program(session: Session, root: Path) -> None:
         return
     expected = PODMAN_RESOURCES | ({"base-image"} if session.image.dockerfile else set())
     assert set(run.resources) == expected
-    for name in expected - {"agent-image", "proxy-image", "base-image"}:
+    for name in expected - {"agent-image", "proxy-image", "base-image", "session-ca"}:
         inputs = run.inputs(name)
         assert inputs["labels"]["paude.session"] == session.name
         assert inputs["name"].startswith(f"paude-{session.name}-")
     proxy = run.inputs("proxy")
     conf = base64.b64decode(proxy["env"]["PAUDE_SQUID_CONF_B64"]).decode()
-    check_squid(conf, session.name, session.allowed_domains)
+    check_squid(conf, session.name, session.allowed_domains, session.denied_requests)
     _agent_command(session, run.inputs("agent")["env"])
     assert run.exports["session"] == session.name
 
@@ -215,4 +238,4 @@ def run_cluster_program(session: Session, root: Path) -> None:
         assert api.sanitize_for_serialization(obj) == body, doc["kind"]
         if doc["kind"] == "ConfigMap":
             check_squid(doc["data"]["squid.conf"], session.name, session.allowed_domains,
-                        GATEWAY_PROXY_PORT)
+                        session.denied_requests, GATEWAY_PROXY_PORT)

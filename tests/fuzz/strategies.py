@@ -66,8 +66,22 @@ names = st.from_regex(r"[a-z]([a-z0-9-]{0,12}[a-z0-9])?", fullmatch=True)
 labels = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
 hosts = st.builds(lambda parts, tld: ".".join([*parts, tld]),
                   st.lists(labels, min_size=1, max_size=3), st.sampled_from(["com", "org", "io"]))
-domains = st.one_of(st.sampled_from(sorted(DOMAIN_GROUPS)), hosts,
-                    hosts.map(lambda h: "." + h), hosts.map(str.upper))
+plain_domains = st.one_of(st.sampled_from(sorted(DOMAIN_GROUPS)), hosts,
+                          hosts.map(lambda h: "." + h), hosts.map(str.upper))
+# Method/path rules: valid ones, and values squid or its configuration reader would read
+# as something else (quotes name files, '#' starts comments, spaces split values).
+rule_paths = st.one_of(
+    st.sampled_from(["/v1/", "/a.b+c/", "~^/repos/[^/]+/issues$", "~a|b", "/x#y", "~\"/etc",
+                     "~(?i)x", "/a b", "~^/\\d+", "", "~"]),
+    st.text(st.characters(codec="utf-8", blacklist_categories=("Cs",)), max_size=12),
+    st.text(alphabet="/abc%.?~^$[]{}()|*+\\\"' #\n", max_size=12))
+rule_methods = st.one_of(st.sampled_from(["GET", "head", "POST", "CONNECT", "FETCH", ""]),
+                         st.text(max_size=6))
+rules = st.fixed_dictionaries(
+    {"host": st.one_of(hosts, hosts.map(lambda h: "." + h), st.sampled_from(["pypi", "a b"]))},
+    optional={"methods": st.lists(rule_methods, max_size=3),
+              "paths": st.lists(rule_paths, max_size=3)})
+domains = st.one_of(plain_domains, plain_domains, plain_domains, rules)
 packages = st.from_regex(r"[a-z0-9][a-z0-9+.\-]{1,12}(=[A-Za-z0-9.+~:\-]{1,8})?", fullmatch=True)
 env_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True)
 # Values may hold anything on one line: quotes, $, backslashes, unicode.
@@ -115,7 +129,7 @@ def image_fields(ca_paths: list[str]) -> dict[str, st.SearchStrategy[Any]]:
         "dockerfile": repo_paths,
         "context": repo_paths,
         "build_args": st.dictionaries(env_names, env_values, max_size=3),
-        "build_domains": st.lists(domains, max_size=3),
+        "build_domains": st.lists(plain_domains, max_size=3),
         "packages": st.lists(packages, max_size=4),
         "setup": st.one_of(st.none(), st.text(max_size=40), st.sampled_from(
             ["pip install -r requirements.txt", "echo 'a\nb'\nexit 1", "#!/bin/sh\n\\\n"])),
@@ -132,6 +146,7 @@ def session_spec(ca_paths: list[str], *, waivers: bool = True) -> st.SearchStrat
         "backend": st.sampled_from(["podman", "openshift"]),
         "yolo": st.booleans(),
         "allowed_domains": st.lists(domains, max_size=4),
+        "denied_requests": st.lists(rules, max_size=2),
         "agent": optional_fields({"install": st.sampled_from(["native", "npm", "none"]),
                                   "command": st.lists(arguments, min_size=1, max_size=2),
                                   "args": agent_args}),

@@ -43,7 +43,7 @@ class Handler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         if path.startswith("/org/project.git/"):
             return self.git(path, query, body)
-        if path.startswith("/blob/"):
+        if "/blob/" in path:
             size = int(path.rsplit("/", 1)[1])
             self.send_response(200)
             self.send_header("content-length", str(size))
@@ -136,10 +136,16 @@ class EgressStandIn:
 
 def start(name: str, network: str, *, session: str, folder: Path) -> EgressStandIn:
     """Start the stand-in on `network` under every alias and wait until it serves."""
-    certs = server_cert(folder, ALIASES)
+    return start_server(name, network, session=session, folder=folder, aliases=ALIASES)
+
+
+def start_server(name: str, network: str, *, session: str, folder: Path,
+                 aliases: tuple[str, ...]) -> EgressStandIn:
+    """The stand-in under `aliases` (a certificate for each, signed by the test CA)."""
+    certs = server_cert(folder, aliases)
     argv = ["run", "--detach", "--name", name, "--label", f"paude.session={session}",
             "--network", network, "--volume", f"{certs}:/certs:ro"]
-    for alias in ALIASES:
+    for alias in aliases:
         argv += ["--network-alias", alias]
     podman(*argv, BASE_IMAGE, "sh", "-c", f"{SETUP}\nexec python3 -c \"$0\"", SCRIPT)
 

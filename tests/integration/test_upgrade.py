@@ -28,12 +28,13 @@ REPO = Path(__file__).resolve().parents[2]
 UPGRADE_FROM = os.environ.get("PAUDE_UPGRADE_FROM", "e5c3518")
 # What the first apply of this release changes in a session the previous release made, and
 # why: containers gain resource limits, the model gateway is added (new proxy image, which
-# also runs the gateway; new agent entrypoint), and the containers are replaced on the new
-# images (the engine names the first reason, the image, when the image itself is replaced).
-# The workspace volume stays.
+# also runs the gateway; new agent entrypoint), the session's TLS inspection CA is made
+# (squid-openssl in the proxy image; the agent trusts the CA), and the containers are
+# replaced on the new images (the engine names the first reason, the image, when the image
+# itself is replaced). The workspace volume stays.
 UPGRADE_CHANGES = {"agent": {"image", "image_id"}, "agent-image": {"tag"},
                    "proxy": {"image", "image_id"}, "proxy-image": {"tag"},
-                   "gateway": {"create"}}
+                   "gateway": {"create"}, "session-ca": {"create"}}
 
 
 def previous_release(dest: Path) -> Path:
