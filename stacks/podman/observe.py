@@ -111,16 +111,17 @@ def _env(running: Sequence[str], props: Mapping[str, Any],
     have = dict(str(e).partition("=")[::2] for e in running)
     declared = {str(k): str(v) for k, v in (props.get("env") or {}).items()}
     secret = set(props.get("secret_env") or {})
-    lines = []
+    added, changed = [], []
     for key in sorted(set(have) | set(declared)):
         if key in secret:
             continue  # a secret's value is never compared into a plan
         if key in declared:
             if have.get(key) != declared[key]:
-                lines.append(f"environment {key} {'changed' if key in have else 'removed'}")
+                changed.append(f"environment {key} {'changed' if key in have else 'removed'}")
         elif key not in _PODMAN_ENV and image_env.get(key) != have[key]:
-            lines.append(f"environment {key} added")
-    return lines
+            added.append(f"environment {key} added")
+    # What was added first: a plan shows only the first few lines of a container's drift.
+    return added + changed
 
 
 def _env_of(image: Mapping[str, Any]) -> dict[str, str]:

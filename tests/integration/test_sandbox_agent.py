@@ -119,7 +119,7 @@ def test_allowlist_change_touches_only_the_proxy(paude: Paude) -> None:
     assert {k for k, v in actions.items() if v != "same"} == {"proxy"}
     widened = [s for s in plan["summary"] if s["kind"] == "egress-widened"]
     assert widened and widened[0]["security_relevant"] is True
-    assert {"+ github.com", "+ .example.com"} <= set(widened[0]["details"])
+    assert {"+ github.com GET,HEAD any-path", "+ .example.com"} <= set(widened[0]["details"])
     text = paude.run("plan", paude.session).stdout
     assert "egress widened" in text
 
