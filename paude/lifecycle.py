@@ -20,6 +20,7 @@ from paude.errors import ConfigError, ConfigProblem, PaudeError, SessionNotFound
 from paude.fields import validate_session_name
 from paude.home import paude_home
 from paude.models import Session
+from paude.naming import PodmanNames
 from paude.rescue import RescueResult
 from paude.rescue import rescue as rescue_work
 from paude.results import ApplyResult, DestroyResult, PlanResult
@@ -227,8 +228,8 @@ def list_sessions() -> list[SessionRow]:
     states = _podman_states() if any(e.backend == "podman" for e in entries) else {}
     rows = []
     for entry in entries:
-        agent = states.get(f"paude-{entry.name}-agent")
-        proxy = states.get(f"paude-{entry.name}-proxy")
+        names = PodmanNames(entry.name)
+        agent, proxy = states.get(names.agent), states.get(names.proxy)
         if agent is None and proxy is None:
             status = "missing"
         elif agent == proxy == "running":

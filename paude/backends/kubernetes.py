@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from paude import index, proc
 from paude.backends.base import SQUID_CONF, Backend, RuntimeStatus
 from paude.errors import SessionNotFoundError
+from paude.naming import ClusterNames
 
 # Attach to the agent's tmux session, starting it again if the agent has exited.
 _ATTACH = 'exec tmux new-session -A -s paude "${PAUDE_AGENT_CMD:-bash}"'
@@ -48,13 +49,13 @@ class KubernetesBackend(Backend):
         inner = list(argv)
         if env:
             inner = ["env", *(f"{k}={v}" for k, v in sorted(env.items())), *inner]
-        return [*self.base(), "exec", *flags, f"paude-{session}-agent-0", "-c", "agent",
+        return [*self.base(), "exec", *flags, ClusterNames(session).agent_pod, "-c", "agent",
                 "--", *inner]
 
     def start(self, *, session: str) -> None:
         """Scale the agent back to one replica (the proxy Deployment always runs)."""
         self._scale(session, 1)
-        proc.run([*self.base(), "rollout", "status", f"statefulset/paude-{session}-agent",
+        proc.run([*self.base(), "rollout", "status", f"statefulset/{ClusterNames(session).agent}",
                   "--timeout=300s"])
 
     def stop(self, *, session: str) -> None:
@@ -62,7 +63,7 @@ class KubernetesBackend(Backend):
         self._scale(session, 0)
 
     def _scale(self, session: str, replicas: int) -> None:
-        result = proc.run([*self.base(), "scale", f"statefulset/paude-{session}-agent",
+        result = proc.run([*self.base(), "scale", f"statefulset/{ClusterNames(session).agent}",
                            f"--replicas={replicas}"], check=False)
         if not result.ok and "not found" in result.stderr.lower():
             raise SessionNotFoundError(f"session {session} has no agent StatefulSet",
@@ -72,8 +73,8 @@ class KubernetesBackend(Backend):
 
     def status(self, *, session: str) -> RuntimeStatus:
         """Ready replicas of the agent StatefulSet and the proxy Deployment."""
-        result = proc.run([*self.base(), "get", f"statefulset/paude-{session}-agent",
-                           f"deployment/paude-{session}-proxy", "-o", "json"],
+        result = proc.run([*self.base(), "get", f"statefulset/{ClusterNames(session).agent}",
+                           f"deployment/{ClusterNames(session).proxy}", "-o", "json"],
                           check=False, log_output=False)
         if not result.ok:
             return RuntimeStatus(False, False, False, False)
@@ -92,23 +93,23 @@ class KubernetesBackend(Backend):
 
     def data_exists(self, *, session: str) -> bool:
         """Ask the cluster for the claim; an unreachable cluster counts as "exists"."""
-        result = proc.run([*self.base(), "get", "pvc", f"paude-{session}-workspace",
+        result = proc.run([*self.base(), "get", "pvc", ClusterNames(session).workspace,
                            "--ignore-not-found", "-o", "name"], check=False)
         return not result.ok or bool(result.stdout.strip())
 
     def delete_data(self, *, session: str) -> list[str]:
         """Delete the kept PVC."""
-        claim = f"paude-{session}-workspace"
+        claim = ClusterNames(session).workspace
         result = proc.run([*self.base(), "delete", "pvc", claim, "--ignore-not-found",
                            "--wait=false"])
         return [claim] if "deleted" in result.stdout else []
 
     def proxy_config(self, *, session: str) -> str:
         """The proxy pod's squid.conf (its entrypoint copies the ConfigMap's there)."""
-        return proc.run([*self.base(), "exec", f"deployment/paude-{session}-proxy", "--",
+        return proc.run([*self.base(), "exec", f"deployment/{ClusterNames(session).proxy}", "--",
                          "cat", SQUID_CONF]).stdout
 
     def proxy_log(self, *, session: str) -> str:
         """squid's access log from the proxy pod."""
-        return proc.run([*self.base(), "exec", f"deployment/paude-{session}-proxy", "--",
+        return proc.run([*self.base(), "exec", f"deployment/{ClusterNames(session).proxy}", "--",
                          "cat", "/var/log/squid/access.log"]).stdout

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from paude import proc, sizing
 from paude.backends.base import SQUID_CONF, Backend, RuntimeStatus
 from paude.errors import SessionNotFoundError
+from paude.naming import PodmanNames
 
 PODMAN = "podman"
 # Attach to the agent's tmux session, starting it again if the agent has exited.
@@ -15,22 +16,22 @@ _ATTACH = 'exec tmux new-session -A -s paude "${PAUDE_AGENT_CMD:-bash}"'
 
 def agent(session: str) -> str:
     """The agent container's name."""
-    return f"paude-{session}-agent"
+    return PodmanNames(session).agent
 
 
 def proxy(session: str) -> str:
     """The proxy container's name."""
-    return f"paude-{session}-proxy"
+    return PodmanNames(session).proxy
 
 
 def gateway(session: str) -> str:
     """The session's model gateway container."""
-    return f"paude-{session}-gateway"
+    return PodmanNames(session).gateway
 
 
 def workspace(session: str) -> str:
     """The workspace volume's name."""
-    return f"paude-{session}-workspace"
+    return PodmanNames(session).workspace
 
 
 class PodmanBackend(Backend):

@@ -22,6 +22,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource
 from paude import proc
 from paude.errors import ConfigError, ConfigProblem
 from paude.models import Session
+from paude.naming import ClusterNames
 
 from ..podman import podman
 from ..podman.images import BuildSpec, agent_build, dockerfile_build, image_props, proxy_build
@@ -133,7 +134,8 @@ def image_refs(session: Session, namespace: str, builds: _Builds) -> dict[str, s
         if registry:
             out[role] = f"{registry.rstrip('/')}/{spec.repository}:{tag}"
         else:
-            out[role] = f"{INTERNAL_REGISTRY}/{namespace}/paude-{session.name}-{role}:{tag}"
+            stream = ClusterNames(session.name).image_stream(role)
+            out[role] = f"{INTERNAL_REGISTRY}/{namespace}/{stream}:{tag}"
     return out
 
 
@@ -193,7 +195,7 @@ def _declare_builds(session: Session, builds: _Builds, namespace: str, meta: Any
     oc = ["oc", *(["--context", cfg.context] if cfg.context else []), "--namespace", namespace]
     out: list[pulumi.Resource] = []
     for role, spec in builds.images.items():
-        stream = f"paude-{session.name}-{role}"
+        stream = ClusterNames(session.name).image_stream(role)
         tag = refs[role].rsplit(":", 1)[1]
         # Not the session's pod labels: if OpenShift carried them to the build pods, the
         # session's NetworkPolicies would cut the build off from its package mirrors.
