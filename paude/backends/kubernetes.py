@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from paude import index, proc
 from paude.backends.base import SQUID_CONF, Backend, RuntimeStatus
@@ -12,6 +14,33 @@ from paude.naming import ClusterNames
 
 # Attach to the agent's tmux session, starting it again if the agent has exited.
 _ATTACH = 'exec tmux new-session -A -s paude "${PAUDE_AGENT_CMD:-bash}"'
+
+
+# The label every object of a session carries (stacks/openshift/objects.py).
+MANAGED_BY = "app.kubernetes.io/managed-by"
+
+
+def _items(stdout: str) -> list[dict[str, Any]]:
+    # `kubectl get --ignore-not-found` prints nothing when no object is found.
+    data = json.loads(stdout) if stdout.strip() else {}
+    return list(data.get("items", [data] if data.get("kind") else []))
+
+
+def runtime_status(items: Sequence[dict[str, Any]], session: str) -> RuntimeStatus:
+    """A session's state from the StatefulSets and Deployments the API server returned
+    (no exec: agent_alive is False)."""
+    names = ClusterNames(session)
+    by_kind = {(i.get("kind"), (i.get("metadata") or {}).get("name")): i for i in items}
+    agent = by_kind.get(("StatefulSet", names.agent))
+    proxy = by_kind.get(("Deployment", names.proxy))
+
+    def ready(item: dict[str, Any] | None) -> bool:
+        return item is not None and int((item.get("status") or {}).get("readyReplicas") or 0) > 0
+
+    wanted = agent is not None and int((agent.get("spec") or {}).get("replicas", 1) or 0) > 0
+    return RuntimeStatus(agent is not None or proxy is not None, ready(agent), ready(proxy),
+                         False, scaled_down=agent is not None and not wanted,
+                         starting=wanted and not ready(agent))
 
 
 class KubernetesBackend(Backend):
@@ -72,20 +101,29 @@ class KubernetesBackend(Backend):
             raise proc.classify_failure(result)
 
     def status(self, *, session: str) -> RuntimeStatus:
-        """Ready replicas of the agent StatefulSet and the proxy Deployment."""
-        result = proc.run([*self.base(), "get", f"statefulset/{ClusterNames(session).agent}",
-                           f"deployment/{ClusterNames(session).proxy}", "-o", "json"],
+        """Replicas of the agent StatefulSet and the proxy Deployment, then (when the agent
+        is ready) whether its tmux session is up."""
+        names = ClusterNames(session)
+        result = proc.run([*self.base(), "get", f"statefulset/{names.agent}",
+                           f"deployment/{names.proxy}", "--ignore-not-found", "-o", "json"],
                           check=False, log_output=False)
         if not result.ok:
-            return RuntimeStatus(False, False, False, False)
-        ready = {}
-        for item in json.loads(result.stdout).get("items", []):
-            ready[item["kind"]] = int(item.get("status", {}).get("readyReplicas") or 0) > 0
-        agent = ready.get("StatefulSet", False)
-        alive = agent and proc.run(
+            raise proc.classify_failure(result)
+        observed = runtime_status(_items(result.stdout), session)
+        alive = observed.agent_running and proc.run(
             self.exec_argv(session=session, argv=["tmux", "has-session", "-t", "paude"]),
             check=False).ok
-        return RuntimeStatus(True, agent, ready.get("Deployment", False), alive)
+        return dataclasses.replace(observed, agent_alive=alive)
+
+    def observe(self, *, sessions: Sequence[str]) -> dict[str, RuntimeStatus] | None:
+        """One read of paude's StatefulSets and Deployments in the namespace."""
+        result = proc.run([*self.base(), "get", "statefulsets,deployments", "-l",
+                           f"{MANAGED_BY}=paude", "-o", "json"], check=False,
+                          log_output=False)
+        if not result.ok:
+            return None
+        found = _items(result.stdout)
+        return {name: runtime_status(found, name) for name in sessions}
 
     def attach_argv(self, *, session: str) -> list[str]:
         """Interactive tmux attach through `oc exec -it`."""

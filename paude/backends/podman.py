@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from paude import proc, sizing
@@ -83,6 +84,24 @@ class PodmanBackend(Backend):
         kills = sizing.memory_kills(pids[agent(session)]) if agent_running else None
         return RuntimeStatus(True, agent_running, running.get(proxy(session), False), alive,
                              kills, oom.get(agent(session), False))
+
+    def observe(self, *, sessions: Sequence[str]) -> dict[str, RuntimeStatus] | None:
+        """One `podman ps` for every session's agent and proxy."""
+        result = proc.run([PODMAN, "ps", "--all", "--filter", "label=paude.managed=true",
+                           "--format", "json"], check=False, log_output=False)
+        if not result.ok:
+            return None
+        states: dict[str, str] = {}
+        for item in json.loads(result.stdout or "[]"):
+            for container in item.get("Names") or []:
+                states[container] = str(item.get("State", "")).lower()
+        found = {}
+        for name in sessions:
+            agent_state, proxy_state = states.get(agent(name)), states.get(proxy(name))
+            found[name] = RuntimeStatus(agent_state is not None or proxy_state is not None,
+                                        agent_state == "running", proxy_state == "running",
+                                        False)
+        return found
 
     def attach_argv(self, *, session: str) -> list[str]:
         """Interactive tmux attach; Ctrl+b d detaches and the agent keeps running."""
