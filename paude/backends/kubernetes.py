@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from paude import index, proc
@@ -41,6 +42,16 @@ def runtime_status(items: Sequence[dict[str, Any]], session: str) -> RuntimeStat
     return RuntimeStatus(agent is not None or proxy is not None, ready(agent), ready(proxy),
                          False, scaled_down=agent is not None and not wanted,
                          starting=wanted and not ready(agent))
+
+
+@dataclass(frozen=True)
+class NamespaceRules:
+    """What an administrator set on a namespace, and what of a session is already there."""
+
+    quotas: list[dict[str, Any]]
+    limit_ranges: list[dict[str, Any]]
+    agent_exists: bool
+    claim_exists: bool
 
 
 class KubernetesBackend(Backend):
@@ -124,6 +135,23 @@ class KubernetesBackend(Backend):
             return None
         found = _items(result.stdout)
         return {name: runtime_status(found, name) for name in sessions}
+
+    def namespace_rules(self, *, session: str) -> NamespaceRules | None:
+        """The namespace's ResourceQuotas and LimitRanges, and whether the session's agent
+        and claim exist; None when they cannot be read (no right to, no cluster)."""
+        names = ClusterNames(session)
+        rules = proc.run([*self.base(), "get", "resourcequotas,limitranges", "-o", "json"],
+                         check=False, log_output=False)
+        ours = proc.run([*self.base(), "get", f"statefulset/{names.agent}",
+                         f"persistentvolumeclaim/{names.workspace}", "--ignore-not-found",
+                         "-o", "json"], check=False, log_output=False)
+        if not (rules.ok and ours.ok):
+            return None
+        found, existing = _items(rules.stdout), _items(ours.stdout)
+        kinds = {str(i.get("kind")) for i in existing}
+        return NamespaceRules([i for i in found if i.get("kind") == "ResourceQuota"],
+                              [i for i in found if i.get("kind") == "LimitRange"],
+                              "StatefulSet" in kinds, "PersistentVolumeClaim" in kinds)
 
     def attach_argv(self, *, session: str) -> list[str]:
         """Interactive tmux attach through `oc exec -it`."""

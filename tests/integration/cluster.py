@@ -93,14 +93,15 @@ class Cluster:
 
 
 def define(paude: Paude, cluster: Cluster, namespace: str, domains: str = "[default]",
-           extra: str = "") -> None:
+           extra: str = "", *, create_namespace: bool = True) -> None:
     """The session's paude.yaml for the test server, and the environment that reaches it."""
     (paude.repo / "paude.yaml").write_text(
         f"version: 1\ndefaults:\n  agent: {{install: none}}\n  image: {{base: {BASE_IMAGE}}}\n"
         f"sessions:\n  {paude.session}:\n    backend: openshift\n"
         f"    allowed_domains: {domains}\n"
         f"    openshift:\n      namespace: {namespace}\n      context: paude-test\n"
-        f"      create_namespace: true\n      image_registry: {cluster.registry}/paude\n"
+        f"      create_namespace: {str(create_namespace).lower()}\n"
+        f"      image_registry: {cluster.registry}/paude\n"
         f"      registry_tls_verify: false\n      wait_for_ready: false\n      pvc_size: 2Gi\n"
         f"{extra}")
     paude.extra_env.update({"KUBECONFIG": str(cluster.kubeconfig),

@@ -8,7 +8,7 @@ from pathlib import Path
 from paude import gitsync, naming
 from paude.backends import podman as podman_backend
 from paude.backends.kubernetes import KubernetesBackend
-from stacks.openshift.objects import agent_statefulset, proxy_deployment
+from paude.stacks.openshift.objects import agent_statefulset, proxy_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
 

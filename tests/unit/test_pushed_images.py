@@ -10,9 +10,9 @@ import pytest
 
 from paude.proc import CommandResult
 from paude.results import ResourceChange
+from paude.stacks.openshift.images import PushedImageProvider
+from paude.stacks.podman import podman
 from paude.summary import summarize
-from stacks.openshift.images import PushedImageProvider
-from stacks.podman import podman
 
 REMOTE = "registry.example:5000/team/paude-agent:0123456789abcdef"
 PROPS = {"remote": REMOTE, "tag": "localhost/paude-agent:0123456789abcdef",
@@ -26,7 +26,7 @@ class Registry:
                  stderr: str = "") -> None:
         self.calls: list[list[str]] = []
         self.reply = (code, stdout, stderr)
-        monkeypatch.setattr("stacks.podman.podman.proc.run", self.run)
+        monkeypatch.setattr("paude.stacks.podman.podman.proc.run", self.run)
 
     def run(self, argv: Sequence[str], **_kw: Any) -> CommandResult:
         self.calls.append(list(argv))
