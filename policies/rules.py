@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from paude import domains
+from paude import domains, naming
 from paude.fields import YOLO_FLAG
 
 from .resources import (
@@ -353,7 +353,8 @@ def _images(resources: Sequence[Resource]) -> Iterator[Resource]:
 
 def _is_proxy_image(res: Resource) -> bool:
     # paude's own proxy image: built from paude's Containerfile on the machine's base.
-    return str(res.props.get("tag", "")).startswith("localhost/paude-proxy:")
+    return str(res.props.get("tag", "")).startswith(
+        f"localhost/{naming.image_repository('proxy')}:")
 
 
 def _built_already(res: Resource) -> bool:
