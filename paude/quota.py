@@ -22,6 +22,7 @@ from paude import sizing
 from paude.backends.kubernetes import KubernetesBackend
 from paude.errors import NamespaceRefusedError, PaudeError, ToolNotFoundError
 from paude.models import Session
+from paude.naming import ClusterNames
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +75,8 @@ def needs(session: Session) -> Needs:
     containers = []
     for role in ROLES:
         resources = sizing.kubernetes(limits[role])
-
-        def parsed(kind: str, resources: dict[str, Any] = resources) -> dict[str, Decimal]:
-            found = {k: quantity(v) for k, v in (resources.get(kind) or {}).items()}
-            return {k: v for k, v in found.items() if v is not None}
-
-        containers.append(Container(role, parsed("requests"), parsed("limits")))
+        containers.append(Container(role, _parsed(resources, "requests"),
+                                    _parsed(resources, "limits")))
     cfg = session.openshift
     return Needs(tuple(containers), quantity(cfg.pvc_size), cfg.storage_class,
                  {"services": 2, "count/deployments.apps": 2, "count/statefulsets.apps": 1,
@@ -95,18 +92,51 @@ def _show(key: str, value: Decimal) -> str:
     return str(value.normalize()) if value != value.to_integral_value() else str(int(value))
 
 
-def _demand(need: Needs, *, new_pods: bool, new_claim: bool) -> dict[str, Decimal]:
-    """What an apply adds to a quota's usage, by every key a quota may track it under."""
-    out: dict[str, Decimal] = {}
-    if new_pods:
-        out["pods"] = out["count/pods"] = Decimal(len(need.containers))
-        for kind in ("requests", "limits"):
-            for resource in ("cpu", "memory"):
-                total = sum((getattr(c, kind).get(resource, Decimal(0))
-                             for c in need.containers), Decimal(0))
-                out[f"{kind}.{resource}"] = total
-                if kind == "requests":
-                    out[resource] = total  # a quota's shorthand for requests
+def _parsed(resources: Mapping[str, Any], kind: str) -> dict[str, Decimal]:
+    found = {k: quantity(v) for k, v in (resources.get(kind) or {}).items()}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def running(session: str, workloads: Sequence[Mapping[str, Any]]
+            ) -> dict[str, tuple[int, Container]]:
+    """The session's pods as the cluster has them now, by role: (replicas, container)."""
+    names = ClusterNames(session)
+    roles = {("StatefulSet", names.agent): "agent", ("Deployment", names.proxy): "proxy",
+             ("Deployment", names.gateway): "gateway"}
+    out = {}
+    for item in workloads:
+        role = roles.get((str(item.get("kind")), str((item.get("metadata") or {}).get("name"))))
+        spec = item.get("spec") or {}
+        containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+        if role is None or not containers:
+            continue
+        resources = containers[0].get("resources") or {}
+        out[role] = (int(spec.get("replicas", 1) or 0), Container(
+            role, _parsed(resources, "requests"), _parsed(resources, "limits")))
+    return out
+
+
+def _usage(pods: Sequence[tuple[int, Container]]) -> dict[str, Decimal]:
+    """What pods count against a quota, by every key a quota may track it under."""
+    out = {"pods": Decimal(sum(n for n, _ in pods))}
+    for kind in ("requests", "limits"):
+        for resource in ("cpu", "memory"):
+            out[f"{kind}.{resource}"] = sum(
+                (n * getattr(c, kind).get(resource, Decimal(0)) for n, c in pods), Decimal(0))
+    out.update({"count/pods": out["pods"], "cpu": out["requests.cpu"],
+                "memory": out["requests.memory"]})  # a quota's shorthands
+    return out
+
+
+def _demand(need: Needs, now: Mapping[str, tuple[int, Container]], *, new_claim: bool
+            ) -> dict[str, Decimal]:
+    """What an apply adds to a quota's usage: the pods as declared against the pods as they
+    are (an apply keeps the agent's replicas: `paude stop` is not undone), the objects of
+    a session new to the namespace, and a new claim."""
+    after = [(now[c.role][0] if c.role in now else 1, c) for c in need.containers]
+    before, new = _usage(list(now.values())), _usage(after)
+    out = {key: new[key] - before[key] for key in new}
+    if "agent" not in now:
         for key, count in need.objects.items():
             out[key] = Decimal(count)
             if "/" not in key:
@@ -129,10 +159,10 @@ def _missing(need: Needs, key: str) -> list[str]:
     return [c.role for c in need.containers if resource not in getattr(c, kind)]
 
 
-def quota_problems(need: Needs, quotas: Sequence[Mapping[str, Any]], *, new_pods: bool,
-                   new_claim: bool) -> list[str]:
-    """One line per quota key the session would exceed."""
-    demand = _demand(need, new_pods=new_pods, new_claim=new_claim)
+def quota_problems(need: Needs, quotas: Sequence[Mapping[str, Any]],
+                   now: Mapping[str, tuple[int, Container]], *, new_claim: bool) -> list[str]:
+    """One line per quota key the session would exceed; `now`: its pods as they are."""
+    demand = _demand(need, now, new_claim=new_claim)
     lines = []
     for quota in quotas:
         name = str((quota.get("metadata") or {}).get("name", "?"))
@@ -142,14 +172,14 @@ def quota_problems(need: Needs, quotas: Sequence[Mapping[str, Any]], *, new_pods
         used = (quota.get("status") or {}).get("used") or {}
         for key, hard_text in sorted((spec.get("hard") or {}).items()):
             hard, wanted = quantity(hard_text), demand.get(key)
-            if hard is None or not wanted:
+            if hard is None or wanted is None:
                 continue
-            if new_pods and _missing(need, key):
+            if _missing(need, key):
                 lines.append(f"ResourceQuota {name}: tracks {key}, which the "
                              f"{', '.join(_missing(need, key))} container sets none of")
                 continue
             spent = quantity(used.get(key, "0")) or Decimal(0)
-            if spent + wanted > hard:
+            if wanted > 0 and spent + wanted > hard:
                 lines.append(f"ResourceQuota {name}: {key} {_show(key, wanted)} needed, "
                              f"{_show(key, max(hard - spent, Decimal(0)))} left of "
                              f"{_show(key, hard)}")
@@ -211,7 +241,7 @@ def check(session: Session) -> None:
         log.info("namespace %s: quotas and limit ranges not readable; not checked", namespace)
         return
     need = needs(session)
-    problems = quota_problems(need, rules.quotas, new_pods=not rules.agent_exists,
+    problems = quota_problems(need, rules.quotas, running(session.name, rules.workloads),
                               new_claim=not rules.claim_exists)
     problems += limit_range_problems(need, rules.limit_ranges, new_claim=not rules.claim_exists)
     if problems:

@@ -50,7 +50,7 @@ class NamespaceRules:
 
     quotas: list[dict[str, Any]]
     limit_ranges: list[dict[str, Any]]
-    agent_exists: bool
+    workloads: list[dict[str, Any]]  # the session's StatefulSet and Deployments
     claim_exists: bool
 
 
@@ -137,21 +137,23 @@ class KubernetesBackend(Backend):
         return {name: runtime_status(found, name) for name in sessions}
 
     def namespace_rules(self, *, session: str) -> NamespaceRules | None:
-        """The namespace's ResourceQuotas and LimitRanges, and whether the session's agent
-        and claim exist; None when they cannot be read (no right to, no cluster)."""
+        """The namespace's ResourceQuotas and LimitRanges, the session's workloads and
+        whether its claim exists; None when they cannot be read (no right to, no cluster)."""
         names = ClusterNames(session)
         rules = proc.run([*self.base(), "get", "resourcequotas,limitranges", "-o", "json"],
                          check=False, log_output=False)
         ours = proc.run([*self.base(), "get", f"statefulset/{names.agent}",
+                         f"deployment/{names.proxy}", f"deployment/{names.gateway}",
                          f"persistentvolumeclaim/{names.workspace}", "--ignore-not-found",
                          "-o", "json"], check=False, log_output=False)
         if not (rules.ok and ours.ok):
             return None
         found, existing = _items(rules.stdout), _items(ours.stdout)
-        kinds = {str(i.get("kind")) for i in existing}
-        return NamespaceRules([i for i in found if i.get("kind") == "ResourceQuota"],
-                              [i for i in found if i.get("kind") == "LimitRange"],
-                              "StatefulSet" in kinds, "PersistentVolumeClaim" in kinds)
+        return NamespaceRules(
+            [i for i in found if i.get("kind") == "ResourceQuota"],
+            [i for i in found if i.get("kind") == "LimitRange"],
+            [i for i in existing if i.get("kind") in ("StatefulSet", "Deployment")],
+            any(i.get("kind") == "PersistentVolumeClaim" for i in existing))
 
     def attach_argv(self, *, session: str) -> list[str]:
         """Interactive tmux attach through `oc exec -it`."""

@@ -116,6 +116,24 @@ def test_a_limited_namespace_admits_the_session(paude: Paude, cluster: Cluster,
     assert paude.run("plan", name, "--detailed-exitcode").returncode == 0
     paude.ok("apply", name, "--yes")
 
+    # A raised limit is checked too: only the difference counts against the quota.
+    define(paude, cluster, ns, create_namespace=False, extra="    resources: {memory: 16Gi}\n")
+    result = paude.run("apply", name, "--yes")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert ("    ResourceQuota team-quota: limits.memory 12Gi needed, 8Gi left of 8Gi\n"
+            "    ResourceQuota team-quota: requests.memory 12Gi needed, 8Gi left of 8Gi\n"
+            "    LimitRange team-limits: the agent container's memory limit 16Gi is above the "
+            "maximum 8Gi\n") in result.stderr
+    agent = cluster.get("-n", ns, "statefulset", f"paude-{name}-agent")
+    assert agent["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"][  # type: ignore[index]
+        "memory"] == "4Gi"
+    # Control: a raise within both fits and is applied.
+    define(paude, cluster, ns, create_namespace=False, extra="    resources: {memory: 6Gi}\n")
+    paude.ok("apply", name, "--yes")
+    agent = cluster.get("-n", ns, "statefulset", f"paude-{name}-agent")
+    assert agent["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"][  # type: ignore[index]
+        "memory"] == "6Gi"
+
 
 def test_a_quota_too_small_is_refused_with_the_fix(paude: Paude, cluster: Cluster,
                                                    tmp_path: Path) -> None:

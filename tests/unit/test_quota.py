@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from paude import quota
+from paude import quota, sizing
 from paude.errors import NamespaceRefusedError, ToolNotFoundError
 from paude.models import PaudeFile, Session, resolve
 from paude.proc import CommandResult
+from paude.stacks.openshift import objects
 
 
 def session_of(spec: dict[str, Any] | None = None) -> Session:
@@ -52,29 +53,65 @@ def test_a_quota_with_room_admits_the_session() -> None:
                           "limits.memory": "8Gi", "pods": "10", "services": "5",
                           "requests.storage": "50Gi", "persistentvolumeclaims": "3"},
                  {"limits.memory": "1Gi", "pods": "1"})]
-    assert quota.quota_problems(quota.needs(session_of()), quotas, new_pods=True,
-                                new_claim=True) == []
+    assert quota.quota_problems(quota.needs(session_of()), quotas, {}, new_claim=True) == []
 
 
 def test_a_quota_too_small_names_key_amounts_and_quota() -> None:
     quotas = [rq("small", {"limits.memory": "4Gi", "requests.storage": "5Gi", "pods": "10"},
                  {"limits.memory": "1Gi"})]
-    assert quota.quota_problems(quota.needs(session_of()), quotas, new_pods=True,
-                                new_claim=True) == [
+    assert quota.quota_problems(quota.needs(session_of()), quotas, {}, new_claim=True) == [
         "ResourceQuota small: limits.memory 4608Mi needed, 3Gi left of 4Gi",
         "ResourceQuota small: requests.storage 10Gi needed, 5Gi left of 5Gi"]
 
 
+def stored(session: Session, agent_replicas: int = 1) -> list[dict[str, Any]]:
+    """The session's workloads as the API server holds them after an apply."""
+    agent = objects.agent_statefulset(session.name, "img", {}, [], [], "10.0.0.1",
+                                      sizing.agent_limits(session.resources))
+    proxy = objects.proxy_deployment(session.name, "img", "hash")
+    gateway = objects.gateway_deployment(session.name, "img", "{}", [], "10.0.0.1")
+    return [{"kind": "StatefulSet", "metadata": {"name": f"paude-{session.name}-agent"},
+             "spec": {**agent, "replicas": agent_replicas}},
+            {"kind": "Deployment", "metadata": {"name": f"paude-{session.name}-proxy"},
+             "spec": proxy},
+            {"kind": "Deployment", "metadata": {"name": f"paude-{session.name}-gateway"},
+             "spec": gateway}]
+
+
 def test_what_exists_is_already_counted() -> None:
-    quotas = [rq("small", {"limits.memory": "1Gi", "requests.storage": "1Gi"})]
-    assert quota.quota_problems(quota.needs(session_of()), quotas, new_pods=False,
-                                new_claim=False) == []
+    session = session_of()
+    now = quota.running("demo", stored(session))
+    assert now["agent"][0] == 1 and now["agent"][1] == quota.needs(session).containers[0]
+    # The quota is full with this very session's pods and claim: nothing more is needed.
+    quotas = [rq("full", {"limits.memory": "4608Mi", "requests.storage": "10Gi", "pods": "3",
+                          "services": "2"},
+                 {"limits.memory": "4608Mi", "requests.storage": "10Gi", "pods": "3",
+                  "services": "2"})]
+    assert quota.quota_problems(quota.needs(session), quotas, now, new_claim=False) == []
+
+
+def test_a_raised_limit_needs_only_the_difference() -> None:
+    before = session_of()
+    now = quota.running("demo", stored(before))
+    quotas = [rq("team", {"limits.memory": "8Gi"}, {"limits.memory": "4608Mi"})]
+    bigger = quota.needs(session_of({"resources": {"memory": "6Gi"}}))
+    assert quota.quota_problems(quota.needs(session_of({"resources": {"memory": "8Gi"}})),
+                                quotas, now, new_claim=False) == [
+        "ResourceQuota team: limits.memory 4Gi needed, 3584Mi left of 8Gi"]
+    assert quota.quota_problems(bigger, quotas, now, new_claim=False) == []
+
+
+def test_a_stopped_agent_stays_stopped() -> None:
+    session = session_of({"resources": {"memory": "8Gi"}})
+    now = quota.running("demo", stored(session_of(), agent_replicas=0))
+    quotas = [rq("team", {"limits.memory": "1Gi"}, {"limits.memory": "512Mi"})]
+    assert quota.quota_problems(quota.needs(session), quotas, now, new_claim=False) == []
 
 
 def test_a_quota_on_a_limit_the_session_removed() -> None:
     need = quota.needs(session_of({"resources": {"cpus": "unlimited"}}))
     quotas = [rq("cpu", {"limits.cpu": "100"})]
-    assert quota.quota_problems(need, quotas, new_pods=True, new_claim=True) == [
+    assert quota.quota_problems(need, quotas, {}, new_claim=True) == [
         "ResourceQuota cpu: tracks limits.cpu, which the agent container sets none of"]
 
 
@@ -83,10 +120,10 @@ def test_quotas_scoped_to_other_pods_are_left_to_the_server() -> None:
     need = quota.needs(session_of())
     assert quota.quota_problems(need, [rq("t", tiny, scopes=["Terminating"]),
                                        rq("p", tiny, scopeSelector={"matchExpressions": []})],
-                                new_pods=True, new_claim=True) == []
+                                {}, new_claim=True) == []
     # Control: a scope paude's pods are in applies.
     assert quota.quota_problems(need, [rq("n", tiny, scopes=["NotTerminating"])],
-                                new_pods=True, new_claim=True)
+                                {}, new_claim=True)
 
 
 def test_limit_ranges() -> None:
@@ -155,7 +192,7 @@ def test_check_refuses_before_anything_is_made(monkeypatch: pytest.MonkeyPatch) 
 
 def test_check_of_a_running_session_counts_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
     Cluster(monkeypatch, [rq("small", {"limits.memory": "5Gi"}, {"limits.memory": "4608Mi"})],
-            [{"kind": "StatefulSet"}, {"kind": "PersistentVolumeClaim"}])
+            [*stored(session_of()), {"kind": "PersistentVolumeClaim"}])
     quota.check(session_of())
 
 
