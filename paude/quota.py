@@ -153,7 +153,8 @@ def _demand(need: Needs, now: Mapping[str, tuple[int, Container]], *, new_claim:
 
 def _missing(need: Needs, key: str) -> list[str]:
     """Containers without the request or limit a quota on `key` requires of every pod."""
-    kind, _, resource = key.partition(".")
+    kind, _, resource = {"cpu": "requests.cpu", "memory": "requests.memory"}.get(
+        key, key).partition(".")
     if kind not in ("requests", "limits") or resource not in ("cpu", "memory"):
         return []
     return [c.role for c in need.containers if resource not in getattr(c, kind)]

@@ -113,6 +113,9 @@ def test_a_quota_on_a_limit_the_session_removed() -> None:
     quotas = [rq("cpu", {"limits.cpu": "100"})]
     assert quota.quota_problems(need, quotas, {}, new_claim=True) == [
         "ResourceQuota cpu: tracks limits.cpu, which the agent container sets none of"]
+    shorthand = [rq("short", {"cpu": "100"})]  # requests.cpu
+    assert quota.quota_problems(need, shorthand, {}, new_claim=True) == [
+        "ResourceQuota short: tracks cpu, which the agent container sets none of"]
 
 
 def test_quotas_scoped_to_other_pods_are_left_to_the_server() -> None:
