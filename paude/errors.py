@@ -84,6 +84,10 @@ class CommandFailedError(PaudeError):
                          hint=hint)
 
 
+class NamespaceRefusedError(PaudeError):
+    """A cluster namespace's ResourceQuota or LimitRange refuses a session's objects."""
+
+
 class EngineError(PaudeError):
     """The Pulumi engine failed; the message carries its diagnostics."""
 

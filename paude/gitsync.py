@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from paude import index, proc
+from paude import index, naming, proc
 from paude.backends.base import WORKSPACE, Backend
 from paude.errors import PaudeError, SessionNotFoundError
 from paude.fields import DEFAULT_BACKEND
@@ -20,7 +20,7 @@ from paude.proc import CommandResult
 
 log = logging.getLogger(__name__)
 
-URL_PREFIX = "paude::"
+URL_PREFIX = naming.REMOTE_SCHEME
 # Inside the agent container: the repository `paude rescue` makes from the files of a
 # workspace that is not a repository, served by git-remote-paude as paude::NAME/rescue.
 RESCUE_REPO = "/tmp/paude-rescue.git"
@@ -67,12 +67,12 @@ class RemoteAddResult:
 
 def remote_name(session: str) -> str:
     """The git remote of a session in the user's repository."""
-    return f"paude-{session}"
+    return naming.git_remote(session)
 
 
 def remote_url(session: str) -> str:
     """The remote's URL, served by git-remote-paude."""
-    return f"{URL_PREFIX}{session}"
+    return naming.git_remote_url(session)
 
 
 def rescue_url(session: str) -> str:

@@ -4,14 +4,13 @@ rescue."""
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from paude import gitsync, index, locks, proc, sessions, work
+from paude import gitsync, index, locks, sessions, work
 from paude.backends import get_backend
-from paude.backends.base import Backend
+from paude.backends.base import Backend, RuntimeStatus
 from paude.backends.kubernetes import KubernetesBackend
 from paude.config import PAUDE_FILE, find_project_root, load_paude_file
 from paude.definition import CreateFlags, Definition, commit_definition, plan_definition, restore
@@ -221,36 +220,30 @@ def attach_argv(name: str) -> list[str]:
     return backend.attach_argv(session=name)
 
 
+# `paude list`'s words for a backend's states.
+_LISTED = {"absent": "missing", "partial": "degraded"}
+
+
 def list_sessions() -> list[SessionRow]:
-    """Every applied session with its status: one podman call, no engine run."""
+    """Every applied session with its status, read where it runs: one podman call, one
+    cluster read per namespace, no engine run. `unknown`: the backend could not be read."""
     entries = index.read_all()
-    states = _podman_states() if any(e.backend == "podman" for e in entries) else {}
-    rows = []
+    places: dict[tuple[str, str | None, str | None], list[str]] = {}
     for entry in entries:
-        agent = states.get(f"paude-{entry.name}-agent")
-        proxy = states.get(f"paude-{entry.name}-proxy")
-        if agent is None and proxy is None:
-            status = "missing"
-        elif agent == proxy == "running":
-            status = "running"
-        elif agent != "running" and proxy != "running":
-            status = "stopped"
-        else:
-            status = "degraded"
-        rows.append(SessionRow(entry.name, entry.backend, status, entry.owner))
-    return rows
+        where = (entry.context, entry.namespace) if entry.backend == "openshift" else (None, None)
+        places.setdefault((entry.backend, *where), []).append(entry.name)
+    states: dict[str, RuntimeStatus] = {}
+    for (backend, context, namespace), names in places.items():
+        observed = _place_backend(backend, context, namespace).observe(sessions=names)
+        states.update(observed or {})
+    return [SessionRow(e.name, e.backend, _LISTED.get(states[e.name].state, states[e.name].state)
+                       if e.name in states else "unknown", e.owner) for e in entries]
 
 
-def _podman_states() -> dict[str, str]:
-    result = proc.run(["podman", "ps", "--all", "--filter", "label=paude.managed=true",
-                       "--format", "json"], check=False, log_output=False)
-    if not result.ok:
-        return {}
-    states = {}
-    for item in json.loads(result.stdout or "[]"):
-        for container in item.get("Names") or []:
-            states[container] = str(item.get("State", "")).lower()
-    return states
+def _place_backend(backend: str, context: str | None, namespace: str | None) -> Backend:
+    if backend == "openshift":
+        return KubernetesBackend(context=context, namespace=namespace)
+    return get_backend(backend)
 
 
 def status(name: str, *, cwd: Path | None = None) -> SessionStatus:

@@ -21,6 +21,7 @@ from paude import (
     policy,
     provenance,
     proxylog,
+    quota,
 )
 from paude.backends import get_backend
 from paude.config import PAUDE_FILE, find_project_root, load_paude_file, session_from
@@ -286,6 +287,8 @@ def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
                            planned.summary, planned.policy)
     if confirm is not None and not _confirmed(confirm, planned, handle):
         raise AbortedError("apply cancelled; nothing was changed")
+    if session.backend == "openshift":
+        quota.check(session)  # a namespace's quota or limit range: refused before any change
     # The update runs the program the preview just checked, with the same inputs: the
     # policy verdict stands, and running the pack again would only cost time.
     try:
@@ -405,6 +408,9 @@ def _cluster_hint(exc: EngineError, session: Session) -> PaudeError:
     """An OpenShift session planned where no cluster (or no provider) is reachable."""
     if session.backend != "openshift":
         return exc
+    refused = quota.api_refusal(exc.message, session)
+    if refused is not None:
+        return refused
     text = exc.message.lower()
     if "no resource plugin" in text or ("kubernetes" in text and "plugin" in text):
         return PaudeError(

@@ -51,6 +51,14 @@ def summarize(changes: Sequence[ResourceChange], *, new_session: bool,
         items.append(_workspace(workspace))
     for name, label in _IMAGES.items():
         change = by_name.get(name)
+        drifted = change.old_inputs.get("drift") if change is not None else None
+        if change is not None and change.op != "same" and isinstance(drifted, list):
+            # A pushed image whose registry lost it: pushed again, not rebuilt.
+            items.append(SummaryItem(
+                "drift", f"{label} changed outside paude; apply pushes it again",
+                details=tuple(str(d) for d in drifted[:_DETAILS])))
+            if set(change.replace_keys) <= {"drift"}:
+                continue
         if change is not None and change.op in ("create", "replace") and not new_session:
             items.append(SummaryItem("image-rebuilt", f"{label} rebuilt",
                                      details=tuple(_file_diff(change))))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from paude import domains
+from paude import domains, naming
 
 from .resources import Resource, Violation
 
@@ -18,7 +18,8 @@ def _images(resources: Sequence[Resource]) -> Iterator[Resource]:
 
 def _is_proxy_image(res: Resource) -> bool:
     # paude's own proxy image: built from paude's Containerfile on the machine's base.
-    return str(res.props.get("tag", "")).startswith("localhost/paude-proxy:")
+    return str(res.props.get("tag", "")).startswith(
+        f"localhost/{naming.image_repository('proxy')}:")
 
 
 def _built_already(res: Resource) -> bool:

@@ -10,7 +10,8 @@
 # the two process ids to STATEDIR/pids. Logs: STATEDIR/etcd.log, kube-apiserver.log.
 # Stop:  --stop kills the processes listed in STATEDIR/pids (state is kept; delete
 # STATEDIR for a clean slate). kube-controller-manager runs too when it was built, with
-# only its garbage collector and namespace controller, so deletions complete.
+# only its garbage collector and namespace controller, so deletions complete, and its
+# resource quota controller, so a ResourceQuota gets the usage its admission needs.
 #
 # Everything listens on 127.0.0.1 only: etcd client and peer ports and the API
 # server's secure port are free ports picked at start. The serving certificate is
@@ -245,13 +246,14 @@ current-context: paude-test
 YAML
 mv "$kubeconfig.tmp" "$kubeconfig"
 
-# Only the garbage collector and the namespace controller: deletions complete (foreground
-# deletes wait for the collector), while nothing creates pods.
+# Only the garbage collector, the namespace and the resource quota controllers: deletions
+# complete (foreground deletes wait for the collector), a ResourceQuota is counted (its
+# admission refuses everything it tracks until it is), while nothing creates pods.
 if [[ -x "$bin/kube-controller-manager" ]]; then
-  log "starting kube-controller-manager (garbagecollector, namespace)"
+  log "starting kube-controller-manager (garbagecollector, namespace, resourcequota)"
   setsid "$bin/kube-controller-manager" \
     --kubeconfig="$kubeconfig" \
-    --controllers=garbagecollector,namespace \
+    --controllers=garbagecollector,namespace,resourcequota \
     --leader-elect=false \
     --bind-address=127.0.0.1 \
     --secure-port=0 \

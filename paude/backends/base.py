@@ -24,14 +24,22 @@ class RuntimeStatus:
     agent_alive: bool  # the agent's tmux session is up
     memory_kills: int | None = None  # processes killed at the agent's memory limit
     oom_killed: bool = False  # the agent's container itself ended at its memory limit
+    # A cluster's: the agent is scaled to zero (`paude stop`; its proxy may run on), or
+    # wanted but its pod is not ready yet (scheduling, pulling, crashing).
+    scaled_down: bool = False
+    starting: bool = False
 
     @property
     def state(self) -> str:
-        """running | stopped | partial | absent."""
+        """running | stopped | pending | partial | absent."""
         if not self.exists:
             return "absent"
+        if self.scaled_down:
+            return "stopped"
         if self.agent_running and self.proxy_running:
             return "running"
+        if self.starting:
+            return "pending"
         if not self.agent_running and not self.proxy_running:
             return "stopped"
         return "partial"
@@ -58,6 +66,11 @@ class Backend(ABC):
     @abstractmethod
     def status(self, *, session: str) -> RuntimeStatus:
         """Observe the session's containers."""
+
+    def observe(self, *, sessions: Sequence[str]) -> dict[str, RuntimeStatus] | None:
+        """The state of several sessions for `paude list`, as cheaply as the backend can
+        (no exec into the agent: agent_alive is not observed); None when it cannot tell."""
+        return {name: self.status(session=name) for name in sessions}
 
     @abstractmethod
     def attach_argv(self, *, session: str) -> list[str]:

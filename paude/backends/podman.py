@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from paude import proc, sizing
 from paude.backends.base import SQUID_CONF, Backend, RuntimeStatus
 from paude.errors import SessionNotFoundError
+from paude.naming import PodmanNames
 
 PODMAN = "podman"
 # Attach to the agent's tmux session, starting it again if the agent has exited.
@@ -15,22 +17,22 @@ _ATTACH = 'exec tmux new-session -A -s paude "${PAUDE_AGENT_CMD:-bash}"'
 
 def agent(session: str) -> str:
     """The agent container's name."""
-    return f"paude-{session}-agent"
+    return PodmanNames(session).agent
 
 
 def proxy(session: str) -> str:
     """The proxy container's name."""
-    return f"paude-{session}-proxy"
+    return PodmanNames(session).proxy
 
 
 def gateway(session: str) -> str:
     """The session's model gateway container."""
-    return f"paude-{session}-gateway"
+    return PodmanNames(session).gateway
 
 
 def workspace(session: str) -> str:
     """The workspace volume's name."""
-    return f"paude-{session}-workspace"
+    return PodmanNames(session).workspace
 
 
 class PodmanBackend(Backend):
@@ -82,6 +84,24 @@ class PodmanBackend(Backend):
         kills = sizing.memory_kills(pids[agent(session)]) if agent_running else None
         return RuntimeStatus(True, agent_running, running.get(proxy(session), False), alive,
                              kills, oom.get(agent(session), False))
+
+    def observe(self, *, sessions: Sequence[str]) -> dict[str, RuntimeStatus] | None:
+        """One `podman ps` for every session's agent and proxy."""
+        result = proc.run([PODMAN, "ps", "--all", "--filter", "label=paude.managed=true",
+                           "--format", "json"], check=False, log_output=False)
+        if not result.ok:
+            return None
+        states: dict[str, str] = {}
+        for item in json.loads(result.stdout or "[]"):
+            for container in item.get("Names") or []:
+                states[container] = str(item.get("State", "")).lower()
+        found = {}
+        for name in sessions:
+            agent_state, proxy_state = states.get(agent(name)), states.get(proxy(name))
+            found[name] = RuntimeStatus(agent_state is not None or proxy_state is not None,
+                                        agent_state == "running", proxy_state == "running",
+                                        False)
+        return found
 
     def attach_argv(self, *, session: str) -> list[str]:
         """Interactive tmux attach; Ctrl+b d detaches and the agent keeps running."""

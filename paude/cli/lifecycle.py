@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from paude import lifecycle, proc, work
+from paude import lifecycle, naming, proc, work
 from paude.cli import output, planview
 from paude.definition import CreateFlags
 
@@ -181,7 +181,7 @@ def status(
                     "in paude.yaml if the work needs more)")
     output.text(f"  unfetched commits: {unfetched}")
     for branch, count in sorted(result.branches.items()):
-        output.text(f"    {branch}: {count}  (git pull paude-{result.name} {branch})")
+        output.text(f"    {branch}: {count}  (git pull {naming.git_remote(result.name)} {branch})")
     for line in _work_lines(result):
         output.text(line)
     return 0

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from paude import baseplan, sessions
+from paude import baseplan, naming, sessions
 from paude.cli import output, planview
 from paude.results import PlanResult
 
@@ -152,7 +152,7 @@ def destroy(
     if result.data_deleted:
         output.text("  workspace volume deleted.")
     elif "workspace" in result.kept:
-        output.text(f"  workspace volume kept: paude-{name}-workspace "
+        output.text(f"  workspace volume kept: {naming.PodmanNames(name).workspace} "
                     f"(`paude destroy {name} --delete-data` removes it)")
     return 0
 

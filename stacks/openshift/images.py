@@ -22,10 +22,11 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource
 from paude import proc
 from paude.errors import ConfigError, ConfigProblem
 from paude.models import Session
+from paude.naming import ClusterNames
 
 from ..podman import podman
 from ..podman.images import BuildSpec, agent_build, dockerfile_build, image_props, proxy_build
-from ..podman.resources import Image, ImageProvider, _Provider, _replace_diff
+from ..podman.resources import Image, ImageProvider, _Provider, _replace_diff, _without
 
 # OpenShift's integrated registry, as pods inside the cluster address it.
 INTERNAL_REGISTRY = "image-registry.openshift-image-registry.svc:5000"
@@ -47,14 +48,32 @@ class PushedImageProvider(ImageProvider):
         return CreateResult(props["remote"], {**outs, "digest": digest})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        """The registry is not queried (it may need credentials paude does not hold); a
-        content-addressed tag that was pushed once stays valid."""
-        return ReadResult(id_, dict(props))
+        """Read the tag back from the registry: a tag deleted there is drift, and apply
+        pushes it again. A registry that cannot be read is no evidence either way."""
+        observed = {k: v for k, v in props.items() if k != "drift"}
+        drifted = pushed_drift(str(props.get("remote") or id_),
+                               tls_verify=bool(props.get("tls_verify", True)))
+        if drifted:
+            observed["drift"] = drifted
+        return ReadResult(id_, observed, inputs={
+            **_without(observed, ("image_id", "built")), "digest": None})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        """A new tag, registry or rebuild request pushes again."""
+        """A new tag, registry or rebuild request pushes again, and so does drift (the
+        program never declares any)."""
         keys = ("remote", "tag", "rebuild") if news.get("rebuild") else ("remote", "tag")
-        return _replace_diff(olds, news, keys)
+        return _replace_diff(olds, news, (*keys, "drift"))
+
+
+def pushed_drift(remote: str, *, tls_verify: bool) -> list[str]:
+    """What differs between a pushed image reference and its registry (one line each)."""
+    repository, _, tag = remote.rpartition(":")
+    if not repository or "/" in tag:
+        return []
+    tags = podman.registry_tags(repository, tls_verify=tls_verify)
+    if tags is None or tag in tags:
+        return []
+    return [f"tag {tag} is missing from {repository}"]
 
 
 class PushedImage(Resource, module="cluster", name="PushedImage"):
@@ -133,7 +152,8 @@ def image_refs(session: Session, namespace: str, builds: _Builds) -> dict[str, s
         if registry:
             out[role] = f"{registry.rstrip('/')}/{spec.repository}:{tag}"
         else:
-            out[role] = f"{INTERNAL_REGISTRY}/{namespace}/paude-{session.name}-{role}:{tag}"
+            stream = ClusterNames(session.name).image_stream(role)
+            out[role] = f"{INTERNAL_REGISTRY}/{namespace}/{stream}:{tag}"
     return out
 
 
@@ -193,7 +213,7 @@ def _declare_builds(session: Session, builds: _Builds, namespace: str, meta: Any
     oc = ["oc", *(["--context", cfg.context] if cfg.context else []), "--namespace", namespace]
     out: list[pulumi.Resource] = []
     for role, spec in builds.images.items():
-        stream = f"paude-{session.name}-{role}"
+        stream = ClusterNames(session.name).image_stream(role)
         tag = refs[role].rsplit(":", 1)[1]
         # Not the session's pod labels: if OpenShift carried them to the build pods, the
         # session's NetworkPolicies would cut the build off from its package mirrors.

@@ -3,12 +3,12 @@ shared by the Pulumi program and the render path."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 
 from paude import sizing
+from paude.naming import ClusterNames
 
 PROXY_PORT = 3128
 # squid's second port, for the model gateway only (NetworkPolicies admit nothing else to
@@ -28,53 +28,6 @@ CONTAINER_SECURITY: dict[str, Any] = {
     "readOnlyRootFilesystem": False,
     "seccompProfile": {"type": "RuntimeDefault"},
 }
-
-
-@dataclass(frozen=True)
-class K8sNames:
-    """Object names of one session; derived from its validated name only."""
-
-    session: str
-
-    @property
-    def agent(self) -> str:
-        """StatefulSet (and pod) of the agent."""
-        return f"paude-{self.session}-agent"
-
-    @property
-    def proxy(self) -> str:
-        """Deployment and Service of the proxy."""
-        return f"paude-{self.session}-proxy"
-
-    @property
-    def proxy_config(self) -> str:
-        """ConfigMap with squid.conf."""
-        return f"paude-{self.session}-proxy-config"
-
-    @property
-    def workspace(self) -> str:
-        """The PVC."""
-        return f"paude-{self.session}-workspace"
-
-    @property
-    def credentials(self) -> str:
-        """Secret with the agent's credential files and secret variables."""
-        return f"paude-{self.session}-credentials"
-
-    @property
-    def gateway(self) -> str:
-        """Deployment and Service of the model gateway."""
-        return f"paude-{self.session}-gateway"
-
-    @property
-    def gateway_credentials(self) -> str:
-        """Secret with the model credentials, read by the gateway alone."""
-        return f"paude-{self.session}-gateway-credentials"
-
-    @property
-    def proxy_ca(self) -> str:
-        """The Secret holding the inspection CA's key, mounted in the proxy alone."""
-        return f"paude-{self.session}-proxy-ca"
 
 
 def labels(session: str, role: str) -> dict[str, str]:
@@ -136,7 +89,7 @@ def proxy_deployment(session: str, image: str, config_hash: str,
                      ca_cert: Any = "") -> dict[str, Any]:
     """The proxy Deployment spec: squid reads squid.conf from its ConfigMap, and the
     inspection CA's key from a Secret only this pod mounts."""
-    names = K8sNames(session)
+    names = ClusterNames(session)
     return {
         "replicas": 1,
         "selector": selector(session, "proxy"),
@@ -188,7 +141,7 @@ def gateway_service(session: str) -> dict[str, Any]:
 def gateway_deployment(session: str, image: str, config: str, secret_keys: list[str],
                        proxy_ip: Any) -> dict[str, Any]:
     """The model gateway Deployment: the proxy image's gateway, holding the credentials."""
-    names = K8sNames(session)
+    names = ClusterNames(session)
     env: list[dict[str, Any]] = [{"name": "PAUDE_GATEWAY_CONFIG", "value": config}]
     env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": names.gateway_credentials,
                                                          "key": key}}}
@@ -245,7 +198,7 @@ def agent_statefulset(session: str, image: str, env: dict[str, str],
 
     `proxy_ip` may be a Pulumi output (the Service's address, known after apply): only
     that one field is then unknown in a plan, and the policy pack still sees the rest."""
-    names = K8sNames(session)
+    names = ClusterNames(session)
     resources = sizing.kubernetes(limits or sizing.agent_limits(sizing.DEFAULT_AGENT))
     proxy_url = f"http://{names.proxy}:{PROXY_PORT}"
     no_proxy = f"localhost,127.0.0.1,::1,{names.proxy},{names.gateway}"

@@ -16,7 +16,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from paude import domains, sizing
+from paude import domains, naming, sizing
 from paude import gateway as model_gateway
 from paude.credentials import AgentIdentity
 from paude.models import Session
@@ -26,7 +26,6 @@ from ..session_ca import SessionCA
 from .images import cluster_images
 from .objects import (
     GATEWAY_PROXY_PORT,
-    K8sNames,
     agent_statefulset,
     gateway_deployment,
     gateway_service,
@@ -48,7 +47,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
     `source` as `files` for the podman program."""
     identity = identity or AgentIdentity((), (), {}, {})
     cfg = session.openshift
-    names = K8sNames(session.name)
+    names = naming.ClusterNames(session.name)
 
     def program() -> None:
         provider = _provider(session, render_dir)
@@ -98,7 +97,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
                                       spec=proxy_service(session.name), opts=opts)
         for suffix, spec in network_policies(session.name).items():
             k8s.networking.v1.NetworkPolicy(
-                f"policy-{suffix}", metadata=meta(f"paude-{session.name}-{suffix}", "policy"),
+                f"policy-{suffix}", metadata=meta(names.network_policy(suffix), "policy"),
                 spec=spec, opts=opts)
         # Kept on destroy (like the podman volume): `paude destroy --delete-data` removes it.
         claim: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
@@ -156,8 +155,8 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         pulumi.export("workspace_claim", names.workspace)
         pulumi.export("agent_image", images.agent)
         pulumi.export("proxy_image", images.proxy)
-        pulumi.export("git_remote_name", f"paude-{session.name}")
-        pulumi.export("git_remote_url", f"paude::{session.name}")
+        pulumi.export("git_remote_name", naming.git_remote(session.name))
+        pulumi.export("git_remote_url", naming.git_remote_url(session.name))
 
     return program
 
@@ -168,7 +167,7 @@ def _model_gateway(session: Session, identity: AgentIdentity, image: Any, proxy_
                    ready: list[Any]) -> Any:
     """The model gateway: its Secret (the model credentials), Deployment and Service.
     Returns the Service's address for the agent's hosts entry."""
-    names = K8sNames(session.name)
+    names = naming.ClusterNames(session.name)
     allow = domains.expand(session.allowed_domains, session.denied_requests)
     creds = identity.gateway
     secret = creds.secret_env()

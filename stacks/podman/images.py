@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from paude import domains
+from paude import domains, naming
 from paude.certs import NotCertificates, read_certificates
 from paude.domains import Allowlist
 from paude.errors import ConfigError, ConfigProblem
@@ -156,7 +156,8 @@ def agent_build(session: Session, base: str | None = None) -> BuildSpec:
     }
     if image.setup:
         files["paude-setup.sh"] = image.setup.rstrip("\n") + "\n"
-    return BuildSpec("paude-agent", files, build_allowlist=build_allowlist(session),
+    return BuildSpec(naming.image_repository("agent"), files,
+                     build_allowlist=build_allowlist(session),
                      build_domains=_build_domains(session))
 
 
@@ -174,7 +175,7 @@ def proxy_build(session: Session) -> BuildSpec:
         "ERR_PAUDE_BLOCKED": template_source("ERR_PAUDE_BLOCKED"),
         **cas,
     }
-    return BuildSpec("paude-proxy", files)
+    return BuildSpec(naming.image_repository("proxy"), files)
 
 
 def ca_files(session: Session) -> dict[str, str]:

@@ -58,6 +58,28 @@ def push_argv(local: str, remote: str, *, tls_verify: bool, digest_file: str) ->
             "--digestfile", digest_file, local, remote]
 
 
+# `podman search --list-tags` stops at 25 tags unless told otherwise; content-hash tags
+# of many definitions accumulate in one repository.
+_TAG_LIMIT = 1_000_000
+
+
+def registry_tags(repository: str, *, tls_verify: bool) -> set[str] | None:
+    """The tags a registry holds for a repository (REGISTRY/PATH), through podman with the
+    user's own registry credentials and TLS settings: empty when the repository is gone,
+    None when the registry cannot be read (unreachable, refused)."""
+    result = proc.run([PODMAN, "search", "--list-tags", "--limit", str(_TAG_LIMIT),
+                       f"--tls-verify={'true' if tls_verify else 'false'}", "--format", "json",
+                       repository], check=False, log_output=False)
+    if not result.ok:
+        # The registry answers 404 for a repository with no tags left.
+        return set() if "404" in result.stderr else None
+    try:
+        found = json.loads(result.stdout or "[]")
+        return {str(t) for entry in found for t in entry.get("Tags") or []}
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
 def create_argv(spec: Mapping[str, Any]) -> list[str]:
     """argv creating (not starting) a container from a container spec.
 

@@ -7,12 +7,11 @@ import ipaddress
 import json
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
 
-from paude import domains, egress, sizing
+from paude import domains, egress, naming, sizing
 from paude import gateway as model_gateway
 from paude.credentials import AgentIdentity, stage
 from paude.fields import YOLO_FLAG
@@ -29,48 +28,6 @@ GATEWAY_LOG = "/var/log/paude/gateway-access.log"
 # The volume holds the repository (/paude/workspace, linked as /workspace) and the
 # agent's state (/paude/home).
 VOLUME_MOUNT = "/paude"
-
-
-@dataclass(frozen=True)
-class Names:
-    """Every podman object name of a session; derived, never user-supplied beyond NAME."""
-
-    session: str
-
-    @property
-    def prefix(self) -> str:
-        """Common prefix of all object names."""
-        return f"paude-{self.session}"
-
-    @property
-    def internal_network(self) -> str:
-        """The agent's only network."""
-        return f"{self.prefix}-internal"
-
-    @property
-    def egress_network(self) -> str:
-        """The proxy's way out."""
-        return f"{self.prefix}-egress"
-
-    @property
-    def workspace(self) -> str:
-        """The workspace volume."""
-        return f"{self.prefix}-workspace"
-
-    @property
-    def agent(self) -> str:
-        """The agent container."""
-        return f"{self.prefix}-agent"
-
-    @property
-    def proxy(self) -> str:
-        """The proxy container."""
-        return f"{self.prefix}-proxy"
-
-    @property
-    def gateway(self) -> str:
-        """The model gateway container."""
-        return f"{self.prefix}-gateway"
 
 
 def labels(session: str, role: str, owner: str) -> dict[str, str]:
@@ -157,7 +114,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
     base_spec = dockerfile_build(session, Path(owner), files=files)
 
     def program() -> None:
-        names = Names(session.name)
+        names = naming.PodmanNames(session.name)
         keep = pulumi.ResourceOptions(retain_on_delete=True)
         proxy_spec = proxy_build(session)
         proxy_image = Image("proxy-image", image_props(proxy_spec, rebuild), keep)
@@ -297,7 +254,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         pulumi.export("agent_image_id", agent_image.image_id)
         pulumi.export("allowed_domains", allow.describe())
         pulumi.export("egress_unrestricted", allow.unrestricted)
-        pulumi.export("git_remote_name", f"paude-{session.name}")
-        pulumi.export("git_remote_url", f"paude::{session.name}")
+        pulumi.export("git_remote_name", naming.git_remote(session.name))
+        pulumi.export("git_remote_url", naming.git_remote_url(session.name))
 
     return program

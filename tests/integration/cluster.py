@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.helpers import BASE_IMAGE, Paude
+
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "paude"
 
@@ -73,6 +75,37 @@ class Cluster:
                 return []
             raise
         return list(data.get("tags") or [])
+
+
+    def delete_tag(self, repository: str, tag: str) -> None:
+        """Delete a tag's manifest from the registry, as someone cleaning it up would."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        url = f"http://{self.registry}/v2/{repository}/manifests/{tag}"
+        accept = ", ".join(("application/vnd.oci.image.manifest.v1+json",
+                            "application/vnd.docker.distribution.manifest.v2+json"))
+        head = urllib.request.Request(url, method="HEAD", headers={"Accept": accept})
+        with opener.open(head, timeout=10) as response:
+            digest = response.headers["Docker-Content-Digest"]
+        delete = urllib.request.Request(
+            f"http://{self.registry}/v2/{repository}/manifests/{digest}", method="DELETE")
+        with opener.open(delete, timeout=10) as response:
+            assert response.status == 202
+
+
+def define(paude: Paude, cluster: Cluster, namespace: str, domains: str = "[default]",
+           extra: str = "", *, create_namespace: bool = True) -> None:
+    """The session's paude.yaml for the test server, and the environment that reaches it."""
+    (paude.repo / "paude.yaml").write_text(
+        f"version: 1\ndefaults:\n  agent: {{install: none}}\n  image: {{base: {BASE_IMAGE}}}\n"
+        f"sessions:\n  {paude.session}:\n    backend: openshift\n"
+        f"    allowed_domains: {domains}\n"
+        f"    openshift:\n      namespace: {namespace}\n      context: paude-test\n"
+        f"      create_namespace: {str(create_namespace).lower()}\n"
+        f"      image_registry: {cluster.registry}/paude\n"
+        f"      registry_tls_verify: false\n      wait_for_ready: false\n      pvc_size: 2Gi\n"
+        f"{extra}")
+    paude.extra_env.update({"KUBECONFIG": str(cluster.kubeconfig),
+                            "PATH": f"{kube_bin()}{os.pathsep}{os.environ['PATH']}"})
 
 
 def _start(argv: list[str]) -> str:

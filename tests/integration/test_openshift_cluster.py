@@ -7,14 +7,13 @@ what the API server stores."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.integration.cluster import Cluster, kube_bin, start_cluster
+from tests.integration.cluster import Cluster, define, start_cluster
 from tests.integration.helpers import BASE_IMAGE, Paude
 
 pytestmark = [pytest.mark.requires_podman, pytest.mark.requires_pulumi,
@@ -25,20 +24,6 @@ pytestmark = [pytest.mark.requires_podman, pytest.mark.requires_pulumi,
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     yield from start_cluster(tmp_path_factory.mktemp("cluster"))
-
-
-def define(paude: Paude, cluster: Cluster, namespace: str, domains: str = "[default]",
-           extra: str = "") -> None:
-    (paude.repo / "paude.yaml").write_text(
-        f"version: 1\ndefaults:\n  agent: {{install: none}}\n  image: {{base: {BASE_IMAGE}}}\n"
-        f"sessions:\n  {paude.session}:\n    backend: openshift\n"
-        f"    allowed_domains: {domains}\n"
-        f"    openshift:\n      namespace: {namespace}\n      context: paude-test\n"
-        f"      create_namespace: true\n      image_registry: {cluster.registry}/paude\n"
-        f"      registry_tls_verify: false\n      wait_for_ready: false\n      pvc_size: 2Gi\n"
-        f"{extra}")
-    paude.extra_env.update({"KUBECONFIG": str(cluster.kubeconfig),
-                            "PATH": f"{kube_bin()}{os.pathsep}{os.environ['PATH']}"})
 
 
 def items(data: dict[str, Any]) -> list[dict[str, Any]]:

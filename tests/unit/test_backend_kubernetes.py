@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from paude.backends.kubernetes import KubernetesBackend
-from paude.errors import SessionNotFoundError
+from paude.backends.kubernetes import KubernetesBackend, runtime_status
+from paude.errors import PaudeError, SessionNotFoundError
 from paude.proc import CommandResult
 
 
@@ -67,13 +67,53 @@ def test_stop_of_an_unknown_session(monkeypatch: pytest.MonkeyPatch) -> None:
         backend().stop(session="demo")
 
 
+def _workload(kind: str, name: str, replicas: int, ready: int) -> dict[str, Any]:
+    return {"kind": kind, "metadata": {"name": name}, "spec": {"replicas": replicas},
+            "status": {"readyReplicas": ready}}
+
+
 def test_status_reads_ready_replicas(monkeypatch: pytest.MonkeyPatch) -> None:
-    items = {"items": [{"kind": "StatefulSet", "status": {"readyReplicas": 0}},
-                       {"kind": "Deployment", "status": {"readyReplicas": 1}}]}
-    Recorder(monkeypatch, stdout=json.dumps(items))
+    items = {"kind": "List", "items": [_workload("StatefulSet", "paude-demo-agent", 1, 0),
+                                       _workload("Deployment", "paude-demo-proxy", 1, 1)]}
+    rec = Recorder(monkeypatch, stdout=json.dumps(items))
     status = backend().status(session="demo")
+    assert rec.calls == [["oc", "--context", "prod", "--namespace", "team-a", "get",
+                          "statefulset/paude-demo-agent", "deployment/paude-demo-proxy",
+                          "--ignore-not-found", "-o", "json"]]
     assert (status.exists, status.agent_running, status.proxy_running) == (True, False, True)
-    assert status.state == "partial" and status.agent_alive is False
+    assert status.state == "pending" and status.agent_alive is False
+
+
+@pytest.mark.parametrize(("items", "state"), [
+    ([], "absent"),
+    ([_workload("StatefulSet", "paude-demo-agent", 0, 0),
+      _workload("Deployment", "paude-demo-proxy", 1, 1)], "stopped"),
+    ([_workload("Deployment", "paude-demo-proxy", 1, 1)], "partial"),
+    ([_workload("StatefulSet", "paude-other-agent", 1, 1)], "absent"),
+])
+def test_runtime_status_of_a_cluster_session(items: list[dict[str, Any]], state: str) -> None:
+    assert runtime_status(items, "demo").state == state
+
+
+def test_status_of_a_session_that_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    Recorder(monkeypatch, stdout="")  # --ignore-not-found prints nothing
+    assert backend().status(session="demo").state == "absent"
+
+
+def test_status_of_an_unreachable_cluster_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    Recorder(monkeypatch, code=1, stderr="Unable to connect to the server: dial tcp: refused")
+    with pytest.raises(PaudeError, match="Unable to connect"):
+        backend().status(session="demo")
+
+
+def test_observe_reads_the_namespace_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    items = {"items": [_workload("StatefulSet", "paude-a-agent", 1, 1),
+                       _workload("Deployment", "paude-a-proxy", 1, 1)]}
+    rec = Recorder(monkeypatch, stdout=json.dumps(items))
+    found = backend().observe(sessions=["a", "b"])
+    assert found is not None
+    assert {k: v.state for k, v in found.items()} == {"a": "running", "b": "absent"}
+    assert len(rec.calls) == 1
 
 
 def test_delete_data_removes_only_the_claim(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -92,10 +92,52 @@ def test_list_uses_one_podman_call_and_no_engine(tmp_path: Path,
         calls.append(tuple(argv))
         return CommandResult(tuple(argv), 0, json.dumps(containers), "")
 
-    monkeypatch.setattr(lifecycle.proc, "run", run)
+    monkeypatch.setattr("paude.proc.run", run)
     rows = {r.name: r for r in lifecycle.list_sessions()}
     assert len(calls) == 1 and calls[0][:3] == ("podman", "ps", "--all")
     assert {n: r.status for n, r in rows.items()} == {
         "up": "running", "down": "stopped", "half": "degraded", "gone": "missing"}
     assert rows["up"].to_json() == {"name": "up", "backend": "podman", "status": "running",
                                     "workspace": str(tmp_path / "up")}
+
+
+def _workload(kind: str, name: str, replicas: int, ready: int) -> dict[str, Any]:
+    return {"kind": kind, "metadata": {"name": name}, "spec": {"replicas": replicas},
+            "status": {"readyReplicas": ready}}
+
+
+def test_list_reads_cluster_sessions_once_per_namespace(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("paude.backends.kubernetes.proc.which", lambda _tool: None)
+    record("local", tmp_path / "local")
+    for name, namespace in (("ready", "team-a"), ("idle", "team-a"), ("new", "team-a"),
+                            ("gone", "team-a"), ("far", "team-b")):
+        index.write(name, backend="openshift", owner=str(tmp_path / name),
+                    outputs={"context": "prod", "namespace": namespace})
+    team_a = {"items": [
+        _workload("StatefulSet", "paude-ready-agent", 1, 1),
+        _workload("Deployment", "paude-ready-proxy", 1, 1),
+        _workload("StatefulSet", "paude-idle-agent", 0, 0),
+        _workload("Deployment", "paude-idle-proxy", 1, 1),
+        _workload("StatefulSet", "paude-new-agent", 1, 0),
+        _workload("Deployment", "paude-new-proxy", 1, 0)]}
+    calls: list[tuple[str, ...]] = []
+
+    def run(argv: Sequence[str], **_kw: Any) -> CommandResult:
+        calls.append(tuple(argv))
+        if argv[0] == "podman":
+            return CommandResult(tuple(argv), 0, "[]", "")
+        if "team-b" in argv:  # a cluster that cannot be reached
+            return CommandResult(tuple(argv), 1, "", "Unable to connect to the server")
+        return CommandResult(tuple(argv), 0, json.dumps(team_a), "")
+
+    monkeypatch.setattr("paude.proc.run", run)
+    rows = {r.name: (r.backend, r.status) for r in lifecycle.list_sessions()}
+    assert rows == {"local": ("podman", "missing"), "ready": ("openshift", "running"),
+                    "idle": ("openshift", "stopped"), "new": ("openshift", "pending"),
+                    "gone": ("openshift", "missing"), "far": ("openshift", "unknown")}
+    kube = sorted(c for c in calls if c[0] == "kubectl")
+    assert kube == [
+        ("kubectl", "--context", "prod", "--namespace", ns, "get", "statefulsets,deployments",
+         "-l", "app.kubernetes.io/managed-by=paude", "-o", "json")
+        for ns in ("team-a", "team-b")]
