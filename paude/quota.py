@@ -20,7 +20,7 @@ from typing import Any
 
 from paude import sizing
 from paude.backends.kubernetes import KubernetesBackend
-from paude.errors import NamespaceRefusedError, PaudeError, ToolNotFoundError
+from paude.errors import EngineError, NamespaceRefusedError, PaudeError, ToolNotFoundError
 from paude.models import Session
 from paude.naming import ClusterNames
 
@@ -307,3 +307,26 @@ def api_refusal(message: str, session: Session) -> PaudeError | None:
         return refusal(session, namespace, [
             f"a LimitRange refused {found['what']}: {found['why'].strip()}"], partial=True)
     return None
+
+
+def engine_hint(exc: EngineError, session: Session) -> PaudeError:
+    """An OpenShift session planned where no cluster (or no provider) is reachable."""
+    if session.backend != "openshift":
+        return exc
+    refused = api_refusal(exc.message, session)
+    if refused is not None:
+        return refused
+    text = exc.message.lower()
+    if "no resource plugin" in text or ("kubernetes" in text and "plugin" in text):
+        return PaudeError(
+            f"session {session.name}: the pulumi-kubernetes provider plugin is not installed",
+            hint="build it with `scripts/build-engine.sh --kubernetes` (see docs/engine.md)")
+    if "unreachable" in text or "kubeconfig" in text or "connection refused" in text:
+        cause = next((ln.strip() for ln in exc.message.splitlines()
+                      if "unreachable" in ln or "refused" in ln), exc.message)
+        return PaudeError(
+            f"session {session.name}: no OpenShift / Kubernetes cluster is reachable "
+            f"(context {session.openshift.context or 'current'}):\n    {cause[:300]}",
+            hint=f"log in (`oc login`) or pick a context, or review the manifests offline "
+                 f"with `paude plan {session.name} --render DIR`")
+    return exc

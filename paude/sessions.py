@@ -33,16 +33,13 @@ from paude.errors import (
     OwnershipError,
     PaudeError,
     PolicyViolationError,
-    UnfetchedWorkError,
 )
+from paude.guard import guard_unfetched
 from paude.home import paude_home
 from paude.models import PaudeFile, Session, validate_session_name
 from paude.proxylog import ProxyRequest
 from paude.results import ApplyResult, DestroyResult, PlanResult
 from paude.summary import summarize
-from paude.work import describe as describe_work
-from paude.work import refusal_hint
-from paude.work import report as report_work
 
 Confirm = Callable[[PlanResult], bool]
 
@@ -112,7 +109,7 @@ def _program(session: Session, owner: str, *, rebuild: str = "",
                                   Path(owner))
     # A missing or unusable model credential is a plan-time error naming what to set.
     gateway.check(identity.gateway, needs_model=Path(session.agent.command[0]).name == "claude",
-                  allow=domains.expand(session.allowed_domains))
+                  allow=domains.expand(session.allowed_domains, session.denied_requests))
     program: engine.Program
     if session.backend == "podman":
         from paude.stacks.podman.program import make_program
@@ -149,7 +146,7 @@ def render(name: str, directory: Path, *, cwd: Path | None = None) -> list[Path]
         try:
             engine.up(handle, policy_packs=(policy.pack_for(project.root),))
         except EngineError as exc:
-            raise _cluster_hint(exc, session) from exc
+            raise quota.engine_hint(exc, session) from exc
     return sorted(p for p in directory.rglob("*.yaml"))
 
 
@@ -206,7 +203,7 @@ def _preview(handle: engine.StackHandle, session: Session, pack: Path, warnings:
             raise
         raise PolicyViolationError(handle.name, plan.policy, partial=plan) from exc
     except EngineError as exc:
-        raise _cluster_hint(exc, session) from exc
+        raise quota.engine_hint(exc, session) from exc
     result = PlanResult(session=handle.name, backend=session.backend, changes=changes,
                         summary=summarize(changes, new_session=handle.new, definition=definition),
                         new_session=handle.new, warnings=tuple(warnings),
@@ -294,7 +291,7 @@ def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
     try:
         applied, final, _ = engine.up(handle, on_progress=on_progress)
     except EngineError as exc:
-        raise _cluster_hint(exc, session) from exc
+        raise quota.engine_hint(exc, session) from exc
     index.write(name, backend=session.backend, owner=project.owner, outputs=final,
                 definition=baseline.inputs, head=baseline.head)
     _configure_remote(project.root, name)
@@ -374,57 +371,6 @@ def audit(name: str, *, cwd: Path | None = None) -> list[ProxyRequest]:
     project = open_project(cwd)
     session, _ = session_of(project, name)
     return proxylog.requests(get_backend(session.backend, name).proxy_log(session=name))
-
-
-def guard_unfetched(repo: Path, backend_name: str, name: str, *,
-                    container_expected: bool) -> None:
-    """Refuse to lose work the host lacks: commits on any ref, uncommitted, untracked or
-    non-repository files (callers skip this with --force)."""
-    backend = get_backend(backend_name, name)
-    status = backend.status(session=name)
-    if not status.exists:
-        # A workspace kept by an earlier destroy has no container to look into: that is
-        # not the same as having nothing in it.
-        if container_expected or backend.data_exists(session=name):
-            raise UnfetchedWorkError(
-                f"cannot check session {name} for unfetched work: its agent container is "
-                "gone", hint=f"run `paude apply {name}` (it re-attaches the workspace) and "
-                f"`paude rescue {name}` first, or pass --force to delete the workspace anyway")
-        return
-    started = not status.agent_running
-    if started:
-        backend.start(session=name)  # the check reads the workspace inside the agent
-    try:
-        # Outside a git repository the host has nothing, so every commit counts as unfetched.
-        found = report_work(repo, backend, name)
-        if found.blocking:
-            raise UnfetchedWorkError(describe_work(found, name), hint=refusal_hint(name))
-    finally:
-        if started:
-            backend.stop(session=name)  # a stopped session stays stopped, refused or not
-
-
-def _cluster_hint(exc: EngineError, session: Session) -> PaudeError:
-    """An OpenShift session planned where no cluster (or no provider) is reachable."""
-    if session.backend != "openshift":
-        return exc
-    refused = quota.api_refusal(exc.message, session)
-    if refused is not None:
-        return refused
-    text = exc.message.lower()
-    if "no resource plugin" in text or ("kubernetes" in text and "plugin" in text):
-        return PaudeError(
-            f"session {session.name}: the pulumi-kubernetes provider plugin is not installed",
-            hint="build it with `scripts/build-engine.sh --kubernetes` (see docs/engine.md)")
-    if "unreachable" in text or "kubeconfig" in text or "connection refused" in text:
-        cause = next((ln.strip() for ln in exc.message.splitlines()
-                      if "unreachable" in ln or "refused" in ln), exc.message)
-        return PaudeError(
-            f"session {session.name}: no OpenShift / Kubernetes cluster is reachable "
-            f"(context {session.openshift.context or 'current'}):\n    {cause[:300]}",
-            hint=f"log in (`oc login`) or pick a context, or review the manifests offline "
-                 f"with `paude plan {session.name} --render DIR`")
-    return exc
 
 
 def _in_git_repo(path: Path) -> bool:

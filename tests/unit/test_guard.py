@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from paude import guard as guard_module
 from paude import sessions
 from paude.backends.base import RuntimeStatus
 from paude.errors import UnfetchedWorkError
@@ -51,9 +52,9 @@ class FakeReport:
 
 def guard(repo: Path, monkeypatch: pytest.MonkeyPatch, backend: FakeBackend,
           lags: list[BranchLag], *, container_expected: bool = True) -> None:
-    monkeypatch.setattr(sessions, "get_backend", lambda name, session=None: backend)
-    monkeypatch.setattr(sessions, "report_work", lambda repo, backend, name: FakeReport(lags))
-    monkeypatch.setattr(sessions, "describe_work", lambda report, name: "unfetched work")
+    monkeypatch.setattr(guard_module, "get_backend", lambda name, session=None: backend)
+    monkeypatch.setattr(guard_module, "report_work", lambda repo, backend, name: FakeReport(lags))
+    monkeypatch.setattr(guard_module, "describe_work", lambda report, name: "unfetched work")
     sessions.guard_unfetched(repo, "podman", "demo", container_expected=container_expected)
 
 

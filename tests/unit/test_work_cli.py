@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from paude import guard as guard_module
 from paude import lifecycle, sessions
 from paude.backends.base import RuntimeStatus
 from paude.cli import main
@@ -171,8 +172,8 @@ class FakeBackend:
 
 def guard(monkeypatch: pytest.MonkeyPatch, backend: FakeBackend, found: WorkReport,
           *, expected: bool = True) -> None:
-    monkeypatch.setattr(sessions, "get_backend", lambda name, session: backend)
-    monkeypatch.setattr(sessions, "report_work", lambda repo, b, name: found)
+    monkeypatch.setattr(guard_module, "get_backend", lambda name, session: backend)
+    monkeypatch.setattr(guard_module, "report_work", lambda repo, b, name: found)
     sessions.guard_unfetched(Path("/repo"), "podman", "demo", container_expected=expected)
 
 
