@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import shlex
-from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
     StrictBool,
     Tag,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from paude import domains
-from paude.certs import NotCertificates, read_certificates
 from paude.egress import RequestRule
 from paude.errors import SessionNotFoundError
 from paude.fields import (
@@ -51,6 +46,7 @@ from paude.fields import (
     validate_domain,
     validate_session_name,
 )
+from paude.sections import AgentConfig, ImageConfig, OpenShiftConfig, ProxyConfig, _Model
 from paude.sizing import DEFAULT_AGENT, ResourcesConfig
 
 __all__ = [
@@ -101,164 +97,6 @@ AllowEntry = Annotated[
     Annotated[Domain, Tag("name")] | Annotated[RequestRule, Tag("rule")],
     Discriminator(_entry_kind),
 ]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def _check_ca_file(value: str) -> str:
-    # The path is the repository's word, the file is the host's: whatever the path names
-    # must be certificates and nothing else before any of it is copied into an image.
-    try:
-        path = Path(value).expanduser()
-    except RuntimeError:  # ~USER of a user this machine does not have
-        raise ValueError(f"{value}: no home folder is known for "
-                         f"{value.split('/', 1)[0]!r} on this machine") from None
-    try:
-        read_certificates(path)
-    except FileNotFoundError:
-        return value  # reported when an image is built: a teammate may not have it yet
-    except NotCertificates as exc:
-        raise ValueError(f"{value} {exc}: only PEM CERTIFICATE blocks are copied into the "
-                         "images, and a file with anything else is refused so that nothing "
-                         "else on this machine (a private key) can reach the agent") from None
-    return value
-
-
-CaFile = Annotated[HostPath, AfterValidator(_check_ca_file)]
-
-
-class ImageConfig(_Model):
-    """How the agent's container image is built."""
-
-    base: ImageRef | None = Field(
-        None, description="Base container image reference, e.g. docker.io/library/python:3.12."
-    )
-    dockerfile: RepoPath | None = Field(
-        None,
-        description="Dockerfile to build instead of a base image, relative to the repository root.",
-    )
-    context: RepoPath | None = Field(
-        None, description="Build context for the dockerfile, relative to the repository root."
-    )
-    build_args: dict[EnvName, EnvValue] = Field(
-        default_factory=dict, description="Build arguments passed to the dockerfile build."
-    )
-    build_domains: list[Domain] | None = Field(
-        None, description=(
-            "What image builds may reach, through a build proxy like the agent's: [pypi] "
-            "when unset. The Debian archive (and the npm registry "
-            "or Claude's installer host, per agent.install) are always added; builds never "
-            "use the host's network."))
-    packages: list[PackageName] = Field(
-        default_factory=list, description="Debian packages installed into the image."
-    )
-    setup: str | None = Field(
-        None, description="Shell command run once while the image is built."
-    )
-    env: dict[EnvName, EnvValue] = Field(
-        default_factory=dict, description="Environment variables set in the agent's container."
-    )
-    venv: str | None = Field(
-        None, description="Python virtual environment setting, as written in paude.json."
-    )
-    features: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Devcontainer features; recorded for review but not installed.",
-    )
-    ca_certificates: list[CaFile] = Field(
-        default_factory=list,
-        description=(
-            "Extra CA certificate files (PEM) on the host, trusted inside the agent and proxy "
-            "images: needed behind TLS-inspecting proxies."
-        ),
-    )
-
-
-class AgentConfig(_Model):
-    """How the coding agent (claude) is started."""
-
-    install: Literal["native", "npm", "none"] = Field(
-        "native",
-        description=(
-            "How Claude Code gets into the agent image: Anthropic's native installer, the "
-            "npm package, or none (the image already has it)."
-        ),
-    )
-    command: list[Argument] = Field(
-        default_factory=lambda: ["claude"], min_length=1,
-        description="The agent program and any fixed leading arguments.",
-    )
-
-    args: Annotated[
-        list[Argument],
-        WithJsonSchema(
-            {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]}
-        ),
-    ] = Field(
-        default_factory=list,
-        description=(
-            "Arguments passed to claude verbatim, one list entry per argument; "
-            "a single string is split like a shell would."
-        ),
-    )
-
-    @field_validator("args", mode="before")
-    @classmethod
-    def _split_string(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        try:
-            return shlex.split(value)
-        except ValueError as exc:
-            raise ValueError(f"cannot split {value!r} into arguments: {exc}") from exc
-
-
-class OpenShiftConfig(_Model):
-    """Where and how sessions run on OpenShift / Kubernetes."""
-
-    namespace: Namespace | None = Field(
-        None, description="Namespace for the session's resources; the current one if unset."
-    )
-    context: OptionName | None = Field(
-        None, description="kubeconfig context to use; the current one if unset."
-    )
-    pvc_size: Quantity = Field("10Gi", description="Size of the workspace volume claim.")
-    storage_class: StorageClass | None = Field(
-        None, description="StorageClass of the workspace claim; the cluster default if unset."
-    )
-    image_registry: ImageRef | None = Field(
-        None, description=(
-            "Registry (host[:port]/path) the cluster pulls the session's images from; paude "
-            "pushes them there. Unset on OpenShift: images are built in-cluster."))
-    registry_tls_verify: StrictBool = Field(
-        True, description=(
-            "Verify the registry's TLS certificate when pushing. Turn off only for a registry "
-            "on loopback or a network you control."))
-    image_pull_secret: OptionName | None = Field(
-        None, description="Secret in the namespace the cluster pulls the images with.")
-    create_namespace: StrictBool = Field(
-        False, description=(
-            "Create the namespace as part of the session (kept on destroy, like the "
-            "workspace); by default it must exist."))
-    wait_for_ready: StrictBool = Field(
-        True, description=(
-            "Apply waits until the proxy and agent are ready. false skips the waits (GitOps "
-            "hand-off, or an API server without nodes)."))
-
-
-class ProxyConfig(_Model):
-    """The squid sidecar: the agent's only way out."""
-
-    base: ImageRef | None = Field(
-        None,
-        description=(
-            "Ignored in paude.yaml (with a warning): the proxy is the agent's egress guard, so "
-            "its base image is a machine setting ($PAUDE_HOME/config.yaml proxy.base) that "
-            "the repository, which the agent can edit, cannot choose."
-        ),
-    )
 
 
 class SessionSpec(_Model):
