@@ -54,6 +54,11 @@ SESSION_LABEL = f"paude.session={SESSION}"
 AGENT = f"paude-{SESSION}-agent"
 CONTROL = f"{SESSION}-direct"
 SERVER = f"{SESSION}-server"
+PEER = f"{SESSION}-mitmproxy"
+PEER_IMAGE = "localhost/paude-bench-mitmproxy:bookworm"
+PEER_PORT = 8080
+# The peer's CA (mitmproxy makes its own at first start) and the stand-in's, for curl.
+PEER_BUNDLE = "/peer-bundle.pem"
 TUNNEL = "tunnel.paude-bench.example"
 INSPECT = "inspect.paude-bench.example"
 DEFAULT_BASE_IMAGE = "localhost/paude-base:bookworm"
@@ -61,8 +66,11 @@ SMALL_REQUESTS = 100
 LARGE_BYTES = 50 * 1024 * 1024
 TARGET = 1.5
 
-PATHS = {"direct": (CONTROL, INSPECT), "tunnelled": (AGENT, TUNNEL),
-         "inspected": (AGENT, INSPECT)}
+# path -> (container, host, extra curl options)
+PATHS = {"direct": (CONTROL, INSPECT, ""), "tunnelled": (AGENT, TUNNEL, ""),
+         "inspected": (AGENT, INSPECT, ""),
+         "mitmproxy": (CONTROL, INSPECT,
+                       f"-x http://{PEER}:{PEER_PORT} --cacert {PEER_BUNDLE}")}
 STEPS = {f"{kind}_{path}": f"({n}) {label}, {path}"
          for n, (kind, label) in enumerate((("small", f"{SMALL_REQUESTS} small requests"),
                                             ("large", "one 50 MB download")), start=1)
@@ -70,11 +78,15 @@ STEPS = {f"{kind}_{path}": f"({n}) {label}, {path}"
 
 # Runs inside a container: prints the nanoseconds the loop took; fails on any non-2xx.
 SMALL = ("start=$(date +%s%N); i=0; while [ $i -lt {n} ]; do "
-         "curl -sSf -o /dev/null https://{host}/v1/item/$i || exit 1; i=$((i+1)); done; "
+         "curl -sSf {opts} -o /dev/null https://{host}/v1/item/$i || exit 1; i=$((i+1)); "
+         "done; echo $(( $(date +%s%N) - start ))")
+LARGE = ("start=$(date +%s%N); size=$(curl -sSf {opts} -o /dev/null -w '%{{size_download}}' "
+         "https://{host}/v1/blob/{size}) || exit 1; [ \"$size\" = {size} ] || exit 1; "
          "echo $(( $(date +%s%N) - start ))")
-LARGE = ("start=$(date +%s%N); "
-         "size=$(curl -sSf -o /dev/null -w '%{{size_download}}' https://{host}/v1/blob/{size}) "
-         "|| exit 1; [ \"$size\" = {size} ] || exit 1; echo $(( $(date +%s%N) - start ))")
+PEER_CONTAINERFILE = """FROM {base}
+RUN apt-get update && apt-get install -y --no-install-recommends mitmproxy \\
+ && rm -rf /var/lib/apt/lists/*
+"""
 
 
 def definition(base_image: str) -> str:
@@ -103,12 +115,12 @@ def in_container(container: str, script: str) -> float:
 def one_run(index: int, total: int) -> dict[str, float]:
     """Time every step once, the three paths interleaved."""
     samples: dict[str, float] = {}
-    for path, (container, host) in PATHS.items():
+    for path, (container, host, opts) in PATHS.items():
         samples[f"small_{path}"] = in_container(
-            container, SMALL.format(n=SMALL_REQUESTS, host=host))
-    for path, (container, host) in PATHS.items():
+            container, SMALL.format(n=SMALL_REQUESTS, host=host, opts=opts))
+    for path, (container, host, opts) in PATHS.items():
         samples[f"large_{path}"] = in_container(
-            container, LARGE.format(host=host, size=LARGE_BYTES))
+            container, LARGE.format(host=host, size=LARGE_BYTES, opts=opts))
     shown = "  ".join(f"{key}={value:.3f}s" for key, value in samples.items())
     print(f"run {index}/{total}: {shown}", flush=True)
     return samples
@@ -125,6 +137,9 @@ def build_report(samples: dict[str, list[float]], *, base_image: str) -> dict[st
               for kind in ("small", "large")}
     ratios.update({f"{kind}: tunnelled/direct": ratio(f"{kind}_tunnelled", f"{kind}_direct")
                    for kind in ("small", "large")})
+    ratios.update({f"{kind}: inspected/mitmproxy": ratio(f"{kind}_inspected",
+                                                         f"{kind}_mitmproxy")
+                   for kind in ("small", "large")})
     return {
         "schema": 1,
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -139,7 +154,8 @@ def build_report(samples: dict[str, list[float]], *, base_image: str) -> dict[st
                   for key, values in samples.items()},
         "ratios": ratios,
         "target": {"inspected/tunnelled": TARGET,
-                   "met": all(v <= TARGET for k, v in ratios.items() if "inspected" in k)},
+                   "met": all(v <= TARGET for k, v in ratios.items()
+                              if k.endswith("inspected/tunnelled"))},
     }
 
 
@@ -156,10 +172,35 @@ def render_table(report: Mapping[str, object]) -> str:
         lines.append(f"{label:<40}{row['median']:>8.3f}s{row['min']:>8.3f}s{row['max']:>8.3f}s")
     lines += ["", "ratios of medians:"]
     for key, value in ratios.items():
-        verdict = "" if "inspected" not in key else (
+        verdict = "" if not key.endswith("inspected/tunnelled") else (
             f"  (target <= {TARGET}x: {'met' if value <= TARGET else 'MISSED'})")
         lines.append(f"  {key:<30} {value:.2f}x{verdict}")
     return "\n".join(lines)
+
+
+def start_peer(base_image: str, network: str, root: Path) -> None:
+    """mitmproxy from the Debian archive on the egress network, trusting the stand-in; its
+    own CA (made at first start) goes to the direct container's curl."""
+    if run(["podman", "image", "exists", PEER_IMAGE], check=False).returncode != 0:
+        context = root / "peer"
+        context.mkdir()
+        (context / "Containerfile").write_text(PEER_CONTAINERFILE.format(base=base_image),
+                                               encoding="utf-8")
+        run(["podman", "build", "-q", "-t", PEER_IMAGE, str(context)])
+    run(["podman", "run", "--detach", "--name", PEER, "--label", SESSION_LABEL,
+         "--network", network, "--volume", f"{standin_ca()}:/standin-ca.crt:ro", PEER_IMAGE,
+         "mitmdump", "-q", "--listen-port", str(PEER_PORT),
+         "--set", "ssl_verify_upstream_trusted_ca=/standin-ca.crt"])
+    cert = "/root/.mitmproxy/mitmproxy-ca-cert.pem"
+    for _ in range(100):
+        if run(["podman", "exec", PEER, "test", "-s", cert], check=False).returncode == 0:
+            break
+        time.sleep(0.2)
+    else:
+        raise BenchError("mitmproxy did not make its CA within 20 s")
+    bundle = run(["podman", "exec", PEER, "cat", cert]).stdout + standin_ca().read_text()
+    (root / "peer-bundle.pem").write_text(bundle, encoding="utf-8")
+    run(["podman", "cp", str(root / "peer-bundle.pem"), f"{CONTROL}:{PEER_BUNDLE}"])
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -192,6 +233,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, object]:
                  "--network", network, "--env", "SSL_CERT_FILE=/ca.crt", base_image,
                  "sleep", "infinity"])
             run(["podman", "cp", str(standin_ca()), f"{CONTROL}:/ca.crt"])
+            start_peer(base_image, network, root)
             one_run(0, args.runs)  # warm-up: certificates generated, caches filled
             samples: dict[str, list[float]] = {key: [] for key in STEPS}
             for index in range(1, args.runs + 1):
