@@ -64,12 +64,14 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             opts = pulumi.ResourceOptions(provider=provider, depends_on=[ns])
 
         def meta(name: str, role: str) -> dict[str, Any]:
-            out: dict[str, Any] = {"name": name, "namespace": namespace,
-                                   "labels": labels(session.name, role)}
+            # paude owns these objects: a field someone changed by hand (kubectl patch,
+            # kubectl edit) is drift that apply takes back, not a conflict that stops it.
+            annotations = {"pulumi.com/patchForce": "true"}
             if not cfg.wait_for_ready:
                 # pulumi-kubernetes otherwise waits for pods to become ready.
-                out["annotations"] = {"pulumi.com/skipAwait": "true"}
-            return out
+                annotations["pulumi.com/skipAwait"] = "true"
+            return {"name": name, "namespace": namespace,
+                    "labels": labels(session.name, role), "annotations": annotations}
 
         def _pull(spec: dict[str, Any]) -> dict[str, Any]:
             if cfg.image_pull_secret:

@@ -118,3 +118,34 @@ def test_a_tag_deleted_from_the_registry_is_drift(paude: Paude, cluster: Cluster
     result = paude.run("plan", name, "--detailed-exitcode")
     assert result.returncode == 0, result.stdout + result.stderr
     paude.ok("destroy", name, "--yes", "--delete-data", "--force")
+
+
+def test_a_hand_edited_proxy_configuration_is_drift_that_apply_repairs(
+        paude: Paude, cluster: Cluster) -> None:
+    ns = f"paude-{secrets.token_hex(3)}"
+    name = paude.session
+    define(paude, cluster, ns)
+    paude.ok("apply", name, "--yes")
+    assert paude.run("plan", name, "--detailed-exitcode").returncode == 0  # control
+
+    # The proxy's configuration opened to everything by hand (kubectl patch): the field
+    # is paude's, so the plan shows the change and apply takes it back instead of
+    # stopping at a server-side apply conflict.
+    config_map = f"paude-{name}-proxy-config"
+    config = cluster.get("-n", ns, "configmap", config_map)
+    declared = config["data"]["squid.conf"]  # type: ignore[index]
+    opened = declared.replace("http_access deny all paude_m_default", "http_access allow all")
+    assert opened != declared
+    assert cluster.kubectl("-n", ns, "patch", "configmap", config_map, "--type=merge", "-p",
+                           json.dumps({"data": {"squid.conf": opened}})).returncode == 0
+    plan = paude.plan_json()
+    actions = {r["resource"]: r["action"] for r in plan["resources"]}  # type: ignore[index]
+    assert actions["proxy-config"] == "update", actions
+    narrowed = [s for s in plan["summary"] if s["kind"] == "egress-narrowed"]  # type: ignore[union-attr]
+    assert narrowed and narrowed[0]["security_relevant"] is True
+    paude.ok("apply", name, "--yes")
+    conf = cluster.get("-n", ns, "configmap", config_map)
+    assert conf["data"]["squid.conf"] == declared  # type: ignore[index]
+    result = paude.run("plan", name, "--detailed-exitcode")
+    assert result.returncode == 0, result.stdout + result.stderr
+    paude.ok("destroy", name, "--yes", "--delete-data", "--force")

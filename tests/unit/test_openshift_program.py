@@ -284,7 +284,9 @@ def test_pull_secret_skip_await_and_waivers() -> None:
     assert agent["metadata"]["annotations"]["paude.io/waiver-yolo-unrestricted-egress"] == reason
     assert result.inputs("agent-image")["tls_verify"] is False
     waits = run(VARIANTS["registry"])
-    assert "annotations" not in of_type(waits, "StatefulSet")["agent"]["metadata"]
+    # Waiting is the default; taking back fields changed by hand always applies.
+    assert of_type(waits, "StatefulSet")["agent"]["metadata"]["annotations"] == {
+        "pulumi.com/patchForce": "true"}
 
 
 def test_namespace_is_created_protected_and_first_when_asked() -> None:
