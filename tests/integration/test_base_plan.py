@@ -179,7 +179,7 @@ def test_an_unchanged_dockerfile_session_has_no_changes(repo: Repo) -> None:
     run = repo.paude("--all", "--base", "main", "--json", "--detailed-exitcode")
     assert run.code == 0, run.stdout + run.stderr
     plan = json.loads(run.stdout)["plans"][0]
-    assert plan["has_changes"] is False and plan["counts"]["same"] == 9
+    assert plan["has_changes"] is False and plan["counts"]["same"] == 10
     # Control: a change to the build context is seen.
     repo.commit({"build/tool.sh": "echo changed\n"}, "context")
     assert repo.paude("--all", "--base", "main", "--detailed-exitcode").code == 2
