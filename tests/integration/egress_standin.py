@@ -15,7 +15,7 @@ from tests.integration.helpers import BASE_IMAGE, podman
 from tests.integration.model_standin import server_cert
 
 ALIASES = ("github.com", "api.github.com", "pypi.org", "files.pythonhosted.org",
-           "api.paude-test.example", "plain.paude-test.example")
+           "api.paude-test.example", "plain.paude-test.example", "offlist.paude-test.example")
 LOG = "/tmp/egress-standin.log"
 REPO = "/srv/git/org/project.git"
 

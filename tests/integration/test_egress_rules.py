@@ -182,6 +182,23 @@ def test_hosts_without_rules_stay_tunnels(egress: Egress) -> None:
     wait_until(logged, timeout=10, what="the failed handshake in the audit log")
 
 
+def test_names_off_the_list_stay_refused_with_inspection_on(egress: Egress) -> None:
+    # squid answers a refused CONNECT on an inspecting port inside TLS (a 403 page for the
+    # request, under the session CA): the request still goes nowhere.
+    before = len(egress.standin.requests())
+    result = egress.agent_sh("curl -s -o /dev/null -w '%{http_connect} %{http_code}' "
+                             "-X POST -d secret https://offlist.paude-test.example/upload")
+    assert "403" in result.stdout.split(), result.stdout
+    assert len(egress.standin.requests()) == before
+    refused = [r for r in egress.audit() if r["host"] == "offlist.paude-test.example"]
+    assert refused and all(r["decision"] == "deny" for r in refused)
+    assert refused[0]["rule"] == "not-allowed"
+    # Control: the same POST sent directly arrives.
+    direct = egress.control_sh("curl -s -o /dev/null -w '%{http_code}' -X POST -d c "
+                               "https://offlist.paude-test.example/upload")
+    assert direct.stdout == "200"
+
+
 def test_ca_key_only_in_the_proxy(egress: Egress) -> None:
     session = egress.paude.session
     proxy_key = podman("exec", f"paude-{session}-proxy", "cat",
