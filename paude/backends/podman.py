@@ -136,6 +136,14 @@ class PodmanBackend(Backend):
                 removed += names
         return removed
 
+    def owner(self, *, session: str) -> str | None:
+        """The agent container's paude.repository label (set by the stack program)."""
+        result = proc.run([PODMAN, "container", "inspect", "--format",
+                           '{{index .Config.Labels "paude.repository"}}', agent(session)],
+                          check=False, log_output=False)
+        label = result.stdout.strip() if result.ok else ""
+        return label if label and label != "<no value>" else None
+
     def proxy_config(self, *, session: str) -> str:
         """The running proxy's squid.conf, as its entrypoint wrote it."""
         return proc.run([PODMAN, "exec", proxy(session), "cat", SQUID_CONF]).stdout
