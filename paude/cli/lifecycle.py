@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from paude import lifecycle, naming, proc, work
+from paude import lifecycle, naming, termguard, work
 from paude.cli import flags, output, planview
 from paude.definition import CreateFlags
 
@@ -92,7 +92,7 @@ def start(
     if not attach or not sys.stdin.isatty():
         output.text(f"Session {session} is running. Attach with `paude connect {session}`.")
         return 0
-    return proc.run_interactive(argv)
+    return termguard.attach(argv)
 
 
 def stop(name: OptionalName = None) -> int:
@@ -113,7 +113,7 @@ def connect(name: OptionalName = None) -> int:
     Examples:\n
       paude connect my-project
     """
-    return proc.run_interactive(lifecycle.attach_argv(lifecycle.resolve_name(name)))
+    return termguard.attach(lifecycle.attach_argv(lifecycle.resolve_name(name)))
 
 
 def list_(as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False

@@ -71,7 +71,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         return fail
 
     for module, names in ((engine, ("connect", "open_stack", "preview", "up", "destroy")),
-                          (proc, ("run", "run_bytes", "run_interactive", "exec_replace")),
+                          (proc, ("run", "run_bytes", "run_on_pty", "exec_replace")),
                           (output, ("confirm",)), (locks, ("hold_session",)),
                           (baseplan, ("plan",))):
         for name in names:

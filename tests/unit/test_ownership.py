@@ -69,7 +69,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return real_run(argv, **kwargs)
 
     monkeypatch.setattr(proc, "run", host_git_only)
-    monkeypatch.setattr(proc, "run_interactive", host_git_only)
+    monkeypatch.setattr(proc, "run_on_pty", host_git_only)
     return {"a": a, "b": b, "backend": backend}
 
 
