@@ -198,15 +198,29 @@ def run_on_pty(argv: Sequence[str], output: StreamFilter, *, stdin_fd: int = 0,
         with contextlib.suppress(ProcessLookupError):
             child.send_signal(signal.SIGWINCH)  # not its controlling tty: tell it directly
 
-    previous = signal.signal(signal.SIGWINCH, resized)
+    def ended(signum: int, frame: FrameType | None) -> None:
+        # A closed terminal (SIGHUP) or a kill (SIGTERM): pass it on; the relay then ends
+        # with the command and the terminal's mode is restored on the way out.
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signum)
+
+    handlers = {signal.SIGWINCH: resized, signal.SIGHUP: ended, signal.SIGTERM: ended}
+    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
     try:
         with _raw(stdin_fd):
             _relay(master, child, output, stdin_fd, stdout_fd)
     finally:
-        signal.signal(signal.SIGWINCH, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         os.close(master)
-        _write_all(stdout_fd, output.flush())
-    return child.wait()
+        with contextlib.suppress(OSError):
+            _write_all(stdout_fd, output.flush())
+    try:
+        code = child.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # it outlived its terminal: end it
+        child.terminate()
+        code = child.wait()
+    return 128 - code if code < 0 else code  # killed by a signal: 128 + its number, as shells
 
 
 def _relay(master: int, child: subprocess.Popen[bytes], output: StreamFilter, stdin_fd: int,
@@ -221,9 +235,15 @@ def _relay(master: int, child: subprocess.Popen[bytes], output: StreamFilter, st
                 data = b""
             if not data:
                 return
-            _write_all(stdout_fd, output.feed(data))
+            try:
+                _write_all(stdout_fd, output.feed(data))
+            except OSError:  # the user's terminal is gone: nobody to show anything to
+                return
         if stdin_fd in ready:
-            keys = os.read(stdin_fd, 4096)
+            try:
+                keys = os.read(stdin_fd, 4096)
+            except OSError:
+                keys = b""
             if keys:
                 _write_all(master, keys)
             else:

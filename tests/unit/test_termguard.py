@@ -6,9 +6,11 @@ from __future__ import annotations
 import base64
 import fcntl
 import os
+import signal
 import struct
 import sys
 import termios
+import threading
 
 import pytest
 from hypothesis import given, settings
@@ -209,3 +211,23 @@ def test_the_relay_gives_the_command_the_user_s_terminal_size() -> None:
     assert termios.tcgetattr(user_side)[3] & termios.ICANON
     os.close(user)
     os.close(user_side)
+
+
+def test_a_kill_ends_the_command_and_restores_the_terminal() -> None:
+    """SIGTERM (or a closed terminal's SIGHUP) to paude goes on to the command, and the
+    user's terminal leaves raw mode on the way out."""
+    user, user_side = os.openpty()
+    before = termios.tcgetattr(user_side)
+    out_read, out_write = os.pipe()
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        code = proc.run_on_pty([sys.executable, "-c", "import time; time.sleep(30)"],
+                               TerminalGuard(), stdin_fd=user_side, stdout_fd=out_write)
+    finally:
+        timer.cancel()
+    assert code == 128 + signal.SIGTERM
+    assert termios.tcgetattr(user_side) == before
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    for fd in (user, user_side, out_read, out_write):
+        os.close(fd)
