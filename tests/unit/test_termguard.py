@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import io
 import os
 import signal
 import struct
@@ -231,3 +232,23 @@ def test_a_kill_ends_the_command_and_restores_the_terminal() -> None:
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     for fd in (user, user_side, out_read, out_write):
         os.close(fd)
+
+
+def test_connect_and_start_attach_through_the_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+    from paude import lifecycle
+    from paude.cli import main
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    argv = ["podman", "exec", "--interactive", "--tty", "paude-demo-agent", "sh"]
+    seen: list[tuple[list[str], type]] = []
+    monkeypatch.setattr(lifecycle, "attach_argv", lambda name: argv)
+    monkeypatch.setattr(lifecycle, "start", lambda name: argv)
+    monkeypatch.setattr(proc, "run_on_pty",
+                        lambda args, output: seen.append((list(args), type(output))) or 5)
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    assert main(["connect", "demo"]) == 5
+    assert main(["start", "demo"]) == 5
+    assert seen == [(argv, TerminalGuard), (argv, TerminalGuard)]
