@@ -20,6 +20,8 @@ reports) and CSI `i` (media copy); C1 controls, raw or UTF-8 encoded (U+0080-U+0
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from paude import proc
 
 ESC, BEL, CAN, SUB = 0x1B, 0x07, 0x18, 0x1A
@@ -241,7 +243,17 @@ def _plain_text(body: bytes) -> bool:
     return not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in text)
 
 
-def attach(argv: list[str]) -> int:
+@dataclass(frozen=True)
+class Attached:
+    """How an attach ended."""
+
+    exit_code: int
+    dropped: int  # escape sequences kept off the user's terminal
+
+
+def attach(argv: list[str]) -> Attached:
     """Run an attach command (podman exec -it ... tmux attach, oc exec ...) on a terminal
     of paude's own, passing what it draws to the user's terminal through TerminalGuard."""
-    return proc.run_on_pty(argv, TerminalGuard())
+    guard = TerminalGuard()
+    code = proc.run_on_pty(argv, guard)
+    return Attached(code, guard.dropped)

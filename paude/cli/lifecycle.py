@@ -92,7 +92,7 @@ def start(
     if not attach or not sys.stdin.isatty():
         output.text(f"Session {session} is running. Attach with `paude connect {session}`.")
         return 0
-    return termguard.attach(argv)
+    return _attach(argv)
 
 
 def stop(name: OptionalName = None) -> int:
@@ -113,7 +113,15 @@ def connect(name: OptionalName = None) -> int:
     Examples:\n
       paude connect my-project
     """
-    return termguard.attach(lifecycle.attach_argv(lifecycle.resolve_name(name)))
+    return _attach(lifecycle.attach_argv(lifecycle.resolve_name(name)))
+
+
+def _attach(argv: list[str]) -> int:
+    attached = termguard.attach(argv)
+    if attached.dropped:
+        output.info(f"paude kept {attached.dropped} escape sequence(s) from the agent's "
+                    "terminal off yours (clipboard writes, passthrough; see docs/security.md)")
+    return attached.exit_code
 
 
 def list_(as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False

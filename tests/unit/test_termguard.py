@@ -234,7 +234,8 @@ def test_a_kill_ends_the_command_and_restores_the_terminal() -> None:
         os.close(fd)
 
 
-def test_connect_and_start_attach_through_the_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_connect_and_start_attach_through_the_guard(monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
     from paude import lifecycle
     from paude.cli import main
 
@@ -246,9 +247,18 @@ def test_connect_and_start_attach_through_the_guard(monkeypatch: pytest.MonkeyPa
     seen: list[tuple[list[str], type]] = []
     monkeypatch.setattr(lifecycle, "attach_argv", lambda name: argv)
     monkeypatch.setattr(lifecycle, "start", lambda name: argv)
-    monkeypatch.setattr(proc, "run_on_pty",
-                        lambda args, output: seen.append((list(args), type(output))) or 5)
+    def attached(args: list[str], output: proc.StreamFilter) -> int:
+        seen.append((list(args), type(output)))
+        output.feed(OSC52_BEL if len(seen) == 1 else b"plain")
+        return 5
+
+    monkeypatch.setattr(proc, "run_on_pty", attached)
     monkeypatch.setattr(sys, "stdin", Terminal())
     assert main(["connect", "demo"]) == 5
+    # After the detach, the user learns that something was kept off the terminal.
+    assert capsys.readouterr().err == (
+        "paude kept 1 escape sequence(s) from the agent's terminal off yours (clipboard "
+        "writes, passthrough; see docs/security.md)\n")
     assert main(["start", "demo"]) == 5
+    assert capsys.readouterr().err == ""
     assert seen == [(argv, TerminalGuard), (argv, TerminalGuard)]
