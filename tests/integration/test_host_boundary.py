@@ -190,6 +190,9 @@ class HostTmux:
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], check=False,
                        capture_output=True)
+        # A server that ended by itself can leave its socket behind.
+        folder = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
+        (folder / self.socket).unlink(missing_ok=True)
 
 
 def agent_tmux(world: World, *args: str) -> str:
