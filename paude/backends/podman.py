@@ -137,12 +137,17 @@ class PodmanBackend(Backend):
         return removed
 
     def owner(self, *, session: str) -> str | None:
-        """The agent container's paude.repository label (set by the stack program)."""
-        result = proc.run([PODMAN, "container", "inspect", "--format",
-                           '{{index .Config.Labels "paude.repository"}}', agent(session)],
-                          check=False, log_output=False)
-        label = result.stdout.strip() if result.ok else ""
-        return label if label and label != "<no value>" else None
+        """The paude.repository label of the agent container, else of the workspace volume
+        (a destroyed session keeps it, and the next apply of the name adopts it)."""
+        for kind, field, name in (("container", ".Config.Labels", agent(session)),
+                                  ("volume", ".Labels", workspace(session))):
+            result = proc.run([PODMAN, kind, "inspect", "--format",
+                               f'{{{{index {field} "paude.repository"}}}}', name],
+                              check=False, log_output=False)
+            label = result.stdout.strip() if result.ok else ""
+            if label and label != "<no value>":
+                return label
+        return None
 
     def proxy_config(self, *, session: str) -> str:
         """The running proxy's squid.conf, as its entrypoint wrote it."""

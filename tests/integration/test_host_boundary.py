@@ -258,3 +258,23 @@ def test_clipboard_writes_from_the_agent(hostile: World, tmp_path: Path, attach:
         # The attach command ends with its client, and the host pane (the server) with it.
         poll("the attach command to exit", lambda: not host.alive())
         host.close()
+
+
+def test_a_kept_workspace_stays_with_its_repository(world: World) -> None:
+    """Destroyed with its workspace kept, the session is only the volume (and the work in
+    it): another repository can neither adopt it with an apply nor delete it."""
+    paude, name = world.a, world.name
+    volume = f"paude-{name}-workspace"
+    paude.ok("destroy", name, "--yes")
+    assert not running(world.agent)
+    assert podman("volume", "exists", volume, check=False).returncode == 0
+    for args in (("apply", name, "--yes"), ("delete", name, "--confirm", "--force"),
+                 ("destroy", name, "--yes", "--delete-data", "--force")):
+        refused = paude.run(*args, cwd=world.b)
+        assert refused.returncode == 1, refused
+        assert f"belongs to the repository at {paude.repo.resolve()}" in refused.stderr
+        assert podman("volume", "exists", volume, check=False).returncode == 0
+    assert podman("container", "exists", world.agent, check=False).returncode != 0
+    # The control: its own repository adopts it again, work included.
+    paude.ok("apply", name, "--yes")
+    assert "a's work" in workspace_log(world)

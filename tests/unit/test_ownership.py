@@ -113,23 +113,34 @@ def test_the_live_label_counts_even_when_the_index_agrees(tmp_path: Path) -> Non
     ownership.require("demo", cwd=b, backend=FakeBackend(None))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("stdout, ok, expected", [
-    ("/home/u/a\n", True, "/home/u/a"),
-    ("<no value>\n", True, None),  # objects made before the label existed
-    ("", False, None),  # no such container
+AGENT_LABEL = ("podman", "container", "inspect", "--format",
+               '{{index .Config.Labels "paude.repository"}}', "paude-demo-agent")
+VOLUME_LABEL = ("podman", "volume", "inspect", "--format",
+                '{{index .Labels "paude.repository"}}', "paude-demo-workspace")
+
+
+@pytest.mark.parametrize("answers, expected, asked", [
+    ({AGENT_LABEL: "/home/u/a\n"}, "/home/u/a", [AGENT_LABEL]),
+    # Destroyed, workspace kept: the volume still says whose work it holds.
+    ({VOLUME_LABEL: "/home/u/a\n"}, "/home/u/a", [AGENT_LABEL, VOLUME_LABEL]),
+    # Objects made before the label existed, or nothing at all.
+    ({AGENT_LABEL: "<no value>\n", VOLUME_LABEL: "<no value>\n"}, None,
+     [AGENT_LABEL, VOLUME_LABEL]),
+    ({}, None, [AGENT_LABEL, VOLUME_LABEL]),
 ])
-def test_podman_reads_the_agent_label(monkeypatch: pytest.MonkeyPatch, stdout: str, ok: bool,
-                                      expected: str | None) -> None:
+def test_podman_reads_the_label(monkeypatch: pytest.MonkeyPatch,
+                                answers: dict[tuple[str, ...], str], expected: str | None,
+                                asked: list[tuple[str, ...]]) -> None:
     seen: list[tuple[str, ...]] = []
 
     def run(argv: Sequence[str], **kwargs: object) -> CommandResult:
         seen.append(tuple(argv))
-        return CommandResult(tuple(argv), 0 if ok else 125, stdout, "")
+        found = answers.get(tuple(argv))
+        return CommandResult(tuple(argv), 0 if found is not None else 125, found or "", "")
 
     monkeypatch.setattr(proc, "run", run)
     assert PodmanBackend().owner(session="demo") == expected
-    assert seen == [("podman", "container", "inspect", "--format",
-                     '{{index .Config.Labels "paude.repository"}}', "paude-demo-agent")]
+    assert seen == asked
 
 
 # Every command that touches a session, as its service function is called by the CLI.
