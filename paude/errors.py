@@ -66,6 +66,11 @@ class OwnershipError(PaudeError):
     """The session's stack belongs to another repository."""
 
 
+class UsageError(PaudeError):
+    """The command line contradicts itself (flags that do not go together, a missing
+    NAME); found before anything runs."""
+
+
 class ToolNotFoundError(PaudeError):
     """A required executable (podman, git, pulumi) is missing."""
 

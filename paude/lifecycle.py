@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from paude import gitsync, index, locks, sessions, work
+from paude import gitsync, index, locks, ownership, sessions, work
 from paude.backends import get_backend
 from paude.backends.base import Backend, RuntimeStatus
 from paude.backends.kubernetes import KubernetesBackend
@@ -125,6 +125,8 @@ def create(name: str | None, flags: CreateFlags, *, cwd: Path | None = None,
     session's partial stack is destroyed."""
     name = sessions.check_name(name) if name else default_name(cwd)
     root = find_project_root((cwd or Path.cwd()).resolve())
+    # Before paude.yaml changes: another repository's session is refused, not redefined here.
+    sessions.require_owner(root, name)
     if not dry_run:
         # Before paude.yaml is read: a second create of the session waits for this one
         # instead of writing (or undoing) the definition under it.
@@ -197,22 +199,22 @@ def _undo(root: Path, name: str, session: Session, before: _Existing,
             _backend_for(session).delete_data(session=name)
 
 
-def start(name: str) -> list[str]:
+def start(name: str, *, cwd: Path | None = None) -> list[str]:
     """Start a session's containers; returns the argv that attaches to the agent."""
-    backend = get_backend(_backend_of(name), name)
+    backend = _owned(name, cwd)
     index.forget_delete_check(name)  # the agent may work again: a delete checks afresh
     backend.start(session=name)
     return backend.attach_argv(session=name)
 
 
-def stop(name: str) -> None:
+def stop(name: str, *, cwd: Path | None = None) -> None:
     """Stop a session's containers, keeping everything (not a stack change)."""
-    get_backend(_backend_of(name), name).stop(session=name)
+    _owned(name, cwd).stop(session=name)
 
 
-def attach_argv(name: str) -> list[str]:
+def attach_argv(name: str, *, cwd: Path | None = None) -> list[str]:
     """The argv that attaches to a running agent's tmux session."""
-    backend = get_backend(_backend_of(name), name)
+    backend = _owned(name, cwd)
     status = backend.status(session=name)
     if not status.agent_running:
         raise PaudeError(f"session {name} is not running",
@@ -250,7 +252,7 @@ def status(name: str, *, cwd: Path | None = None) -> SessionStatus:
     """Running or stopped, agent and proxy alive, and the work the host lacks (read only
     while the agent runs: status starts nothing)."""
     backend_name = _backend_of(name)
-    backend = get_backend(backend_name, name)
+    backend = _owned(name, cwd)
     observed = backend.status(session=name)
     found: WorkReport | None = None
     error = None
@@ -265,15 +267,16 @@ def status(name: str, *, cwd: Path | None = None) -> SessionStatus:
                          found, error, observed.memory_kills, observed.oom_killed)
 
 
-def verify(name: str) -> VerifyResult:
+def verify(name: str, *, cwd: Path | None = None) -> VerifyResult:
     """The sandbox's self-test from inside the session's agent (see paude/verify.py)."""
-    return run_verify(get_backend(_backend_of(name), name), name)
+    return run_verify(_owned(name, cwd), name)
 
 
 def delete(name: str, *, force: bool = False, cwd: Path | None = None,
            on_progress: OnProgress | None = None,
            on_notice: Callable[[str], None] | None = None) -> DestroyResult:
     """Destroy a session with its data (refusing while it holds work the host lacks)."""
+    ownership.require(name, cwd=cwd, backend=get_backend(gitsync.session_backend(name), name))
     entry = index.read(name)
     where = Path(entry.owner) if entry and Path(entry.owner).is_dir() else cwd
     return sessions.destroy(name, cwd=where, delete_data=True, force=force,
@@ -283,7 +286,7 @@ def delete(name: str, *, force: bool = False, cwd: Path | None = None,
 def rescue(name: str, *, cwd: Path | None = None) -> RescueResult:
     """Save all of a session's work under refs/paude/NAME/ in its repository; a stopped
     session is started for it and stopped again."""
-    backend = get_backend(_backend_of(name), name)
+    backend = _owned(name, cwd)
     observed = backend.status(session=name)
     if not observed.exists:
         raise SessionNotFoundError(f"session {name} has no agent container to rescue from",
@@ -298,6 +301,23 @@ def rescue(name: str, *, cwd: Path | None = None) -> RescueResult:
         if started:
             with contextlib.suppress(PaudeError):
                 backend.stop(session=name)
+
+
+def remote_add(name: str, *, push: bool, cwd: Path | None = None) -> gitsync.RemoteAddResult:
+    """`paude remote add`: the repository must be a git repository that owns the session,
+    checked before anything in the session changes."""
+    repo = (cwd or Path.cwd())
+    gitsync.require_repo(repo)
+    backend = get_backend(gitsync.session_backend(name), name)
+    ownership.require(name, cwd=repo, backend=backend)
+    return gitsync.remote_add(repo, name, push=push, backend=backend)
+
+
+def _owned(name: str, cwd: Path | None) -> Backend:
+    """The applied session's backend, once the repository here is known to own it."""
+    backend = get_backend(_backend_of(name), name)
+    ownership.require(name, cwd=cwd, backend=backend)
+    return backend
 
 
 def _owner_repo(name: str, cwd: Path | None) -> Path:

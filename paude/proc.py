@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import re
+import select
 import shutil
+import signal
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+import termios
+import tty
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from types import FrameType
+from typing import NoReturn, Protocol
 
 from paude.errors import CommandFailedError, PaudeError, SessionNotFoundError, ToolNotFoundError
 
@@ -156,14 +163,121 @@ def run_bytes(argv: Sequence[str], *, cwd: Path | str | None = None, input: byte
     return completed.stdout
 
 
-def run_interactive(argv: Sequence[str], *, cwd: Path | str | None = None) -> int:
-    """Run argv attached to the user's terminal (attach, exec -it) and return its exit code."""
+class StreamFilter(Protocol):
+    """What run_on_pty passes a command's output through on its way to the terminal."""
+
+    def feed(self, data: bytes) -> bytes:
+        """The bytes to write for `data` (state carries over calls)."""
+
+    def flush(self) -> bytes:
+        """The bytes to write at the end of the stream."""
+
+
+def run_on_pty(argv: Sequence[str], output: StreamFilter, *, stdin_fd: int = 0,
+               stdout_fd: int = 1) -> int:
+    """Run an interactive command on a pseudo-terminal of paude's own and relay it: the
+    user's keys go in unchanged, its output reaches the user's terminal only through
+    `output`. Returns the command's exit code."""
     args = [str(a) for a in argv]
-    log.info("run (interactive): %s", " ".join(args))
+    log.info("run (interactive, filtered): %s", " ".join(args))
+    master, slave = os.openpty()
+    _copy_size(stdin_fd, master)
     try:
-        return subprocess.call(args, cwd=cwd)
+        # Its own session: the user's terminal is not its controlling terminal, so nothing
+        # it does can reach that terminal except through the relay below.
+        child = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave,
+                                 start_new_session=True)
     except FileNotFoundError as exc:
+        os.close(master)
         raise ToolNotFoundError(f"{args[0]} is not installed or not on PATH") from exc
+    finally:
+        os.close(slave)
+
+    def resized(signum: int, frame: FrameType | None) -> None:
+        _copy_size(stdin_fd, master)
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal.SIGWINCH)  # not its controlling tty: tell it directly
+
+    def ended(signum: int, frame: FrameType | None) -> None:
+        # A closed terminal (SIGHUP) or a kill (SIGTERM): pass it on; the relay then ends
+        # with the command and the terminal's mode is restored on the way out.
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signum)
+
+    handlers = {signal.SIGWINCH: resized, signal.SIGHUP: ended, signal.SIGTERM: ended}
+    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
+    try:
+        with _raw(stdin_fd):
+            _relay(master, child, output, stdin_fd, stdout_fd)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        os.close(master)
+        with contextlib.suppress(OSError):
+            _write_all(stdout_fd, output.flush())
+    try:
+        code = child.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # it outlived its terminal: end it
+        child.terminate()
+        code = child.wait()
+    return 128 - code if code < 0 else code  # killed by a signal: 128 + its number, as shells
+
+
+def _relay(master: int, child: subprocess.Popen[bytes], output: StreamFilter, stdin_fd: int,
+           stdout_fd: int) -> None:
+    watched = [master, stdin_fd]
+    while True:
+        ready, _, _ = select.select(watched, [], [], 0.5)
+        if master in ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every holder of the other side has closed it
+                data = b""
+            if not data:
+                return
+            try:
+                _write_all(stdout_fd, output.feed(data))
+            except OSError:  # the user's terminal is gone: nobody to show anything to
+                return
+        if stdin_fd in ready:
+            try:
+                keys = os.read(stdin_fd, 4096)
+            except OSError:
+                keys = b""
+            if keys:
+                _write_all(master, keys)
+            else:
+                watched.remove(stdin_fd)  # input ended (not a terminal); output goes on
+        if not ready and child.poll() is not None:
+            return  # exited, and its output is drained; something it started holds the pty
+
+
+@contextlib.contextmanager
+def _raw(fd: int) -> Iterator[None]:
+    """The user's terminal in raw mode while attached (keys go through as typed), restored
+    however the attach ends."""
+    if not os.isatty(fd):
+        yield
+        return
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setraw(fd)
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSAFLUSH, saved)
+
+
+def _copy_size(source: int, target: int) -> None:
+    with contextlib.suppress(OSError):
+        size = fcntl.ioctl(source, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(target, termios.TIOCSWINSZ, size)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 def exec_replace(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> NoReturn:

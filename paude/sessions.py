@@ -18,6 +18,7 @@ from paude import (
     index,
     locks,
     machine,
+    ownership,
     policy,
     provenance,
     proxylog,
@@ -30,7 +31,6 @@ from paude.errors import (
     ConfigError,
     ConfigProblem,
     EngineError,
-    OwnershipError,
     PaudeError,
     PolicyViolationError,
 )
@@ -150,13 +150,18 @@ def render(name: str, directory: Path, *, cwd: Path | None = None) -> list[Path]
     return sorted(p for p in directory.rglob("*.yaml"))
 
 
+def require_owner(root: Path, name: str) -> None:
+    """The cheap check, before the engine: the session's labels and index entry name this
+    repository (or nothing). The stack's own `owner` output is checked once it is open."""
+    ownership.require(name, cwd=root,
+                      backend=get_backend(gitsync.session_backend(name), name))
+
+
 def _check_owner(handle: engine.StackHandle, owner: str) -> dict[str, object]:
     outputs = engine.outputs(handle)
     recorded = outputs.get("owner")
     if recorded and recorded != owner:
-        raise OwnershipError(
-            f"session {handle.name} belongs to the repository at {recorded}, not {owner}",
-            hint=f"run paude from {recorded}, or choose another session name here")
+        raise ownership.refusal(handle.name, str(recorded), owner)
     return outputs
 
 
@@ -170,6 +175,7 @@ def plan(name: str, *, cwd: Path | None = None, project: Project | None = None,
     name = check_name(name)
     project = project or open_project(cwd)
     session, warnings = session_of(project, name)
+    require_owner(project.root, name)
     ctx = _context(project, on_install, on_notice)
     config = policy.load(project.root)
     pack = policy.launcher(config)
@@ -257,6 +263,7 @@ def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
     started = time.monotonic()
     project = project or open_project(cwd)
     session, warnings = session_of(project, name)
+    require_owner(project.root, name)
     if on_warning is not None:
         for warning in warnings:
             on_warning(warning)  # before anything changes, not after
@@ -321,6 +328,7 @@ def destroy(name: str, *, cwd: Path | None = None, delete_data: bool = False,
     name = check_name(name)
     started = time.monotonic()
     project = open_project(cwd)
+    require_owner(project.root, name)
     ctx = _context(project, on_install, on_notice)
     handle = engine.open_stack(ctx, name, create=False, purpose="destroy")
     outputs = _check_owner(handle, project.owner) if handle is not None else None
@@ -370,6 +378,7 @@ def audit(name: str, *, cwd: Path | None = None) -> list[ProxyRequest]:
     name = check_name(name)
     project = open_project(cwd)
     session, _ = session_of(project, name)
+    require_owner(project.root, name)
     return proxylog.requests(get_backend(session.backend, name).proxy_log(session=name))
 
 

@@ -90,6 +90,11 @@ class Backend(ABC):
         could record it (never the workspace); return what was removed."""
         return []
 
+    def owner(self, *, session: str) -> str | None:
+        """The repository recorded on the session's live objects, when they carry it (None:
+        absent, or the backend's labels cannot hold a path)."""
+        return None
+
     @abstractmethod
     def proxy_log(self, *, session: str) -> str:
         """The proxy's access log (raises SessionNotFoundError when the proxy is gone)."""

@@ -136,6 +136,19 @@ class PodmanBackend(Backend):
                 removed += names
         return removed
 
+    def owner(self, *, session: str) -> str | None:
+        """The paude.repository label of the agent container, else of the workspace volume
+        (a destroyed session keeps it, and the next apply of the name adopts it)."""
+        for kind, field, name in (("container", ".Config.Labels", agent(session)),
+                                  ("volume", ".Labels", workspace(session))):
+            result = proc.run([PODMAN, kind, "inspect", "--format",
+                               f'{{{{index {field} "paude.repository"}}}}', name],
+                              check=False, log_output=False)
+            label = result.stdout.strip() if result.ok else ""
+            if label and label != "<no value>":
+                return label
+        return None
+
     def proxy_config(self, *, session: str) -> str:
         """The running proxy's squid.conf, as its entrypoint wrote it."""
         return proc.run([PODMAN, "exec", proxy(session), "cat", SQUID_CONF]).stdout

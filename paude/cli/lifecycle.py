@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from paude import lifecycle, naming, proc, work
-from paude.cli import output, planview
+from paude import lifecycle, naming, termguard, work
+from paude.cli import flags, output, planview
 from paude.definition import CreateFlags
 
 OptionalName = Annotated[str | None, typer.Argument(
@@ -45,10 +45,12 @@ def create(
       paude create --yolo my-project -a '-p "refactor the auth module"'\n
       paude create --dry-run
     """
-    flags = CreateFlags(yolo=yolo or None, backend=backend,
+    # --rebuild changes how images are built, which a dry run never does.
+    flags.one_of(dry_run=dry_run, rebuild=rebuild)
+    wanted = CreateFlags(yolo=yolo or None, backend=backend,
                         allowed_domains=tuple(allowed_domains) if allowed_domains else None,
                         args=args, pvc_size=pvc_size, storage_class=storage_class)
-    result = lifecycle.create(name, flags, dry_run=dry_run, rebuild=rebuild,
+    result = lifecycle.create(name, wanted, dry_run=dry_run, rebuild=rebuild,
                               on_progress=output.progress, on_warning=output.warn,
                               on_notice=output.warn)
     if dry_run:
@@ -90,7 +92,7 @@ def start(
     if not attach or not sys.stdin.isatty():
         output.text(f"Session {session} is running. Attach with `paude connect {session}`.")
         return 0
-    return proc.run_interactive(argv)
+    return _attach(argv)
 
 
 def stop(name: OptionalName = None) -> int:
@@ -111,7 +113,15 @@ def connect(name: OptionalName = None) -> int:
     Examples:\n
       paude connect my-project
     """
-    return proc.run_interactive(lifecycle.attach_argv(lifecycle.resolve_name(name)))
+    return _attach(lifecycle.attach_argv(lifecycle.resolve_name(name)))
+
+
+def _attach(argv: list[str]) -> int:
+    attached = termguard.attach(argv)
+    if attached.dropped:
+        output.info(f"paude kept {attached.dropped} escape sequence(s) from the agent's "
+                    "terminal off yours (clipboard writes, passthrough; see docs/security.md)")
+    return attached.exit_code
 
 
 def list_(as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False
@@ -218,6 +228,7 @@ def delete(
       paude delete my-project --confirm\n
       paude delete my-project --confirm --force
     """
+    name = flags.name(name)  # a bad NAME is reported before --confirm is asked for
     if not confirm:
         output.error(f"deleting removes session {name} and its workspace; "
                      f"run `paude delete {name} --confirm`")

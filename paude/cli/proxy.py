@@ -19,8 +19,8 @@ from paude.proxylog import ProxyRequest
 def blocked(
     name: Annotated[str, typer.Argument(help="Session name.", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
-    last: Annotated[int, typer.Option("--last", "-n", help="Show only the last N (0: all).")
-                    ] = 50,
+    last: Annotated[int, typer.Option("--last", "-n", min=0,
+                                      help="Show only the last N (0: all).")] = 50,
 ) -> int:
     """List the requests the session's proxy or model gateway refused, and the rule that
     refused each.
@@ -55,8 +55,8 @@ def blocked(
 def log(
     name: Annotated[str, typer.Argument(help="Session name.", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
-    last: Annotated[int, typer.Option("--last", "-n", help="Show only the last N (0: all).")
-                    ] = 50,
+    last: Annotated[int, typer.Option("--last", "-n", min=0,
+                                      help="Show only the last N (0: all).")] = 50,
 ) -> int:
     """Show the session's egress audit log: every request through its proxy and model
     gateway, allowed or refused, with the rule that decided.

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from paude import gitsync
-from paude.backends import get_backend
+from paude import gitsync, lifecycle
 from paude.cli import output
 from paude.errors import PaudeError
 from paude.lifecycle import resolve_name
@@ -46,8 +45,7 @@ def add(
       git pull paude-demo main
     """
     name = resolve_name(name)
-    backend = get_backend(gitsync.session_backend(name), name)
-    result = gitsync.remote_add(Path.cwd(), name, push=push, backend=backend)
+    result = lifecycle.remote_add(name, push=push)
     state = "added" if result.changed else "already present"
     output.text(f"remote {result.remote} ({result.url}) {state}")
     if result.pushed:

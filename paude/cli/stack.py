@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from paude import baseplan, naming, sessions
-from paude.cli import output, planview
+from paude.cli import flags, output, planview
 from paude.results import PlanResult
 
 NameArg = Annotated[str, typer.Argument(help="Session name, as defined in paude.yaml.",
@@ -45,20 +45,16 @@ def plan(
       paude plan --all --base origin/main --markdown\n
       paude plan --all --base auto --json    # in CI, for a pull request
     """
+    # Every contradiction is reported before the engine starts or git is read.
+    flags.one_of(json=as_json, markdown=markdown)
+    flags.alone("--render", render is not None, base=base is not None, all=all_sessions,
+                json=as_json, markdown=markdown, detailed_exitcode=detailed_exitcode)
+    name = flags.name_or_all(name, all_sessions)
     if base is not None:
-        if render is not None:
-            output.error("--render and --base do not go together")
-            return 1
-        if name is None and not all_sessions:
-            output.error("give a session NAME, or --all")
-            return 1
-        plans = baseplan.plan(base, name=None if all_sessions else name)
+        plans = baseplan.plan(base, name=name)
         return _show(plans, as_json, markdown, detailed_exitcode, single=not all_sessions)
-    if all_sessions:
-        return _plan_all(as_json, markdown, detailed_exitcode)
     if name is None:
-        output.error("give a session NAME, or --all")
-        return 1
+        return _plan_all(as_json, markdown, detailed_exitcode)
     if render is not None:
         written = sessions.render(name, render)
         for path in written:
@@ -144,6 +140,8 @@ def destroy(
       paude destroy demo --yes\n
       paude destroy demo --yes --delete-data
     """
+    name = flags.name(name)
+    flags.needs("--force", force, "--delete-data", delete_data)
     result = sessions.destroy(name, delete_data=delete_data, force=force,
                               confirm=None if yes else output.confirm,
                               on_progress=output.progress, on_install=output.download,

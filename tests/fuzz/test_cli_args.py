@@ -54,7 +54,7 @@ def cli_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         patch.delenv("PAUDE_STATE_BACKEND", raising=False)
         patch.delenv("PAUDE_DEBUG", raising=False)
         patch.chdir(made.root)
-        for module, name in ((proc, "run"), (proc, "run_interactive"), (proc, "exec_replace"),
+        for module, name in ((proc, "run"), (proc, "run_on_pty"), (proc, "exec_replace"),
                              (engine, "connect")):
             patch.setattr(module, name, _unreachable(f"{module.__name__}.{name}"))
         yield made

@@ -267,6 +267,9 @@ class Backend:
         self.deleted.append(session)
         return [f"paude-{session}-workspace"]
 
+    def owner(self, *, session: str) -> str | None:
+        return None
+
 
 @pytest.fixture
 def repo(paude_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -16,10 +16,11 @@ from paude.errors import (
     SessionBusyError,
     SessionNotFoundError,
     ToolNotFoundError,
+    UsageError,
 )
 
 SIMPLE = [PaudeError, SessionNotFoundError, SessionBusyError, OwnershipError, ToolNotFoundError,
-          EngineError, EngineMissingError, AbortedError]
+          EngineError, EngineMissingError, AbortedError, UsageError]
 
 
 @pytest.mark.parametrize("cls", SIMPLE)

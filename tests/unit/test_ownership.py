@@ -1,0 +1,185 @@
+"""A session belongs to one repository: every session command run in another refuses, before
+anything in the session changes. Podman and the index are faked; the integration test
+(test_ownership.py) does the same against real sessions."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from paude import index, lifecycle, ownership, proc, sessions
+from paude.backends.base import RuntimeStatus
+from paude.backends.podman import PodmanBackend
+from paude.errors import OwnershipError
+from paude.proc import CommandResult
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("PAUDE_HOME", str(tmp_path / "paude-home"))
+    return tmp_path
+
+
+def git_repo(path: Path, *, paude_yaml: bool = True) -> Path:
+    path.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    if paude_yaml:
+        (path / "paude.yaml").write_text("version: 1\nsessions:\n  demo: {}\n")
+    return path.resolve()
+
+
+class FakeBackend:
+    """Records every operation; `label` is what the live objects say about their owner."""
+
+    name = "podman"
+
+    def __init__(self, label: str | None) -> None:
+        self.label = label
+        self.calls: list[str] = []
+
+    def owner(self, *, session: str) -> str | None:
+        return self.label
+
+    def __getattr__(self, op: str) -> Callable[..., Any]:
+        def record(*args: object, **kwargs: object) -> Any:
+            self.calls.append(op)
+            if op == "status":
+                return RuntimeStatus(True, True, True, True)
+            return []
+        return record
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Repository a owns session demo (index and labels); b is another repository."""
+    a, b = git_repo(tmp_path / "a"), git_repo(tmp_path / "b")
+    index.write("demo", backend="podman", owner=str(a), outputs={})
+    backend = FakeBackend(str(a))
+    monkeypatch.setattr(lifecycle, "get_backend", lambda *args: backend)
+    monkeypatch.setattr(sessions, "get_backend", lambda *args: backend)
+    real_run = proc.run
+
+    def host_git_only(argv: Sequence[str], **kwargs: Any) -> CommandResult:
+        if argv[0] != "git":  # git on the host repository is fine; podman, pulumi are not
+            raise AssertionError(f"ran {list(argv)} before the ownership check")
+        return real_run(argv, **kwargs)
+
+    monkeypatch.setattr(proc, "run", host_git_only)
+    monkeypatch.setattr(proc, "run_on_pty", host_git_only)
+    return {"a": a, "b": b, "backend": backend}
+
+
+def test_current_repository(tmp_path: Path) -> None:
+    a = git_repo(tmp_path / "a")
+    (a / "src" / "deep").mkdir(parents=True)
+    plain = git_repo(tmp_path / "plain", paude_yaml=False)
+    (tmp_path / "outside").mkdir()
+    assert ownership.current_repository(a / "src" / "deep") == a
+    assert ownership.current_repository(plain) == plain
+    # A folder outside any repository has no repository to be confused with.
+    assert ownership.current_repository(tmp_path / "outside") is None
+
+
+def test_refusal_names_the_owner_and_the_fix(tmp_path: Path) -> None:
+    a, b = git_repo(tmp_path / "a"), git_repo(tmp_path / "b")
+    index.write("demo", backend="podman", owner=str(a), outputs={})
+    with pytest.raises(OwnershipError) as exc:
+        ownership.require("demo", cwd=b)
+    assert exc.value.render() == (
+        f"session demo belongs to the repository at {a}, not {b}\n"
+        f"  fix: run paude from {a}, or choose another session name here")
+    assert exc.value.exit_code == 1
+    # Controls: the owner, a folder inside it, outside any repository, an unknown session.
+    ownership.require("demo", cwd=a)
+    (a / "sub").mkdir()
+    ownership.require("demo", cwd=a / "sub")
+    (tmp_path / "outside").mkdir()
+    ownership.require("demo", cwd=tmp_path / "outside")
+    ownership.require("other", cwd=b)
+
+
+def test_the_live_label_counts_even_when_the_index_agrees(tmp_path: Path) -> None:
+    """The labels on the containers are the truth on this machine: an index entry saying
+    "mine" (stale, or from another PAUDE_HOME) does not override them."""
+    a, b = git_repo(tmp_path / "a"), git_repo(tmp_path / "b")
+    index.write("demo", backend="podman", owner=str(b), outputs={})
+    with pytest.raises(OwnershipError, match=f"belongs to the repository at {a}, not {b}"):
+        ownership.require("demo", cwd=b, backend=FakeBackend(str(a)))  # type: ignore[arg-type]
+    ownership.require("demo", cwd=b, backend=FakeBackend(str(b)))  # type: ignore[arg-type]
+    ownership.require("demo", cwd=b, backend=FakeBackend(None))  # type: ignore[arg-type]
+
+
+AGENT_LABEL = ("podman", "container", "inspect", "--format",
+               '{{index .Config.Labels "paude.repository"}}', "paude-demo-agent")
+VOLUME_LABEL = ("podman", "volume", "inspect", "--format",
+                '{{index .Labels "paude.repository"}}', "paude-demo-workspace")
+
+
+@pytest.mark.parametrize("answers, expected, asked", [
+    ({AGENT_LABEL: "/home/u/a\n"}, "/home/u/a", [AGENT_LABEL]),
+    # Destroyed, workspace kept: the volume still says whose work it holds.
+    ({VOLUME_LABEL: "/home/u/a\n"}, "/home/u/a", [AGENT_LABEL, VOLUME_LABEL]),
+    # Objects made before the label existed, or nothing at all.
+    ({AGENT_LABEL: "<no value>\n", VOLUME_LABEL: "<no value>\n"}, None,
+     [AGENT_LABEL, VOLUME_LABEL]),
+    ({}, None, [AGENT_LABEL, VOLUME_LABEL]),
+])
+def test_podman_reads_the_label(monkeypatch: pytest.MonkeyPatch,
+                                answers: dict[tuple[str, ...], str], expected: str | None,
+                                asked: list[tuple[str, ...]]) -> None:
+    seen: list[tuple[str, ...]] = []
+
+    def run(argv: Sequence[str], **kwargs: object) -> CommandResult:
+        seen.append(tuple(argv))
+        found = answers.get(tuple(argv))
+        return CommandResult(tuple(argv), 0 if found is not None else 125, found or "", "")
+
+    monkeypatch.setattr(proc, "run", run)
+    assert PodmanBackend().owner(session="demo") == expected
+    assert seen == asked
+
+
+# Every command that touches a session, as its service function is called by the CLI.
+COMMANDS: dict[str, Callable[[Path], object]] = {
+    "start": lambda cwd: lifecycle.start("demo", cwd=cwd),
+    "stop": lambda cwd: lifecycle.stop("demo", cwd=cwd),
+    "connect": lambda cwd: lifecycle.attach_argv("demo", cwd=cwd),
+    "status": lambda cwd: lifecycle.status("demo", cwd=cwd),
+    "status --verify": lambda cwd: lifecycle.verify("demo", cwd=cwd),
+    "rescue": lambda cwd: lifecycle.rescue("demo", cwd=cwd),
+    "delete": lambda cwd: lifecycle.delete("demo", cwd=cwd),
+    "remote add": lambda cwd: lifecycle.remote_add("demo", push=True, cwd=cwd),
+    "blocked / log": lambda cwd: sessions.audit("demo", cwd=cwd),
+    "plan": lambda cwd: sessions.plan("demo", cwd=cwd),
+    "apply": lambda cwd: sessions.apply("demo", cwd=cwd),
+    "destroy": lambda cwd: sessions.destroy("demo", cwd=cwd),
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_another_repository_is_refused_before_anything_runs(world: dict[str, Any],
+                                                            command: str) -> None:
+    with pytest.raises(OwnershipError, match=f"belongs to the repository at {world['a']}"):
+        COMMANDS[command](world["b"])
+    assert world["backend"].calls == []  # no start, stop, exec, status, delete...
+
+
+def test_the_owner_reaches_the_backend(world: dict[str, Any]) -> None:
+    """The control: the same calls from the owning repository get past the check."""
+    lifecycle.stop("demo", cwd=world["a"])
+    lifecycle.attach_argv("demo", cwd=world["a"])
+    assert world["backend"].calls == ["stop", "status", "attach_argv"]
+
+
+def test_create_in_another_repository_leaves_its_paude_yaml_alone(world: dict[str, Any]
+                                                                  ) -> None:
+    from paude.definition import CreateFlags
+
+    before = (world["b"] / "paude.yaml").read_text()
+    with pytest.raises(OwnershipError):
+        lifecycle.create("demo", CreateFlags(yolo=True), cwd=world["b"])
+    assert (world["b"] / "paude.yaml").read_text() == before
