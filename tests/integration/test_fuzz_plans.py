@@ -89,7 +89,7 @@ def _sample(valid: bool) -> list[str]:
     strategy = _definitions() if valid else st.one_of(
         _definitions(), fz.mutated_text([t.replace("demo", PLACEHOLDER) for t in fz.SEED_YAML]))
 
-    @settings(max_examples=400, database=None, deadline=None, phases=[Phase.generate],
+    @settings(max_examples=800, database=None, deadline=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
     @seed(SEED)
     @given(strategy)
