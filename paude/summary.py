@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,6 +63,8 @@ def summarize(changes: Sequence[ResourceChange], *, new_session: bool,
         if change is not None and change.op in ("create", "replace") and not new_session:
             items.append(SummaryItem("image-rebuilt", f"{label} rebuilt",
                                      details=tuple(_file_diff(change))))
+            if name == "agent-image" and change.op == "replace":
+                items.extend(_claude_code_change(change))
     for name in ("agent", "proxy", "gateway"):
         change = by_name.get(name)
         if change is not None and change.op in ("replace", "create") and not new_session:
@@ -292,6 +295,33 @@ def _workspace(change: ResourceChange) -> SummaryItem:
         return SummaryItem("workspace-detached",
                            f"workspace volume leaves the stack ({change.op}) but is kept on disk")
     return SummaryItem("workspace-kept", "workspace volume kept")
+
+
+# How a rendered agent Containerfile names the Claude Code release it installs; states
+# written before the release was recorded beside the build are read this way.
+_CLAUDE_RELEASE = re.compile(r"claude-code@([0-9][0-9A-Za-z.\-]*)|install\.sh \| bash"
+                             r"(?: -s ([0-9][0-9A-Za-z.\-]*))?")
+
+
+def _claude_code(inputs: dict[str, Any]) -> str | None:
+    recorded = inputs.get("claude_code")
+    if isinstance(recorded, str):
+        return recorded
+    files = inputs.get("files")
+    text = str(files.get("Containerfile", "")) if isinstance(files, dict) else ""
+    found = _CLAUDE_RELEASE.search(text)
+    if found is None:
+        return None
+    return found.group(1) or found.group(2) or "latest (unpinned)"
+
+
+def _claude_code_change(change: ResourceChange) -> list[SummaryItem]:
+    """The agent's own upgrade, said plainly: the workspace and Claude's history stay."""
+    old, new = _claude_code(change.old_inputs), _claude_code(change.new_inputs)
+    if old == new:
+        return []
+    return [SummaryItem("agent-version",
+                        f"Claude Code {old or 'not installed'} \u2192 {new or 'not installed'}")]
 
 
 def _file_diff(change: ResourceChange) -> list[str]:
