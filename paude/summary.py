@@ -334,6 +334,11 @@ def _file_diff(change: ResourceChange) -> list[str]:
         b = str(new.get(name, "")).splitlines()
         if a == b:
             continue
+        if name.startswith("ca/"):
+            # A certificate's base64 says nothing to a reviewer; that trust changed does.
+            what = "added" if not a else "removed" if not b else "changed"
+            lines.append(f"{name}: CA certificate {what} (image.ca_certificates)")
+            continue
         for line in difflib.unified_diff(a, b, lineterm="", n=0):
             if line.startswith(("+++", "---", "@@")):
                 continue

@@ -354,3 +354,14 @@ def test_same_claude_code_says_nothing_about_it() -> None:
                    new_inputs={"files": {"Containerfile": "FROM b\n" + NPM.format("2.1.332")}})
     items = summarize(stack(agent_image=image), new_session=False)
     assert "agent-version" not in kinds(items) and "image-rebuilt" in kinds(items)
+
+
+def test_a_certificate_change_is_named_not_dumped() -> None:
+    image = change("proxy-image", "replace",
+                   old_inputs={"files": {"Containerfile": "FROM a\n", "ca/paude-0-0.crt": "X\n"}},
+                   new_inputs={"files": {"Containerfile": "FROM a\n", "ca/paude-0-0.crt": "Y\n",
+                                         "ca/paude-1-0.crt": "Z\n"}})
+    (item,) = [i for i in summarize(stack(proxy_image=image), new_session=False)
+               if i.kind == "image-rebuilt"]
+    assert item.details == ("ca/paude-0-0.crt: CA certificate changed (image.ca_certificates)",
+                            "ca/paude-1-0.crt: CA certificate added (image.ca_certificates)")
