@@ -50,6 +50,9 @@ def summarize(changes: Sequence[ResourceChange], *, new_session: bool,
     workspace = by_name.get("workspace")
     if workspace is not None:
         items.append(_workspace(workspace))
+    image = by_name.get("agent-image")
+    if image is not None and new_session and image.new_inputs.get("files"):
+        items.append(_agent_image(image.new_inputs))
     for name, label in _IMAGES.items():
         change = by_name.get(name)
         drifted = change.old_inputs.get("drift") if change is not None else None
@@ -313,6 +316,22 @@ def _claude_code(inputs: dict[str, Any]) -> str | None:
     if found is None:
         return None
     return found.group(1) or found.group(2) or "latest (unpinned)"
+
+
+def _agent_image(inputs: dict[str, Any]) -> SummaryItem:
+    """What a new session's agent image is made of: the settings of this machine (or of
+    paude.yaml) that shape it, said once."""
+    files = inputs.get("files") if isinstance(inputs.get("files"), dict) else {}
+    text = str(files.get("Containerfile", ""))
+    bases = inputs.get("base_images") or []
+    how = "npm" if "npm install" in text else "native installer" if "install.sh" in text else ""
+    release = _claude_code(inputs)
+    parts = [f"on {bases[0]}" if bases else "from your Dockerfile"]
+    parts.append(f"Claude Code {release} ({how})" if release else "no Claude Code installed")
+    cas = sum(1 for name in files if str(name).startswith("ca/"))
+    if cas:
+        parts.append(f"{cas} extra CA certificate{'s' if cas > 1 else ''} trusted")
+    return SummaryItem("agent-image", "agent image " + ", ".join(parts))
 
 
 def _claude_code_change(change: ResourceChange) -> list[SummaryItem]:

@@ -365,3 +365,19 @@ def test_a_certificate_change_is_named_not_dumped() -> None:
                if i.kind == "image-rebuilt"]
     assert item.details == ("ca/paude-0-0.crt: CA certificate changed (image.ca_certificates)",
                             "ca/paude-1-0.crt: CA certificate added (image.ca_certificates)")
+
+
+def test_a_new_sessions_agent_image_says_what_shapes_it() -> None:
+    image = change("agent-image", "create", new_inputs={
+        "base_images": ["localhost/paude-base:bookworm"], "claude_code": "2.1.332",
+        "files": {"Containerfile": "FROM x\n" + NPM.format("2.1.332"),
+                  "ca/paude-0-0.crt": "A\n", "ca/paude-1-0.crt": "B\n"}})
+    items = summarize([image], new_session=True)
+    assert SummaryItem("agent-image", "agent image on localhost/paude-base:bookworm, Claude "
+                       "Code 2.1.332 (npm), 2 extra CA certificates trusted") in items
+    none = change("agent-image", "create", new_inputs={
+        "base_images": ["b:1"], "files": {"Containerfile": "FROM b:1\n"}})
+    assert SummaryItem("agent-image", "agent image on b:1, no Claude Code installed") in \
+        summarize([none], new_session=True)
+    # An existing session's plan does not repeat it.
+    assert "agent-image" not in kinds(summarize([image], new_session=False))
