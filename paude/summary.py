@@ -321,14 +321,15 @@ def _claude_code(inputs: dict[str, Any]) -> str | None:
 def _agent_image(inputs: dict[str, Any]) -> SummaryItem:
     """What a new session's agent image is made of: the settings of this machine (or of
     paude.yaml) that shape it, said once."""
-    files = inputs.get("files") if isinstance(inputs.get("files"), dict) else {}
+    found = inputs.get("files")
+    files: dict[str, Any] = found if isinstance(found, dict) else {}
     text = str(files.get("Containerfile", ""))
     bases = inputs.get("base_images") or []
     how = "npm" if "npm install" in text else "native installer" if "install.sh" in text else ""
     release = _claude_code(inputs)
     parts = [f"on {bases[0]}" if bases else "from your Dockerfile"]
     parts.append(f"Claude Code {release} ({how})" if release else "no Claude Code installed")
-    cas = sum(1 for name in files if str(name).startswith("ca/"))
+    cas = len([name for name in files if str(name).startswith("ca/")])
     if cas:
         parts.append(f"{cas} extra CA certificate{'s' if cas > 1 else ''} trusted")
     return SummaryItem("agent-image", "agent image " + ", ".join(parts))
