@@ -78,6 +78,8 @@ def find_engine(home: Path) -> tuple[Engine | None, list[str]]:
     for binary, source in candidates(home):
         text = _probe(binary)
         if text is None:
+            if source == "config.yaml":  # chosen on purpose: say why it was passed over
+                problems.append(f"engine.path of config.yaml: {binary} does not run")
             continue
         version = parse_version(text)
         if version is None or version < minimum:

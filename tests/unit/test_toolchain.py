@@ -383,3 +383,12 @@ def test_render_uses_the_engine_paude_installed(home: Path, tmp_path: Path,
     with pytest.raises(Stop):
         sessions.render("kube", tmp_path / "out", cwd=repo)
     assert seen == [own.parent]
+
+
+def test_a_machine_engine_path_without_pulumi_is_named(home: Path, tmp_path: Path) -> None:
+    (home / "config.yaml").write_text(f"version: 1\nengine: {{path: {tmp_path / 'nothing'}}}\n")
+    own = fake_pulumi(home / "bin", NEWER)
+    engine, problems = find_engine(home)
+    assert engine is not None and engine.bin_dir == own.parent
+    assert problems == [f"engine.path of config.yaml: {tmp_path / 'nothing' / 'pulumi'} "
+                        "does not run"]
