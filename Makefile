@@ -6,26 +6,39 @@ PYTHON3 ?= python3
 BASE_IMAGE ?= localhost/paude-base:bookworm
 # Extra arguments, e.g. `make test PYTEST_ARGS="-k plan -x"`.
 PYTEST_ARGS ?=
-# The engine with the pulumi-kubernetes plugin (OpenShift / Kubernetes sessions).
-ENGINE_ARGS ?= --kubernetes
+# Extra arguments of the engine build: `--kubernetes` adds the pulumi-kubernetes plugin
+# (OpenShift / Kubernetes sessions, and the cluster tests: `make setup-tests` adds it).
+ENGINE_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup check venv lint type test test-unit test-integration test-faults bench bench-egress engine \
-	base-image setup-podman schema test-cluster machine-config test-lifecycle actionlint fuzz
+.PHONY: help setup setup-tests check venv lint type test test-unit test-integration test-faults bench \
+	bench-egress engine base-image setup-podman schema test-cluster machine-config test-lifecycle \
+	actionlint fuzz
 
 help: ## List the targets
 	@echo "Targets (PYTHON=$(PYTHON)):"
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | \
 		awk 'BEGIN { FS = ":.*## " } { printf "  %-17s %s\n", $$1, $$2 }'
 
-setup: setup-podman engine base-image machine-config test-cluster actionlint venv ## One-time machine set-up: podman, engine, base image, machine settings, test cluster tools, .venv
-	@echo "ready: .venv/bin/paude doctor"
+# The engine build (CPU), the settings and base image (network, disk) and .venv go side
+# by side; each caches what it builds, so a second run takes seconds.
+setup: setup-podman ## Set up this machine for paude: podman, engine, machine settings (and base image), .venv
+	@$(MAKE) --no-print-directory -j3 engine machine-config venv
+	@.venv/bin/paude doctor
+
+setup-tests: setup ## What the tests need beyond `make setup`: kubernetes plugin, loopback cluster tools, actionlint
+	@$(MAKE) --no-print-directory engine ENGINE_ARGS=--kubernetes
+	@$(MAKE) --no-print-directory test-cluster actionlint
 
 check: lint type test ## Lint, type-check and run every test
 
-venv: ## Create .venv and install paude with its development tools
+venv: .venv/.installed ## Create .venv and install paude with its development tools
+
+# Editable: only a change of pyproject.toml (dependencies, entry points) installs again.
+.venv/.installed: pyproject.toml
 	test -x .venv/bin/python || $(PYTHON3) -m venv .venv
-	.venv/bin/python -m pip install -e '.[dev]'
+	.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
 
 lint: ## Run ruff
 	$(PYTHON) -m ruff check paude stacks policies tests bench
@@ -72,13 +85,13 @@ bench: ## Run the benchmarks
 bench-egress: ## Benchmark TLS inspection against a tunnel and a direct connection
 	$(PYTHON) bench/egress_bench.py
 
-engine: ## Build the Pulumi engine from Go modules (cached by version)
+engine: ## Build the Pulumi engine from Go modules into $PAUDE_HOME/bin (cached by version)
 	bash scripts/build-engine.sh $(ENGINE_ARGS)
 
 base-image: ## Build the local test base image (BASE_IMAGE=...)
 	bash scripts/build-base-image.sh $(BASE_IMAGE)
 
-machine-config: ## Write $PAUDE_HOME/config.yaml (base image of this machine) unless it exists
+machine-config: ## Write $PAUDE_HOME/config.yaml for what this machine reaches (unless it exists); build the local base image it names
 	bash scripts/machine-config.sh $(BASE_IMAGE)
 
 setup-podman: ## Install and configure podman and test tools on this machine (root)

@@ -97,3 +97,23 @@ def _pem(der: bytes) -> str:
     encoded = base64.b64encode(der).decode("ascii")
     lines = [encoded[i:i + _LINE] for i in range(0, len(encoded), _LINE)]
     return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+
+
+# Where hosts keep the CA certificates they trust beyond the system's standard roots:
+# Debian/Ubuntu (update-ca-certificates), Fedora/RHEL and Arch (update-ca-trust).
+HOST_CA_DIRS = ("/usr/local/share/ca-certificates", "/etc/pki/ca-trust/source/anchors",
+                "/etc/ca-certificates/trust-source/anchors")
+
+
+def host_certificate_files(dirs: tuple[str, ...] | None = None) -> list[str]:
+    """The certificate files this host adds to its trust store, in a stable order (their
+    text is hashed into image tags)."""
+    found: list[str] = []
+    for folder in HOST_CA_DIRS if dirs is None else dirs:
+        root = Path(folder)
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*")):
+            if path.suffix in (".crt", ".pem") and path.is_file():
+                found.append(str(path))
+    return found

@@ -19,7 +19,7 @@ from paude.errors import ConfigError, ConfigProblem
 from paude.fields import DEFAULT_ALLOWED_DOMAINS
 from paude.image_sources import IMAGE_SOURCES, WHOLE_FILE, load_image_source
 from paude.limits import TooComplex, load_yaml
-from paude.models import PaudeFile, Session, resolve
+from paude.models import AgentConfig, PaudeFile, Session, resolve
 from paude.validation import Loc, dotted, entry_loc, message
 
 PAUDE_FILE = "paude.yaml"
@@ -256,8 +256,11 @@ def session_from(file: PaudeFile, root: Path, name: str) -> tuple[Session, list[
     from paude import machine  # machine settings parse with this module's loader
 
     settings = machine.load()
+    agent = settings.agent.model_dump(exclude_none=True)
     bases = functools.partial(resolve, default_base=settings.default_base,
-                              proxy_base=settings.proxy_base)
+                              proxy_base=settings.proxy_base,
+                              machine_agent=AgentConfig(**agent) if agent else None,
+                              machine_cas=settings.ca_files())
     spec = file.sessions.get(name)
     if spec is None:
         return bases(file, name), []  # raises SessionNotFoundError

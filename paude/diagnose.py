@@ -1,12 +1,16 @@
-"""Checks behind `paude doctor`: engine, podman and state backend, each with a fix."""
+"""Checks behind `paude doctor`: engine, podman, base image and state backend, each with a
+fix; and the effective settings of this machine with where each comes from."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from paude import proc
+from paude import machine, proc, settings
+from paude.config import PAUDE_FILE, find_project_root, load_paude_file
+from paude.errors import PaudeError
 from paude.home import default_backend_url
 from paude.toolchain import BUILD_HINT, PULUMI_VERSION, find_engine
 
@@ -51,6 +55,21 @@ def check_podman() -> Check:
     return Check("podman", True, f"podman {result.stdout.strip()}")
 
 
+def check_base_image(home: Path) -> Check:
+    """Is this machine's local base image there? (A registry image is pulled on first use.)"""
+    base = machine.load(home).proxy_base
+    if not base.startswith("localhost/"):
+        return Check("base", True, f"{base} (pulled from its registry on first use)")
+    if proc.which("podman") is None:
+        return Check("base", False, f"{base}: podman is not installed", "install podman first")
+    found = proc.run(["podman", "image", "exists", base], check=False, timeout=60)
+    if found.ok:
+        return Check("base", True, f"{base} (local)")
+    return Check("base", False, f"{base} is named in {machine.machine_file(home)} but podman "
+                 "has no such image", "build it: `make base-image` (from the paude repository), "
+                 "or name a reachable image in image.base")
+
+
 def check_state(home: Path, backend_url: str | None) -> Check:
     """Is the state backend reachable (for a local file backend: writable)?"""
     url = backend_url or os.environ.get("PAUDE_STATE_BACKEND") or default_backend_url(home)
@@ -65,4 +84,40 @@ def check_state(home: Path, backend_url: str | None) -> Check:
 
 def run_all(home: Path, backend_url: str | None = None) -> list[Check]:
     """Every check, in the order a user would fix them."""
-    return [check_engine(home), check_podman(), check_state(home, backend_url)]
+    checks: list[tuple[str, Callable[[], Check]]] = [
+        ("engine", lambda: check_engine(home)), ("podman", check_podman),
+        ("base", lambda: check_base_image(home)),
+        ("state", lambda: check_state(home, backend_url))]
+    out = []
+    for name, check in checks:
+        try:
+            out.append(check())
+        except PaudeError as exc:  # this machine's config.yaml is wrong, say
+            out.append(Check(name, False, exc.message, exc.hint))
+    return out
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective settings, the paude.yaml they were read with, and why it was not read."""
+
+    rows: list[settings.Setting]
+    machine_file: Path
+    paude_file: Path | None
+    problem: str | None = None
+
+
+def effective_settings(home: Path, cwd: Path) -> Settings:
+    """This machine's settings, under the paude.yaml of the repository at `cwd` if any."""
+    path = find_project_root(cwd) / PAUDE_FILE
+    file, problem = None, None
+    if path.is_file():
+        try:
+            file = load_paude_file(path)
+        except PaudeError as exc:
+            problem = f"{path} was not read: {exc.message}"
+    try:
+        rows = settings.effective(home, file)
+    except PaudeError as exc:  # config.yaml itself is wrong: say so, with the fix
+        return Settings([], machine.machine_file(home), None, exc.message)
+    return Settings(rows, machine.machine_file(home), path if file is not None else None, problem)

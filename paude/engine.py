@@ -72,6 +72,12 @@ def connect(home: Path, backend_url: str | None = None, *,
                          on_notice)
 
 
+def locate(home: Path) -> Engine:
+    """The engine of PAUDE_HOME `home` (found, or the pinned release installed), for a
+    context whose state lives elsewhere (a render's throwaway backend)."""
+    return ensure_engine(home)
+
+
 def _options(ctx: EngineContext) -> auto.LocalWorkspaceOptions:
     _write_project(ctx)
     # The backend goes to each engine run in its environment: processes of repositories

@@ -28,6 +28,9 @@ WaivableRule = Literal["yolo-unrestricted-egress"]
 DEFAULT_BASE_IMAGE = "docker.io/library/debian:bookworm-slim"
 DEFAULT_BACKEND: Backend = "podman"
 DEFAULT_ALLOWED_DOMAINS = ("default",)
+# The Claude Code release paude is tested with: installed unless agent.version (in
+# paude.yaml or this machine's config.yaml) names another.
+CLAUDE_CODE_VERSION = "2.1.332"
 
 DOMAIN_GROUPS: frozenset[str] = frozenset(
     {"default", "all", "vertexai", "pypi", "claude", "github"}
@@ -207,6 +210,22 @@ def _check_host_path(value: str) -> str:
 
 
 HostPath = Annotated[str, AfterValidator(_check_host_path)]
+
+# A release number lands in a Containerfile RUN line (npm's package@version, the native
+# installer's argument): digits and dots, an optional pre-release, nothing a shell reads.
+_AGENT_VERSION_RE = re.compile(r"^[0-9]{1,6}\.[0-9]{1,6}\.[0-9]{1,6}(?:-[0-9A-Za-z.]{1,40})?$")
+
+
+def _check_agent_version(value: str) -> str:
+    if not _AGENT_VERSION_RE.fullmatch(value):
+        raise ValueError(f"invalid Claude Code version {value!r}: write a release number "
+                         f"such as {CLAUDE_CODE_VERSION!r}")
+    return value
+
+
+AgentVersion = Annotated[str, AfterValidator(_check_agent_version),
+                         WithJsonSchema({"type": "string",
+                                         "pattern": _AGENT_VERSION_RE.pattern})]
 SingleLine = Annotated[str, AfterValidator(check_single_line)]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -19,6 +20,7 @@ from paude import domains
 from paude.egress import RequestRule
 from paude.errors import SessionNotFoundError
 from paude.fields import (
+    CLAUDE_CODE_VERSION,
     DEFAULT_ALLOWED_DOMAINS,
     DEFAULT_BACKEND,
     DEFAULT_BASE_IMAGE,
@@ -267,11 +269,16 @@ def resolve(
     image_source: str = "default",
     default_base: str = DEFAULT_BASE_IMAGE,
     proxy_base: str | None = None,
+    machine_agent: AgentConfig | None = None,
+    machine_cas: Sequence[str] = (),
 ) -> Session:
-    """Merge built-in defaults < file.defaults < sessions[name] into the effective Session.
+    """Merge built-in defaults < the machine's < file.defaults < sessions[name] into the
+    effective Session.
 
     `default_base` (the machine's) replaces the built-in base image; `proxy_base` (the
-    machine's) is the proxy's base whatever the file says."""
+    machine's) is the proxy's base whatever the file says; `machine_agent` holds the
+    machine's agent.install and agent.version (the fields it sets); `machine_cas` are
+    trusted before whatever the file lists, which cannot remove them."""
     spec = file.sessions.get(name)
     if spec is None:
         defined = ", ".join(sorted(file.sessions)) or "none"
@@ -301,6 +308,12 @@ def resolve(
         image = image.model_copy(update={"base": None})
     elif image.base is None:
         image = image.model_copy(update={"base": default_base})
+    if machine_cas:
+        cas = list(machine_cas)
+        image = image.model_copy(update={"ca_certificates": cas + [
+            c for c in image.ca_certificates if c not in cas]})
+    agent = _merge(_merge(_merge(AgentConfig(version=CLAUDE_CODE_VERSION), machine_agent),
+                          defaults.agent), spec.agent)
     proxy = _merge(_merge(ProxyConfig(), defaults.proxy), spec.proxy)
     if proxy_base is not None:
         proxy = proxy.model_copy(update={"base": proxy_base})
@@ -311,7 +324,7 @@ def resolve(
         yolo=pick("yolo", False),
         allowed_domains=list(pick("allowed_domains", list(DEFAULT_ALLOWED_DOMAINS))),
         denied_requests=list(pick("denied_requests", [])),
-        agent=_merge(_merge(AgentConfig(), defaults.agent), spec.agent),
+        agent=agent,
         image=image,
         openshift=_merge(_merge(OpenShiftConfig(), defaults.openshift), spec.openshift),
         proxy=proxy,

@@ -201,8 +201,10 @@ def launcher(config: PackConfig, home: Path | None = None) -> Path:
     `-P`: Python puts no folder of the engine's choosing (its working directory) in front
     of sys.path, so no `paude/` or `pulumi_policy/` folder there can stand in for the real
     ones. Not `-I`: it would also drop PYTHONPATH and the user's site-packages, which paude
-    itself may be installed through. The files are rewritten whenever they differ from
-    what this paude would write."""
+    itself may be installed through. `-u`: the pack tells the engine its port on stdout
+    without flushing it, which a block-buffered pipe would hold back for ever (the plan
+    hangs) unless PYTHONUNBUFFERED happens to be set. The files are rewritten whenever they
+    differ from what this paude would write."""
     text = config.model_dump_json(indent=2)
     digest = hashlib.sha256(f"{sys.executable}\n{text}".encode()).hexdigest()[:16]
     folder = (home or paude_home()) / "policy" / digest
@@ -210,7 +212,7 @@ def launcher(config: PackConfig, home: Path | None = None) -> Path:
     conf = folder / "config.json"
     script = (f"#!/bin/sh\n# paude's policy pack; written by paude, rewritten when the policy "
               f"files change.\nPAUDE_POLICY_CONFIG={shlex.quote(str(conf))} exec "
-              f"{shlex.quote(sys.executable)} -P -m paude.policies \"$@\"\n")
+              f"{shlex.quote(sys.executable)} -u -P -m paude.policies \"$@\"\n")
     if _holds(conf, text) and _holds(exe, script) and os.access(exe, os.X_OK):
         return exe
     folder.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from pydantic import (
 
 from paude.certs import NotCertificates, read_certificates
 from paude.fields import (
+    AgentVersion,
     Argument,
     Domain,
     EnvName,
@@ -114,8 +115,15 @@ class AgentConfig(_Model):
         "native",
         description=(
             "How Claude Code gets into the agent image: Anthropic's native installer, the "
-            "npm package, or none (the image already has it)."
+            "npm package, or none (the image already has it). This machine's "
+            "$PAUDE_HOME/config.yaml agent.install is the default."
         ),
+    )
+    version: AgentVersion | None = Field(
+        None, description=(
+            "The Claude Code release installed (npm or native), part of the image's hash: "
+            "changing it rebuilds the image and keeps the workspace. Default: this "
+            "machine's agent.version, else the release paude is tested with."),
     )
     command: list[Argument] = Field(
         default_factory=lambda: ["claude"], min_length=1,

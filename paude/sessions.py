@@ -140,8 +140,9 @@ def render(name: str, directory: Path, *, cwd: Path | None = None) -> list[Path]
         raise PaudeError(f"cannot write manifests to {directory}: {exc.strerror}",
                          hint="give --render a folder, new or existing") from None
     with tempfile.TemporaryDirectory(prefix="paude-render-") as tmp:
-        ctx = engine.connect(Path(tmp), f"file://{tmp}")
-        ctx = engine.EngineContext(Path(tmp), f"file://{tmp}", ctx.engine, "render")
+        # The engine is the one paude installed; only the state is thrown away.
+        found = engine.locate(paude_home())
+        ctx = engine.EngineContext(Path(tmp), f"file://{tmp}", found, "render")
         handle = _open(ctx, name, _program(session, project.owner, render_dir=directory))
         try:
             engine.up(handle, policy_packs=(policy.pack_for(project.root),))

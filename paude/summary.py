@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,6 +50,9 @@ def summarize(changes: Sequence[ResourceChange], *, new_session: bool,
     workspace = by_name.get("workspace")
     if workspace is not None:
         items.append(_workspace(workspace))
+    image = by_name.get("agent-image")
+    if image is not None and new_session and image.new_inputs.get("files"):
+        items.append(_agent_image(image.new_inputs))
     for name, label in _IMAGES.items():
         change = by_name.get(name)
         drifted = change.old_inputs.get("drift") if change is not None else None
@@ -62,6 +66,8 @@ def summarize(changes: Sequence[ResourceChange], *, new_session: bool,
         if change is not None and change.op in ("create", "replace") and not new_session:
             items.append(SummaryItem("image-rebuilt", f"{label} rebuilt",
                                      details=tuple(_file_diff(change))))
+            if name == "agent-image" and change.op == "replace":
+                items.extend(_claude_code_change(change))
     for name in ("agent", "proxy", "gateway"):
         change = by_name.get(name)
         if change is not None and change.op in ("replace", "create") and not new_session:
@@ -294,6 +300,50 @@ def _workspace(change: ResourceChange) -> SummaryItem:
     return SummaryItem("workspace-kept", "workspace volume kept")
 
 
+# How a rendered agent Containerfile names the Claude Code release it installs; states
+# written before the release was recorded beside the build are read this way.
+_CLAUDE_RELEASE = re.compile(r"claude-code@([0-9][0-9A-Za-z.\-]*)|install\.sh \| bash"
+                             r"(?: -s ([0-9][0-9A-Za-z.\-]*))?")
+
+
+def _claude_code(inputs: dict[str, Any]) -> str | None:
+    recorded = inputs.get("claude_code")
+    if isinstance(recorded, str):
+        return recorded
+    files = inputs.get("files")
+    text = str(files.get("Containerfile", "")) if isinstance(files, dict) else ""
+    found = _CLAUDE_RELEASE.search(text)
+    if found is None:
+        return None
+    return found.group(1) or found.group(2) or "latest (unpinned)"
+
+
+def _agent_image(inputs: dict[str, Any]) -> SummaryItem:
+    """What a new session's agent image is made of: the settings of this machine (or of
+    paude.yaml) that shape it, said once."""
+    found = inputs.get("files")
+    files: dict[str, Any] = found if isinstance(found, dict) else {}
+    text = str(files.get("Containerfile", ""))
+    bases = inputs.get("base_images") or []
+    how = "npm" if "npm install" in text else "native installer" if "install.sh" in text else ""
+    release = _claude_code(inputs)
+    parts = [f"on {bases[0]}" if bases else "from your Dockerfile"]
+    parts.append(f"Claude Code {release} ({how})" if release else "no Claude Code installed")
+    cas = len([name for name in files if str(name).startswith("ca/")])
+    if cas:
+        parts.append(f"{cas} extra CA certificate{'s' if cas > 1 else ''} trusted")
+    return SummaryItem("agent-image", "agent image " + ", ".join(parts))
+
+
+def _claude_code_change(change: ResourceChange) -> list[SummaryItem]:
+    """The agent's own upgrade, said plainly: the workspace and Claude's history stay."""
+    old, new = _claude_code(change.old_inputs), _claude_code(change.new_inputs)
+    if old == new:
+        return []
+    return [SummaryItem("agent-version",
+                        f"Claude Code {old or 'not installed'} \u2192 {new or 'not installed'}")]
+
+
 def _file_diff(change: ResourceChange) -> list[str]:
     # Say why an image is rebuilt: the changed lines of its rendered build files.
     old = change.old_inputs.get("files") or {}
@@ -303,6 +353,11 @@ def _file_diff(change: ResourceChange) -> list[str]:
         a = str(old.get(name, "")).splitlines()
         b = str(new.get(name, "")).splitlines()
         if a == b:
+            continue
+        if name.startswith("ca/"):
+            # A certificate's base64 says nothing to a reviewer; that trust changed does.
+            what = "added" if not a else "removed" if not b else "changed"
+            lines.append(f"{name}: CA certificate {what} (image.ca_certificates)")
             continue
         for line in difflib.unified_diff(a, b, lineterm="", n=0):
             if line.startswith(("+++", "---", "@@")):

@@ -31,7 +31,7 @@ class Engine:
 
     bin_dir: Path
     version: str
-    source: str  # "PAUDE_HOME", "PATH" or "installed"
+    source: str  # "config.yaml", "PAUDE_HOME", "PATH" or "installed"
 
     @property
     def root(self) -> Path:
@@ -54,8 +54,15 @@ def _probe(binary: Path) -> str | None:
 
 
 def candidates(home: Path) -> list[tuple[Path, str]]:
-    """Places a pulumi CLI may be, in order of preference."""
-    found: list[tuple[Path, str]] = [(home / "bin" / "pulumi", "PAUDE_HOME")]
+    """Places a pulumi CLI may be, in order of preference: this machine's engine.path, the
+    folder the set-up installs into ($PAUDE_HOME/bin), PATH, a release paude downloaded."""
+    from paude import machine  # machine settings parse with pydantic: only when searching
+
+    found: list[tuple[Path, str]] = []
+    chosen = machine.load(home).engine.path
+    if chosen:
+        found.append((Path(chosen).expanduser() / "pulumi", "config.yaml"))
+    found.append((home / "bin" / "pulumi", "PAUDE_HOME"))
     on_path = shutil.which("pulumi")
     if on_path:
         found.append((Path(on_path).resolve(), "PATH"))
@@ -71,6 +78,8 @@ def find_engine(home: Path) -> tuple[Engine | None, list[str]]:
     for binary, source in candidates(home):
         text = _probe(binary)
         if text is None:
+            if source == "config.yaml":  # chosen on purpose: say why it was passed over
+                problems.append(f"engine.path of config.yaml: {binary} does not run")
             continue
         version = parse_version(text)
         if version is None or version < minimum:

@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
-# Write this machine's paude settings ($PAUDE_HOME/config.yaml) unless the file exists:
-# the base image every session's agent and proxy images start from when paude.yaml names
-# none. The proxy's base is only ever read from here, never from a repository.
+# Write this machine's paude settings ($PAUDE_HOME/config.yaml) from what this machine can
+# reach, and build the local base image when the settings name it. Settings, not the
+# team's paude.yaml, are where these belong: they describe the machine.
+#
+#   image.base, proxy.base   BASE_IMAGE (built locally with debootstrap) when no container
+#                            registry answers; otherwise unset (the built-in base is pulled)
+#   agent.install: npm       when Anthropic's native installer host does not answer and the
+#                            npm registry does
+#   image.trust_host_certificates: true
+#                            when the host trusts CAs beyond the standard roots (a
+#                            TLS-inspecting proxy): images built here trust them too
+#   image.ca_certificates    the PEM files named in PAUDE_CA_CERTIFICATES (colon-separated)
+#
+# An existing file is left as it is (it is the machine owner's); what this machine would
+# need is printed instead. Safe to run repeatedly.
 #
 # Usage: scripts/machine-config.sh BASE_IMAGE
 set -euo pipefail
@@ -9,17 +21,78 @@ set -euo pipefail
 base="${1:?usage: machine-config.sh BASE_IMAGE}"
 home="${PAUDE_HOME:-$HOME/.paude}"
 file="$home/config.yaml"
-if [[ -e "$file" ]]; then
-  echo "machine-config: $file exists; leaving it as it is"
-  exit 0
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+log() { printf 'machine-config: %s\n' "$*" >&2; }
+
+# Does URL answer over HTTPS (any HTTP status)? A refused or unresolvable host gives 000.
+answers() {
+  local code
+  code="$(curl -s -o /dev/null -m 5 -w '%{http_code}' "$1" 2>/dev/null || true)"
+  [[ -n "$code" && "$code" != 000 ]]
+}
+
+settings=()
+if answers https://registry-1.docker.io/v2/; then
+  log "a container registry answers (docker.io): images start from the built-in base"
+  local_base=0
+else
+  log "no container registry answers: images start from $base, built here"
+  settings+=("image.base" "proxy.base")
+  local_base=1
 fi
-mkdir -p "$home"
-cat >"$file" <<YAML
-# This machine's paude settings (outside every repository). See docs/security.md.
-version: 1
-image:
-  base: $base        # the agent's base when paude.yaml names none
-proxy:
-  base: $base        # the egress proxy's base; no repository can choose it
-YAML
-echo "machine-config: wrote $file"
+
+install=""
+if answers https://claude.ai/install.sh; then
+  log "Anthropic's installer answers: Claude Code is installed natively"
+elif answers https://registry.npmjs.org/; then
+  log "Anthropic's installer does not answer, the npm registry does: Claude Code comes from npm"
+  install=npm
+else
+  log "warning: neither Anthropic's installer nor the npm registry answers; sessions need an" \
+      "image with Claude Code (agent.install: none)"
+fi
+
+host_cas=0
+for dir in /usr/local/share/ca-certificates /etc/pki/ca-trust/source/anchors \
+           /etc/ca-certificates/trust-source/anchors; do
+  if [[ -d "$dir" ]] && find "$dir" \( -name '*.crt' -o -name '*.pem' \) -type f | grep -q .; then
+    host_cas=1
+  fi
+done
+(( host_cas )) && log "this host trusts extra CA certificates: images built here trust them too"
+
+cas=()
+if [[ -n "${PAUDE_CA_CERTIFICATES:-}" ]]; then
+  IFS=: read -r -a cas <<<"$PAUDE_CA_CERTIFICATES"
+  log "CA certificates from PAUDE_CA_CERTIFICATES: ${cas[*]}"
+fi
+
+if [[ -e "$file" ]]; then
+  log "$file exists; leaving it as it is (paude doctor shows the settings in effect)"
+else
+  mkdir -p "$home"
+  {
+    echo "# This machine's paude settings, outside every repository: written by"
+    echo "# scripts/machine-config.sh from what this machine reaches. paude.yaml may override"
+    echo "# image.base and agent.*; proxy.base is this machine's alone; CA certificates add up."
+    echo "version: 1"
+    if (( local_base || host_cas || ${#cas[@]} )); then
+      echo "image:"
+      (( local_base )) && echo "  base: $base"
+      (( host_cas )) && echo "  trust_host_certificates: true"
+      if (( ${#cas[@]} )); then
+        echo "  ca_certificates:"
+        for ca in "${cas[@]}"; do echo "    - $ca"; done
+      fi
+    fi
+    (( local_base )) && printf 'proxy:\n  base: %s\n' "$base"
+    [[ -n "$install" ]] && printf 'agent:\n  install: %s\n' "$install"
+    true
+  } >"$file"
+  log "wrote $file"
+fi
+
+# The local base image, when the settings name it (this run's or an earlier one's).
+if grep -qE "^[[:space:]]*base:[[:space:]]*$base([[:space:]]|$)" "$file"; then
+  bash "$here/build-base-image.sh" "$base"
+fi

@@ -1,26 +1,39 @@
-"""`paude doctor`: report the engine, podman and state backend, with fixes."""
+"""`paude doctor`: report the engine, podman, base image and state backend, with fixes, and
+the effective settings of this machine with where each comes from."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-from paude import diagnose
+from paude import diagnose, settings
 from paude.cli import output
 from paude.home import paude_home
 
 
 def doctor() -> int:
-    """Check that everything paude needs is installed and usable.
+    """Check that everything paude needs is installed and usable, and show the settings in
+    effect ($PAUDE_HOME/config.yaml under the current repository's paude.yaml).
 
     Examples:\n
       paude doctor
     """
-    checks = diagnose.run_all(paude_home())
+    home = paude_home()
+    checks = diagnose.run_all(home)
     for check in checks:
         output.text(f"{'ok  ' if check.ok else 'FAIL'} {check.name:<7} {check.detail}")
         if check.fix:
             output.text(f"     fix: {check.fix}")
-    return 0 if all(c.ok for c in checks) else 1
+    found = diagnose.effective_settings(home, Path.cwd())
+    read = f"{found.machine_file}" + (f", {found.paude_file}" if found.paude_file else "")
+    output.text(f"\nsettings (from {read}; precedence: {settings.PRECEDENCE}):")
+    width = max((len(row.name) for row in found.rows), default=0)
+    for row in found.rows:
+        output.text(f"  {row.name:<{width}}  {row.value}  [{row.origin}]")
+    if found.problem:
+        output.text(f"  {found.problem}")
+    return 0 if all(c.ok for c in checks) and not (found.problem and not found.rows) else 1
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,7 @@ from paude import domains, naming
 from paude.certs import NotCertificates, read_certificates
 from paude.domains import Allowlist
 from paude.errors import ConfigError, ConfigProblem
+from paude.fields import CLAUDE_CODE_VERSION
 from paude.models import DEFAULT_BASE_IMAGE, Session
 from paude.render import render, template_source
 
@@ -21,8 +22,7 @@ from . import buildcheck
 
 # Bump when the meaning of a build input changes without its text changing.
 IMAGE_FORMAT = 1
-# The Claude Code release paude is tested with (agent.install: npm installs exactly this).
-CLAUDE_CODE_VERSION = "2.1.332"
+__all__ = ["CLAUDE_CODE_VERSION", "BuildSpec", "agent_build", "image_props", "proxy_build"]
 # What every agent image needs whatever the user's configuration says.
 AGENT_BASE_PACKAGES = ("bash", "ca-certificates", "coreutils", "git", "tmux", "procps")
 
@@ -44,6 +44,9 @@ class BuildSpec:
     build_allowlist: Allowlist | None = None
     # In the tag only when set in paude.yaml, so tags made before the setting existed hold.
     build_domains: tuple[str, ...] | None = None
+    # The Claude Code release an agent image installs (its Containerfile, hashed, names it);
+    # recorded beside the build so a plan can say "Claude Code X -> Y".
+    claude_code: str | None = None
 
     @property
     def digest(self) -> str:
@@ -93,6 +96,8 @@ def image_props(spec: BuildSpec, rebuild: str = "") -> dict[str, Any]:
         # Not a build input (the tag already covers it): recorded for the policy pack.
         "base_images": spec.bases,
     }
+    if spec.claude_code:
+        props["claude_code"] = spec.claude_code
     if spec.context_dir:
         props.update(context_dir=spec.context_dir, dockerfile=spec.dockerfile)
     if spec.build_allowlist is not None:
@@ -147,7 +152,7 @@ def agent_build(session: Session, base: str | None = None) -> BuildSpec:
         env=dict(image.env),
         install=install,
         ca_certificates=bool(cas),
-        claude_code_version=CLAUDE_CODE_VERSION,
+        claude_code_version=_claude_code(session) or "",
     )
     files = {
         "Containerfile": containerfile,
@@ -158,7 +163,15 @@ def agent_build(session: Session, base: str | None = None) -> BuildSpec:
         files["paude-setup.sh"] = image.setup.rstrip("\n") + "\n"
     return BuildSpec(naming.image_repository("agent"), files,
                      build_allowlist=build_allowlist(session),
-                     build_domains=_build_domains(session))
+                     build_domains=_build_domains(session),
+                     claude_code=_claude_code(session))
+
+
+def _claude_code(session: Session) -> str | None:
+    """The Claude Code release the agent image installs (None: it installs none)."""
+    if session.agent.install == "none":
+        return None
+    return session.agent.version or CLAUDE_CODE_VERSION
 
 
 def proxy_build(session: Session) -> BuildSpec:

@@ -112,7 +112,7 @@ def check_agent_containerfile(session: Session, text: str) -> None:
                    setup="s" if image.setup else None,
                    env={f"E{i}": "v" for i in range(len(image.env))},
                    install=install, ca_certificates=bool(image.ca_certificates),
-                   claude_code_version=CLAUDE_CODE_VERSION)
+                   claude_code_version=session.agent.version or CLAUDE_CODE_VERSION)
     env = []
     for got, want in _pairs(text, model):
         if want == "FROM BASE":

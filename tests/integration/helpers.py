@@ -39,8 +39,11 @@ class Paude:
     def env(self) -> dict[str, str]:
         # The user's own credentials never leak into tests: HOME is the test's, and the
         # variables paude passes through are cleared unless a test sets them.
+        # PYTHONUNBUFFERED is this machine's, not a user's: with it set, the policy pack's
+        # unflushed port reached the engine in tests while every user's plan hung.
         env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("PULUMI_", "ANTHROPIC_", "CLAUDE_", "GOOGLE_", "CLOUD"))}
+               if not k.startswith(("PULUMI_", "ANTHROPIC_", "CLAUDE_", "GOOGLE_", "CLOUD"))
+               and k != "PYTHONUNBUFFERED"}
         env.update({"PAUDE_HOME": str(self.home), "PAUDE_NO_ENGINE_DOWNLOAD": "1",
                     "PULUMI_CONFIG_PASSPHRASE": "integration-tests",
                     "HOME": str(self.home.parent / "user-home"),

@@ -87,7 +87,10 @@ def test_a_session_of_the_previous_release_plans_clean_and_destroys(
                  ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-qm",
                   "init"]):
         subprocess.run(["git", "-C", str(paude.repo), *args], check=True)
-    old = Paude(old_paude_exe, paude.home, paude.repo, name)
+    # The previous release's policy pack needs PYTHONUNBUFFERED to announce its port (this
+    # release starts it with -u): without it, its plans hang.
+    old = Paude(old_paude_exe, paude.home, paude.repo, name,
+                extra_env={"PYTHONUNBUFFERED": "1"})
     old.ok("apply", name, "--yes")
     assert old.run("plan", name, "--detailed-exitcode").returncode == 0
     old.ok("remote", "add", "--push", name)

@@ -295,7 +295,7 @@ def test_render_into_a_file_is_refused_not_a_traceback(
         reached.append("engine")
         raise PaudeError("no engine here")
 
-    monkeypatch.setattr(sessions.engine, "connect", no_engine)
+    monkeypatch.setattr(sessions.engine, "locate", no_engine)
     for target in ("paude.yaml", "paude.yaml/sub"):
         with pytest.raises(PaudeError, match="cannot write manifests to") as exc:
             sessions.render("demo", tmp_path / target, cwd=tmp_path)

@@ -366,7 +366,7 @@ def test_launcher_names_this_python_and_the_configuration(tmp_path: Path) -> Non
     assert script.startswith("#!/bin/sh\n")
     assert f"PAUDE_POLICY_CONFIG={shlex.quote(str(conf))} exec " in script
     # -P: the engine's working directory is never put in front of sys.path.
-    assert f"{shlex.quote(sys.executable)} -P -m paude.policies \"$@\"" in script
+    assert f"{shlex.quote(sys.executable)} -u -P -m paude.policies \"$@\"" in script
     assert PackConfig.model_validate_json(conf.read_text(encoding="utf-8")) == config
 
 

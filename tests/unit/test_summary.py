@@ -322,3 +322,62 @@ def test_a_new_gateway_names_its_routes_and_credential_sources() -> None:
     [item] = [i for i in items if i.kind == "model-gateway"]
     assert item.text == ("model gateway routes: claude, vertexai (credentials from "
                          "ANTHROPIC_API_KEY)")
+
+
+NPM = "RUN npm install --global @anthropic-ai/claude-code@{} \\\n && claude --version\n"
+
+
+def test_claude_code_upgrade_is_named() -> None:
+    image = change("agent-image", "replace", replace_keys=("tag",),
+                   old_inputs={"files": {"Containerfile": NPM.format("2.1.332")}},
+                   new_inputs={"files": {"Containerfile": NPM.format("2.1.340")},
+                               "claude_code": "2.1.340"})
+    items = summarize(stack(agent_image=image, workspace=change("workspace", "same")),
+                      new_session=False)
+    assert SummaryItem("agent-version", "Claude Code 2.1.332 \u2192 2.1.340") in items
+    assert SummaryItem("workspace-kept", "workspace volume kept") in items
+
+
+def test_claude_code_from_the_native_installer_and_unpinned_states() -> None:
+    old = "RUN curl -fsSL https://claude.ai/install.sh | bash \\\n"
+    new = "RUN curl -fsSL https://claude.ai/install.sh | bash -s 2.1.332 \\\n"
+    image = change("agent-image", "replace", old_inputs={"files": {"Containerfile": old}},
+                   new_inputs={"files": {"Containerfile": new}})
+    texts = [i.text for i in summarize(stack(agent_image=image), new_session=False)]
+    assert "Claude Code latest (unpinned) \u2192 2.1.332" in texts
+
+
+def test_same_claude_code_says_nothing_about_it() -> None:
+    # Control for the two above: another change rebuilds the image, the release stays.
+    image = change("agent-image", "replace",
+                   old_inputs={"files": {"Containerfile": "FROM a\n" + NPM.format("2.1.332")}},
+                   new_inputs={"files": {"Containerfile": "FROM b\n" + NPM.format("2.1.332")}})
+    items = summarize(stack(agent_image=image), new_session=False)
+    assert "agent-version" not in kinds(items) and "image-rebuilt" in kinds(items)
+
+
+def test_a_certificate_change_is_named_not_dumped() -> None:
+    image = change("proxy-image", "replace",
+                   old_inputs={"files": {"Containerfile": "FROM a\n", "ca/paude-0-0.crt": "X\n"}},
+                   new_inputs={"files": {"Containerfile": "FROM a\n", "ca/paude-0-0.crt": "Y\n",
+                                         "ca/paude-1-0.crt": "Z\n"}})
+    (item,) = [i for i in summarize(stack(proxy_image=image), new_session=False)
+               if i.kind == "image-rebuilt"]
+    assert item.details == ("ca/paude-0-0.crt: CA certificate changed (image.ca_certificates)",
+                            "ca/paude-1-0.crt: CA certificate added (image.ca_certificates)")
+
+
+def test_a_new_sessions_agent_image_says_what_shapes_it() -> None:
+    image = change("agent-image", "create", new_inputs={
+        "base_images": ["localhost/paude-base:bookworm"], "claude_code": "2.1.332",
+        "files": {"Containerfile": "FROM x\n" + NPM.format("2.1.332"),
+                  "ca/paude-0-0.crt": "A\n", "ca/paude-1-0.crt": "B\n"}})
+    items = summarize([image], new_session=True)
+    assert SummaryItem("agent-image", "agent image on localhost/paude-base:bookworm, Claude "
+                       "Code 2.1.332 (npm), 2 extra CA certificates trusted") in items
+    none = change("agent-image", "create", new_inputs={
+        "base_images": ["b:1"], "files": {"Containerfile": "FROM b:1\n"}})
+    assert SummaryItem("agent-image", "agent image on b:1, no Claude Code installed") in \
+        summarize([none], new_session=True)
+    # An existing session's plan does not repeat it.
+    assert "agent-image" not in kinds(summarize([image], new_session=False))

@@ -343,3 +343,52 @@ def test_engine_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert env["PULUMI_SKIP_UPDATE_CHECK"] == "true"
     assert env["PATH"] == f"{tmp_path / 'bin'}{os.pathsep}/usr/bin:/bin"
     assert env["PATH"].split(os.pathsep)[0] == str(tmp_path / "bin")
+
+
+def test_machine_engine_path_comes_first(home: Path, tmp_path: Path) -> None:
+    fake_pulumi(home / "bin", NEWER)
+    chosen = fake_pulumi(tmp_path / "opt" / "pulumi-bin", f"v{PULUMI_VERSION}")
+    (home / "config.yaml").write_text(f"version: 1\nengine: {{path: {chosen.parent}}}\n")
+    engine, _ = find_engine(home)
+    assert engine is not None
+    assert (engine.bin_dir, engine.source) == (chosen.parent, "config.yaml")
+
+
+def test_render_uses_the_engine_paude_installed(home: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # `paude plan NAME --render DIR` keeps its state in a throwaway folder; the engine is
+    # still the one in PAUDE_HOME/bin (no download is tried: none could work here).
+    from paude import sessions
+
+    own = fake_pulumi(home / "bin", f"v{PULUMI_VERSION}")
+    monkeypatch.setenv("PAUDE_HOME", str(home))
+    monkeypatch.setenv("PAUDE_NO_ENGINE_DOWNLOAD", "1")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-unit-placeholder")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "paude.yaml").write_text(
+        "version: 1\nsessions:\n  kube:\n    backend: openshift\n"
+        "    openshift: {namespace: demo}\n")
+    seen: list[Path] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_open(ctx: object, *_args: object, **_kw: object) -> object:
+        seen.append(ctx.engine.bin_dir)  # type: ignore[attr-defined]
+        raise Stop
+
+    monkeypatch.setattr(sessions, "_open", fake_open)
+    with pytest.raises(Stop):
+        sessions.render("kube", tmp_path / "out", cwd=repo)
+    assert seen == [own.parent]
+
+
+def test_a_machine_engine_path_without_pulumi_is_named(home: Path, tmp_path: Path) -> None:
+    (home / "config.yaml").write_text(f"version: 1\nengine: {{path: {tmp_path / 'nothing'}}}\n")
+    own = fake_pulumi(home / "bin", NEWER)
+    engine, problems = find_engine(home)
+    assert engine is not None and engine.bin_dir == own.parent
+    assert problems == [f"engine.path of config.yaml: {tmp_path / 'nothing' / 'pulumi'} "
+                        "does not run"]
