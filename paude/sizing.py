@@ -10,13 +10,15 @@ relays. `unlimited` removes one of the agent's limits, which the policy pack rep
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+from paude.cgroups import cgroup_reader
+from paude.cgroups import memory_kills as memory_kills
 
 UNLIMITED = "unlimited"
 
@@ -186,42 +188,11 @@ def observed(host_config: dict[str, Any]) -> dict[str, Any]:
 CPU_REQUEST = Decimal("0.25")
 
 
-def _cgroup_reader(pid: int, root: Path) -> Callable[[str, str, str], str | None] | None:
-    """A reader of one process's cgroup files: read(controller, v1 name, v2 name) gives the
-    first that exists (cgroup v1's per-controller tree, else v2's unified one); None when
-    the process is gone. Host files only, never written."""
-    try:
-        lines = (root / f"proc/{pid}/cgroup").read_text(encoding="ascii").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return None
-    paths = {}
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        for controller in controllers.split(","):
-            paths[controller] = path.lstrip("/")
-    base = root / "sys/fs/cgroup"
-
-    def read(controller: str, v1: str, v2: str) -> str | None:
-        candidates = []
-        if controller in paths:
-            candidates.append(base / controller / paths[controller] / v1)
-        if "" in paths:
-            candidates.append(base / paths[""] / v2)
-        for file in candidates:
-            try:
-                return file.read_text(encoding="ascii").strip()
-            except (OSError, UnicodeDecodeError):
-                continue
-        return None
-
-    return read
-
-
 def live(pid: int, root: Path = Path("/")) -> dict[str, Any] | None:
     """A running container's limits as its cgroups enforce them (props form), or None when
     they cannot be read. `podman update` changes these and not what inspect reports, so a
     limit changed by hand is only seen here."""
-    read = _cgroup_reader(pid, root)
+    read = cgroup_reader(pid, root)
     if read is None:
         return None
     memory = read("memory", "memory.limit_in_bytes", "memory.max")
@@ -242,18 +213,6 @@ def live(pid: int, root: Path = Path("/")) -> dict[str, Any] | None:
     except (ValueError, InvalidOperation, ArithmeticError):
         return None
     return {"memory": size, "cpus": cpus, "pids": count}
-
-
-def memory_kills(pid: int, root: Path = Path("/")) -> int | None:
-    """How many processes the kernel killed in a running container for reaching its memory
-    limit (the container itself lives on while its main process does); None: unknown."""
-    read = _cgroup_reader(pid, root)
-    text = read("memory", "memory.oom_control", "memory.events") if read else None
-    for entry in (text or "").splitlines():
-        key, _, value = entry.partition(" ")
-        if key == "oom_kill" and value.isdigit():
-            return int(value)
-    return None
 
 
 def kubernetes(limits: Limits) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from paude import proc, sizing
+from paude import cgroups, proc
 from paude.backends.base import SQUID_CONF, Backend, RuntimeStatus
 from paude.errors import SessionNotFoundError
 from paude.naming import PodmanNames
@@ -81,7 +81,7 @@ class PodmanBackend(Backend):
         alive = agent_running and proc.run(
             self.exec_argv(session=session, argv=["tmux", "has-session", "-t", "paude"]),
             check=False).ok
-        kills = sizing.memory_kills(pids[agent(session)]) if agent_running else None
+        kills = cgroups.memory_kills(pids[agent(session)]) if agent_running else None
         return RuntimeStatus(True, agent_running, running.get(proxy(session), False), alive,
                              kills, oom.get(agent(session), False))
 

@@ -8,9 +8,11 @@ from typing import Annotated
 
 import typer
 
-from paude import lifecycle, naming, proc, work
+from paude import lifecycle, naming, proc
 from paude.cli import output, planview
-from paude.definition import CreateFlags
+
+# The schema models and git are imported by the commands that use them: `paude list` and
+# `paude --help` must not pay for them.
 
 OptionalName = Annotated[str | None, typer.Argument(
     help="Session name; defaults to the current repository's session, or the only one.",
@@ -45,6 +47,8 @@ def create(
       paude create --yolo my-project -a '-p "refactor the auth module"'\n
       paude create --dry-run
     """
+    from paude.definition import CreateFlags
+
     flags = CreateFlags(yolo=yolo or None, backend=backend,
                         allowed_domains=tuple(allowed_domains) if allowed_domains else None,
                         args=args, pvc_size=pvc_size, storage_class=storage_class)
@@ -189,6 +193,8 @@ def status(
 
 def _work_lines(result: lifecycle.SessionStatus) -> list[str]:
     """The `unfetched work` part of status: every kind but branches (shown above)."""
+    from paude import work
+
     if result.report is None:
         why = result.work_error or "not running"
         return [f"  unfetched work:    unknown ({why})"]

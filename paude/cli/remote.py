@@ -7,12 +7,11 @@ from typing import Annotated
 
 import typer
 
-from paude import gitsync
-from paude.backends import get_backend
 from paude.cli import output
 from paude.errors import PaudeError
-from paude.lifecycle import resolve_name
-from paude.sessions import check_name
+
+# Service modules are imported by each command, not here: `paude --help` and `paude list`
+# must not pay for pulumi and the schema models.
 
 remote_app = typer.Typer(
     help="Manage the git remotes (paude-NAME) that move commits between this repository "
@@ -45,6 +44,10 @@ def add(
       paude remote add --push demo\n
       git pull paude-demo main
     """
+    from paude import gitsync
+    from paude.backends import get_backend
+    from paude.lifecycle import resolve_name
+
     name = resolve_name(name)
     backend = get_backend(gitsync.session_backend(name), name)
     result = gitsync.remote_add(Path.cwd(), name, push=push, backend=backend)
@@ -64,6 +67,8 @@ def list_() -> int:
     Examples:\n
       paude remote list
     """
+    from paude import gitsync
+
     remotes = gitsync.list_remotes(Path.cwd())
     width = max((len(remote) for remote, _ in remotes), default=0)
     for remote, url in remotes:
@@ -80,6 +85,9 @@ def remove(name: NameArg) -> int:
     Examples:\n
       paude remote remove demo
     """
+    from paude import gitsync
+    from paude.naming import check_session_name as check_name
+
     name = check_name(name)
     if not gitsync.remove_remote(Path.cwd(), name):
         raise PaudeError(f"no remote {gitsync.remote_name(name)} in this repository",

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from paude import baseplan, naming, sessions
+from paude import naming
 from paude.cli import output, planview
-from paude.results import PlanResult
+
+if TYPE_CHECKING:
+    from paude.results import PlanResult
+
+# Service modules are imported by each command, not here: `paude --help` and `paude list`
+# must not pay for pulumi and the schema models.
 
 NameArg = Annotated[str, typer.Argument(help="Session name, as defined in paude.yaml.",
                                         show_default=False)]
@@ -52,6 +57,8 @@ def plan(
         if name is None and not all_sessions:
             output.error("give a session NAME, or --all")
             return 1
+        from paude import baseplan
+
         plans = baseplan.plan(base, name=None if all_sessions else name)
         return _show(plans, as_json, markdown, detailed_exitcode, single=not all_sessions)
     if all_sessions:
@@ -59,6 +66,8 @@ def plan(
     if name is None:
         output.error("give a session NAME, or --all")
         return 1
+    from paude import sessions
+
     if render is not None:
         written = sessions.render(name, render)
         for path in written:
@@ -78,6 +87,8 @@ def plan(
 
 
 def _plan_all(as_json: bool, markdown: bool, detailed_exitcode: bool) -> int:
+    from paude import sessions
+
     plans = sessions.plan_all(on_install=output.download, on_notice=output.warn)
     return _show(plans, as_json, markdown, detailed_exitcode)
 
@@ -115,6 +126,8 @@ def apply(
       paude apply demo --yes
     """
 
+    from paude import sessions
+
     def ask(planned: PlanResult) -> bool:
         output.text(planview.plan_text(planned).rstrip("\n"))
         return output.confirm(f"Apply these changes to session {planned.session}?")
@@ -144,6 +157,8 @@ def destroy(
       paude destroy demo --yes\n
       paude destroy demo --yes --delete-data
     """
+    from paude import sessions
+
     result = sessions.destroy(name, delete_data=delete_data, force=force,
                               confirm=None if yes else output.confirm,
                               on_progress=output.progress, on_install=output.download,
