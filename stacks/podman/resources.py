@@ -192,7 +192,7 @@ class ContainerProvider(_Provider):
         for source, target in props.get("copy_in") or []:
             proc.run([podman.PODMAN, "cp", source, f"{name}:{target}"])
         proc.run([podman.PODMAN, "start", name])
-        container_id = podman.wait_running(name)
+        container_id = podman.wait_running(name, ready=props.get("ready"))
         return CreateResult(props["name"], {**props, "container_id": container_id})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
