@@ -13,7 +13,7 @@ from pulumi import automation as auto
 from semver import VersionInfo
 
 from paude import engine_text as text
-from paude import enginewatch, locks
+from paude import enginewatch, locks, statefile
 from paude.errors import (
     EngineError,
     PaudeError,
@@ -132,7 +132,7 @@ def open_stack(ctx: EngineContext, name: str, program: Program | None = None, *,
     locks.clear_stale_state_locks(ctx.backend_url, PROJECT, name, on_notice=ctx.on_notice)
     locks.repair_state_files(ctx.backend_url, PROJECT, name, on_notice=ctx.on_notice)
     opts = _options(ctx)
-    handle = _select(name, program, opts)
+    handle = _select(ctx, name, program, opts)
     if handle is None:
         if not create:
             return None
@@ -140,7 +140,7 @@ def open_stack(ctx: EngineContext, name: str, program: Program | None = None, *,
             # A plan of a new session makes (and later removes) a stack: that is a change,
             # and another paude may have made the stack meanwhile.
             locks.hold_session(ctx.home, name, exclusive=True, on_notice=ctx.on_notice)
-            handle = _select(name, program, opts)
+            handle = _select(ctx, name, program, opts)
     if handle is None:
         try:
             stack = auto.create_stack(stack_name=name, project_name=PROJECT,
@@ -152,16 +152,43 @@ def open_stack(ctx: EngineContext, name: str, program: Program | None = None, *,
     return handle
 
 
-def _select(name: str, program: Program | None,
+class _Named(auto.Stack):
+    """A stack addressed by name: every command paude runs passes `--stack NAME`, so the
+    `pulumi stack select` the Automation API starts with is one engine start for nothing."""
+
+    def __init__(self, name: str, workspace: auto.LocalWorkspace, backend_url: str) -> None:
+        self.name = name
+        self.workspace = workspace
+        self.backend_url = backend_url
+
+    def outputs(self) -> auto.OutputMap:
+        """The outputs, read from a file backend's state when none is a secret (the SDK asks
+        the engine twice after every up)."""
+        deployment = statefile.read(self.backend_url, PROJECT, self.name)
+        values = text.plain_outputs(deployment) if deployment and (
+            deployment is not statefile.MISSING) else None
+        if values is None:
+            return super().outputs()
+        return {k: auto.OutputValue(value=v, secret=False) for k, v in values.items()}
+
+
+def _select(ctx: EngineContext, name: str, program: Program | None,
             opts: auto.LocalWorkspaceOptions) -> StackHandle | None:
-    try:
-        stack = auto.select_stack(stack_name=name, project_name=PROJECT,
-                                  program=program or _noop, opts=opts)
-    except auto.StackNotFoundError:
+    """The stack and its deployment if it exists: read from a file backend's state file,
+    else exported by the engine (which also says when it is missing)."""
+    stack = _Named(name, auto.LocalWorkspace(**{**vars(opts), "program": program or _noop}),
+                   ctx.backend_url)
+    deployment = statefile.read(ctx.backend_url, PROJECT, name)
+    if deployment is statefile.MISSING:
         return None
-    except auto.CommandError as exc:
-        raise _engine_error(exc, name) from exc
-    return StackHandle(name, stack, False)
+    if deployment is None:
+        try:
+            deployment = dict(stack.export_stack().deployment or {})
+        except auto.StackNotFoundError:
+            return None
+        except auto.CommandError as exc:
+            raise _engine_error(exc, name) from exc
+    return StackHandle(name, stack, False, deployment)
 
 
 def recover(ctx: EngineContext, handle: StackHandle, purpose: Purpose = "apply") -> int:
@@ -174,14 +201,8 @@ def recover(ctx: EngineContext, handle: StackHandle, purpose: Purpose = "apply")
     For a destroy, objects that were being created are taken into the state first, so the
     destroy removes them too. Either way the engine's own refresh then clears the records
     and forgets what does not exist. A plan changes nothing and only reports them."""
-    try:
-        exported = handle.stack.export_stack()
-    except auto.CommandError as exc:
-        raise _engine_error(exc, handle.name) from exc
-    deployment = dict(exported.deployment or {})
+    deployment = dict(handle.exported)  # as read when the stack was opened
     pending = [op for op in deployment.get("pending_operations") or [] if isinstance(op, dict)]
-    handle.exported.clear()
-    handle.exported.update(deployment)
     if not pending:
         return 0
     what = text.describe_pending(pending)
@@ -191,8 +212,11 @@ def recover(ctx: EngineContext, handle: StackHandle, purpose: Purpose = "apply")
         return len(pending)
     try:
         if purpose == "destroy":
+            # The engine's own export: the import must get back what it gave.
+            exported = handle.stack.export_stack()
             handle.stack.import_stack(auto.Deployment(
-                version=exported.version, deployment=text.adopt_pending_creates(deployment)))
+                version=exported.version,
+                deployment=text.adopt_pending_creates(dict(exported.deployment or {}))))
         handle.stack.refresh(clear_pending_creates=True, color="never", suppress_progress=True)
     except auto.CommandError as exc:
         raise _engine_error(exc, handle.name) from exc
