@@ -118,6 +118,9 @@ class StackHandle:
     new: bool  # created by this command: nothing was ever applied
     # The deployment read when the stack was opened, until outputs() uses it.
     exported: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # [True] after a preview whose refresh found every object as the state records it: the
+    # update that follows need not read them all again.
+    in_sync: list[bool] = field(default_factory=list, repr=False, compare=False)
 
 
 def open_stack(ctx: EngineContext, name: str, program: Program | None = None, *,
@@ -251,6 +254,9 @@ class _EventCollector:
         self.findings: list[PolicyFinding] = []
         self.started: dict[str, float] = {}
         self.lock = threading.Lock()
+        # Refresh steps begun and found unchanged (the same outputs and inputs as recorded).
+        self.refreshed: list[str] = []
+        self.unchanged: list[str] = []
 
     def __call__(self, event: auto.EngineEvent) -> None:
         with self.lock:
@@ -266,6 +272,9 @@ class _EventCollector:
                 self._step(event.res_op_failed_event.metadata, "failed")
 
     def _step(self, meta: auto.StepEventMetadata, phase: str) -> None:
+        if str(getattr(meta.op, "value", meta.op)) == "refresh":
+            self._refresh(meta, phase)
+            return
         if meta.type.startswith("pulumi:") or meta.urn.endswith("::" + PROJECT):
             return
         op = _OP_MAP.get(str(meta.op.value if hasattr(meta.op, "value") else meta.op))
@@ -314,6 +323,17 @@ class _EventCollector:
             )
         self.changes[name] = change
 
+    def _refresh(self, meta: auto.StepEventMetadata, phase: str) -> None:
+        if phase == "start":
+            self.refreshed.append(meta.urn)
+        elif phase == "done" and meta.old is not None and meta.new is not None and (
+                meta.old.outputs == meta.new.outputs and meta.old.inputs == meta.new.inputs):
+            self.unchanged.append(meta.urn)
+
+    def in_sync(self) -> bool:
+        """Every object the refresh read was as the state records it."""
+        return bool(self.refreshed) and sorted(self.refreshed) == sorted(self.unchanged)
+
     def result(self) -> tuple[ResourceChange, ...]:
         return tuple(sorted(self.changes.values(), key=lambda c: c.name))
 
@@ -342,6 +362,7 @@ def preview(handle: StackHandle, *, on_progress: OnProgress | None = None,
                              suppress_progress=True, diff=False,
                              policy_packs=[str(p) for p in policy_packs] or None)
         ok = True
+        handle.in_sync[:] = [collector.in_sync()]
     except auto.CommandError as exc:
         raise _failure(exc, handle.name, collector) from exc
     finally:
@@ -359,10 +380,12 @@ def discard(handle: StackHandle) -> None:
 def up(handle: StackHandle, *, on_progress: OnProgress | None = None,
        policy_packs: tuple[Path, ...] = ()
        ) -> tuple[tuple[ResourceChange, ...], dict[str, Any], Findings]:
-    """Apply a session (refreshing first so hand-made drift is repaired)."""
+    """Apply a session, refreshing first so hand-made drift is repaired (unless the preview
+    just before found none: reading every object again costs an engine plugin's start)."""
     collector = _EventCollector(on_progress)
     try:
-        result = handle.stack.up(refresh=not handle.new, on_event=collector, color="never",
+        refresh = not handle.new and handle.in_sync != [True]
+        result = handle.stack.up(refresh=refresh, on_event=collector, color="never",
                                  suppress_progress=True,
                                  policy_packs=[str(p) for p in policy_packs] or None)
     except auto.CommandError as exc:

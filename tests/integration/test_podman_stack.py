@@ -20,7 +20,7 @@ from tests.integration.helpers import (
 pytestmark = [pytest.mark.requires_podman, pytest.mark.requires_pulumi, pytest.mark.slow]
 
 ALL_RESOURCES = {"agent-image", "proxy-image", "internal-network", "egress-network",
-                 "workspace", "proxy", "agent", "gateway"}
+                 "workspace", "proxy", "agent", "gateway", "session-ca"}
 
 
 def actions(plan: dict[str, object]) -> dict[str, str]:

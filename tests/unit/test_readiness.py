@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from paude import procfs
 from stacks.podman import podman, readiness
 
 HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid\n"
@@ -37,28 +38,28 @@ CONNECTED = "   1: 0100007F:0C38 0100007F:A000 01 00000000:00000000 00:00000000 
 
 def test_listening_on_ipv4_and_ipv6(tmp_path: Path) -> None:
     proc = _proc(tmp_path, 7, tcp=LISTEN_V4 + CONNECTED, tcp6=LISTEN_V6)
-    assert readiness.listening(7, 8080, proc) is True
-    assert readiness.listening(7, 3128, proc) is True
-    assert readiness.listening(7, 9999, proc) is False
+    assert procfs.listening(7, 8080, proc) is True
+    assert procfs.listening(7, 3128, proc) is True
+    assert procfs.listening(7, 9999, proc) is False
 
 
 def test_a_connection_on_the_port_is_not_a_listener(tmp_path: Path) -> None:
     proc = _proc(tmp_path, 7, tcp=CONNECTED, tcp6="")
-    assert readiness.listening(7, 3128, proc) is False
+    assert procfs.listening(7, 3128, proc) is False
 
 
 def test_a_gone_process_is_not_ready_and_unreadable_is_unknown(tmp_path: Path) -> None:
-    assert readiness.listening(99, 3128, tmp_path) is False
-    assert readiness.has_child(99, "sleep", tmp_path) is False
+    assert procfs.listening(99, 3128, tmp_path) is False
+    assert procfs.has_child(99, "sleep", tmp_path) is False
     (tmp_path / "5").mkdir()  # exists, but nothing under it can be read here
-    assert readiness.listening(5, 3128, tmp_path) is None
-    assert readiness.has_child(5, "sleep", tmp_path) is None
+    assert procfs.listening(5, 3128, tmp_path) is None
+    assert procfs.has_child(5, "sleep", tmp_path) is None
 
 
 def test_child_probe(tmp_path: Path) -> None:
     proc = _proc(tmp_path, 7, children={8: "tmux: server", 9: "sleep"})
-    assert readiness.has_child(7, "sleep", proc) is True
-    assert readiness.has_child(7, "squid", proc) is False
+    assert procfs.has_child(7, "sleep", proc) is True
+    assert procfs.has_child(7, "squid", proc) is False
     assert readiness.ready(7, {"child": "sleep"}, proc) is True
     assert readiness.ready(7, {"port": 1}, proc) is False
     assert readiness.ready(7, {}, proc) is None
