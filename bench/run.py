@@ -155,7 +155,10 @@ def make_sandbox(root: Path, *, base_image: str, engine_dir: Path, paude: str,
         f"  {session}: {{}}\n",
         encoding="utf-8",
     )
-    env = {k: v for k, v in os.environ.items() if k != "PAUDE_STATE_BACKEND"}
+    # An installed paude has its bytecode compiled (pip writes it): without it every Python
+    # process a command starts (paude, the policy pack, each provider) compiles paude anew.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PAUDE_STATE_BACKEND", "PYTHONDONTWRITEBYTECODE")}
     env.update({"PAUDE_HOME": str(home), "PULUMI_SKIP_UPDATE_CHECK": "true"})
     return Sandbox(repo, home, paude, env, engine_dir, base_image)
 
