@@ -135,9 +135,9 @@ def open_stack(ctx: EngineContext, name: str, program: Program | None = None, *,
             locks.hold_session(ctx.home, name, exclusive=True, on_notice=ctx.on_notice)
             handle = _select(ctx, name, program, opts)
     if handle is None:
+        stack = _Named(name, _workspace(program, opts), ctx.backend_url)
         try:
-            stack = auto.create_stack(stack_name=name, project_name=PROJECT,
-                                      program=program or _noop, opts=opts)
+            stack.workspace.create_stack(name)
         except auto.CommandError as exc:
             raise _engine_error(exc, name) from exc
         return StackHandle(name, stack, True)
@@ -165,12 +165,17 @@ class _Named(auto.Stack):
         return {k: auto.OutputValue(value=v, secret=False) for k, v in values.items()}
 
 
+def _workspace(program: Program | None, opts: auto.LocalWorkspaceOptions) -> auto.LocalWorkspace:
+    # What the Automation API's create_stack and select_stack make (paude writes the
+    # project file itself, see _write_project).
+    return auto.LocalWorkspace(**{**vars(opts), "program": program or _noop})
+
+
 def _select(ctx: EngineContext, name: str, program: Program | None,
             opts: auto.LocalWorkspaceOptions) -> StackHandle | None:
     """The stack and its deployment if it exists: read from a file backend's state file,
     else exported by the engine (which also says when it is missing)."""
-    stack = _Named(name, auto.LocalWorkspace(**{**vars(opts), "program": program or _noop}),
-                   ctx.backend_url)
+    stack = _Named(name, _workspace(program, opts), ctx.backend_url)
     deployment = statefile.read(ctx.backend_url, PROJECT, name)
     if deployment is statefile.MISSING:
         return None

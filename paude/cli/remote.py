@@ -17,6 +17,7 @@ remote_app = typer.Typer(
     help="Manage the git remotes (paude-NAME) that move commits between this repository "
          "and sessions.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 NameArg = Annotated[str, typer.Argument(help="Session name, as defined in paude.yaml.",

@@ -162,12 +162,12 @@ def test_open_stack_clears_stale_locks_before_it_selects(tmp_path: Path,
     def select(*args: Any) -> None:
         order.append("select")
 
-    def create(**kwargs: Any) -> FakeStack:
-        order.append("create")
-        return FakeStack({})
+    class Workspace:
+        def create_stack(self, name: str) -> None:
+            order.append("create")
 
     monkeypatch.setattr(engine, "_select", select)
-    monkeypatch.setattr(auto, "create_stack", create)
+    monkeypatch.setattr(engine, "_workspace", lambda program, opts: Workspace())
     opened = engine.open_stack(context(tmp_path, []), "demo", purpose="plan")
     assert opened is not None and opened.new
     # A plan of a new session makes a stack: it takes the session alone, then looks again.
