@@ -2,15 +2,17 @@
 # Hand-written podman baseline for bench/run.py: the objects `paude apply` creates for a
 # new session (images already built), made with plain podman commands.
 #
-#   podman_baseline.sh up     create networks, volume, proxy and agent; wait until running
+#   podman_baseline.sh up     create networks, volume, proxy, gateway and agent; wait until running
 #   podman_baseline.sh down   remove everything labelled paude.bench=1 with this prefix
 #
 # Inputs (environment):
 #   BASELINE_PREFIX          object name prefix (default bench-baseline)
 #   BASELINE_PROXY_IMAGE     proxy image tag, the one paude used (up only)
 #   BASELINE_AGENT_IMAGE     agent image tag, the one paude used (up only)
-#   BASELINE_SQUID_CONF_B64  the proxy's PAUDE_SQUID_CONF_B64, taken from paude's proxy (up only)
-#   BASELINE_SETTLE          seconds each container must stay running (default 1, as paude)
+#   BASELINE_ENV_DIR         proxy.sh, gateway.sh and agent.sh: each container's variables
+#                            and limits, copied by bench/run.py from paude's containers (up only)
+#   BASELINE_SETTLE          seconds each container must stay running (default 1; 0 = the
+#                            plain commands, returning once each container runs)
 set -euo pipefail
 
 prefix=${BASELINE_PREFIX:-bench-baseline}
@@ -19,10 +21,12 @@ internal=$prefix-internal
 egress=$prefix-egress
 volume=$prefix-workspace
 proxy=$prefix-proxy
+gateway=$prefix-gateway
 agent=$prefix-agent
+proxy_ip=
+gateway_ip=
 label=(--label paude.bench=1)
 hardening=(--cap-drop ALL --security-opt no-new-privileges)
-proxy_port=3128
 timeout_s=30
 
 die() {
@@ -37,13 +41,14 @@ now_us() {
 }
 
 last_host() {
-    # The last host address of an IPv4 subnet (a.b.c.d/n): where paude puts the proxy.
-    local subnet=$1 addr bits a b c d n last
+    # The Nth host address from the top of an IPv4 subnet (a.b.c.d/n): paude puts the
+    # proxy on the last (1) and the gateway just below it (2).
+    local subnet=$1 from_top=$2 addr bits a b c d n last
     addr=${subnet%/*}
     bits=${subnet#*/}
     IFS=. read -r a b c d <<<"$addr"
     n=$(( (a << 24) | (b << 16) | (c << 8) | d ))
-    last=$(( (n | ((1 << (32 - bits)) - 1)) - 1 ))
+    last=$(( (n | ((1 << (32 - bits)) - 1)) - from_top ))
     echo "$(( last >> 24 & 255 )).$(( last >> 16 & 255 )).$(( last >> 8 & 255 )).$(( last & 255 ))"
 }
 
@@ -72,41 +77,64 @@ wait_running() {
     done
 }
 
+run_container() {
+    # podman run of one container, with the variables and limits paude gave its own
+    # (BASELINE_ENV_DIR/ROLE.sh). Values name the session's objects and addresses through
+    # @PREFIX@, @PROXY_IP@ and @GATEWAY_IP@. Variables pass as bare `--env NAME`, as paude
+    # passes its secrets: no value shows in argv.
+    local role=$1
+    shift
+    (
+        # shellcheck source=/dev/null
+        . "$BASELINE_ENV_DIR/$role.sh"
+        local name value
+        local -a env_args=()
+        for name in "${env_names[@]}"; do
+            value=${!name}
+            value=${value//@PREFIX@/$prefix}
+            value=${value//@PROXY_IP@/$proxy_ip}
+            value=${value//@GATEWAY_IP@/$gateway_ip}
+            export "$name=$value"
+            env_args+=(--env "$name")
+        done
+        podman run --detach "${run_args[@]}" "${env_args[@]}" "$@" >/dev/null
+    )
+}
+
 up() {
     : "${BASELINE_PROXY_IMAGE:?set BASELINE_PROXY_IMAGE to the proxy image tag}"
     : "${BASELINE_AGENT_IMAGE:?set BASELINE_AGENT_IMAGE to the agent image tag}"
-    : "${BASELINE_SQUID_CONF_B64:?set BASELINE_SQUID_CONF_B64 to the proxy configuration}"
+    : "${BASELINE_ENV_DIR:?set BASELINE_ENV_DIR to the folder of proxy.sh, gateway.sh, agent.sh}"
 
     # No DNS on the agent's network: podman's resolver would forward outside names.
     podman network create --internal --disable-dns "${label[@]}" "$internal" >/dev/null
     podman network create "${label[@]}" "$egress" >/dev/null
     podman volume create "${label[@]}" "$volume" >/dev/null
 
-    local subnet proxy_ip
+    local subnet
     subnet=$(podman network inspect --format '{{range .Subnets}}{{.Subnet}} {{end}}' "$internal")
     subnet=${subnet%% *}
     [[ $subnet == */* ]] || die "network $internal has no IPv4 subnet"
-    proxy_ip=$(last_host "$subnet")
+    proxy_ip=$(last_host "$subnet" 1)
+    gateway_ip=$(last_host "$subnet" 2)
 
-    podman run --detach --name "$proxy" --hostname "$proxy" \
+    # paude starts the three together (the agent's entrypoint waits for the proxy's port).
+    run_container proxy --name "$proxy" --hostname "$proxy" \
         --network "$internal:ip=$proxy_ip" --network "$egress" \
-        "${hardening[@]}" \
-        --env "PAUDE_SQUID_CONF_B64=$BASELINE_SQUID_CONF_B64" \
-        "${label[@]}" --restart unless-stopped \
-        "$BASELINE_PROXY_IMAGE" >/dev/null
+        "${hardening[@]}" "${label[@]}" --restart unless-stopped \
+        "$BASELINE_PROXY_IMAGE"
+    run_container gateway --name "$gateway" --hostname "$gateway" \
+        --network "$internal:ip=$gateway_ip" --dns none \
+        "${hardening[@]}" "${label[@]}" --restart unless-stopped \
+        "$BASELINE_PROXY_IMAGE" gateway
+    run_container agent --name "$agent" --hostname "$agent" \
+        --network "$internal" --add-host "$proxy:$proxy_ip" --add-host "$gateway:$gateway_ip" \
+        --dns none --user paude "${hardening[@]}" \
+        --sysctl net.ipv6.conf.all.disable_ipv6=1 --sysctl net.ipv6.conf.default.disable_ipv6=1 \
+        --volume "$volume:/paude" "${label[@]}" \
+        "$BASELINE_AGENT_IMAGE"
     wait_running "$proxy"
-
-    local proxy_url=http://$proxy:$proxy_port no_proxy=localhost,127.0.0.1,::1,$proxy
-    podman run --detach --name "$agent" --hostname "$agent" \
-        --network "$internal" --add-host "$proxy:$proxy_ip" --dns none \
-        --user paude "${hardening[@]}" \
-        --volume "$volume:/workspace" \
-        --env "HTTPS_PROXY=$proxy_url" --env "HTTP_PROXY=$proxy_url" \
-        --env "NO_PROXY=$no_proxy" --env "PAUDE_SESSION=$prefix" \
-        --env "http_proxy=$proxy_url" --env "https_proxy=$proxy_url" \
-        --env "no_proxy=$no_proxy" \
-        "${label[@]}" \
-        "$BASELINE_AGENT_IMAGE" >/dev/null
+    wait_running "$gateway"
     wait_running "$agent"
 }
 

@@ -1,11 +1,13 @@
-"""Benchmark paude's plan and apply against the same session made with plain podman.
+"""Benchmark paude against the plain podman commands that make the same session.
 
 Usage: python bench/run.py [--runs N] [--keep-images]
 
 Each run times, with the real `paude` CLI in a throwaway repository and PAUDE_HOME:
-(a) apply of a new session (images already built), (b) a no-op plan, (c) a no-op
-apply, and (d) bench/podman_baseline.sh creating the same objects with podman directly,
-with and without paude's one-second "stays running" check per container. The table is
+(a) apply of a new session (images already built) against (d0) the podman commands that
+make the same objects (bench/podman_baseline.sh), then a no-op plan and apply, an
+allowlist change, `paude --help`, `list`, `status` and `start` against the podman commands
+they replace, the engine's floor (a no-op preview of an empty program) and, when
+installed, `devcontainer up`. One more, untimed apply records peak memory. The table is
 printed and written to bench/results/latest.json. See bench/README.md.
 """
 
@@ -17,48 +19,74 @@ import os
 import platform
 import shutil
 import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from baseline import SessionFacts, session_facts, time_baseline, time_podman_start
+from common import BenchError as BenchError
+from common import Stats as Stats
+from common import podman_lines
+from common import run as run
+from common import timed as timed
+from extras import (
+    devcontainer_up,
+    engine_floor,
+    find_devcontainer,
+    interpreter_of,
+    peak_memory,
+)
+
 BENCH_DIR = Path(__file__).resolve().parent
-BASELINE_SCRIPT = BENCH_DIR / "podman_baseline.sh"
 RESULTS_FILE = BENCH_DIR / "results" / "latest.json"
 
 SESSION = "bench"
-BASELINE_PREFIX = "bench-baseline"
 BENCH_LABEL = "paude.bench=1"
 SESSION_LABEL = f"paude.session={SESSION}"
 DEFAULT_BASE_IMAGE = "localhost/paude-base:bookworm"
 PAUDE_IMAGE_REPOSITORIES = ("localhost/paude-agent", "localhost/paude-proxy")
-# paude waits this long for each new container to stay running; the like-for-like
-# baseline does the same.
+# The reference baseline waits this long for each new container to stay running (what
+# paude did before it probed readiness).
 SETTLE_SECONDS = 1.0
-COMMAND_TIMEOUT = 900.0
+# An allowlist entry the change step adds: the proxy's configuration changes, nothing else.
+EXTRA_DOMAIN = ".bench.example.com"
 
-PLAN_TARGET_SECONDS = 5.0
-APPLY_TARGET_RATIO = 2.0
-
-# Step keys, in report order, with their labels.
+# Step keys, in report order, with their labels; paude's row, then what it is compared with.
 STEPS: dict[str, str] = {
     "apply_new": "(a)  paude apply, new session",
+    "baseline_nosettle": "(d0) podman commands, same objects",
+    "baseline": f"(d)  podman commands + {SETTLE_SECONDS:g} s settle [ref]",
+    "devcontainer": "     devcontainer up (same base image)",
     "plan_noop": "(b)  paude plan, no changes",
     "apply_noop": "(c)  paude apply, no changes",
-    "baseline": f"(d)  podman baseline, {SETTLE_SECONDS:g} s settle",
-    "baseline_nosettle": "(d0) podman baseline, no settle",
+    "apply_allowlist": "(e)  paude apply, allowlist change",
+    "engine_floor": "(f)  engine floor: empty preview",
+    "help": "     paude --help",
+    "list": "     paude list",
+    "podman_ps": "     podman ps",
+    "status": "     paude status",
+    "podman_inspect": "     podman inspect",
+    "start": "     paude start (stopped session)",
+    "podman_start": "     podman start (its containers)",
 }
-
-
-class BenchError(Exception):
-    """A command the benchmark depends on failed, or the setup is unusable."""
+# Targets of issue 16: (label, step or ratio, limit); ratios are of medians.
+TARGETS: tuple[tuple[str, str, float], ...] = (
+    ("new session a/d0 <= 3", "a/d0", 3.0),
+    ("new session <= 2.5 s", "apply_new", 2.5),
+    ("no-op plan <= 2.0 s", "plan_noop", 2.0),
+    ("no-op apply <= 2.5 s", "apply_noop", 2.5),
+    ("allowlist change <= 2.5 s", "apply_allowlist", 2.5),
+    ("paude --help <= 0.25 s", "help", 0.25),
+    ("paude list <= 0.3 s", "list", 0.3),
+    ("paude status <= 0.4 s", "status", 0.4),
+    ("start - podman start <= 0.3 s", "start-podman_start", 0.3),
+)
 
 
 @dataclass(frozen=True)
@@ -69,72 +97,8 @@ class Sandbox:
     home: Path
     paude: str
     env: Mapping[str, str]
-
-
-@dataclass(frozen=True)
-class SessionFacts:
-    """What the baseline copies from the session paude created."""
-
-    proxy_image: str
-    agent_image: str
-    squid_conf_b64: str
-    container_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Stats:
-    """Median, minimum and maximum of one step's samples, in seconds."""
-
-    median: float
-    minimum: float
-    maximum: float
-
-    @classmethod
-    def of(cls, samples: Sequence[float]) -> Stats:
-        """Summarise a non-empty list of durations."""
-        return cls(statistics.median(samples), min(samples), max(samples))
-
-
-# ---------------------------------------------------------------- commands
-
-
-def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-        cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run a command with captured text output; raise BenchError when it fails."""
-    try:
-        result = subprocess.run(list(argv), cwd=cwd, env=dict(env) if env else None,
-                                capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
-                                check=False)
-    except FileNotFoundError as exc:
-        raise BenchError(f"{argv[0]} is not installed or not on PATH") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"timed out after {COMMAND_TIMEOUT:.0f}s: {' '.join(argv)}") from exc
-    if check and result.returncode != 0:
-        raise BenchError(_failure(argv, result))
-    return result
-
-
-def timed(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None = None,
-          ok_codes: tuple[int, ...] = (0,)) -> tuple[float, int]:
-    """Wall-clock seconds for one command, and its exit code (one of ok_codes)."""
-    started = time.perf_counter()
-    result = run(argv, env=env, cwd=cwd, check=False)
-    elapsed = time.perf_counter() - started
-    if result.returncode not in ok_codes:
-        raise BenchError(_failure(argv, result))
-    return elapsed, result.returncode
-
-
-def _failure(argv: Sequence[str], result: subprocess.CompletedProcess[str]) -> str:
-    """A readable failure message: the command, its exit code and its output's tail."""
-    tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
-    shown = " ".join(a if len(a) < 80 else a[:40] + "..." for a in argv)
-    return f"`{shown}` exited {result.returncode}:\n{tail}"
-
-
-def podman_lines(*args: str) -> list[str]:
-    """Non-empty output lines of a podman command."""
-    return [line for line in run(["podman", *args]).stdout.splitlines() if line.strip()]
+    engine_dir: Path = Path()
+    base_image: str = DEFAULT_BASE_IMAGE
 
 
 # ---------------------------------------------------------------- setup
@@ -191,9 +155,12 @@ def make_sandbox(root: Path, *, base_image: str, engine_dir: Path, paude: str,
         f"  {session}: {{}}\n",
         encoding="utf-8",
     )
-    env = {k: v for k, v in os.environ.items() if k != "PAUDE_STATE_BACKEND"}
+    # An installed paude has its bytecode compiled (pip writes it): without it every Python
+    # process a command starts (paude, the policy pack, each provider) compiles paude anew.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PAUDE_STATE_BACKEND", "PYTHONDONTWRITEBYTECODE")}
     env.update({"PAUDE_HOME": str(home), "PULUMI_SKIP_UPDATE_CHECK": "true"})
-    return Sandbox(repo, home, paude, env)
+    return Sandbox(repo, home, paude, env, engine_dir, base_image)
 
 
 def paude_images() -> set[str]:
@@ -203,27 +170,6 @@ def paude_images() -> set[str]:
         tags.update(podman_lines("images", "--filter", f"reference={repository}",
                                  "--format", "{{.Repository}}:{{.Tag}}"))
     return tags
-
-
-def session_facts() -> SessionFacts:
-    """Image tags, proxy configuration and container ids of the live bench session."""
-    images: dict[str, str] = {}
-    ids: list[str] = []
-    for line in podman_lines("ps", "--filter", f"label={SESSION_LABEL}",
-                             "--format", "{{.Names}} {{.Image}} {{.ID}}"):
-        name, image, container_id = line.split()
-        images[name] = image
-        ids.append(container_id)
-    proxy, agent = f"paude-{SESSION}-proxy", f"paude-{SESSION}-agent"
-    if proxy not in images or agent not in images:
-        raise BenchError(f"expected {proxy} and {agent} to be running; found {sorted(images)}")
-    inspected = json.loads(run(["podman", "container", "inspect", proxy]).stdout)
-    env_list: list[str] = inspected[0]["Config"]["Env"] or []
-    prefix = "PAUDE_SQUID_CONF_B64="
-    conf = next((e.removeprefix(prefix) for e in env_list if e.startswith(prefix)), None)
-    if not conf:
-        raise BenchError(f"{proxy} has no PAUDE_SQUID_CONF_B64 in its environment")
-    return SessionFacts(images[proxy], images[agent], conf, tuple(sorted(ids)))
 
 
 # ---------------------------------------------------------------- steps
@@ -240,33 +186,32 @@ def destroy_session(sandbox: Sandbox, *, check: bool = True) -> None:
         env=sandbox.env, cwd=sandbox.repo, check=check)
 
 
-def baseline_env(sandbox: Sandbox, facts: SessionFacts, settle: float) -> dict[str, str]:
-    """Environment for podman_baseline.sh."""
-    return {**sandbox.env, "BASELINE_PREFIX": BASELINE_PREFIX,
-            "BASELINE_PROXY_IMAGE": facts.proxy_image,
-            "BASELINE_AGENT_IMAGE": facts.agent_image,
-            "BASELINE_SQUID_CONF_B64": facts.squid_conf_b64,
-            "BASELINE_SETTLE": f"{settle:g}"}
+def _paude(sandbox: Sandbox, *args: str, ok_codes: tuple[int, ...] = (0,)) -> tuple[float, int]:
+    return timed(paude_cmd(sandbox, *args), env=sandbox.env, cwd=sandbox.repo,
+                 ok_codes=ok_codes)
 
 
-def time_baseline(sandbox: Sandbox, facts: SessionFacts, settle: float) -> float:
-    """Seconds for podman_baseline.sh to bring the session up; removed again untimed."""
-    env = baseline_env(sandbox, facts, settle)
-    try:
-        seconds, _ = timed(["bash", str(BASELINE_SCRIPT), "up"], env=env)
-    finally:
-        run(["bash", str(BASELINE_SCRIPT), "down"], env=env)
-    return seconds
+def _set_domains(sandbox: Sandbox, extra: bool) -> None:
+    """paude.yaml's bench session: no settings, or one more allowlist entry."""
+    text = (sandbox.repo / "paude.yaml").read_text(encoding="utf-8")
+    plain = f"  {SESSION}: {{}}\n"
+    changed = f"  {SESSION}: {{allowed_domains: [default, {EXTRA_DOMAIN}]}}\n"
+    text = text.replace(changed, plain) if not extra else text.replace(plain, changed)
+    (sandbox.repo / "paude.yaml").write_text(text, encoding="utf-8")
+
+
+def _container_ids() -> dict[str, str]:
+    names = podman_lines("ps", "--filter", f"label={SESSION_LABEL}",
+                         "--format", "{{.Names}} {{.ID}}")
+    return dict(line.split() for line in names)
 
 
 def one_run(sandbox: Sandbox, warm: SessionFacts, index: int,
             total: int) -> dict[str, float]:
-    """Time steps (a) to (d) once, leaving nothing behind."""
-    env, repo = sandbox.env, sandbox.repo
+    """Time every step once, leaving nothing behind."""
     samples: dict[str, float] = {}
-    samples["apply_new"], _ = timed(paude_cmd(sandbox, "apply", SESSION, "--yes"),
-                                    env=env, cwd=repo)
-    facts = session_facts()
+    samples["apply_new"], _ = _paude(sandbox, "apply", SESSION, "--yes")
+    facts = session_facts(SESSION)
     if (facts.proxy_image, facts.agent_image) != (warm.proxy_image, warm.agent_image):
         # paude is installed from this checkout: an edit to its image inputs during the
         # benchmark makes (a) include a build.
@@ -274,19 +219,45 @@ def one_run(sandbox: Sandbox, warm: SessionFacts, index: int,
                          f"{warm.proxy_image} -> {facts.agent_image}, {facts.proxy_image}): "
                          "(a) included an image build; run the benchmark again")
     # --detailed-exitcode: a plan that finds changes right after apply is not a no-op.
-    samples["plan_noop"], code = timed(
-        paude_cmd(sandbox, "plan", SESSION, "--detailed-exitcode"), env=env, cwd=repo,
-        ok_codes=(0, 2))
+    samples["plan_noop"], code = _paude(sandbox, "plan", SESSION, "--detailed-exitcode",
+                                        ok_codes=(0, 2))
     if code == 2:
         raise BenchError("`paude plan` right after apply reported changes; the no-op "
                          "timings would be meaningless (run `paude plan bench` to see them)")
-    samples["apply_noop"], _ = timed(paude_cmd(sandbox, "apply", SESSION, "--yes"),
-                                     env=env, cwd=repo)
-    if session_facts().container_ids != facts.container_ids:
+    samples["apply_noop"], _ = _paude(sandbox, "apply", SESSION, "--yes")
+    if session_facts(SESSION).container_ids != facts.container_ids:
         raise BenchError("a no-op `paude apply` replaced containers")
+    before = _container_ids()
+    _set_domains(sandbox, extra=True)
+    try:
+        samples["apply_allowlist"], _ = _paude(sandbox, "apply", SESSION, "--yes")
+    finally:
+        _set_domains(sandbox, extra=False)
+    after = _container_ids()
+    replaced = sorted(name for name, cid in after.items() if before.get(name) != cid)
+    if replaced != [f"paude-{SESSION}-proxy"]:
+        raise BenchError(f"an allowlist change replaced {replaced or 'nothing'}, "
+                         "not the proxy alone")
+    samples["help"], _ = _paude(sandbox, "--help")
+    samples["list"], _ = _paude(sandbox, "list")
+    samples["podman_ps"], _ = timed(["podman", "ps", "--all", "--filter",
+                                     "label=paude.managed=true", "--format", "json"])
+    samples["status"], _ = _paude(sandbox, "status", SESSION)
+    samples["podman_inspect"], _ = timed(["podman", "container", "inspect",
+                                          *(f"paude-{SESSION}-{r}" for r in ("agent", "proxy"))])
+    _paude(sandbox, "stop", SESSION)
+    samples["podman_start"] = time_podman_start(SESSION)
+    samples["start"], _ = _paude(sandbox, "start", SESSION, "--no-attach")
     destroy_session(sandbox)
-    samples["baseline"] = time_baseline(sandbox, facts, SETTLE_SECONDS)
-    samples["baseline_nosettle"] = time_baseline(sandbox, facts, 0.0)
+    env_dir = sandbox.home.parent / "baseline-env"
+    samples["baseline"] = time_baseline(sandbox.env, facts, SETTLE_SECONDS, env_dir)
+    samples["baseline_nosettle"] = time_baseline(sandbox.env, facts, 0.0, env_dir)
+    samples["engine_floor"] = engine_floor(sandbox.home.parent / "floor", sandbox.engine_dir,
+                                           interpreter_of(sandbox.paude))
+    devcontainer = find_devcontainer()
+    if devcontainer is not None:
+        samples["devcontainer"] = devcontainer_up(devcontainer, sandbox.home.parent,
+                                                  sandbox.base_image)
     shown = "  ".join(f"{key}={value:.2f}s" for key, value in samples.items())
     print(f"run {index}/{total}: {shown}", flush=True)
     return samples
@@ -382,27 +353,36 @@ def source_revision() -> str:
     return head + ("+dirty" if status.strip() else "")
 
 
-def build_report(samples: dict[str, list[float]], *, base_image: str,
-                 engine_dir: Path) -> dict[str, object]:
-    """The JSON report: machine, raw samples, statistics, ratios and targets."""
-    stats = {key: Stats.of(values) for key, values in samples.items()}
-    base = stats["baseline"].median
-    ratios = {
-        "a/d": stats["apply_new"].median / base,
-        "b/d": stats["plan_noop"].median / base,
-        "c/d": stats["apply_noop"].median / base,
-        "a/d0": stats["apply_new"].median / stats["baseline_nosettle"].median,
-    }
-    plan_median = stats["plan_noop"].median
-    targets = {
-        "plan_noop_seconds": {"target": f"< {PLAN_TARGET_SECONDS:g} s", "value": plan_median,
-                              "met": plan_median < PLAN_TARGET_SECONDS},
-        "apply_new_vs_baseline": {"target": f"a/d <= {APPLY_TARGET_RATIO:g}",
-                                  "value": ratios["a/d"],
-                                  "met": ratios["a/d"] <= APPLY_TARGET_RATIO},
-    }
+def _value(key: str, medians: Mapping[str, float]) -> float | None:
+    """A target's measured value: a step's median, a ratio (x/y) or a difference (x-y)."""
+    names = {"a": "apply_new", "d0": "baseline_nosettle"}
+    for sep in ("/", "-"):
+        if sep in key:
+            left, right = (medians.get(names.get(k, k)) for k in key.split(sep))
+            if left is None or right is None:
+                return None
+            return left / right if sep == "/" else left - right
+    return medians.get(key)
+
+
+def build_report(samples: dict[str, list[float]], *, base_image: str, engine_dir: Path,
+                 memory: Mapping[str, float] | None = None) -> dict[str, object]:
+    """The JSON report: machine, raw samples, statistics, ratios, targets and memory."""
+    stats = {key: Stats.of(values) for key, values in samples.items() if values}
+    medians = {key: s.median for key, s in stats.items()}
+    d0 = medians["baseline_nosettle"]
+    ratios = {f"{key}/d0": medians[key] / d0 for key in ("apply_new", "plan_noop",
+                                                          "apply_noop", "apply_allowlist")}
+    ratios["apply_new/d"] = medians["apply_new"] / medians["baseline"]
+    if "devcontainer" in medians:
+        ratios["apply_new/devcontainer"] = medians["apply_new"] / medians["devcontainer"]
+    targets = {}
+    for label, key, limit in TARGETS:
+        value = _value(key, medians)
+        targets[label] = {"value": None if value is None else round(value, 4), "limit": limit,
+                          "met": value is not None and value <= limit}
     return {
-        "schema": 1,
+        "schema": 2,
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "runs": len(samples["apply_new"]),
         "settle_seconds": SETTLE_SECONDS,
@@ -414,47 +394,46 @@ def build_report(samples: dict[str, list[float]], *, base_image: str,
             "pulumi": tool_version([str(engine_dir / "pulumi"), "version"]),
             "paude_commit": source_revision(),
             "base_image": base_image,
+            "load_average": list(os.getloadavg()),
         },
-        "steps": {key: {"label": STEPS[key], "samples": [round(v, 4) for v in values],
+        "steps": {key: {"label": STEPS[key].strip(), "samples": [round(v, 4) for v in values],
                         "median": round(stats[key].median, 4),
                         "min": round(stats[key].minimum, 4),
                         "max": round(stats[key].maximum, 4)}
-                  for key, values in samples.items()},
+                  for key, values in samples.items() if values},
         "ratios": {key: round(value, 3) for key, value in ratios.items()},
         "targets": targets,
+        "peak_memory_mib": {k: round(v, 1) for k, v in (memory or {}).items()},
     }
 
 
-def render_table(report: Mapping[str, object]) -> str:
+def render_table(report: Mapping[str, Any]) -> str:
     """The report as a plain-text table with targets marked met or MISSED."""
-    steps = report["steps"]
-    ratios = report["ratios"]
-    targets = report["targets"]
+    steps, ratios, targets = report["steps"], report["ratios"], report["targets"]
     machine = report["machine"]
-    assert isinstance(steps, dict) and isinstance(ratios, dict)
-    assert isinstance(targets, dict) and isinstance(machine, dict)
     lines = [
         f"paude benchmark: {report['runs']} runs, {machine['cpus']} CPUs, "
-        f"{machine['podman']}, pulumi {machine['pulumi']}",
+        f"{machine['podman']}, pulumi {machine['pulumi']}, load average at the end "
+        f"{machine['load_average'][0]:.2f}",
         "",
-        f"{'step':<38}{'median':>9}{'min':>9}{'max':>9}",
+        f"{'step':<46}{'median':>9}{'min':>9}{'max':>9}",
     ]
     for key, label in STEPS.items():
-        row = steps[key]
-        lines.append(f"{label:<38}{row['median']:>8.2f}s{row['min']:>8.2f}s{row['max']:>8.2f}s")
-    lines += [
-        "",
-        "ratios of medians (d = like-for-like baseline, with settle):",
-        f"  a/d {ratios['a/d']:.2f}x   b/d {ratios['b/d']:.2f}x   c/d {ratios['c/d']:.2f}x"
-        f"   (a/d0 {ratios['a/d0']:.2f}x, baseline without settle)",
-        "",
-        "targets:",
-    ]
-    plan, apply = targets["plan_noop_seconds"], targets["apply_new_vs_baseline"]
-    lines.append(f"  no-op plan {plan['target']:<20} {plan['value']:>6.2f} s    "
-                 f"{'met' if plan['met'] else 'MISSED'}")
-    lines.append(f"  new-session apply {apply['target']:<13} {apply['value']:>6.2f}x     "
-                 f"{'met' if apply['met'] else 'MISSED'}")
+        row = steps.get(key)
+        if row is None:
+            lines.append(f"{label:<46}{'(not installed)' if key == 'devcontainer' else '-':>9}")
+            continue
+        lines.append(f"{label:<46}{row['median']:>8.2f}s{row['min']:>8.2f}s{row['max']:>8.2f}s")
+    lines += ["", "ratios of medians (d0 = the plain podman commands, the headline):",
+              "  " + "   ".join(f"{k} {v:.2f}x" for k, v in ratios.items()), "", "targets:"]
+    for label, target in targets.items():
+        value = target["value"]
+        shown = "-" if value is None else f"{value:.2f}"
+        lines.append(f"  {label:<34}{shown:>8}    {'met' if target['met'] else 'MISSED'}")
+    memory = report.get("peak_memory_mib") or {}
+    if memory:
+        lines += ["", "peak memory during a new-session apply (MiB, resident): " + ", ".join(
+            f"{k} {v:.0f}" for k, v in memory.items())]
     return "\n".join(lines)
 
 
@@ -494,6 +473,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, object]:
     sandbox: Sandbox | None = None
     images_before: set[str] | None = None
     samples: dict[str, list[float]] = {key: [] for key in STEPS}
+    memory: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="paude-bench-") as tmp:
         try:
             sandbox = make_sandbox(Path(tmp), base_image=base_image, engine_dir=engine_dir,
@@ -502,16 +482,21 @@ def benchmark(args: argparse.Namespace) -> dict[str, object]:
             print("warm-up: building images (first apply)...", flush=True)
             seconds, _ = timed(paude_cmd(sandbox, "apply", SESSION, "--yes"),
                                env=sandbox.env, cwd=sandbox.repo)
-            warm = session_facts()
+            warm = session_facts(SESSION)
             destroy_session(sandbox)
             print(f"warm-up done in {seconds:.1f}s", flush=True)
             for index in range(1, args.runs + 1):
                 for key, value in one_run(sandbox, warm, index, args.runs).items():
                     samples[key].append(value)
+            # Sampling /proc costs CPU: memory comes from one more apply, not timed.
+            memory = asdict(peak_memory(paude_cmd(sandbox, "apply", SESSION, "--yes"),
+                                        env=sandbox.env, cwd=sandbox.repo))
+            destroy_session(sandbox)
         finally:
             with interrupts_deferred():
                 cleanup(sandbox, images_before, keep_images=args.keep_images)
-    return build_report(samples, base_image=base_image, engine_dir=engine_dir)
+    return build_report(samples, base_image=base_image, engine_dir=engine_dir,
+                        memory=memory)
 
 
 def run_main(args: argparse.Namespace, bench: Callable[[argparse.Namespace], dict[str, Any]],

@@ -20,25 +20,12 @@ from paude.fields import DEFAULT_ALLOWED_DOMAINS
 from paude.image_sources import IMAGE_SOURCES, WHOLE_FILE, load_image_source
 from paude.limits import TooComplex, load_yaml
 from paude.models import AgentConfig, PaudeFile, Session, resolve
+from paude.project_root import PAUDE_FILE, find_project_root
 from paude.validation import Loc, dotted, entry_loc, message
 
-PAUDE_FILE = "paude.yaml"
 __all__ = ["PAUDE_FILE", "dump_paude_file", "duplicate_keys", "find_project_root",
            "load_image_source", "load_paude_file", "load_session", "load_yaml_model",
            "save_paude_file", "session_from"]
-
-
-def find_project_root(start: Path) -> Path:
-    """Nearest ancestor holding paude.yaml, else the git top-level, else start."""
-    start = start.absolute()
-    for folder in (start, *start.parents):
-        if (folder / PAUDE_FILE).is_file():
-            return folder
-        # A paude.yaml above the repository belongs to someone else (a shared /tmp,
-        # a home folder): it must not silently define this repository's sessions.
-        if (folder / ".git").exists():
-            return folder
-    return start
 
 
 # ---------------------------------------------------------------- paude.yaml

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +11,8 @@ from pulumi import automation as auto
 from semver import VersionInfo
 
 from paude import engine_text as text
-from paude import enginewatch, locks
+from paude import enginewatch, locks, statefile
+from paude.engine_events import EventCollector, finding
 from paude.errors import (
     EngineError,
     PaudeError,
@@ -31,15 +30,6 @@ OnProgress = Callable[[ProgressEvent], None]
 Notice = Callable[[str], None]
 # What a command opens a stack for: a plan reads, an apply or a destroy changes it.
 Purpose = Literal["plan", "apply", "destroy"]
-
-# Step ops folded into the five a user reasons about.
-_OP_MAP = {"create": "create", "update": "update", "delete": "delete", "same": "same",
-           "replace": "replace", "create-replacement": "replace", "delete-replaced": "replace",
-           "discard": "delete", "discard-replaced": "replace", "read": "same",
-           "import": "create", "import-replacement": "replace"}
-_PROGRESS_OPS = ("create", "update", "delete", "create-replacement")
-_OP_RANK = {"replace": 4, "delete": 3, "create": 2, "update": 1, "same": 0}
-
 
 @dataclass(frozen=True)
 class EngineContext:
@@ -124,6 +114,9 @@ class StackHandle:
     new: bool  # created by this command: nothing was ever applied
     # The deployment read when the stack was opened, until outputs() uses it.
     exported: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # [True] after a preview whose refresh found every object as the state records it: the
+    # update that follows need not read them all again.
+    in_sync: list[bool] = field(default_factory=list, repr=False, compare=False)
 
 
 def open_stack(ctx: EngineContext, name: str, program: Program | None = None, *,
@@ -138,7 +131,7 @@ def open_stack(ctx: EngineContext, name: str, program: Program | None = None, *,
     locks.clear_stale_state_locks(ctx.backend_url, PROJECT, name, on_notice=ctx.on_notice)
     locks.repair_state_files(ctx.backend_url, PROJECT, name, on_notice=ctx.on_notice)
     opts = _options(ctx)
-    handle = _select(name, program, opts)
+    handle = _select(ctx, name, program, opts)
     if handle is None:
         if not create:
             return None
@@ -146,11 +139,11 @@ def open_stack(ctx: EngineContext, name: str, program: Program | None = None, *,
             # A plan of a new session makes (and later removes) a stack: that is a change,
             # and another paude may have made the stack meanwhile.
             locks.hold_session(ctx.home, name, exclusive=True, on_notice=ctx.on_notice)
-            handle = _select(name, program, opts)
+            handle = _select(ctx, name, program, opts)
     if handle is None:
+        stack = _Named(name, _workspace(program, opts), ctx.backend_url)
         try:
-            stack = auto.create_stack(stack_name=name, project_name=PROJECT,
-                                      program=program or _noop, opts=opts)
+            stack.workspace.create_stack(name)
         except auto.CommandError as exc:
             raise _engine_error(exc, name) from exc
         return StackHandle(name, stack, True)
@@ -158,16 +151,48 @@ def open_stack(ctx: EngineContext, name: str, program: Program | None = None, *,
     return handle
 
 
-def _select(name: str, program: Program | None,
+class _Named(auto.Stack):
+    """A stack addressed by name: every command paude runs passes `--stack NAME`, so the
+    `pulumi stack select` the Automation API starts with is one engine start for nothing."""
+
+    def __init__(self, name: str, workspace: auto.LocalWorkspace, backend_url: str) -> None:
+        self.name = name
+        self.workspace = workspace
+        self.backend_url = backend_url
+
+    def outputs(self) -> auto.OutputMap:
+        """The outputs, read from a file backend's state when none is a secret (the SDK asks
+        the engine twice after every up)."""
+        deployment = statefile.read(self.backend_url, PROJECT, self.name)
+        values = text.plain_outputs(deployment) if deployment and (
+            deployment is not statefile.MISSING) else None
+        if values is None:
+            return super().outputs()
+        return {k: auto.OutputValue(value=v, secret=False) for k, v in values.items()}
+
+
+def _workspace(program: Program | None, opts: auto.LocalWorkspaceOptions) -> auto.LocalWorkspace:
+    # What the Automation API's create_stack and select_stack make (paude writes the
+    # project file itself, see _write_project).
+    return auto.LocalWorkspace(**{**vars(opts), "program": program or _noop})
+
+
+def _select(ctx: EngineContext, name: str, program: Program | None,
             opts: auto.LocalWorkspaceOptions) -> StackHandle | None:
-    try:
-        stack = auto.select_stack(stack_name=name, project_name=PROJECT,
-                                  program=program or _noop, opts=opts)
-    except auto.StackNotFoundError:
+    """The stack and its deployment if it exists: read from a file backend's state file,
+    else exported by the engine (which also says when it is missing)."""
+    stack = _Named(name, _workspace(program, opts), ctx.backend_url)
+    deployment = statefile.read(ctx.backend_url, PROJECT, name)
+    if deployment is statefile.MISSING:
         return None
-    except auto.CommandError as exc:
-        raise _engine_error(exc, name) from exc
-    return StackHandle(name, stack, False)
+    if deployment is None:
+        try:
+            deployment = dict(stack.export_stack().deployment or {})
+        except auto.StackNotFoundError:
+            return None
+        except auto.CommandError as exc:
+            raise _engine_error(exc, name) from exc
+    return StackHandle(name, stack, False, deployment)
 
 
 def recover(ctx: EngineContext, handle: StackHandle, purpose: Purpose = "apply") -> int:
@@ -180,14 +205,8 @@ def recover(ctx: EngineContext, handle: StackHandle, purpose: Purpose = "apply")
     For a destroy, objects that were being created are taken into the state first, so the
     destroy removes them too. Either way the engine's own refresh then clears the records
     and forgets what does not exist. A plan changes nothing and only reports them."""
-    try:
-        exported = handle.stack.export_stack()
-    except auto.CommandError as exc:
-        raise _engine_error(exc, handle.name) from exc
-    deployment = dict(exported.deployment or {})
+    deployment = dict(handle.exported)  # as read when the stack was opened
     pending = [op for op in deployment.get("pending_operations") or [] if isinstance(op, dict)]
-    handle.exported.clear()
-    handle.exported.update(deployment)
     if not pending:
         return 0
     what = text.describe_pending(pending)
@@ -197,8 +216,11 @@ def recover(ctx: EngineContext, handle: StackHandle, purpose: Purpose = "apply")
         return len(pending)
     try:
         if purpose == "destroy":
+            # The engine's own export: the import must get back what it gave.
+            exported = handle.stack.export_stack()
             handle.stack.import_stack(auto.Deployment(
-                version=exported.version, deployment=text.adopt_pending_creates(deployment)))
+                version=exported.version,
+                deployment=text.adopt_pending_creates(dict(exported.deployment or {}))))
         handle.stack.refresh(clear_pending_creates=True, color="never", suppress_progress=True)
     except auto.CommandError as exc:
         raise _engine_error(exc, handle.name) from exc
@@ -223,86 +245,9 @@ def outputs(handle: StackHandle) -> dict[str, Any]:
         raise _engine_error(exc, handle.name) from exc
 
 
-class _EventCollector:
-    """Turns engine events into ResourceChanges and progress callbacks."""
-
-    def __init__(self, on_progress: OnProgress | None) -> None:
-        self.on_progress = on_progress
-        self.changes: dict[str, ResourceChange] = {}
-        self.errors: list[str] = []
-        self.findings: list[PolicyFinding] = []
-        self.started: dict[str, float] = {}
-        self.lock = threading.Lock()
-
-    def __call__(self, event: auto.EngineEvent) -> None:
-        with self.lock:
-            if event.diagnostic_event and event.diagnostic_event.severity == "error":
-                self.errors.append(event.diagnostic_event.message.strip())
-            if event.policy_event:
-                self.findings.append(_finding(event.policy_event))
-            if event.resource_pre_event:
-                self._step(event.resource_pre_event.metadata, "start")
-            if event.res_outputs_event:
-                self._step(event.res_outputs_event.metadata, "done")
-            if event.res_op_failed_event:
-                self._step(event.res_op_failed_event.metadata, "failed")
-
-    def _step(self, meta: auto.StepEventMetadata, phase: str) -> None:
-        if meta.type.startswith("pulumi:") or meta.urn.endswith("::" + PROJECT):
-            return
-        op = _OP_MAP.get(str(meta.op.value if hasattr(meta.op, "value") else meta.op))
-        if op is None:
-            return
-        name = meta.urn.rsplit("::", 1)[-1]
-        if phase == "start":
-            self._record(name, meta, op)
-            self.started[name] = time.monotonic()
-        raw = str(meta.op.value if hasattr(meta.op, "value") else meta.op)
-        # One progress line per resource: a replacement reports its create step only.
-        if self.on_progress and raw in _PROGRESS_OPS:
-            began = self.started.get(name)
-            elapsed = None if phase == "start" or began is None else time.monotonic() - began
-            if raw == "delete" and meta.old is not None and meta.old.retain_on_delete:
-                op = "keep"  # leaves the stack, stays on the machine
-            self.on_progress(ProgressEvent(name, op, phase, elapsed))
-
-    def _record(self, name: str, meta: auto.StepEventMetadata, op: str) -> None:
-        prior = self.changes.get(name)
-        if prior is not None and _OP_RANK[prior.op] > _OP_RANK[op]:
-            return
-        state_old, state_new = meta.old, meta.new
-        retained = bool(op in ("delete", "replace") and state_old is not None
-                        and state_old.retain_on_delete)
-        change = ResourceChange(
-            name=name,
-            type=text.short_type(meta.type),
-            op=op,
-            diff_keys=tuple(k for k in (meta.diffs or []) if not k.startswith("__")),
-            replace_keys=tuple(k for k in (meta.keys or []) if not k.startswith("__")),
-            retained=retained,
-            old_inputs=text.clean(state_old.inputs if state_old else None),
-            new_inputs=text.clean(state_new.inputs if state_new else None),
-        )
-        if prior is not None and prior.op == op:
-            # A replacement arrives as several steps (replace, delete-replaced,
-            # create-replacement), each carrying part of the picture: merge them.
-            change = ResourceChange(
-                name=name, type=change.type, op=op,
-                diff_keys=change.diff_keys or prior.diff_keys,
-                replace_keys=change.replace_keys or prior.replace_keys,
-                retained=change.retained or prior.retained,
-                old_inputs=change.old_inputs or prior.old_inputs,
-                new_inputs=change.new_inputs or prior.new_inputs,
-            )
-        self.changes[name] = change
-
-    def result(self) -> tuple[ResourceChange, ...]:
-        return tuple(sorted(self.changes.values(), key=lambda c: c.name))
-
-
-def _finding(event: auto.PolicyEvent) -> PolicyFinding:
-    return text.finding(event.message, event.resource_urn or "", event.policy_name,
-                        str(event.enforcement_level))
+# The collector lives in paude/engine_events.py; these names are engine's own API.
+_EventCollector = EventCollector
+_finding = finding
 
 
 Findings = tuple[PolicyFinding, ...]
@@ -324,6 +269,7 @@ def preview(handle: StackHandle, *, on_progress: OnProgress | None = None,
                              suppress_progress=True, diff=False,
                              policy_packs=[str(p) for p in policy_packs] or None)
         ok = True
+        handle.in_sync[:] = [collector.in_sync()]
     except auto.CommandError as exc:
         raise _failure(exc, handle.name, collector) from exc
     finally:
@@ -341,10 +287,12 @@ def discard(handle: StackHandle) -> None:
 def up(handle: StackHandle, *, on_progress: OnProgress | None = None,
        policy_packs: tuple[Path, ...] = ()
        ) -> tuple[tuple[ResourceChange, ...], dict[str, Any], Findings]:
-    """Apply a session (refreshing first so hand-made drift is repaired)."""
+    """Apply a session, refreshing first so hand-made drift is repaired (unless the preview
+    just before found none: reading every object again costs an engine plugin's start)."""
     collector = _EventCollector(on_progress)
     try:
-        result = handle.stack.up(refresh=not handle.new, on_event=collector, color="never",
+        refresh = not handle.new and handle.in_sync != [True]
+        result = handle.stack.up(refresh=refresh, on_event=collector, color="never",
                                  suppress_progress=True,
                                  policy_packs=[str(p) for p in policy_packs] or None)
     except auto.CommandError as exc:

@@ -10,14 +10,11 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, WithJsonSchema
 
-# Names end up inside `paude-NAME-workspace`, volume, network, Kubernetes and git
-# remote names, so they follow DNS-label rules and stay short enough for prefixes.
-SESSION_NAME_MAX = 40
-SESSION_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?$")
-_NAME_RULE = (
-    f"use 1-{SESSION_NAME_MAX} characters: lowercase letters, digits and '-', "
-    "starting with a letter and not ending with '-'"
-)
+# Session names are checked in paude/naming.py, which the quick commands import without
+# pydantic.
+from paude.naming import SESSION_NAME_MAX as SESSION_NAME_MAX
+from paude.naming import SESSION_NAME_RE as SESSION_NAME_RE
+from paude.naming import validate_session_name as validate_session_name
 
 Backend = Literal["podman", "openshift"]
 # The claude flag `yolo: true` adds; plans and policies look for it in the agent's command.
@@ -45,25 +42,6 @@ _DNS_LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 STATE_SCHEMES = ("file://", "s3://", "gs://", "azblob://", "https://")
-
-
-def _suggest_name(name: str) -> str | None:
-    """A valid session name close to `name`, or None when nothing sensible is left."""
-    candidate = re.sub(r"[^a-z0-9]+", "-", name.lower())
-    candidate = re.sub(r"^[^a-z]+", "", candidate)[:SESSION_NAME_MAX].rstrip("-")
-    return candidate if SESSION_NAME_RE.fullmatch(candidate) else None
-
-
-def validate_session_name(name: str) -> str:
-    """Return `name` if it is a valid session name, else raise ValueError saying the rule."""
-    # fullmatch: `$` also matches before a final newline, and "demo\n" is not a name.
-    if SESSION_NAME_RE.fullmatch(name):
-        return name
-    message = f"invalid session name {name!r}: {_NAME_RULE}"
-    suggestion = _suggest_name(name)
-    if suggestion and suggestion != name:
-        message += f" (for example {suggestion!r})"
-    raise ValueError(message)
 
 
 def _is_ip_literal(host: str) -> bool:

@@ -7,24 +7,27 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from paude import gitsync, index, locks, ownership, sessions, work
+from paude import index, ownership
 from paude.backends import get_backend
-from paude.backends.base import Backend, RuntimeStatus
-from paude.backends.kubernetes import KubernetesBackend
-from paude.config import PAUDE_FILE, find_project_root, load_paude_file
-from paude.definition import CreateFlags, Definition, commit_definition, plan_definition, restore
-from paude.engine import OnProgress
 from paude.errors import ConfigError, ConfigProblem, PaudeError, SessionNotFoundError
-from paude.fields import validate_session_name
-from paude.home import paude_home
-from paude.models import Session
-from paude.rescue import RescueResult
-from paude.rescue import rescue as rescue_work
-from paude.results import ApplyResult, DestroyResult, PlanResult
-from paude.verify import VerifyResult
-from paude.verify import verify as run_verify
-from paude.work import WorkReport
+from paude.naming import check_session_name, validate_session_name
+
+if TYPE_CHECKING:
+    from paude import gitsync, sessions
+    from paude.backends.base import Backend, RuntimeStatus
+    from paude.definition import CreateFlags, Definition
+    from paude.engine import OnProgress
+    from paude.models import Session
+    from paude.rescue import RescueResult
+    from paude.results import ApplyResult, DestroyResult, PlanResult
+    from paude.verify import VerifyResult
+    from paude.work import WorkReport
+
+# list, status, start, stop and connect import only what they use: the engine, the schema
+# models and git are imported by the commands that need them (a quick command costs
+# little more than the podman call it makes).
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,9 @@ def resolve_name(name: str | None, cwd: Path | None = None) -> str:
     """NAME, else the current repository's session, else the only one, else an error
     listing the candidates."""
     if name:
-        return sessions.check_name(name)
+        return check_session_name(name)
+    from paude.config import PAUDE_FILE, find_project_root, load_paude_file
+
     root = find_project_root((cwd or Path.cwd()).resolve())
     defined = sorted(load_paude_file(root / PAUDE_FILE).sessions) if (
         root / PAUDE_FILE).exists() else []
@@ -106,6 +111,8 @@ def resolve_name(name: str | None, cwd: Path | None = None) -> str:
 
 def default_name(cwd: Path | None = None) -> str:
     """`paude create` without NAME: the repository folder's name, if it is a valid one."""
+    from paude.config import find_project_root
+
     root = find_project_root((cwd or Path.cwd()).resolve())
     try:
         return validate_session_name(root.name)
@@ -123,7 +130,12 @@ def create(name: str | None, flags: CreateFlags, *, cwd: Path | None = None,
 
     A create that fails leaves no half-made session: paude.yaml is restored and a new
     session's partial stack is destroyed."""
-    name = sessions.check_name(name) if name else default_name(cwd)
+    from paude import gitsync, locks, sessions
+    from paude.config import find_project_root
+    from paude.definition import commit_definition, plan_definition, restore
+    from paude.home import paude_home
+
+    name = check_session_name(name) if name else default_name(cwd)
     root = find_project_root((cwd or Path.cwd()).resolve())
     # Before paude.yaml changes: another repository's session is refused, not redefined here.
     sessions.require_owner(root, name)
@@ -164,6 +176,8 @@ def create(name: str | None, flags: CreateFlags, *, cwd: Path | None = None,
 
 
 def _headless(definition: Definition, name: str) -> bool:
+    from paude import sessions
+
     root = definition.path.parent
     session, _ = sessions.session_of(sessions.Project(root, definition.file), name)
     return any(a in ("-p", "--print") or a.startswith("--print=") for a in session.agent.args)
@@ -179,6 +193,8 @@ class _Existing:
 
 def _backend_for(session: Session) -> Backend:
     """The backend where a (possibly never applied) session's objects would be."""
+    from paude.backends.kubernetes import KubernetesBackend
+
     if session.backend == "openshift":
         return KubernetesBackend(context=session.openshift.context,
                                  namespace=session.openshift.namespace)
@@ -189,6 +205,8 @@ def _undo(root: Path, name: str, session: Session, before: _Existing,
           receipt: sessions.Receipt) -> None:
     """Take back what a failed create made, and nothing else: a stack it did not create,
     a workspace or a remote that were there before all stay."""
+    from paude import sessions
+
     # Nothing may be left half-made; if this fails too, the original error says why.
     if receipt.created_stack:
         with contextlib.suppress(Exception):
@@ -243,6 +261,8 @@ def list_sessions() -> list[SessionRow]:
 
 
 def _place_backend(backend: str, context: str | None, namespace: str | None) -> Backend:
+    from paude.backends.kubernetes import KubernetesBackend
+
     if backend == "openshift":
         return KubernetesBackend(context=context, namespace=namespace)
     return get_backend(backend)
@@ -257,6 +277,8 @@ def status(name: str, *, cwd: Path | None = None) -> SessionStatus:
     found: WorkReport | None = None
     error = None
     if observed.agent_running:
+        from paude import work
+
         try:
             found = work.report(_owner_repo(name, cwd), backend, name)
         except PaudeError as exc:
@@ -269,6 +291,8 @@ def status(name: str, *, cwd: Path | None = None) -> SessionStatus:
 
 def verify(name: str, *, cwd: Path | None = None) -> VerifyResult:
     """The sandbox's self-test from inside the session's agent (see paude/verify.py)."""
+    from paude.verify import verify as run_verify
+
     return run_verify(_owned(name, cwd), name)
 
 
@@ -276,6 +300,8 @@ def delete(name: str, *, force: bool = False, cwd: Path | None = None,
            on_progress: OnProgress | None = None,
            on_notice: Callable[[str], None] | None = None) -> DestroyResult:
     """Destroy a session with its data (refusing while it holds work the host lacks)."""
+    from paude import gitsync, sessions
+
     ownership.require(name, cwd=cwd, backend=get_backend(gitsync.session_backend(name), name))
     entry = index.read(name)
     where = Path(entry.owner) if entry and Path(entry.owner).is_dir() else cwd
@@ -286,6 +312,8 @@ def delete(name: str, *, force: bool = False, cwd: Path | None = None,
 def rescue(name: str, *, cwd: Path | None = None) -> RescueResult:
     """Save all of a session's work under refs/paude/NAME/ in its repository; a stopped
     session is started for it and stopped again."""
+    from paude.rescue import rescue as rescue_work
+
     backend = _owned(name, cwd)
     observed = backend.status(session=name)
     if not observed.exists:
@@ -306,8 +334,11 @@ def rescue(name: str, *, cwd: Path | None = None) -> RescueResult:
 def remote_add(name: str, *, push: bool, cwd: Path | None = None) -> gitsync.RemoteAddResult:
     """`paude remote add`: the repository must be a git repository that owns the session,
     checked before anything in the session changes."""
+    from paude import gitsync
+
     repo = (cwd or Path.cwd())
     gitsync.require_repo(repo)
+    # Not necessarily applied here yet: the recorded backend, else podman's.
     backend = get_backend(gitsync.session_backend(name), name)
     ownership.require(name, cwd=repo, backend=backend)
     return gitsync.remote_add(repo, name, push=push, backend=backend)
@@ -322,6 +353,8 @@ def _owned(name: str, cwd: Path | None) -> Backend:
 
 def _owner_repo(name: str, cwd: Path | None) -> Path:
     """The repository the session belongs to (where its work is fetched)."""
+    from paude.project_root import find_project_root
+
     entry = index.read(name)
     if entry and Path(entry.owner).is_dir():
         return Path(entry.owner)

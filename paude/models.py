@@ -48,8 +48,8 @@ from paude.fields import (
     validate_domain,
     validate_session_name,
 )
+from paude.resources_model import DEFAULT_AGENT, ResourcesConfig
 from paude.sections import AgentConfig, ImageConfig, OpenShiftConfig, ProxyConfig, _Model
-from paude.sizing import DEFAULT_AGENT, ResourcesConfig
 
 __all__ = [
     "DEFAULT_ALLOWED_DOMAINS",

@@ -3,11 +3,52 @@
 Stacks declare objects under these names, backends find them by these names, and the
 CLI shows them: a name computed anywhere else could drift from the one an object really
 has (a session would then look missing). Names derive from the validated session name
-only (paude.fields), so none can inject an argument or break a manifest."""
+only (validated here), so none can inject an argument or break a manifest."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+from paude.errors import ConfigError, ConfigProblem
+
+# Names end up inside `paude-NAME-workspace`, volume, network, Kubernetes and git
+# remote names, so they follow DNS-label rules and stay short enough for prefixes.
+SESSION_NAME_MAX = 40
+SESSION_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,38}[a-z0-9])?$")
+_NAME_RULE = (
+    f"use 1-{SESSION_NAME_MAX} characters: lowercase letters, digits and '-', "
+    "starting with a letter and not ending with '-'"
+)
+
+
+def _suggest_name(name: str) -> str | None:
+    """A valid session name close to `name`, or None when nothing sensible is left."""
+    candidate = re.sub(r"[^a-z0-9]+", "-", name.lower())
+    candidate = re.sub(r"^[^a-z]+", "", candidate)[:SESSION_NAME_MAX].rstrip("-")
+    return candidate if SESSION_NAME_RE.fullmatch(candidate) else None
+
+
+def validate_session_name(name: str) -> str:
+    """Return `name` if it is a valid session name, else raise ValueError saying the rule."""
+    # fullmatch: `$` also matches before a final newline, and "demo\n" is not a name.
+    if SESSION_NAME_RE.fullmatch(name):
+        return name
+    message = f"invalid session name {name!r}: {_NAME_RULE}"
+    suggestion = _suggest_name(name)
+    if suggestion and suggestion != name:
+        message += f" (for example {suggestion!r})"
+    raise ValueError(message)
+
+
+def check_session_name(name: str) -> str:
+    """Validate a session name given on the command line."""
+    try:
+        return validate_session_name(name)
+    except ValueError as exc:
+        raise ConfigError("command line", [ConfigProblem("NAME", str(exc))],
+                          hint="session names are lowercase letters, digits and '-'") from None
+
 
 PREFIX = "paude"
 # The scheme of the git remote helper (git-remote-paude) serving the session's repository.

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from paude import index
 from paude.backends.base import Backend
-from paude.config import PAUDE_FILE, find_project_root
 from paude.errors import OwnershipError
+from paude.project_root import PAUDE_FILE, find_project_root
 
 
 def current_repository(cwd: Path | None = None) -> Path | None:

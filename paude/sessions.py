@@ -18,6 +18,7 @@ from paude import (
     index,
     locks,
     machine,
+    naming,
     ownership,
     policy,
     provenance,
@@ -28,15 +29,13 @@ from paude.backends import get_backend
 from paude.config import PAUDE_FILE, find_project_root, load_paude_file, session_from
 from paude.errors import (
     AbortedError,
-    ConfigError,
-    ConfigProblem,
     EngineError,
     PaudeError,
     PolicyViolationError,
 )
 from paude.guard import guard_unfetched
 from paude.home import paude_home
-from paude.models import PaudeFile, Session, validate_session_name
+from paude.models import PaudeFile, Session
 from paude.proxylog import ProxyRequest
 from paude.results import ApplyResult, DestroyResult, PlanResult
 from paude.summary import summarize
@@ -67,11 +66,7 @@ class Project:
 
 def check_name(name: str) -> str:
     """Validate a session name given on the command line."""
-    try:
-        return validate_session_name(name)
-    except ValueError as exc:
-        raise ConfigError("command line", [ConfigProblem("NAME", str(exc))],
-                          hint="session names are lowercase letters, digits and '-'") from None
+    return naming.check_session_name(name)
 
 
 def open_project(cwd: Path | None = None) -> Project:

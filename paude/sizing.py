@@ -10,13 +10,16 @@ relays. `unlimited` removes one of the agent's limits, which the policy pack rep
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from paude.cgroups import cgroup_reader
+from paude.cgroups import memory_kills as memory_kills
+
+if TYPE_CHECKING:
+    from paude.resources_model import ResourcesConfig
 
 UNLIMITED = "unlimited"
 
@@ -32,78 +35,6 @@ CPUS_MIN, CPUS_MAX = Decimal("0.1"), Decimal(1024)
 PIDS_MIN, PIDS_MAX = 64, 4_194_304
 
 
-def _memory(value: Any) -> Any:
-    if value == UNLIMITED or value is None:
-        return value
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ValueError("a memory size such as '4Gi' or '512Mi' (or 'unlimited')")
-    text = str(value)
-    match = _QUANTITY.fullmatch(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not a memory size: use a number with Ki, Mi, Gi or Ti "
-                         "(binary) or k, M, G, T (decimal), for example '4Gi'")
-    size = int(Decimal(match.group(1)) * _UNITS[match.group(2) or ""])
-    if not MEMORY_MIN <= size <= MEMORY_MAX:
-        raise ValueError(f"{text} is outside 256Mi..4Ti: below, the agent cannot run Claude "
-                         "Code; above, it is no limit at all (say 'unlimited' for that)")
-    return text
-
-
-def _cpus(value: Any) -> Any:
-    if value == UNLIMITED or value is None:
-        return value
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ValueError("a number of CPUs such as 2, 0.5 or '500m' (or 'unlimited')")
-    text = str(value)
-    match = _CPU.fullmatch(text)
-    try:
-        count = Decimal(match.group(1)) / (1000 if match.group(2) else 1) if match else None
-    except InvalidOperation:
-        count = None
-    if count is None:
-        raise ValueError(f"{text!r} is not a number of CPUs: use 2, 0.5 or '500m'")
-    if not CPUS_MIN <= count <= CPUS_MAX:
-        raise ValueError(f"{text} CPUs is outside 0.1..1024")
-    return text
-
-
-def _pids(value: Any) -> Any:
-    if value == UNLIMITED or value is None:
-        return value
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError("a whole number of processes such as 4096 (or 'unlimited')")
-    if not PIDS_MIN <= value <= PIDS_MAX:
-        raise ValueError(f"{value} processes is outside {PIDS_MIN}..{PIDS_MAX}")
-    return value
-
-
-Memory = Annotated[str, BeforeValidator(_memory), WithJsonSchema(
-    {"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?|unlimited)$"})]
-Cpus = Annotated[str, BeforeValidator(_cpus), WithJsonSchema(
-    {"oneOf": [{"type": "number", "minimum": 0.1, "maximum": 1024},
-               {"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?m?|unlimited)$"}]})]
-Pids = Annotated[int | Literal["unlimited"], BeforeValidator(_pids), WithJsonSchema(
-    {"oneOf": [{"type": "integer", "minimum": PIDS_MIN, "maximum": PIDS_MAX},
-               {"const": UNLIMITED}]})]
-
-
-class ResourcesConfig(BaseModel):
-    """paude.yaml `resources`: the agent container's limits."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    memory: Memory | None = Field(
-        None, description="The agent's memory limit (no swap beyond it), e.g. '4Gi'; "
-                          "'unlimited' removes it. Default 4Gi.")
-    cpus: Cpus | None = Field(
-        None, description="CPUs the agent may use, e.g. 2 or '500m'; 'unlimited' removes "
-                          "the limit. Default 2.")
-    pids: Pids | None = Field(
-        None, description="Processes (and threads) the agent may run at once, e.g. 4096; "
-                          "'unlimited' removes the limit. Default 4096.")
-
-
-DEFAULT_AGENT = ResourcesConfig(memory="4Gi", cpus="2", pids=4096)
 
 
 @dataclass(frozen=True)
@@ -154,6 +85,8 @@ PROXY = Limits(memory=256 * 2**20, cpus="1", pids=256)
 
 def agent_limits(config: ResourcesConfig) -> Limits:
     """The agent's limits: the session's resources over the defaults."""
+    from paude.resources_model import DEFAULT_AGENT
+
     merged = DEFAULT_AGENT.model_copy(update=config.model_dump(exclude_unset=True))
     return Limits.of(merged)
 
@@ -186,42 +119,11 @@ def observed(host_config: dict[str, Any]) -> dict[str, Any]:
 CPU_REQUEST = Decimal("0.25")
 
 
-def _cgroup_reader(pid: int, root: Path) -> Callable[[str, str, str], str | None] | None:
-    """A reader of one process's cgroup files: read(controller, v1 name, v2 name) gives the
-    first that exists (cgroup v1's per-controller tree, else v2's unified one); None when
-    the process is gone. Host files only, never written."""
-    try:
-        lines = (root / f"proc/{pid}/cgroup").read_text(encoding="ascii").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return None
-    paths = {}
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        for controller in controllers.split(","):
-            paths[controller] = path.lstrip("/")
-    base = root / "sys/fs/cgroup"
-
-    def read(controller: str, v1: str, v2: str) -> str | None:
-        candidates = []
-        if controller in paths:
-            candidates.append(base / controller / paths[controller] / v1)
-        if "" in paths:
-            candidates.append(base / paths[""] / v2)
-        for file in candidates:
-            try:
-                return file.read_text(encoding="ascii").strip()
-            except (OSError, UnicodeDecodeError):
-                continue
-        return None
-
-    return read
-
-
 def live(pid: int, root: Path = Path("/")) -> dict[str, Any] | None:
     """A running container's limits as its cgroups enforce them (props form), or None when
     they cannot be read. `podman update` changes these and not what inspect reports, so a
     limit changed by hand is only seen here."""
-    read = _cgroup_reader(pid, root)
+    read = cgroup_reader(pid, root)
     if read is None:
         return None
     memory = read("memory", "memory.limit_in_bytes", "memory.max")
@@ -242,18 +144,6 @@ def live(pid: int, root: Path = Path("/")) -> dict[str, Any] | None:
     except (ValueError, InvalidOperation, ArithmeticError):
         return None
     return {"memory": size, "cpus": cpus, "pids": count}
-
-
-def memory_kills(pid: int, root: Path = Path("/")) -> int | None:
-    """How many processes the kernel killed in a running container for reaching its memory
-    limit (the container itself lives on while its main process does); None: unknown."""
-    read = _cgroup_reader(pid, root)
-    text = read("memory", "memory.oom_control", "memory.events") if read else None
-    for entry in (text or "").splitlines():
-        key, _, value = entry.partition(" ")
-        if key == "oom_kill" and value.isdigit():
-            return int(value)
-    return None
 
 
 def kubernetes(limits: Limits) -> dict[str, Any]:

@@ -23,6 +23,8 @@ app = typer.Typer(
     invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: rendering it with rich doubles what `paude --help` costs.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 lifecycle.register(app)

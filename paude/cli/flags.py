@@ -6,7 +6,7 @@ from __future__ import annotations
 from itertools import combinations
 
 from paude.errors import UsageError
-from paude.sessions import check_name
+from paude.naming import check_session_name as check_name
 
 
 def one_of(**given: bool) -> None:

@@ -8,9 +8,11 @@ from typing import Annotated
 
 import typer
 
-from paude import lifecycle, naming, termguard, work
+from paude import lifecycle, naming, termguard
 from paude.cli import flags, output, planview
-from paude.definition import CreateFlags
+
+# The schema models and git are imported by the commands that use them: `paude list` and
+# `paude --help` must not pay for them.
 
 OptionalName = Annotated[str | None, typer.Argument(
     help="Session name; defaults to the current repository's session, or the only one.",
@@ -45,6 +47,8 @@ def create(
       paude create --yolo my-project -a '-p "refactor the auth module"'\n
       paude create --dry-run
     """
+    from paude.definition import CreateFlags
+
     # --rebuild changes how images are built, which a dry run never does.
     flags.one_of(dry_run=dry_run, rebuild=rebuild)
     wanted = CreateFlags(yolo=yolo or None, backend=backend,
@@ -199,6 +203,8 @@ def status(
 
 def _work_lines(result: lifecycle.SessionStatus) -> list[str]:
     """The `unfetched work` part of status: every kind but branches (shown above)."""
+    from paude import work
+
     if result.report is None:
         why = result.work_error or "not running"
         return [f"  unfetched work:    unknown ({why})"]

@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from typing import TYPE_CHECKING
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
-from paude.results import ProgressEvent
+    from paude.results import ProgressEvent
 
-# markup off: container and engine text may contain [brackets].
-out = Console(markup=False, highlight=False, soft_wrap=True)
-err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
+
+@functools.cache
+def _console(stderr: bool) -> Console:
+    # Made on first use: importing rich costs more than a short command's whole run.
+    from rich.console import Console
+
+    # markup off: container and engine text may contain [brackets].
+    return Console(stderr=stderr, markup=False, highlight=False, soft_wrap=True)
+
+
+class _Lazy:
+    """A console made when first printed to."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+
+    def __getattr__(self, attr: str) -> object:
+        return getattr(_console(self._stderr), attr)
+
+
+out: Console = _Lazy(stderr=False)  # type: ignore[assignment]
+err: Console = _Lazy(stderr=True)  # type: ignore[assignment]
 
 _VERBS = {"keep": "releasing (kept on disk)", "create": "creating", "replace": "replacing",
           "update": "updating", "delete": "deleting", "same": "checking"}

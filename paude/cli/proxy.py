@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from paude import policy, sessions
 from paude.cli import output
-from paude.config import find_project_root
-from paude.provenance import printable
-from paude.proxylog import ProxyRequest
+
+if TYPE_CHECKING:
+    from paude.proxylog import ProxyRequest
+
+# Service modules are imported by each command, not here: `paude --help` and `paude list`
+# must not pay for pulumi and the schema models.
 
 
 def blocked(
@@ -33,6 +35,8 @@ def blocked(
       paude blocked demo\n
       paude blocked demo --json | jq -r '.[] | "\\(.method) \\(.host)\\(.path) \\(.rule)"'
     """
+    from paude import sessions
+
     records = [r for r in sessions.audit(name) if r.blocked]
     records = records[-last:] if last > 0 else records
     if as_json:
@@ -68,6 +72,8 @@ def log(
       paude log demo\n
       paude log demo --json --last 0 | jq -r '.[] | select(.decision == "allow") | .host'
     """
+    from paude import sessions
+
     records = sessions.audit(name)
     records = records[-last:] if last > 0 else records
     if as_json:
@@ -81,6 +87,8 @@ def log(
 
 
 def _line(r: ProxyRequest) -> str:
+    from paude.provenance import printable
+
     # The agent chose every URL here; printable() keeps its bytes off the terminal.
     decision = r.decision or ("deny" if r.blocked else "allow")
     rule = f" [{printable(r.rule, 60)}]" if r.rule else ""
@@ -103,6 +111,9 @@ def policies(
       paude policies\n
       paude policies --json | jq -r '.[] | select(.level == "mandatory") | .id'
     """
+    from paude import policy
+    from paude.config import find_project_root
+
     rows, files = policy.effective(find_project_root(Path.cwd()))
     if as_json:
         output.text(json.dumps([r.to_json() for r in rows], indent=2))

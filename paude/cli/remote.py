@@ -7,16 +7,17 @@ from typing import Annotated
 
 import typer
 
-from paude import gitsync, lifecycle
 from paude.cli import output
 from paude.errors import PaudeError
-from paude.lifecycle import resolve_name
-from paude.sessions import check_name
+
+# Service modules are imported by each command, not here: `paude --help` and `paude list`
+# must not pay for pulumi and the schema models.
 
 remote_app = typer.Typer(
     help="Manage the git remotes (paude-NAME) that move commits between this repository "
          "and sessions.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 NameArg = Annotated[str, typer.Argument(help="Session name, as defined in paude.yaml.",
@@ -44,7 +45,9 @@ def add(
       paude remote add --push demo\n
       git pull paude-demo main
     """
-    name = resolve_name(name)
+    from paude import lifecycle
+
+    name = lifecycle.resolve_name(name)
     result = lifecycle.remote_add(name, push=push)
     state = "added" if result.changed else "already present"
     output.text(f"remote {result.remote} ({result.url}) {state}")
@@ -62,6 +65,8 @@ def list_() -> int:
     Examples:\n
       paude remote list
     """
+    from paude import gitsync
+
     remotes = gitsync.list_remotes(Path.cwd())
     width = max((len(remote) for remote, _ in remotes), default=0)
     for remote, url in remotes:
@@ -78,6 +83,9 @@ def remove(name: NameArg) -> int:
     Examples:\n
       paude remote remove demo
     """
+    from paude import gitsync
+    from paude.naming import check_session_name as check_name
+
     name = check_name(name)
     if not gitsync.remove_remote(Path.cwd(), name):
         raise PaudeError(f"no remote {gitsync.remote_name(name)} in this repository",

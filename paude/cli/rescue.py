@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from paude import lifecycle, work
+from paude import lifecycle
 from paude.cli import output
 
 
@@ -39,6 +39,8 @@ def rescue(name: Annotated[str | None, typer.Argument(
             output.text(f"  git checkout -b rescued {branch}")
         output.text(f"  git for-each-ref {result.namespace}/")
     if result.remaining.blocking:
+        from paude import work
+
         output.warn(work.describe(result.remaining, session))
         output.warn("`paude delete` still refuses: bring the rest back as shown, or pass --force")
         return 1

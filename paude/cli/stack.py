@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from paude import baseplan, naming, sessions
+from paude import naming
 from paude.cli import flags, output, planview
-from paude.results import PlanResult
+
+if TYPE_CHECKING:
+    from paude.results import PlanResult
+
+# Service modules are imported by each command, not here: `paude --help` and `paude list`
+# must not pay for pulumi and the schema models.
 
 NameArg = Annotated[str, typer.Argument(help="Session name, as defined in paude.yaml.",
                                         show_default=False)]
@@ -51,10 +56,14 @@ def plan(
                 json=as_json, markdown=markdown, detailed_exitcode=detailed_exitcode)
     name = flags.name_or_all(name, all_sessions)
     if base is not None:
+        from paude import baseplan
+
         plans = baseplan.plan(base, name=name)
         return _show(plans, as_json, markdown, detailed_exitcode, single=not all_sessions)
     if name is None:
         return _plan_all(as_json, markdown, detailed_exitcode)
+    from paude import sessions
+
     if render is not None:
         written = sessions.render(name, render)
         for path in written:
@@ -74,6 +83,8 @@ def plan(
 
 
 def _plan_all(as_json: bool, markdown: bool, detailed_exitcode: bool) -> int:
+    from paude import sessions
+
     plans = sessions.plan_all(on_install=output.download, on_notice=output.warn)
     return _show(plans, as_json, markdown, detailed_exitcode)
 
@@ -111,6 +122,8 @@ def apply(
       paude apply demo --yes
     """
 
+    from paude import sessions
+
     def ask(planned: PlanResult) -> bool:
         output.text(planview.plan_text(planned).rstrip("\n"))
         return output.confirm(f"Apply these changes to session {planned.session}?")
@@ -142,6 +155,8 @@ def destroy(
     """
     name = flags.name(name)
     flags.needs("--force", force, "--delete-data", delete_data)
+    from paude import sessions
+
     result = sessions.destroy(name, delete_data=delete_data, force=force,
                               confirm=None if yes else output.confirm,
                               on_progress=output.progress, on_install=output.download,

@@ -9,6 +9,7 @@ import pulumi
 
 from paude import sizing
 from paude.naming import ClusterNames
+from paude.resources_model import ResourcesConfig
 
 PROXY_PORT = 3128
 # squid's second port, for the model gateway only (NetworkPolicies admit nothing else to
@@ -199,7 +200,7 @@ def agent_statefulset(session: str, image: str, env: dict[str, str],
     `proxy_ip` may be a Pulumi output (the Service's address, known after apply): only
     that one field is then unknown in a plan, and the policy pack still sees the rest."""
     names = ClusterNames(session)
-    resources = sizing.kubernetes(limits or sizing.agent_limits(sizing.DEFAULT_AGENT))
+    resources = sizing.kubernetes(limits or sizing.agent_limits(ResourcesConfig()))
     proxy_url = f"http://{names.proxy}:{PROXY_PORT}"
     no_proxy = f"localhost,127.0.0.1,::1,{names.proxy},{names.gateway}"
     plain = {**env, "HTTP_PROXY": proxy_url, "HTTPS_PROXY": proxy_url, "http_proxy": proxy_url,

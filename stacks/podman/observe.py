@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
+import stat
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from paude import proc
@@ -134,8 +137,9 @@ def image_config(image: str) -> dict[str, Any]:
     return dict(found.get("Config") or {})
 
 
-def proxy_config(name: str, props: Mapping[str, Any]) -> list[str]:
-    """The squid configuration inside a running proxy against the declared one."""
+def proxy_config(name: str, props: Mapping[str, Any], pid: int = 0) -> list[str]:
+    """The squid configuration inside a running proxy (main process `pid`) against the
+    declared one."""
     encoded = (props.get("env") or {}).get("PAUDE_SQUID_CONF_B64")
     if not encoded:
         return []
@@ -143,10 +147,52 @@ def proxy_config(name: str, props: Mapping[str, Any]) -> list[str]:
         declared = base64.b64decode(str(encoded), validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
         return []
-    result = proc.run([podman.PODMAN, "exec", name, "cat", SQUID_CONF], check=False,
-                      log_output=False)
-    if not result.ok:
-        return [f"squid configuration unreadable ({SQUID_CONF})"]
-    if result.stdout != declared:
+    # From the host when it can (a `podman exec` costs a third of a second of every plan).
+    found = read_in_container(pid, SQUID_CONF) if pid > 0 else None
+    if found is None:
+        result = proc.run([podman.PODMAN, "exec", name, "cat", SQUID_CONF], check=False,
+                          log_output=False)
+        if not result.ok:
+            return [f"squid configuration unreadable ({SQUID_CONF})"]
+        found = result.stdout
+    if found != declared:
         return [f"squid configuration edited inside the proxy ({SQUID_CONF})"]
     return []
+
+
+_NO_FOLLOW = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_READ = 1 << 20
+
+
+def read_in_container(pid: int, path: str, proc_root: Path = Path("/proc")) -> str | None:
+    """A regular file inside a running container, read through /proc/PID/root; None when it
+    cannot be read that way (then ask the container itself).
+
+    No symbolic link on the way is followed: the host resolves an absolute link against
+    its own root, so a link in the container would make paude read a file of the host's."""
+    try:
+        folder = os.open(proc_root / str(pid) / "root", os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    try:
+        if not parts or ".." in parts:
+            return None
+        for part in parts[:-1]:
+            inner = os.open(part, _NO_FOLLOW | os.O_DIRECTORY, dir_fd=folder)
+            os.close(folder)
+            folder = inner
+        # Non-blocking: a FIFO put there must not hang the plan.
+        fd = os.open(parts[-1], _NO_FOLLOW | os.O_NONBLOCK, dir_fd=folder)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_READ:
+                return None
+            with os.fdopen(os.dup(fd), "rb") as handle:
+                return handle.read(_MAX_READ).decode("utf-8")
+        finally:
+            os.close(fd)
+    except (OSError, UnicodeDecodeError):
+        return None
+    finally:
+        os.close(folder)

@@ -9,6 +9,8 @@ from typing import Any
 
 from paude import proc, sizing
 
+from . import readiness
+
 PODMAN = "podman"
 
 
@@ -132,11 +134,15 @@ def inspect(kind: str, name: str) -> dict[str, Any] | None:
     return data[0] if data else None
 
 
-def wait_running(name: str, *, settle: float = 1.0, timeout: float = 30.0) -> str:
-    """Wait until a new container is running and stays up for `settle` seconds.
+def wait_running(name: str, *, ready: Mapping[str, Any] | None = None, settle: float = 1.0,
+                 timeout: float = 60.0) -> str:
+    """Wait until a new container is running and ready; returns the container id.
 
-    A container whose entrypoint rejects its configuration exits at once; reporting
-    success for it would leave a session without its proxy. Returns the container id."""
+    Ready: its `ready` probe answers (a port listened on, a child its entrypoint starts
+    when set up; stacks/podman/readiness.py). A container that exits or restarts first
+    fails: a proxy whose entrypoint rejects its configuration exits before its port opens,
+    and reporting success for it would leave a session without its proxy. Without a probe,
+    or where /proc cannot be read, it must stay up for `settle` seconds instead."""
     deadline = time.monotonic() + timeout
     up_since: float | None = None
     while True:
@@ -144,17 +150,23 @@ def wait_running(name: str, *, settle: float = 1.0, timeout: float = 30.0) -> st
         state = (found or {}).get("State") or {}
         restarts = int((found or {}).get("RestartCount") or 0)
         if found is not None and state.get("Running") and restarts == 0:
-            up_since = up_since or time.monotonic()
-            if time.monotonic() - up_since >= settle:
+            pid = int(state.get("Pid") or 0)
+            probed = readiness.ready(pid, ready) if ready and pid > 0 else None
+            if probed:
                 return str(found.get("Id", ""))
+            if probed is None:
+                up_since = up_since or time.monotonic()
+                if time.monotonic() - up_since >= settle:
+                    return str(found.get("Id", ""))
         elif found is None or restarts > 0 or state.get("Status") in ("exited", "stopped"):
             logs = proc.run([PODMAN, "logs", "--tail", "15", name], check=False)
             tail = "\n".join((logs.stdout + logs.stderr).strip().splitlines()[-15:])
             raise RuntimeError(f"container {name} did not stay running "
                                f"(status {state.get('Status', 'missing')}):\n{tail}")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"container {name} did not start within {timeout:.0f}s")
-        time.sleep(0.1)
+            what = "start" if up_since is None and not state.get("Running") else "get ready"
+            raise RuntimeError(f"container {name} did not {what} within {timeout:.0f}s")
+        time.sleep(0.05 if ready else 0.1)
 
 
 def remove(argv: Sequence[str]) -> None:

@@ -173,6 +173,8 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             "allowlist": allow.describe() + allow.describe_routes(),
             "labels": labels(session.name, "proxy", owner),
             "limits": sizing.PROXY.props(),
+            # Ready once squid listens: its entrypoint checks the configuration first.
+            "ready": {"port": PROXY_PORT},
             "restart": "unless-stopped", **hardening,
         })
         # The model gateway: the only holder of the model credentials, on the internal
@@ -194,6 +196,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             "routes": allow.describe_routes(),
             "labels": labels(session.name, "gateway", owner),
             "limits": sizing.PROXY.props(),
+            "ready": {"port": model_gateway.GATEWAY_PORT},
             "restart": "unless-stopped", **hardening,
         }, pulumi.ResourceOptions(depends_on=[internal]))
         gateway_url = f"http://{names.gateway}:{model_gateway.GATEWAY_PORT}"
@@ -235,6 +238,9 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             "limits": sizing.agent_limits(session.resources).props(),
             # Not a podman setting: the session's reviewed policy waivers.
             "waivers": dict(session.waivers),
+            # The entrypoint starts `sleep` once the agent's tmux session is up (after the
+            # proxy and the gateway answered it).
+            "ready": {"child": "sleep"},
             **hardening,
         # Not after the proxy: both start together, and the agent's entrypoint waits for
         # the proxy's port before it starts the agent (a new session is up ~1 s sooner).

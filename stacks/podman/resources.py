@@ -184,7 +184,8 @@ class ContainerProvider(_Provider):
         existing = podman.inspect("container", props["name"])
         if existing is not None:
             _require_owned(existing.get("Config", {}).get("Labels") or {}, props, "container")
-            podman.remove([podman.PODMAN, "rm", "--force", "--time", "1", props["name"]])
+            podman.remove([podman.PODMAN, "rm", "--force", "--time", _stop_time(props),
+                           props["name"]])
         name = props["name"]
         proc.run(podman.create_argv(props), env=dict(props.get("secret_env") or {}))
         # Copied before the first start, so the agent never runs without its settings;
@@ -192,7 +193,7 @@ class ContainerProvider(_Provider):
         for source, target in props.get("copy_in") or []:
             proc.run([podman.PODMAN, "cp", source, f"{name}:{target}"])
         proc.run([podman.PODMAN, "start", name])
-        container_id = podman.wait_running(name)
+        container_id = podman.wait_running(name, ready=props.get("ready"))
         return CreateResult(props["name"], {**props, "container_id": container_id})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -223,7 +224,7 @@ class ContainerProvider(_Provider):
         drifted = observe.drift(found, props, observe.image_config(
             str(found.get("Image") or found.get("ImageName") or "")))
         if pid > 0:
-            drifted += observe.proxy_config(id_, props)
+            drifted += observe.proxy_config(id_, props, pid)
         observed.pop("drift", None)
         if drifted:
             observed["drift"] = drifted
@@ -237,9 +238,17 @@ class ContainerProvider(_Provider):
         """Never reached: every diff is a replacement."""
         return UpdateResult(dict(news))
 
-    def delete(self, id_: str, _props: dict[str, Any]) -> None:
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
         """Stop and remove the container; already gone is fine."""
-        podman.remove([podman.PODMAN, "rm", "--force", "--time", "1", id_])
+        podman.remove([podman.PODMAN, "rm", "--force", "--time", _stop_time(props), id_])
+
+
+def _stop_time(props: dict[str, Any]) -> str:
+    """Seconds a container gets to stop before it is killed. squid waits out its
+    shutdown_lifetime on SIGTERM and the gateway holds nothing: both go at once (an allowlist
+    change replaces the proxy); the agent's entrypoint ends its tmux session first."""
+    role = (props.get("labels") or {}).get("paude.role")
+    return "0" if role in ("proxy", "gateway") else "1"
 
 
 def _network_facts(found: dict[str, Any]) -> dict[str, Any]:

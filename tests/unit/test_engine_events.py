@@ -305,3 +305,40 @@ def test_provider_tracebacks_are_reduced_to_their_message() -> None:
     assert _brief(diagnostic) == ("`podman build --tag t` failed with exit code 1\n"
                                   "        curl: (6) Could not resolve host: example.invalid")
     assert _brief("plain engine message\n") == "plain engine message"
+
+
+def _refreshed(name: str, before: dict[str, Any], after: dict[str, Any] | None
+               ) -> list[EngineEvent]:
+    old = state(name, inputs=before)
+    old.outputs = before
+    new = None
+    if after is not None:
+        new = state(name, inputs=after)
+        new.outputs = after
+    m = meta(OpType.REFRESH, name, old=old, new=new)
+    return [pre(m), done(m)]
+
+
+def test_a_refresh_that_found_everything_as_recorded_is_in_sync() -> None:
+    collector = engine._EventCollector(None)
+    for event in (*_refreshed("proxy", {"a": 1}, {"a": 1}),
+                  *_refreshed("agent", {"b": 2}, {"b": 2})):
+        collector(event)
+    assert collector.in_sync()
+    assert collector.result() == ()  # refresh steps are not changes
+
+
+@pytest.mark.parametrize("after", [{"a": 1, "drift": ["privileged"]}, None])
+def test_drift_or_a_vanished_object_is_not_in_sync(after: dict[str, Any] | None) -> None:
+    collector = engine._EventCollector(None)
+    for event in (*_refreshed("proxy", {"a": 1}, after), *_refreshed("agent", {"b": 2}, {"b": 2})):
+        collector(event)
+    assert not collector.in_sync()
+
+
+def test_no_refresh_is_not_in_sync() -> None:
+    # A preview without a refresh says nothing about the live objects.
+    assert not engine._EventCollector(None).in_sync()
+    collector = engine._EventCollector(None)
+    collector(_refreshed("proxy", {"a": 1}, {"a": 1})[0])  # begun, never finished
+    assert not collector.in_sync()

@@ -56,7 +56,8 @@ def context(tmp_path: Path, notices: list[str]) -> engine.EngineContext:
 
 
 def handle(stack: FakeStack) -> engine.StackHandle:
-    return engine.StackHandle("demo", stack, False)  # type: ignore[arg-type]
+    """A stack as open_stack gives it: with the deployment read when it was opened."""
+    return engine.StackHandle("demo", stack, False, dict(stack.deployment))  # type: ignore[arg-type]
 
 
 def test_unfinished_operations_are_cleared_by_the_engines_own_refresh(tmp_path: Path) -> None:
@@ -64,8 +65,8 @@ def test_unfinished_operations_are_cleared_by_the_engines_own_refresh(tmp_path: 
     stack = FakeStack({"resources": [STACK], "pending_operations": [
         pending("creating", "agent"), pending("deleting", "proxy")]})
     assert engine.recover(context(tmp_path, notices), handle(stack)) == 2
-    assert [name for name, _ in stack.calls] == ["export", "refresh"]  # for an apply
-    assert stack.calls[1] == ("refresh", {"clear_pending_creates": True, "color": "never",
+    assert [name for name, _ in stack.calls] == ["refresh"]  # for an apply
+    assert stack.calls[0] == ("refresh", {"clear_pending_creates": True, "color": "never",
                                           "suppress_progress": True})
     assert notices == ["session demo: resolved what a killed paude left unfinished "
                        "(create agent, delete proxy)"]
@@ -75,7 +76,7 @@ def test_a_plan_reports_unfinished_operations_and_changes_nothing(tmp_path: Path
     notices: list[str] = []
     stack = FakeStack({"resources": [STACK], "pending_operations": [pending("creating", "agent")]})
     assert engine.recover(context(tmp_path, notices), handle(stack), "plan") == 1
-    assert [name for name, _ in stack.calls] == ["export"]
+    assert stack.calls == []
     assert notices == ["session demo: a killed paude left create agent unfinished; the next "
                        "`paude apply demo` or `paude destroy demo` resolves it"]
 
@@ -124,7 +125,7 @@ def test_a_clean_stack_is_read_once_and_its_outputs_come_from_that_read(tmp_path
     opened = handle(stack)
     assert engine.recover(context(tmp_path, notices), opened) == 0
     assert engine.outputs(opened) == {"owner": "/repo", "backend": "podman"}
-    assert [name for name, _ in stack.calls] == ["export"]  # one engine run, not three
+    assert stack.calls == []  # read when opened: no engine run at all
     assert notices == []
 
 
@@ -136,7 +137,7 @@ def test_secret_outputs_are_read_through_the_engine(tmp_path: Path) -> None:
     opened = handle(stack)
     engine.recover(context(tmp_path, []), opened)
     assert engine.outputs(opened) == {"owner": "/repo"}
-    assert [name for name, _ in stack.calls] == ["export", "outputs"]
+    assert [name for name, _ in stack.calls] == ["outputs"]
 
 
 def test_a_stack_nothing_was_applied_to_has_no_outputs(tmp_path: Path) -> None:
@@ -158,16 +159,15 @@ def test_open_stack_clears_stale_locks_before_it_selects(tmp_path: Path,
     monkeypatch.setattr(locks, "repair_state_files", lambda *a, **k: order.append("repair"))
     monkeypatch.setattr(engine, "_options", lambda ctx: None)
 
-    def select(**kwargs: Any) -> FakeStack:
+    def select(*args: Any) -> None:
         order.append("select")
-        raise auto.StackNotFoundError(CommandResult("", "no stack", 255))
 
-    def create(**kwargs: Any) -> FakeStack:
-        order.append("create")
-        return FakeStack({})
+    class Workspace:
+        def create_stack(self, name: str) -> None:
+            order.append("create")
 
-    monkeypatch.setattr(auto, "select_stack", select)
-    monkeypatch.setattr(auto, "create_stack", create)
+    monkeypatch.setattr(engine, "_select", select)
+    monkeypatch.setattr(engine, "_workspace", lambda program, opts: Workspace())
     opened = engine.open_stack(context(tmp_path, []), "demo", purpose="plan")
     assert opened is not None and opened.new
     # A plan of a new session makes a stack: it takes the session alone, then looks again.

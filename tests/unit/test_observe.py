@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import copy
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -122,3 +124,67 @@ def test_an_edited_squid_configuration_inside_the_proxy_is_drift(
     assert observe.proxy_config("paude-demo-proxy", props) == [
         f"squid configuration edited inside the proxy ({SQUID_CONF})"]
     assert observe.proxy_config("paude-demo-agent", {"env": {}}) == []
+
+
+# ---------------------------------------------------------------- read_in_container()
+
+
+def _container_root(tmp_path: Path) -> Path:
+    """A fake /proc whose process 42 has `root` as its container's root folder."""
+    root = tmp_path / "proc" / "42" / "root"
+    (root / "etc" / "squid" / "paude").mkdir(parents=True)
+    return tmp_path / "proc"
+
+
+def test_a_file_in_the_container_is_read_from_the_host(tmp_path: Path) -> None:
+    proc = _container_root(tmp_path)
+    (proc / "42" / "root" / "etc/squid/paude/squid.conf").write_text("http_access deny all\n")
+    assert observe.read_in_container(42, "/etc/squid/paude/squid.conf", proc) == (
+        "http_access deny all\n")
+
+
+@pytest.mark.parametrize("where", ["file", "folder"])
+def test_no_link_in_the_container_is_followed(tmp_path: Path, where: str) -> None:
+    # The attack: a link inside the container, resolved by the host, points at a host file.
+    proc = _container_root(tmp_path)
+    host_secret = tmp_path / "host-secret"
+    host_secret.write_text("the host's own file\n")
+    conf = proc / "42" / "root" / "etc/squid/paude/squid.conf"
+    if where == "file":
+        conf.symlink_to(host_secret)
+    else:
+        folder = proc / "42" / "root" / "etc/squid/paude"
+        folder.rmdir()
+        (tmp_path / "host-dir").mkdir()
+        (tmp_path / "host-dir" / "squid.conf").write_text("the host's own file\n")
+        folder.symlink_to(tmp_path / "host-dir")
+    assert observe.read_in_container(42, "/etc/squid/paude/squid.conf", proc) is None
+    # Control: the same path without a link is read.
+    if where == "file":
+        conf.unlink()
+    else:
+        (proc / "42" / "root" / "etc/squid/paude").unlink()
+        conf.parent.mkdir()
+    conf.write_text("the container's file\n")
+    assert observe.read_in_container(42, "/etc/squid/paude/squid.conf", proc) == (
+        "the container's file\n")
+
+
+def test_a_fifo_or_a_missing_process_is_not_read(tmp_path: Path) -> None:
+    proc = _container_root(tmp_path)
+    os.mkfifo(proc / "42" / "root" / "etc/squid/paude/squid.conf")
+    assert observe.read_in_container(42, "/etc/squid/paude/squid.conf", proc) is None
+    assert observe.read_in_container(7, "/etc/squid/paude/squid.conf", proc) is None
+    assert observe.read_in_container(42, "/etc/../etc/passwd", proc) is None
+
+
+def test_proxy_config_reads_from_the_host_before_asking_the_container(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    declared = "http_access deny all\n"
+    props = {"env": {"PAUDE_SQUID_CONF_B64": base64.b64encode(declared.encode()).decode()}}
+    monkeypatch.setattr(observe, "read_in_container", lambda pid, path: declared)
+    monkeypatch.setattr(observe.proc, "run", lambda *a, **k: pytest.fail("no podman exec"))
+    assert observe.proxy_config("paude-demo-proxy", props, 42) == []
+    monkeypatch.setattr(observe, "read_in_container", lambda pid, path: "http_access allow all\n")
+    assert observe.proxy_config("paude-demo-proxy", props, 42) == [
+        "squid configuration edited inside the proxy (/etc/squid/paude/squid.conf)"]

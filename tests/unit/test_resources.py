@@ -370,3 +370,12 @@ def test_network_of_another_session_is_never_adopted(fake: Podman) -> None:
     with pytest.raises(RuntimeError, match="a network named paude-demo-internal"):
         NetworkProvider().create(network_props())
     assert fake.runs == []
+
+
+@pytest.mark.parametrize(("role", "seconds"), [("proxy", "0"), ("gateway", "0"), ("agent", "1")])
+def test_container_delete_gives_only_the_agent_time_to_stop(fake: Podman, role: str,
+                                                            seconds: str) -> None:
+    # squid would wait out its shutdown_lifetime: the proxy is killed at once.
+    ContainerProvider().delete(f"paude-demo-{role}",
+                               container_props(labels={**LABELS, "paude.role": role}))
+    assert fake.runs == [["podman", "rm", "--force", "--time", seconds, f"paude-demo-{role}"]]

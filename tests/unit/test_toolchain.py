@@ -392,3 +392,19 @@ def test_a_machine_engine_path_without_pulumi_is_named(home: Path, tmp_path: Pat
     assert engine is not None and engine.bin_dir == own.parent
     assert problems == [f"engine.path of config.yaml: {tmp_path / 'nothing' / 'pulumi'} "
                         "does not run"]
+
+
+def test_the_engine_version_is_asked_once_per_binary(home: Path) -> None:
+    binary = fake_pulumi(home / "bin", f"v{PULUMI_VERSION}")
+    count = home / "asked"
+    binary.write_text(f'#!/bin/sh\necho x >> {count}\n'
+                      f'[ "$1" = version ] && echo v{PULUMI_VERSION}\n', encoding="utf-8")
+    for _ in range(3):
+        engine, _ = find_engine(home)
+        assert engine is not None and engine.version == f"v{PULUMI_VERSION}"
+    assert count.read_text().count("x") == 1
+    # A replaced binary (another size, time or inode) is asked again, and its answer counts.
+    binary.unlink()
+    fake_pulumi(home / "bin", OLDER)
+    engine, problems = find_engine(home)
+    assert engine is None and OLDER in problems[0]

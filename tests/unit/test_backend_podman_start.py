@@ -1,0 +1,54 @@
+"""`paude start` on podman: one podman call for a whole session; each container alone only
+when that call fails (a session made before the gateway existed, or no session at all)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from paude import proc
+from paude.backends.podman import PodmanBackend
+from paude.errors import SessionNotFoundError
+from paude.proc import CommandResult
+
+
+def fake_podman(monkeypatch: pytest.MonkeyPatch, missing: set[str]) -> list[tuple[str, ...]]:
+    calls: list[tuple[str, ...]] = []
+
+    def run(argv: Sequence[str], *, check: bool = True, **_kw: Any) -> CommandResult:
+        args = tuple(argv)
+        calls.append(args)
+        gone = [a for a in args[2:] if a in missing]
+        result = CommandResult(args, 125 if gone else 0, "",
+                               f"Error: no container with name or ID {gone[0]!r} found"
+                               if gone else "")
+        if check and not result.ok:
+            raise proc.classify_failure(result)
+        return result
+
+    monkeypatch.setattr(proc, "run", run)
+    return calls
+
+
+def test_one_podman_start_for_the_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = fake_podman(monkeypatch, set())
+    PodmanBackend().start(session="demo")
+    assert calls == [("podman", "start", "paude-demo-proxy", "paude-demo-gateway",
+                      "paude-demo-agent")]
+
+
+def test_a_session_without_a_gateway_still_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = fake_podman(monkeypatch, {"paude-demo-gateway"})
+    PodmanBackend().start(session="demo")
+    assert calls[1:] == [("podman", "container", "exists", "paude-demo-agent"),
+                         ("podman", "start", "paude-demo-proxy"),
+                         ("podman", "start", "paude-demo-gateway"),
+                         ("podman", "start", "paude-demo-agent")]
+
+
+def test_no_agent_container_is_no_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_podman(monkeypatch, {"paude-demo-agent"})
+    with pytest.raises(SessionNotFoundError, match="has no agent container"):
+        PodmanBackend().start(session="demo")
