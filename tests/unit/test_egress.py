@@ -34,6 +34,12 @@ def load_error(tmp_path: Path, session: str) -> tuple[str, int | None, str]:
      "sessions.demo.allowed_domains.0.paths.0", 6, "does not parse"),
     ("    allowed_domains:\n      - host: api.example.com\n        paths: ['~^/\\d+']\n",
      "sessions.demo.allowed_domains.0.paths.0", 6, "Perl syntax"),
+    # A quoted squid value names a file for squid to read: an agent-written pattern must
+    # not reach the configuration as one.
+    ("    allowed_domains:\n      - host: api.example.com\n        paths: ['~\"/etc/passwd\"']\n",
+     "sessions.demo.allowed_domains.0.paths.0", 6, "no white space, quotes or '#'"),
+    ("    allowed_domains:\n      - host: api.example.com\n        paths: ['/v1/ all']\n",
+     "sessions.demo.allowed_domains.0.paths.0", 6, "no white space, quotes or '#'"),
     ("    allowed_domains:\n      - host: api.example.com\n        methods: []\n",
      "sessions.demo.allowed_domains.0.methods", 6, "at least 1"),
     ("    allowed_domains:\n      - host: https://api.example.com/v1\n",
