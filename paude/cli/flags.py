@@ -34,13 +34,10 @@ def needs(flag: str, given: bool, other: str, present: bool) -> None:
 
 
 def name_or_all(name: str | None, all_sessions: bool) -> str | None:
-    """A session NAME or --all, exactly one; the NAME validated."""
+    """A session NAME, --all, or neither (the repository's sessions); the NAME validated."""
     if name is not None and all_sessions:
         raise UsageError(f"a session NAME ({name}) and --all do not go together",
                          hint="give a session NAME, or --all")
-    if name is None and not all_sessions:
-        raise UsageError("give a session NAME, or --all",
-                         hint="add a session NAME, or --all for every session in paude.yaml")
     return check_name(name) if name is not None else None
 
 

@@ -10,22 +10,23 @@ import typer
 
 from paude import naming
 from paude.cli import flags, output, planview
+from paude.errors import AbortedError, UsageError
 
 if TYPE_CHECKING:
-    from paude.results import PlanResult
+    from paude.results import ApplyResult, DestroyResult, PlanResult
 
 # Service modules are imported by each command, not here: `paude --help` and `paude list`
 # must not pay for pulumi and the schema models.
 
-NameArg = Annotated[str, typer.Argument(help="Session name, as defined in paude.yaml.",
-                                        show_default=False)]
+OptionalName = Annotated[str | None, typer.Argument(
+    help="Session name, as defined in paude.yaml; without it, the repository's sessions.",
+    show_default=False)]
+AllFlag = Annotated[bool, typer.Option("--all", help="Every session of the repository.")]
 
 
 def plan(
-    name: Annotated[str | None, typer.Argument(
-        help="Session name, as defined in paude.yaml.", show_default=False)] = None,
-    all_sessions: Annotated[bool, typer.Option(
-        "--all", help="Plan every session in paude.yaml.")] = False,
+    name: OptionalName = None,
+    all_sessions: AllFlag = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the versioned JSON plan.")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a PR comment.")] = False,
     detailed_exitcode: Annotated[bool, typer.Option(
@@ -41,7 +42,10 @@ def plan(
 ) -> int:
     """Show what `paude apply NAME` would change, against the live objects.
 
+    Without NAME: paude.yaml's only session, or every session (as --all).
+
     Examples:\n
+      paude plan\n
       paude plan demo\n
       paude plan demo --json | jq .summary\n
       paude plan demo --detailed-exitcode || echo "drift or pending changes"\n
@@ -58,8 +62,11 @@ def plan(
     if base is not None:
         from paude import baseplan
 
+        # Without NAME, as with --all: the sessions on either side, added and removed too.
         plans = baseplan.plan(base, name=name)
-        return _show(plans, as_json, markdown, detailed_exitcode, single=not all_sessions)
+        return _show(plans, as_json, markdown, detailed_exitcode, single=name is not None)
+    if name is None and not all_sessions:
+        name = _only_session(render is not None)
     if name is None:
         return _plan_all(as_json, markdown, detailed_exitcode)
     from paude import sessions
@@ -80,6 +87,17 @@ def plan(
     if detailed_exitcode and result.has_changes:
         return 2
     return 0
+
+
+def _only_session(render: bool) -> str | None:
+    """paude.yaml's only session, or None when it defines several (plan them all)."""
+    from paude import stackset
+
+    single = stackset.plan_targets().single
+    if render and single is None:
+        raise UsageError("--render writes one session's manifests and paude.yaml defines "
+                         "several", hint="give --render a session NAME")
+    return single
 
 
 def _plan_all(as_json: bool, markdown: bool, detailed_exitcode: bool) -> int:
@@ -110,18 +128,27 @@ def _show(plans: list[PlanResult], as_json: bool, markdown: bool, detailed_exitc
 
 
 def apply(
-    name: NameArg,
+    name: OptionalName = None,
+    all_sessions: AllFlag = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")] = False,
 ) -> int:
     """Create or update the session's images, networks, volume and containers.
 
-    Shows the plan and asks before changing anything, unless --yes.
+    Shows the plan and asks before changing anything, unless --yes. Without NAME:
+    paude.yaml's only session, or every session with one combined plan and one question.
 
     Examples:\n
       paude apply demo\n
-      paude apply demo --yes
+      paude apply demo --yes\n
+      paude apply          # every session of paude.yaml
     """
+    name = flags.name_or_all(name, all_sessions)
+    if name is None:
+        from paude import stackset
 
+        name = None if all_sessions else stackset.plan_targets().single
+        if name is None:
+            return _apply_all(yes)
     from paude import sessions
 
     def ask(planned: PlanResult) -> bool:
@@ -131,15 +158,48 @@ def apply(
     result = sessions.apply(name, confirm=None if yes else ask, on_progress=output.progress,
                             on_install=output.download, on_warning=output.warn if yes else None,
                             on_notice=output.warn)
+    _applied(result)
+    return 0
+
+
+def _applied(result: ApplyResult) -> None:
     for finding in result.policy:
         output.warn(f"policy {finding.rule} (advisory) on {finding.resource or 'the session'}: "
                     f"{finding.message}; fix: {finding.fix}")
     output.text(planview.apply_text(result).rstrip("\n"))
+
+
+def _apply_all(yes: bool) -> int:
+    """One combined plan, one question, then each session in turn."""
+    from paude import sessions, stackset
+
+    plans = sessions.plan_all(on_install=output.download, on_notice=output.warn)
+    blocked = [p.session for p in plans if p.blocked]
+    if yes and not blocked:
+        for plan in plans:
+            for warning in plan.warnings:
+                output.warn(warning)  # the plan text, which carries them, is not shown
+    else:
+        output.text("\n".join(planview.plan_text(p) for p in plans).rstrip("\n"))
+    if blocked:
+        output.error(f"mandatory policy rules failed for: {', '.join(blocked)}; "
+                     "nothing was applied")
+        return 1
+    changing = [p.session for p in plans if p.has_changes]
+    if changing and not yes and not output.confirm(
+            f"Apply these changes to sessions {', '.join(changing)}?"):
+        raise AbortedError("apply cancelled; nothing was changed")
+    # Confirmed: each session's fresh plan must be the one shown. With --yes there was
+    # nothing shown to hold it to.
+    stackset.apply_planned(plans, exact=not yes, on_progress=output.progress,
+                           on_install=output.download, on_notice=output.warn,
+                           on_applied=_applied)
     return 0
 
 
 def destroy(
-    name: NameArg,
+    name: OptionalName = None,
+    all_sessions: AllFlag = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Destroy without asking.")] = False,
     delete_data: Annotated[bool, typer.Option(
         "--delete-data", help="Also remove the workspace volume (the agent's repository)."
@@ -149,25 +209,48 @@ def destroy(
 ) -> int:
     """Remove the session's containers and networks; keep its workspace unless --delete-data.
 
+    Without NAME: paude.yaml's only session, or every session this repository applied,
+    named in one question.
+
     Examples:\n
       paude destroy demo --yes\n
-      paude destroy demo --yes --delete-data
+      paude destroy demo --yes --delete-data\n
+      paude destroy        # every session of this repository
     """
-    name = flags.name(name)
+    name = flags.name_or_all(name, all_sessions)
     flags.needs("--force", force, "--delete-data", delete_data)
+    if name is None:
+        from paude import stackset
+
+        targets = stackset.destroy_targets()
+        if not targets.names:
+            output.info("no session of this repository is applied; nothing to destroy")
+            return 0
+        name = None if all_sessions else targets.single
+        if name is None:
+            stackset.destroy_all(targets.names, delete_data=delete_data, force=force,
+                                 confirm=None if yes else output.confirm,
+                                 on_progress=output.progress, on_install=output.download,
+                                 on_notice=output.warn, on_destroyed=_destroyed)
+            return 0
     from paude import sessions
 
     result = sessions.destroy(name, delete_data=delete_data, force=force,
                               confirm=None if yes else output.confirm,
                               on_progress=output.progress, on_install=output.download,
                               on_notice=output.warn)
+    _destroyed(result)
+    return 0
+
+
+def _destroyed(result: DestroyResult) -> None:
+    name = result.session
     output.text(f"Session {name} destroyed in {result.seconds:.1f}s.")
     if result.data_deleted:
         output.text("  workspace volume deleted.")
     elif "workspace" in result.kept:
         output.text(f"  workspace volume kept: {naming.PodmanNames(name).workspace} "
                     f"(`paude destroy {name} --delete-data` removes it)")
-    return 0
 
 
 def register(app: typer.Typer) -> None:

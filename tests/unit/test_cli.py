@@ -73,9 +73,11 @@ def test_plan_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--detailed-exitcode" in out and "--json" in out and "--markdown" in out
 
 
-def test_plan_without_name_or_all_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bare_plan_without_paude_yaml_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan"]) == 1
-    assert "give a session NAME, or --all" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "paude.yaml: (file): file not found" in err
+    assert "fix: run `paude create NAME` to define a session" in err
 
 
 def test_unknown_option_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
@@ -354,10 +356,12 @@ def test_plan_base_never_touches_the_live_session(base_planned: dict[str, Any],
     assert data["plans"][0]["removed_session"] is False
 
 
-def test_plan_base_needs_a_name_and_no_render(base_planned: dict[str, Any],
-                                             capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["plan", "--base", "main"]) == 1
-    assert "give a session NAME, or --all" in capsys.readouterr().err
+def test_plan_base_without_a_name_is_all_and_no_render(
+        base_planned: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--base", "main", "--json"]) == 0
+    assert base_planned == {"ref": "main", "name": None}
+    assert "plans" in json.loads(capsys.readouterr().out)
+    base_planned.clear()
     assert main(["plan", "demo", "--base", "main", "--render", "out"]) == 1
     assert "--render and --base do not go together" in capsys.readouterr().err
     assert base_planned == {}

@@ -20,8 +20,10 @@ CONFLICTS = [
     (["plan", "demo", "--json", "--markdown"], "--json and --markdown do not go together"),
     (["plan", "--all", "--json", "--markdown"], "--json and --markdown do not go together"),
     (["plan", "demo", "--all"], "a session NAME (demo) and --all do not go together"),
-    (["plan"], "give a session NAME, or --all"),
-    (["plan", "--base", "main"], "give a session NAME, or --all"),
+    (["apply", "demo", "--all"], "a session NAME (demo) and --all do not go together"),
+    (["destroy", "demo", "--all", "--yes"], "a session NAME (demo) and --all do not go together"),
+    (["destroy", "--force"], "--force only goes with --delete-data"),
+    (["destroy", "--all", "--force", "--yes"], "--force only goes with --delete-data"),
     (["plan", "demo", "--render", "out", "--base", "main"],
      "--render and --base do not go together"),
     (["plan", "--all", "--render", "out"], "--render and --all do not go together"),
@@ -114,6 +116,9 @@ def test_the_seams_are_live(repo: Path, capsys: pytest.CaptureFixture[str]) -> N
     """The control: a valid command line does reach them (so the rows above prove order)."""
     with pytest.raises(AssertionError, match="was reached before"):
         main(["plan", "demo", "--json"])
+    for bare in (["plan"], ["apply", "--yes"], ["plan", "--all"]):
+        with pytest.raises(AssertionError, match="was reached before"):
+            main(bare)
     with pytest.raises(AssertionError, match="was reached before"):
         main(["destroy", "demo", "--delete-data", "--force", "--yes"])
     with pytest.raises(AssertionError, match="was reached before"):
