@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from paude.backends.base import Backend, RuntimeStatus
     from paude.definition import CreateFlags, Definition
     from paude.engine import OnProgress
+    from paude.gitseed import GitSeedResult
     from paude.models import Session
     from paude.rescue import RescueResult
     from paude.results import ApplyResult, DestroyResult, PlanResult
@@ -38,6 +39,7 @@ class CreateResult:
     definition: Definition
     plan: PlanResult | None = None
     applied: ApplyResult | None = None
+    git: GitSeedResult | None = None  # create --git
 
 
 @dataclass(frozen=True)
@@ -125,8 +127,9 @@ def create(name: str | None, flags: CreateFlags, *, cwd: Path | None = None,
            dry_run: bool = False, rebuild: bool = False,
            confirm: sessions.Confirm | None = None, on_progress: OnProgress | None = None,
            on_warning: Callable[[str], None] | None = None,
-           on_notice: Callable[[str], None] | None = None) -> CreateResult:
-    """Write sessions.NAME into paude.yaml from the flags, then apply it.
+           on_notice: Callable[[str], None] | None = None, git: bool = False) -> CreateResult:
+    """Write sessions.NAME into paude.yaml from the flags, then apply it (with git: then
+    push the repository in, see paude.gitseed).
 
     A create that fails leaves no half-made session: paude.yaml is restored and a new
     session's partial stack is destroyed."""
@@ -148,9 +151,9 @@ def create(name: str | None, flags: CreateFlags, *, cwd: Path | None = None,
     if dry_run:
         return CreateResult(name, definition, plan=sessions.plan(name, project=project))
     session, _ = sessions.session_of(project, name)
-    if _headless(definition, name):
-        # The prompt's code is pushed in after the apply: a folder that cannot push is
-        # refused before anything is written or made, not after.
+    if git or _headless(definition, name):
+        # The code is pushed in after the apply: a folder that cannot push is refused
+        # before anything is written or made, not after.
         gitsync.current_branch(root)
     # What exists before this run: the undo of a failed create removes only what the run
     # itself made (a kept workspace from an earlier session holds the agent's work).
@@ -168,6 +171,19 @@ def create(name: str | None, flags: CreateFlags, *, cwd: Path | None = None,
             _undo(root, name, session, before, receipt)  # needs paude.yaml as written
         restore(definition, name)
         raise
+    if git:
+        from paude import gitseed
+
+        try:
+            seeded = gitseed.seed(root, name, backend=get_backend(_backend_of(name), name))
+        except PaudeError as exc:
+            # The session stands (the apply succeeded): say so, and how to finish the push.
+            exc.message = f"session {name} was created, but pushing the repository in " \
+                          f"failed: {exc.message}"
+            exc.hint = f"{exc.hint + '; then ' if exc.hint else ''}run " \
+                       f"`paude remote add --push {name}` and `git push paude-{name} --tags`"
+            raise
+        return CreateResult(name, definition, applied=applied, git=seeded)
     if _headless(definition, name):
         # A headless prompt works on the user's code, so it goes in now; the agent waits
         # for it (see the agent entrypoint).

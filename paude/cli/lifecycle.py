@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from paude import lifecycle, naming, termguard
 from paude.cli import flags, output, planview
+
+if TYPE_CHECKING:
+    from paude.gitseed import GitSeedResult
 
 # The schema models and git are imported by the commands that use them: `paude list` and
 # `paude --help` must not pay for them.
@@ -38,11 +41,15 @@ def create(
         "--rebuild", help="Rebuild the images without podman's cache.")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the definition and the plan; change nothing.")] = False,
+    git: Annotated[bool, typer.Option(
+        "--git", help="Then add the paude-NAME remote, push the current branch and tags, and "
+        "set origin inside to this repository's origin URL (credentials left out).")] = False,
 ) -> int:
     """Define a session in paude.yaml from the flags, then apply it.
 
     Examples:\n
       paude create --yolo my-project\n
+      paude create --yolo --git my-project\n
       paude create --allowed-domains default --allowed-domains .example.com\n
       paude create --yolo my-project -a '-p "refactor the auth module"'\n
       paude create --dry-run
@@ -51,12 +58,13 @@ def create(
 
     # --rebuild changes how images are built, which a dry run never does.
     flags.one_of(dry_run=dry_run, rebuild=rebuild)
+    flags.one_of(dry_run=dry_run, git=git)  # a dry run pushes nothing
     wanted = CreateFlags(yolo=yolo or None, backend=backend,
                         allowed_domains=tuple(allowed_domains) if allowed_domains else None,
                         args=args, pvc_size=pvc_size, storage_class=storage_class)
     result = lifecycle.create(name, wanted, dry_run=dry_run, rebuild=rebuild,
                               on_progress=output.progress, on_warning=output.warn,
-                              on_notice=output.warn)
+                              on_notice=output.warn, git=git)
     if dry_run:
         output.text(f"# paude.yaml{' (unchanged)' if not result.definition.changed else ''}")
         output.text(result.definition.text.rstrip("\n"))
@@ -70,9 +78,26 @@ def create(
                     f"session {result.name}")
     if result.applied is not None:
         output.text(planview.apply_text(result.applied).rstrip("\n"))
+    if result.git is not None:
+        _seeded(result.name, result.git)
+        output.text(f"Next: `paude start {result.name}`.")
+        return 0
     output.text(f"Next: `paude start {result.name}`, then in a second terminal "
                 f"`paude remote add --push {result.name}`.")
     return 0
+
+
+def _seeded(name: str, seeded: GitSeedResult) -> None:
+    tags = f" and {seeded.tags} tag{'s' if seeded.tags != 1 else ''}" if seeded.tags else ""
+    output.text(f"remote {seeded.remote.remote} ({seeded.remote.url}); pushed "
+                f"{seeded.remote.branch}{tags} to session {name}")
+    if seeded.origin is None:
+        output.info("this repository has no origin; the session's has none either")
+        return
+    output.text(f"origin in the session: {seeded.origin.url}")
+    if seeded.origin.stripped:
+        output.warn(f"left out of the origin URL: {' and '.join(seeded.origin.stripped)} "
+                    "(they never enter the session)")
 
 
 def start(

@@ -36,12 +36,13 @@ CONFLICTS = [
      "--json and --markdown do not go together"),
     (["destroy", "demo", "--force"], "--force only goes with --delete-data"),
     (["create", "demo", "--dry-run", "--rebuild"], "--dry-run and --rebuild do not go together"),
+    (["create", "demo", "--dry-run", "--git"], "--dry-run and --git do not go together"),
 ]
 
 # Every command that takes a session NAME, with the flags that would otherwise lead to a
 # prompt (delete's --confirm, apply's question) or to the engine.
 NAMED = [
-    ["create", BAD], ["create", BAD, "--dry-run"], ["start", BAD], ["start", BAD, "--no-attach"],
+    ["create", BAD], ["create", BAD, "--dry-run"], ["create", BAD, "--git"], ["start", BAD], ["start", BAD, "--no-attach"],
     ["stop", BAD], ["connect", BAD], ["status", BAD], ["status", BAD, "--verify"],
     ["delete", BAD], ["delete", BAD, "--confirm"], ["rescue", BAD], ["plan", BAD],
     ["plan", BAD, "--json"], ["plan", BAD, "--render", "out"], ["plan", BAD, "--base", "main"],
