@@ -3,6 +3,7 @@ together, and names, so a mistyped command fails at once and changes nothing."""
 
 from __future__ import annotations
 
+import os
 from itertools import combinations
 
 from paude.errors import UsageError
@@ -39,6 +40,24 @@ def name_or_all(name: str | None, all_sessions: bool) -> str | None:
         raise UsageError(f"a session NAME ({name}) and --all do not go together",
                          hint="give a session NAME, or --all")
     return check_name(name) if name is not None else None
+
+
+GITHUB_TOKEN_ENV = "PAUDE_GITHUB_TOKEN"
+
+
+def no_github_token(token: str | None) -> None:
+    """Refuse a GitHub token (--github-token or PAUDE_GITHUB_TOKEN): the credential gateway
+    has no GitHub route yet, and paude never hands a credential to the agent itself. The
+    message names where the token came from, never its value."""
+    if not token:
+        return
+    source = GITHUB_TOKEN_ENV if os.environ.get(GITHUB_TOKEN_ENV) == token else "--github-token"
+    raise UsageError(
+        f"{source}: paude does not pass a GitHub token into a session: the agent would hold "
+        "it raw, and the credential gateway has no GitHub route yet",
+        hint=f"leave out --github-token and unset {GITHUB_TOKEN_ENV}; `github` in "
+             "allowed_domains gives read-only access to public repositories, and you push the "
+             "agent's work yourself after `git pull paude-NAME`")
 
 
 def name(value: str) -> str:

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 OptionalName = Annotated[str | None, typer.Argument(
     help="Session name; defaults to the current repository's session, or the only one.",
     show_default=False)]
+GithubToken = Annotated[str | None, typer.Option(
+    "--github-token", envvar=flags.GITHUB_TOKEN_ENV, show_envvar=True, show_default=False,
+    metavar="TOKEN", help="Refused for now, with a message: no credential enters a session "
+    "(see docs/cli.md).")]
 
 
 def create(
@@ -44,6 +48,7 @@ def create(
     git: Annotated[bool, typer.Option(
         "--git", help="Then add the paude-NAME remote, push the current branch and tags, and "
         "set origin inside to this repository's origin URL (credentials left out).")] = False,
+    github_token: GithubToken = None,
 ) -> int:
     """Define a session in paude.yaml from the flags, then apply it.
 
@@ -56,6 +61,7 @@ def create(
     """
     from paude.definition import CreateFlags
 
+    flags.no_github_token(github_token)
     # --rebuild changes how images are built, which a dry run never does.
     flags.one_of(dry_run=dry_run, rebuild=rebuild)
     flags.one_of(dry_run=dry_run, git=git)  # a dry run pushes nothing
@@ -105,6 +111,7 @@ def start(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show each step.")] = False,
     attach: Annotated[bool, typer.Option(
         "--attach/--no-attach", help="Attach to the agent's tmux session.")] = True,
+    github_token: GithubToken = None,
 ) -> int:
     """Start the session's containers and attach to the agent (Ctrl+b d detaches).
 
@@ -112,6 +119,7 @@ def start(
       paude start my-project\n
       paude start --no-attach
     """
+    flags.no_github_token(github_token)
     session = lifecycle.resolve_name(name)
     if verbose:
         output.info(f"starting the proxy and the agent of session {session}...")
@@ -136,12 +144,13 @@ def stop(name: OptionalName = None) -> int:
     return 0
 
 
-def connect(name: OptionalName = None) -> int:
+def connect(name: OptionalName = None, github_token: GithubToken = None) -> int:
     """Attach to the agent's tmux session. Ctrl+b d detaches; the agent keeps running.
 
     Examples:\n
       paude connect my-project
     """
+    flags.no_github_token(github_token)
     return _attach(lifecycle.attach_argv(lifecycle.resolve_name(name)))
 
 

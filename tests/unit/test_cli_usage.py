@@ -126,3 +126,32 @@ def test_the_seams_are_live(repo: Path, capsys: pytest.CaptureFixture[str]) -> N
         main(["create", "demo", "--dry-run"])
     with pytest.raises(AssertionError, match="was reached before"):
         main(["plan", "demo", "--base", "main", "--markdown"])
+
+
+TOKEN = "ghp_unitTestToken0123456789"
+TOKEN_COMMANDS = [["start", "demo"], ["start", "demo", "--no-attach"], ["connect", "demo"],
+                  ["connect"], ["create", "demo"], ["create", "demo", "--dry-run"]]
+
+
+@pytest.mark.parametrize("via_env", [False, True], ids=["flag", "env"])
+@pytest.mark.parametrize("argv", TOKEN_COMMANDS, ids=[" ".join(a) for a in TOKEN_COMMANDS])
+def test_github_token_is_refused_before_anything(argv: list[str], via_env: bool, repo: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    if via_env:
+        monkeypatch.setenv("PAUDE_GITHUB_TOKEN", TOKEN)
+    else:
+        argv = [*argv, "--github-token", TOKEN]
+    err = run(argv, repo, capsys)
+    source = "PAUDE_GITHUB_TOKEN" if via_env else "--github-token"
+    assert err.startswith(f"error: {source}: paude does not pass a GitHub token into a "
+                          "session"), err
+    assert "fix: leave out --github-token and unset PAUDE_GITHUB_TOKEN" in err
+    assert TOKEN not in err
+
+
+def test_an_empty_github_token_is_no_token(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The control: without a token the same command goes on (and reaches the seams)."""
+    monkeypatch.setenv("PAUDE_GITHUB_TOKEN", "")
+    with pytest.raises(AssertionError, match="was reached before"):
+        main(["create", "demo", "--dry-run"])
