@@ -4,7 +4,6 @@ over a repository's sessions, and `paude create --git`."""
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 

@@ -42,7 +42,8 @@ CONFLICTS = [
 # Every command that takes a session NAME, with the flags that would otherwise lead to a
 # prompt (delete's --confirm, apply's question) or to the engine.
 NAMED = [
-    ["create", BAD], ["create", BAD, "--dry-run"], ["create", BAD, "--git"], ["start", BAD], ["start", BAD, "--no-attach"],
+    ["create", BAD], ["create", BAD, "--dry-run"], ["create", BAD, "--git"], ["start", BAD],
+    ["start", BAD, "--no-attach"],
     ["stop", BAD], ["connect", BAD], ["status", BAD], ["status", BAD, "--verify"],
     ["delete", BAD], ["delete", BAD, "--confirm"], ["rescue", BAD], ["plan", BAD],
     ["plan", BAD, "--json"], ["plan", BAD, "--render", "out"], ["plan", BAD, "--base", "main"],
