@@ -29,6 +29,11 @@ VERTEX_UPSTREAM = "https://{region}-aiplatform.googleapis.com"
 ROUTE_HOSTS = {"claude": ("api.anthropic.com",),
                "vertexai": ("aiplatform.googleapis.com", "oauth2.googleapis.com")}
 ROUTE_REGEXES = {"vertexai": (r"^[a-z0-9-]+-aiplatform\.googleapis\.com$",)}
+# The GitHub route (templates/gateway_github.py): git and the API with the token of
+# `paude start --github-token` added by the gateway, read-only.
+GITHUB_UPSTREAM = "https://github.com"
+GITHUB_API_UPSTREAM = "https://api.github.com"
+GITHUB_HOSTS = ("github.com", "api.github.com")
 _GOOGLE_FIELDS = {"authorized_user": ("client_id", "client_secret", "refresh_token"),
                   "service_account": ("client_email", "private_key")}
 _TRUE = ("1", "true", "yes", "on")
@@ -146,6 +151,18 @@ def _check_google(creds: GatewayCredentials) -> None:
                          hint="set ANTHROPIC_VERTEX_PROJECT_ID (or GOOGLE_CLOUD_PROJECT)")
 
 
+def github_route(allow: Allowlist) -> bool:
+    """The gateway serves GitHub where the session lets the agent reach it itself
+    (`github` in allowed_domains, or github.com named)."""
+    return allow.unrestricted or "github.com" in allow.hosts
+
+
+def gateway_hosts(allow: Allowlist) -> list[str]:
+    """The hosts the gateway reaches through the proxy: its routes' (never the agent's)."""
+    hosts = [h for r in allow.routes for h in ROUTE_HOSTS[r]]
+    return hosts + list(GITHUB_HOSTS) if github_route(allow) else hosts
+
+
 def config(creds: GatewayCredentials, allow: Allowlist, *, proxy_url: str,
            log_file: str | None) -> dict[str, object]:
     """The gateway's configuration (no secrets: those travel as secret variables)."""
@@ -155,6 +172,9 @@ def config(creds: GatewayCredentials, allow: Allowlist, *, proxy_url: str,
         "anthropic_mode": creds.anthropic_mode or "api_key",
         "vertex_upstream": VERTEX_UPSTREAM if "vertexai" in allow.routes else None,
         "vertex_project": creds.vertex_project or None,
+        # Always: whether the gateway may reach GitHub is the proxy's decision
+        # (gateway_hosts), so allowing GitHub changes the proxy alone, never the gateway.
+        "github_upstream": GITHUB_UPSTREAM, "github_api_upstream": GITHUB_API_UPSTREAM,
     }
 
 

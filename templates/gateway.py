@@ -28,6 +28,11 @@ from urllib.parse import urlencode
 
 from aiohttp import ClientSession, ClientTimeout, web
 
+try:
+    from . import gateway_github as github  # imported as paude.templates (tests)
+except ImportError:  # run as a script in the gateway container, beside it
+    import gateway_github as github  # type: ignore[no-redef]
+
 LOG = logging.getLogger("paude-gateway")
 ANTHROPIC_PATHS = ("/v1/messages", "/v1/messages/count_tokens")
 # Vertex AI's Anthropic endpoints (count-tokens is a model named count-tokens there). No
@@ -64,6 +69,10 @@ class Config:
     vertex_project: str | None = None
     token_uri: str | None = None  # overrides the credential file's (tests)
     log_file: str | None = None
+    # The GitHub route (gateway_github), present when the session allows GitHub.
+    github_upstream: str | None = None
+    github_api_upstream: str | None = None
+    github_token_file: str = github.TOKEN_FILE
 
     @classmethod
     def load(cls, text: str) -> Config:
@@ -200,6 +209,8 @@ class Gateway:
     async def route(self, request: web.Request) -> Route:
         """Decide where a request goes; Refused for anything that is not a model call."""
         path = request.rel_url.raw_path
+        if github.handles(path):
+            return self._github(request, path)
         if request.method != "POST":
             raise Refused(f"{request.method} {path} is not a model API call (only POST)")
         if path in ANTHROPIC_PATHS:
@@ -239,6 +250,20 @@ class Gateway:
         url = f"{self.config.anthropic_upstream}{path}" + (f"?{query}" if query else "")
         return Route(url, headers, [credential])
 
+    def _github(self, request: web.Request, path: str) -> Route:
+        decision = github.decide(request.method, path, request.rel_url.raw_query_string,
+                                 git_upstream=self.config.github_upstream,
+                                 api_upstream=self.config.github_api_upstream)
+        if not decision.url:
+            raise Refused(decision.reason)
+        token = github.read_token(self.config.github_token_file)
+        if not token:
+            raise Refused("no GitHub token: give one with `paude start --github-token`")
+        headers = {k: v for k in github.FORWARD_REQUEST
+                   if (v := request.headers.get(k)) is not None}
+        headers["authorization"] = github.authorization(token, api=decision.api)
+        return Route(decision.url, headers, [token])
+
     @staticmethod
     def _headers(request: web.Request) -> dict[str, str]:
         return {k: v for k in FORWARD_REQUEST if (v := request.headers.get(k)) is not None}
@@ -248,8 +273,11 @@ class Gateway:
         assert self.http is not None
         body = await request.read()
         try:
-            upstream = await self.http.post(route.url, data=body, headers=route.headers,
-                                            proxy=self.config.proxy)
+            # The agent's method (routes admit only the ones they allow); never a redirect
+            # followed on the agent's behalf with the credential attached.
+            upstream = await self.http.request(request.method, route.url, data=body,
+                                               headers=route.headers, proxy=self.config.proxy,
+                                               allow_redirects=False)
         except Exception as exc:  # any failure upstream is a 502 to the agent
             self.log(request, 502, "GATEWAY_UPSTREAM_ERROR", type(exc).__name__)
             return web.json_response({"type": "error", "error": {

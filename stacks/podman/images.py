@@ -185,6 +185,7 @@ def proxy_build(session: Session) -> BuildSpec:
         "Containerfile": containerfile,
         "proxy-entrypoint.sh": template_source("proxy-entrypoint.sh"),
         "gateway.py": template_source("gateway.py"),
+        "gateway_github.py": template_source("gateway_github.py"),
         "ERR_PAUDE_BLOCKED": template_source("ERR_PAUDE_BLOCKED"),
         **cas,
     }

@@ -43,7 +43,7 @@ def squid_conf(session: Session, *, gateway: bool = True, gateway_port: int | No
     a file by the entrypoint, so the configuration stays known at plan time), or on a
     cluster by a port of its own that NetworkPolicies open to it alone."""
     allow = domains.expand(session.allowed_domains, session.denied_requests)
-    hosts = [h for r in allow.routes for h in model_gateway.ROUTE_HOSTS[r]]
+    hosts = model_gateway.gateway_hosts(allow)
     patterns = [p for r in allow.routes for p in model_gateway.ROUTE_REGEXES.get(r, ())]
     return render("squid.conf.j2", session=session.name, unrestricted=allow.unrestricted,
                   domains=list(allow.domains), regexes=list(allow.regexes),

@@ -146,7 +146,7 @@ def test_proxy_containerfile(golden: Any) -> None:
     assert spec.repository == "paude-proxy"
     assert TAG_RE.match(spec.tag) and spec.tag.startswith("localhost/paude-proxy:")
     assert set(spec.files) == {"Containerfile", "proxy-entrypoint.sh", "ERR_PAUDE_BLOCKED",
-                               "gateway.py"}
+                               "gateway.py", "gateway_github.py"}
     assert spec.files["gateway.py"] == template_source("gateway.py")
     assert spec.files["proxy-entrypoint.sh"] == template_source("proxy-entrypoint.sh")
     assert spec.build_args == {}
