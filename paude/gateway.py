@@ -34,6 +34,9 @@ ROUTE_REGEXES = {"vertexai": (r"^[a-z0-9-]+-aiplatform\.googleapis\.com$",)}
 GITHUB_UPSTREAM = "https://github.com"
 GITHUB_API_UPSTREAM = "https://api.github.com"
 GITHUB_HOSTS = ("github.com", "api.github.com")
+# Where the gateway reads the token, and its git path (the template's own constants).
+GITHUB_TOKEN_FILE = "/tmp/paude-github-token"
+GITHUB_GIT_PATH = "/github/"
 _GOOGLE_FIELDS = {"authorized_user": ("client_id", "client_secret", "refresh_token"),
                   "service_account": ("client_email", "private_key")}
 _TRUE = ("1", "true", "yes", "on")

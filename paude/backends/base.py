@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from paude.errors import PaudeError
+
 # Where the agent's repository lives inside the sandbox, on every backend.
 WORKSPACE = "/workspace"
 
@@ -94,6 +96,12 @@ class Backend(ABC):
         """The repository recorded on the session's live objects, when they carry it (None:
         absent, or the backend's labels cannot hold a path)."""
         return None
+
+    def gateway_file(self, *, session: str, path: str, content: str | None) -> None:
+        """Write (None: remove) a file that only the session's gateway reads: a credential
+        given at start, which must not reach the agent or the stack."""
+        raise PaudeError(f"the {self.name} backend cannot hand a credential to the gateway yet",
+                         hint="use a podman session for --github-token")
 
     @abstractmethod
     def proxy_log(self, *, session: str) -> str:

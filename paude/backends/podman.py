@@ -62,6 +62,14 @@ class PodmanBackend(Backend):
         proc.run([PODMAN, "start", gateway(session)], check=False)
         proc.run([PODMAN, "start", agent(session)])
 
+    def gateway_file(self, *, session: str, path: str, content: str | None) -> None:
+        """Through stdin (never argv, which logs and `ps` show), replaced in one rename so
+        the gateway never reads half a file; owner-only."""
+        script = ('umask 077 && cat > "$1.new" && mv -f "$1.new" "$1"' if content is not None
+                  else 'rm -f "$1"')
+        proc.run([PODMAN, "exec", "--interactive", gateway(session), "sh", "-c", script, "sh",
+                  path], input=content or "", log_output=False)
+
     def stop(self, *, session: str) -> None:
         """Stop the agent first, then its gateway and proxy."""
         self._require(session)

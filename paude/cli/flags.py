@@ -4,6 +4,7 @@ together, and names, so a mistyped command fails at once and changes nothing."""
 from __future__ import annotations
 
 import os
+import re
 from itertools import combinations
 
 from paude.errors import UsageError
@@ -43,21 +44,18 @@ def name_or_all(name: str | None, all_sessions: bool) -> str | None:
 
 
 GITHUB_TOKEN_ENV = "PAUDE_GITHUB_TOKEN"
+# GitHub's tokens are printable ASCII without spaces; anything else is a paste accident.
+_TOKEN = re.compile(r"[\x21-\x7e]{1,1024}")
 
 
-def no_github_token(token: str | None) -> None:
-    """Refuse a GitHub token (--github-token or PAUDE_GITHUB_TOKEN): the credential gateway
-    has no GitHub route yet, and paude never hands a credential to the agent itself. The
-    message names where the token came from, never its value."""
-    if not token:
-        return
-    source = GITHUB_TOKEN_ENV if os.environ.get(GITHUB_TOKEN_ENV) == token else "--github-token"
-    raise UsageError(
-        f"{source}: paude does not pass a GitHub token into a session: the agent would hold "
-        "it raw, and the credential gateway has no GitHub route yet",
-        hint=f"leave out --github-token and unset {GITHUB_TOKEN_ENV}; `github` in "
-             "allowed_domains gives read-only access to public repositories, and you push the "
-             "agent's work yourself after `git pull paude-NAME`")
+def github_token(token: str | None) -> None:
+    """A GitHub token, when given, is one (the message never repeats it)."""
+    if token is not None and token and not _TOKEN.fullmatch(token):
+        source = GITHUB_TOKEN_ENV if os.environ.get(GITHUB_TOKEN_ENV) == token \
+            else "--github-token"
+        raise UsageError(f"{source} is not a GitHub token: it must be 1 to 1024 printable "
+                         "characters without spaces or line breaks",
+                         hint="give the token alone (`gh auth token` prints yours)")
 
 
 def name(value: str) -> str:

@@ -10,6 +10,7 @@ import typer
 
 from paude import lifecycle, naming, termguard
 from paude.cli import flags, output, planview
+from paude.errors import PaudeError
 
 if TYPE_CHECKING:
     from paude.gitseed import GitSeedResult
@@ -22,8 +23,14 @@ OptionalName = Annotated[str | None, typer.Argument(
     show_default=False)]
 GithubToken = Annotated[str | None, typer.Option(
     "--github-token", envvar=flags.GITHUB_TOKEN_ENV, show_envvar=True, show_default=False,
-    metavar="TOKEN", help="Refused for now, with a message: no credential enters a session "
-    "(see docs/cli.md).")]
+    metavar="TOKEN", help="Give the session's credential gateway a GitHub token: the agent's "
+    "git reads github.com through it, read-only, and never sees the token. The session "
+    "must allow github.")]
+# create takes the flag only: a PAUDE_GITHUB_TOKEN set for start must not make every
+# create of a session without github fail after it was made.
+CreateToken = Annotated[str | None, typer.Option(
+    "--github-token", show_default=False, metavar="TOKEN",
+    help="After the apply, as `paude start --github-token` (the session must allow github).")]
 
 
 def create(
@@ -48,7 +55,7 @@ def create(
     git: Annotated[bool, typer.Option(
         "--git", help="Then add the paude-NAME remote, push the current branch and tags, and "
         "set origin inside to this repository's origin URL (credentials left out).")] = False,
-    github_token: GithubToken = None,
+    github_token: CreateToken = None,
 ) -> int:
     """Define a session in paude.yaml from the flags, then apply it.
 
@@ -61,7 +68,8 @@ def create(
     """
     from paude.definition import CreateFlags
 
-    flags.no_github_token(github_token)
+    flags.github_token(github_token)
+    flags.alone("--github-token", bool(github_token), dry_run=dry_run)
     # --rebuild changes how images are built, which a dry run never does.
     flags.one_of(dry_run=dry_run, rebuild=rebuild)
     flags.one_of(dry_run=dry_run, git=git)  # a dry run pushes nothing
@@ -86,11 +94,31 @@ def create(
         output.text(planview.apply_text(result.applied).rstrip("\n"))
     if result.git is not None:
         _seeded(result.name, result.git)
+        if github_token:
+            _give_token(result.name, github_token, created=True)
         output.text(f"Next: `paude start {result.name}`.")
         return 0
+    if github_token:
+        _give_token(result.name, github_token, created=True)
     output.text(f"Next: `paude start {result.name}`, then in a second terminal "
                 f"`paude remote add --push {result.name}`.")
     return 0
+
+
+def _give_token(session: str, token: str, *, created: bool = False) -> None:
+    from paude import github_token
+
+    try:
+        if created:  # the definition the check reads exists only now
+            github_token.check(session, token)
+        given = github_token.give(session, token)
+    except PaudeError as exc:
+        if created:
+            exc.message = f"session {session} was created, but the GitHub token was not " \
+                          f"given: {exc.message}"
+        raise
+    output.info(f"GitHub: session {session}'s gateway holds your token; the agent's git "
+                f"reaches github.com through it ({given.url}), read-only")
 
 
 def _seeded(name: str, seeded: GitSeedResult) -> None:
@@ -119,11 +147,19 @@ def start(
       paude start my-project\n
       paude start --no-attach
     """
-    flags.no_github_token(github_token)
+    flags.github_token(github_token)
     session = lifecycle.resolve_name(name)
+    from paude import github_token as tokens
+
+    if github_token:
+        tokens.check(session, github_token)  # before anything starts
     if verbose:
         output.info(f"starting the proxy and the agent of session {session}...")
     argv = lifecycle.start(session)
+    if github_token:
+        _give_token(session, github_token)
+    elif tokens.take_back(session).removed:
+        output.info(f"GitHub: the token an earlier start gave session {session} was removed")
     if verbose:
         output.info(f"session {session} is running")
     if not attach or not sys.stdin.isatty():
@@ -150,8 +186,16 @@ def connect(name: OptionalName = None, github_token: GithubToken = None) -> int:
     Examples:\n
       paude connect my-project
     """
-    flags.no_github_token(github_token)
-    return _attach(lifecycle.attach_argv(lifecycle.resolve_name(name)))
+    flags.github_token(github_token)
+    session = lifecycle.resolve_name(name)
+    if github_token:
+        from paude import github_token as tokens
+
+        tokens.check(session, github_token)
+    argv = lifecycle.attach_argv(session)
+    if github_token:
+        _give_token(session, github_token)
+    return _attach(argv)
 
 
 def _attach(argv: list[str]) -> int:

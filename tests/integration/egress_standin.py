@@ -18,6 +18,7 @@ ALIASES = ("github.com", "api.github.com", "pypi.org", "files.pythonhosted.org",
            "api.paude-test.example", "plain.paude-test.example", "offlist.paude-test.example")
 LOG = "/tmp/egress-standin.log"
 REPO = "/srv/git/org/project.git"
+PRIVATE_REPO = "/srv/git/org/private.git"
 
 # Runs inside the stand-in as `python3 -c`: one JSON line per request in LOG.
 SCRIPT = r'''
@@ -25,6 +26,8 @@ import json, os, ssl, subprocess
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOG = "/tmp/egress-standin.log"
+# Served only to a request with credentials (which the stand-in does not check).
+PRIVATE = "/org/private.git/"
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -39,9 +42,16 @@ class Handler(BaseHTTPRequestHandler):
             body = self.read_chunked()
         with open(LOG, "a") as log:
             log.write(json.dumps({"method": self.command, "path": self.path,
-                                  "host": self.headers.get("host", "")}) + "\n")
+                                  "host": self.headers.get("host", ""),
+                                  "auth": self.headers.get("authorization", "")}) + "\n")
         path, _, query = self.path.partition("?")
-        if path.startswith("/org/project.git/"):
+        if path.startswith(PRIVATE) and not self.headers.get("authorization"):
+            self.send_response(401)
+            self.send_header("www-authenticate", 'Basic realm="standin"')
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
+        if path.startswith(("/org/project.git/", PRIVATE)):
             return self.git(path, query, body)
         if "/blob/" in path:
             size = int(path.rsplit("/", 1)[1])
@@ -117,6 +127,8 @@ echo upstream > "$work/README"
 git -C "$work" add README
 git -C "$work" -c user.name=U -c user.email=u@example.com commit -qm upstream
 git -C "$work" push -q {REPO} main
+git clone -q --bare {REPO} {PRIVATE_REPO}
+git -C {PRIVATE_REPO} config http.receivepack true
 """
 
 
@@ -130,8 +142,8 @@ class EgressStandIn:
         text = in_container(self.name, "cat", LOG).stdout
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
-    def refs(self) -> str:
-        return in_container(self.name, "git", "-C", REPO, "for-each-ref").stdout
+    def refs(self, repo: str = REPO) -> str:
+        return in_container(self.name, "git", "-C", repo, "for-each-ref").stdout
 
 
 def start(name: str, network: str, *, session: str, folder: Path) -> EgressStandIn:
