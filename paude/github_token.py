@@ -37,6 +37,10 @@ for form in "$@"; do git config --global --add "url.$url.insteadOf" "$form" || e
 """
 
 
+class NoGithubRouteError(PaudeError):
+    """The session has no GitHub route for a token (its backend, or its allowed_domains)."""
+
+
 @dataclass(frozen=True)
 class TokenResult:
     """What a start or connect did about the GitHub token."""
@@ -59,12 +63,12 @@ def check(session: str, token: str, *, cwd: Path | None = None) -> None:
     project = sessions.open_project(cwd)
     definition, _ = sessions.session_of(project, session)
     if definition.backend != "podman":
-        raise PaudeError(f"session {session} runs on {definition.backend}: --github-token "
+        raise NoGithubRouteError(f"session {session} runs on {definition.backend}: --github-token "
                          "works for podman sessions only",
                          hint="leave out --github-token and unset PAUDE_GITHUB_TOKEN")
     allow = domains.expand(definition.allowed_domains, definition.denied_requests)
     if not gateway.github_route(allow):
-        raise PaudeError(f"session {session} does not allow GitHub, so its gateway has no "
+        raise NoGithubRouteError(f"session {session} does not allow GitHub, so its gateway has no "
                          "GitHub route for the token",
                          hint=f"add github to allowed_domains of {session} in paude.yaml and "
                               f"run `paude apply {session}`, or leave out the token")

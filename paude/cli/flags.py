@@ -48,14 +48,16 @@ GITHUB_TOKEN_ENV = "PAUDE_GITHUB_TOKEN"
 _TOKEN = re.compile(r"[\x21-\x7e]{1,1024}")
 
 
-def github_token(token: str | None) -> None:
-    """A GitHub token, when given, is one (the message never repeats it)."""
-    if token is not None and token and not _TOKEN.fullmatch(token):
-        source = GITHUB_TOKEN_ENV if os.environ.get(GITHUB_TOKEN_ENV) == token \
-            else "--github-token"
+def github_token(flag: str | None) -> tuple[str | None, str]:
+    """The GitHub token (--github-token, else PAUDE_GITHUB_TOKEN; empty is none) and where
+    it came from; a malformed one is refused, and the message never repeats it."""
+    token, source = (flag, "--github-token") if flag is not None else (
+        os.environ.get(GITHUB_TOKEN_ENV), GITHUB_TOKEN_ENV)
+    if token and not _TOKEN.fullmatch(token):
         raise UsageError(f"{source} is not a GitHub token: it must be 1 to 1024 printable "
                          "characters without spaces or line breaks",
                          hint="give the token alone (`gh auth token` prints yours)")
+    return token or None, source
 
 
 def name(value: str) -> str:

@@ -22,10 +22,10 @@ OptionalName = Annotated[str | None, typer.Argument(
     help="Session name; defaults to the current repository's session, or the only one.",
     show_default=False)]
 GithubToken = Annotated[str | None, typer.Option(
-    "--github-token", envvar=flags.GITHUB_TOKEN_ENV, show_envvar=True, show_default=False,
-    metavar="TOKEN", help="Give the session's credential gateway a GitHub token: the agent's "
-    "git reads github.com through it, read-only, and never sees the token. The session "
-    "must allow github.")]
+    "--github-token", show_default=False, metavar="TOKEN",
+    help="Give the session's credential gateway a GitHub token (default: "
+    "$PAUDE_GITHUB_TOKEN): the agent's git reads github.com through it, read-only, and "
+    "never sees the token. The session must allow github.")]
 # create takes the flag only: a PAUDE_GITHUB_TOKEN set for start must not make every
 # create of a session without github fail after it was made.
 CreateToken = Annotated[str | None, typer.Option(
@@ -68,7 +68,8 @@ def create(
     """
     from paude.definition import CreateFlags
 
-    flags.github_token(github_token)
+    if github_token is not None:
+        flags.github_token(github_token)
     flags.alone("--github-token", bool(github_token), dry_run=dry_run)
     # --rebuild changes how images are built, which a dry run never does.
     flags.one_of(dry_run=dry_run, rebuild=rebuild)
@@ -147,17 +148,16 @@ def start(
       paude start my-project\n
       paude start --no-attach
     """
-    flags.github_token(github_token)
+    wanted = flags.github_token(github_token)
     session = lifecycle.resolve_name(name)
     from paude import github_token as tokens
 
-    if github_token:
-        tokens.check(session, github_token)  # before anything starts
+    token = _usable_token(session, *wanted)  # before anything starts
     if verbose:
         output.info(f"starting the proxy and the agent of session {session}...")
     argv = lifecycle.start(session)
-    if github_token:
-        _give_token(session, github_token)
+    if token:
+        _give_token(session, token)
     elif tokens.take_back(session).removed:
         output.info(f"GitHub: the token an earlier start gave session {session} was removed")
     if verbose:
@@ -186,16 +186,30 @@ def connect(name: OptionalName = None, github_token: GithubToken = None) -> int:
     Examples:\n
       paude connect my-project
     """
-    flags.github_token(github_token)
+    wanted = flags.github_token(github_token)
     session = lifecycle.resolve_name(name)
-    if github_token:
-        from paude import github_token as tokens
-
-        tokens.check(session, github_token)
+    token = _usable_token(session, *wanted)
     argv = lifecycle.attach_argv(session)
-    if github_token:
-        _give_token(session, github_token)
+    if token:
+        _give_token(session, token)
     return _attach(argv)
+
+
+def _usable_token(session: str, token: str | None, source: str) -> str | None:
+    """The token to give the session: one given on the command line must be usable; one
+    only in the environment is left out, with a warning, where the session cannot use it."""
+    if not token:
+        return None
+    from paude import github_token as tokens
+
+    try:
+        tokens.check(session, token)
+    except tokens.NoGithubRouteError as exc:
+        if source == "--github-token":
+            raise
+        output.warn(f"{source} is not used for session {session}: {exc.message}")
+        return None
+    return token
 
 
 def _attach(argv: list[str]) -> int:

@@ -152,13 +152,22 @@ def test_a_malformed_github_token_is_refused_before_anything(
 
 @pytest.mark.parametrize("argv", TOKEN_COMMANDS, ids=[" ".join(a) for a in TOKEN_COMMANDS])
 def test_a_github_token_for_a_session_without_github_is_refused_before_anything(
-        argv: list[str], repo: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("PAUDE_GITHUB_TOKEN", TOKEN)
-    err = run(argv, repo, capsys)
+        argv: list[str], repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    err = run([*argv, "--github-token", TOKEN], repo, capsys)
     assert err.startswith("error: session demo does not allow GitHub, so its gateway has no "
                           "GitHub route for the token"), err
     assert "fix: add github to allowed_domains of demo in paude.yaml" in err
+    assert TOKEN not in err
+
+
+def test_a_token_only_in_the_environment_is_left_out_where_it_cannot_be_used(
+        repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PAUDE_GITHUB_TOKEN", TOKEN)
+    main(["start", "demo"])  # goes on, without the token: to the next step's own error
+    err = capsys.readouterr().err
+    assert "error: session demo is not applied on this machine" in err
+    assert "warning: PAUDE_GITHUB_TOKEN is not used for session demo: session demo does not " \
+           "allow GitHub" in err
     assert TOKEN not in err
 
 
