@@ -89,6 +89,8 @@ def test_token_reaches_github_only_through_the_gateway(paude: Paude, tmp_path: P
     # state included); the controls: the session's name is in the state, the token in the
     # gateway's file.
     assert token not in (paude.repo / "paude.yaml").read_text(encoding="utf-8")
+    planned = paude.run("plan", name, "--json")  # the variable is still set
+    assert planned.returncode == 0 and token not in planned.stdout + planned.stderr
     assert token not in podman("inspect", f"paude-{name}-gateway").stdout
     kept = subprocess.run(["grep", "-rlF", token, str(paude.home)], capture_output=True,
                           text=True, check=False)
