@@ -244,10 +244,11 @@ def attach_argv(name: str, *, cwd: Path | None = None) -> list[str]:
 _LISTED = {"absent": "missing", "partial": "degraded"}
 
 
-def list_sessions() -> list[SessionRow]:
-    """Every applied session with its status, read where it runs: one podman call, one
-    cluster read per namespace, no engine run. `unknown`: the backend could not be read."""
-    entries = index.read_all()
+def list_sessions(backend: str | None = None) -> list[SessionRow]:
+    """Every applied session (on one backend, when given) with its status, read where it
+    runs: one podman call, one cluster read per namespace, no engine run. `unknown`: the
+    backend could not be read."""
+    entries = [e for e in index.read_all() if backend is None or e.backend == backend]
     places: dict[tuple[str, str | None, str | None], list[str]] = {}
     for entry in entries:
         where = (entry.context, entry.namespace) if entry.backend == "openshift" else (None, None)

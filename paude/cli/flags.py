@@ -49,5 +49,16 @@ def name(value: str) -> str:
     return check_name(value)
 
 
+BACKENDS = ("podman", "openshift")
+
+
+def backend(value: str | None) -> str | None:
+    """A --backend value: podman or openshift (None: not given)."""
+    if value is not None and value not in BACKENDS:
+        raise UsageError(f"--backend {value!r} is not a backend",
+                         hint=f"give --backend {' or --backend '.join(BACKENDS)}")
+    return value
+
+
 def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")

@@ -128,20 +128,24 @@ def _attach(argv: list[str]) -> int:
     return attached.exit_code
 
 
-def list_(as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False
-          ) -> int:
+def list_(as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
+          backend: Annotated[str | None, typer.Option(
+              "--backend", help="Only the sessions on this backend: podman or openshift.",
+              show_default=False)] = None) -> int:
     """List sessions: NAME, BACKEND, STATUS, WORKSPACE (no engine run: fast).
 
     Examples:\n
       paude list\n
+      paude list --backend=podman\n
       paude list --json | jq -r '.[] | select(.status == "running") | .name'
     """
-    rows = lifecycle.list_sessions()
+    rows = lifecycle.list_sessions(flags.backend(backend))
     if as_json:
         output.text(json.dumps([r.to_json() for r in rows], indent=2))
         return 0
     if not rows:
-        output.text("No sessions. Create one with `paude create NAME`.")
+        output.text(f"No sessions{f' on {backend}' if backend else ''}. Create one with "
+                    "`paude create NAME`.")
         return 0
     width = max(4, *(len(r.name) for r in rows))
     output.text(f"{'NAME':<{width}}  {'BACKEND':<9}  {'STATUS':<8}  WORKSPACE")

@@ -34,6 +34,10 @@ CONFLICTS = [
      "--json and --markdown do not go together"),
     (["destroy", "demo", "--force"], "--force only goes with --delete-data"),
     (["create", "demo", "--dry-run", "--rebuild"], "--dry-run and --rebuild do not go together"),
+    (["cp", "demo:a", ":b"], "both demo:a and :b are in sessions"),
+    (["cp", "a", "./b:c"], "neither a nor ./b:c names a session"),
+    (["cp", "demo:", "out"], "'demo:' names no path in the session"),
+    (["list", "--backend", "docker"], "--backend 'docker' is not a backend"),
 ]
 
 # Every command that takes a session NAME, with the flags that would otherwise lead to a
@@ -45,7 +49,7 @@ NAMED = [
     ["plan", BAD, "--json"], ["plan", BAD, "--render", "out"], ["plan", BAD, "--base", "main"],
     ["apply", BAD], ["apply", BAD, "--yes"], ["destroy", BAD], ["destroy", BAD, "--yes"],
     ["blocked", BAD], ["log", BAD], ["remote", "add", BAD], ["remote", "add", "--push", BAD],
-    ["remote", "remove", BAD],
+    ["remote", "remove", BAD], ["cp", f"{BAD}:x", "out"], ["cp", "x", f"{BAD}:y"],
 ]
 
 PARSER = [
