@@ -132,6 +132,28 @@ def restore(definition: Definition, name: str) -> None:
             _write(definition.path, dump_paude_file(file.model_copy(update={"sessions": kept})))
 
 
+def replace_text(path: Path, previous: str, text: str) -> None:
+    """Write paude.yaml's new text, alone among paude processes, refusing when the file
+    changed since it was read (another edit would otherwise be lost)."""
+    with locks.serialized(paude_home(), _lock_key(path.parent)):
+        if path.read_text(encoding="utf-8") != previous:
+            raise ConfigError(str(path), [ConfigProblem(
+                "(whole file)", "changed while paude was editing it")],
+                hint="run the command again")
+        _write(path, text)
+
+
+def restore_text(path: Path, written: str, previous: str) -> None:
+    """Take back replace_text (a failed or refused apply), unless the file was changed
+    again since."""
+    with locks.serialized(paude_home(), _lock_key(path.parent)):
+        try:
+            if path.read_text(encoding="utf-8") == written:
+                _write(path, previous)
+        except FileNotFoundError:
+            return
+
+
 def _lock_key(root: Path) -> str:
     return f"paude.yaml:{root.resolve()}"
 
