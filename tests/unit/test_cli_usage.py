@@ -38,6 +38,13 @@ CONFLICTS = [
     (["cp", "a", "./b:c"], "neither a nor ./b:c names a session"),
     (["cp", "demo:", "out"], "'demo:' names no path in the session"),
     (["list", "--backend", "docker"], "--backend 'docker' is not a backend"),
+    (["allowed-domains", "demo", "--replace", "a.example", "--add", "b.example"],
+     "--replace and --add do not go together"),
+    (["allowed-domains", "demo", "--yes"], "--yes only goes with --add, --remove or --replace"),
+    (["allowed-domains", "demo", "--dry-run"],
+     "--dry-run only goes with --add, --remove or --replace"),
+    (["allowed-domains", "demo", "--add", "a.example", "--dry-run", "--yes"],
+     "--dry-run and --yes do not go together"),
 ]
 
 # Every command that takes a session NAME, with the flags that would otherwise lead to a
@@ -50,6 +57,7 @@ NAMED = [
     ["apply", BAD], ["apply", BAD, "--yes"], ["destroy", BAD], ["destroy", BAD, "--yes"],
     ["blocked", BAD], ["log", BAD], ["remote", "add", BAD], ["remote", "add", "--push", BAD],
     ["remote", "remove", BAD], ["cp", f"{BAD}:x", "out"], ["cp", "x", f"{BAD}:y"],
+    ["allowed-domains", BAD], ["allowed-domains", BAD, "--add", "a.example", "--yes"],
 ]
 
 PARSER = [
