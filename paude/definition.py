@@ -29,6 +29,9 @@ class CreateFlags:
     args: str | None = None
     pvc_size: str | None = None
     storage_class: str | None = None
+    openshift_context: str | None = None
+    openshift_namespace: str | None = None
+    platform: str | None = None
 
     def spec_data(self) -> dict[str, Any]:
         """The session fields these flags set, in paude.yaml's shape."""
@@ -42,14 +45,18 @@ class CreateFlags:
         if self.args is not None:
             data["agent"] = {"args": self.args}
         openshift = {k: v for k, v in (("pvc_size", self.pvc_size),
-                                       ("storage_class", self.storage_class)) if v is not None}
+                                       ("storage_class", self.storage_class),
+                                       ("context", self.openshift_context),
+                                       ("namespace", self.openshift_namespace))
+                     if v is not None}
         if openshift:
             data["openshift"] = openshift
         return data
 
 
 _FLAG_OF = {"yolo": "--yolo", "backend": "--backend", "allowed_domains": "--allowed-domains",
-            "agent": "--args", "openshift": "--pvc-size/--storage-class"}
+            "agent": "--args", "openshift": "--pvc-size/--storage-class/--openshift-context/"
+            "--openshift-namespace", "image": "--platform"}
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,21 @@ together, and names, so a mistyped command fails at once and changes nothing."""
 from __future__ import annotations
 
 from itertools import combinations
+from typing import Annotated
+
+import typer
 
 from paude.errors import UsageError
 from paude.naming import check_session_name as check_name
+
+OpenShiftContext = Annotated[str | None, typer.Option(
+    "--openshift-context", help="OpenShift: the kubeconfig context the session is in (on "
+    "create: written into paude.yaml; elsewhere: refused if the session is not there).",
+    show_default=False)]
+OpenShiftNamespace = Annotated[str | None, typer.Option(
+    "--openshift-namespace", help="OpenShift: the namespace the session is in (on create: "
+    "written into paude.yaml; elsewhere: refused if the session is not there).",
+    show_default=False)]
 
 
 def one_of(**given: bool) -> None:

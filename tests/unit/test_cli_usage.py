@@ -45,6 +45,26 @@ CONFLICTS = [
      "--dry-run only goes with --add, --remove or --replace"),
     (["allowed-domains", "demo", "--add", "a.example", "--dry-run", "--yes"],
      "--dry-run and --yes do not go together"),
+    (["create", "demo", "--backend", "podman", "--openshift-namespace", "team"],
+     "--backend podman and --openshift-namespace team do not go together"),
+    (["list", "--backend", "podman", "--openshift-context", "prod"],
+     "--backend podman and --openshift-context prod do not go together"),
+    (["plan", "--all", "--openshift-namespace", "team"],
+     "--openshift-namespace team goes with a session NAME"),
+]
+
+# Flag values refused like the same field in paude.yaml (flag, value).
+BAD_VALUES = [
+    (["create", "demo", "--openshift-namespace", "Team_A"], "--openshift-namespace"),
+    (["start", "demo", "--openshift-namespace", "-x"], "--openshift-namespace"),
+    (["status", "demo", "--openshift-context", "-bad"], "--openshift-context"),
+    (["plan", "demo", "--openshift-context", "a\nb"], "--openshift-context"),
+    (["apply", "demo", "--openshift-namespace", "x" * 64], "--openshift-namespace"),
+    (["destroy", "demo", "--openshift-namespace", "a.b"], "--openshift-namespace"),
+    (["delete", "demo", "--openshift-namespace", "UP"], "--openshift-namespace"),
+    (["stop", "demo", "--openshift-namespace", "UP"], "--openshift-namespace"),
+    (["connect", "demo", "--openshift-namespace", "UP"], "--openshift-namespace"),
+    (["list", "--openshift-namespace", "UP"], "--openshift-namespace"),
 ]
 
 # Every command that takes a session NAME, with the flags that would otherwise lead to a
@@ -120,6 +140,15 @@ def test_invalid_names(argv: list[str], repo: Path, capsys: pytest.CaptureFixtur
 def test_values_the_parser_refuses(argv: list[str], message: str, repo: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     assert message in run(argv, repo, capsys)
+
+
+@pytest.mark.parametrize("argv, flag", BAD_VALUES, ids=[" ".join(a) for a, _ in BAD_VALUES])
+def test_bad_flag_values(argv: list[str], flag: str, repo: Path,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [a.replace("\\n", "\n") for a in argv]
+    err = run(argv, repo, capsys)
+    assert err.startswith("error: command line: invalid session definition\n"), err
+    assert f"command line: {flag}: " in err
 
 
 def test_the_seams_are_live(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
