@@ -51,6 +51,8 @@ class CreateFlags:
                      if v is not None}
         if openshift:
             data["openshift"] = openshift
+        if self.platform is not None:
+            data["image"] = {"platform": self.platform}
         return data
 
 

@@ -72,5 +72,21 @@ def backend(value: str | None) -> str | None:
     return value
 
 
+def platform(value: str | None, *, dry_run: bool) -> None:
+    """A --platform value: one paude builds for, and (unless only planned) one this machine
+    can build and run."""
+    if value is None:
+        return
+    from paude import arch
+
+    if value not in arch.PLATFORMS:
+        raise UsageError(f"--platform {value!r} is not a platform paude builds for",
+                         hint=f"give --platform {' or --platform '.join(arch.PLATFORMS)}")
+    why = arch.unavailable(value)
+    if why is not None and not dry_run:
+        raise UsageError(f"--platform {value}: {why}",
+                         hint="add --dry-run to see the definition and plan without building")
+
+
 def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")

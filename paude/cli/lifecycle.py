@@ -40,6 +40,10 @@ def create(
         "--dry-run", help="Print the definition and the plan; change nothing.")] = False,
     openshift_context: flags.OpenShiftContext = None,
     openshift_namespace: flags.OpenShiftNamespace = None,
+    platform: Annotated[str | None, typer.Option(
+        "--platform", help="Build the agent's image for linux/amd64 or linux/arm64 (written "
+        "into paude.yaml); another platform than the host's needs qemu-user-static.",
+        show_default=False)] = None,
 ) -> int:
     """Define a session in paude.yaml from the flags, then apply it.
 
@@ -55,10 +59,12 @@ def create(
     flags.one_of(dry_run=dry_run, rebuild=rebuild)
     where = placement.parse(openshift_context, openshift_namespace)
     placement.not_podman(where, flags.backend(backend))
+    flags.platform(platform, dry_run=dry_run)
     wanted = CreateFlags(yolo=yolo or None, backend=backend,
                         allowed_domains=tuple(allowed_domains) if allowed_domains else None,
                         args=args, pvc_size=pvc_size, storage_class=storage_class,
-                        openshift_context=where.context, openshift_namespace=where.namespace)
+                        openshift_context=where.context, openshift_namespace=where.namespace,
+                        platform=platform)
     result = lifecycle.create(name, wanted, dry_run=dry_run, rebuild=rebuild,
                               on_progress=output.progress, on_warning=output.warn,
                               on_notice=output.warn)

@@ -51,6 +51,8 @@ CONFLICTS = [
      "--backend podman and --openshift-context prod do not go together"),
     (["plan", "--all", "--openshift-namespace", "team"],
      "--openshift-namespace team goes with a session NAME"),
+    (["create", "demo", "--platform", "linux/s390x"],
+     "--platform 'linux/s390x' is not a platform paude builds for"),
 ]
 
 # Flag values refused like the same field in paude.yaml (flag, value).
