@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pulumi
 
-from paude import domains, egress, naming, sizing
+from paude import arch, domains, egress, naming, sizing
 from paude import gateway as model_gateway
 from paude.credentials import AgentIdentity, stage
 from paude.fields import YOLO_FLAG
@@ -128,6 +128,11 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
     base_spec = dockerfile_build(session, Path(owner), files=files)
 
     def program() -> None:
+        unbuildable = arch.unavailable(session.image.platform)
+        if unbuildable is not None and not pulumi.runtime.is_dry_run():
+            # Before any resource: an image replaced first would take the agent's container
+            # down with it (deleted before replaced), and its build would then fail.
+            raise RuntimeError(f"session {session.name}: {unbuildable}; nothing was changed")
         names = naming.PodmanNames(session.name)
         keep = pulumi.ResourceOptions(retain_on_delete=True)
         proxy_spec = proxy_build(session)
