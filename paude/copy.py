@@ -260,6 +260,7 @@ def _unpack(stream: bytes, parent: Path, name: str, target: Path,
         except tarfile.TarError as exc:
             raise PaudeError(f"the session's archive is unreadable ({exc}): nothing was "
                              "copied") from None
+        _links_inside(staging / name, session)
         try:
             os.replace(staging / name, target)
         except OSError as exc:
@@ -268,6 +269,26 @@ def _unpack(stream: bytes, parent: Path, name: str, target: Path,
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return files, size
+
+
+def _links_inside(top: Path, session: str) -> None:
+    """Every link in the copy leads into the copy. The data filter only keeps links inside
+    the private folder, whose parent becomes DEST's: `report.txt -> .bashrc` at the top, or
+    `a -> .` with `b -> a/..`, would point at the user's files once moved into place."""
+    root = os.path.realpath(top)
+    escaping = [top] if top.is_symlink() else []
+    for folder, dirs, files in os.walk(top):
+        for entry in (*dirs, *files):
+            path = Path(folder) / entry
+            real = os.path.realpath(path)
+            if path.is_symlink() and real != root and not real.startswith(root + os.sep):
+                escaping.append(path)
+    if escaping:
+        shown = ", ".join(f"{p.relative_to(top.parent)} -> {os.readlink(p)}"
+                          for p in escaping[:3])
+        raise PaudeError(f"refused to copy from session {session}: {shown} leads outside "
+                         "what was copied; nothing was copied",
+                         hint="copy the file the link points to instead")
 
 
 def _refuse_links(dest: Path, cwd: Path | None) -> None:

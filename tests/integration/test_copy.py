@@ -115,6 +115,15 @@ def test_copy_in_and_out_and_what_a_hostile_agent_cannot_make_it_write(
     for source in (":etc-link", ":host-link", ":bad"):
         refused(paude, source, str(out), says="link to an absolute path")
         assert sorted(out.iterdir()) == [] and target.read_text() == "untouched\n"
+    # Relative links that stay inside the unpacking folder but not inside the copy: once in
+    # place they would point at the user's files beside DEST.
+    in_agent(paude, "ln -s .bashrc /workspace/sibling-link; mkdir -p /workspace/loop; "
+                    "ln -s . /workspace/loop/q; ln -s q/.. /workspace/loop/p")
+    (out / ".bashrc").write_text("the user's\n")
+    for source in (":sibling-link", ":loop"):
+        refused(paude, source, str(out), says="leads outside what was copied")
+        assert sorted(p.name for p in out.iterdir()) == [".bashrc"]
+    (out / ".bashrc").unlink()
     paude.ok("cp", ":out.txt", str(out))  # control: the same DEST takes a plain file
     assert (out / "out.txt").read_text() == "agent work\n"
 

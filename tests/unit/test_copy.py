@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from paude import copy
+from paude import copy, proc
+from paude.backends.base import Backend
+from paude.backends.kubernetes import KubernetesBackend
+from paude.backends.podman import PodmanBackend
 from paude.errors import ConfigError, PaudeError, UsageError
 
 
@@ -75,6 +78,10 @@ def test_a_plain_folder_lands_in_place(tmp_path: Path) -> None:
      "outside the destination"),
     ([("out/", None, b""), ("elsewhere", None, b"x")], "outside out"),
     ([("/abs", None, b"x")], "outside out"),
+    # Inside the private folder, but not inside the copy once moved beside the user's files.
+    ([("out", ".bashrc", b"")], "out -> .bashrc leads outside what was copied"),
+    ([("out/", None, b""), ("out/q", ".", b""), ("out/p", "q/..", b"")],
+     "out/p -> q/.. leads outside what was copied"),
 ])
 def test_crafted_streams_are_refused_whole(tmp_path: Path, members: list[tuple[str, str | None,
                                                                                 bytes]],
@@ -97,3 +104,43 @@ def test_dest_through_a_link_in_the_repository_is_refused(tmp_path: Path) -> Non
     for dest in ("docs", "docs/x.txt", str(repo / "docs" / "deeper" / "x")):
         with pytest.raises(PaudeError, match="is a symbolic link"):
             copy._refuse_links(Path(dest), repo)
+
+
+@pytest.mark.parametrize("backend, prefix", [
+    (PodmanBackend(), ["podman", "exec", "--interactive", "paude-demo-agent"]),
+    (KubernetesBackend(context="prod", namespace="team", tool="kubectl"),
+     ["kubectl", "--context", "prod", "--namespace", "team", "exec", "--stdin",
+      "paude-demo-agent-0", "-c", "agent", "--"]),
+])
+def test_both_directions_are_tar_through_the_backends_exec(
+        backend: Backend, prefix: list[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[tuple[tuple[str, ...], bytes]] = []
+
+    def run_bytes(argv: list[str], *, input: bytes = b"", **_: object) -> bytes:
+        sent.append((tuple(argv), input))
+        if argv[-2:] == ["--", "out.txt"]:
+            return archive(("out.txt", None, b"from the agent\n"))
+        return b""
+
+    monkeypatch.setattr(proc, "run_bytes", run_bytes)
+    monkeypatch.setattr(proc, "run", lambda argv, **_: proc.CommandResult(
+        tuple(argv), 0, "new\n", ""))
+    (tmp_path / "in.txt").write_text("from the host\n")
+    copied = copy._copy_in(backend, "demo", tmp_path / "in.txt", "/workspace/docs/in.txt",
+                           force=False)
+    assert copied.target == "/workspace/docs/in.txt"
+    argv, stream = sent[-1]
+    assert list(argv) == [*prefix, "tar", "-x", "--no-same-owner", "-f", "-", "-C",
+                          "/workspace/docs"]
+    with tarfile.open(fileobj=io.BytesIO(stream)) as tar:
+        assert tar.getnames() == ["in.txt"]
+        member = tar.extractfile("in.txt")
+        assert member is not None and member.read() == b"from the host\n"
+
+    out = copy._copy_out(backend, "demo", "/workspace/out.txt", str(tmp_path), force=False,
+                         cwd=tmp_path)
+    out_prefix = [a for a in prefix if a not in ("--interactive", "--stdin")]
+    assert list(sent[-1][0]) == [*out_prefix, "tar", "-c", "-f", "-", "-C", "/workspace",
+                                 "--", "out.txt"]
+    assert Path(out.target).read_text() == "from the agent\n"
