@@ -152,17 +152,23 @@ def _copy_in(backend: Backend, session: str, source: Path, dest: str, *,
     # sandbox.
     buffer = io.BytesIO()
     files = size = 0
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for path, arcname in _walk(source, target_name):
-            info = archive.gettarinfo(str(path), arcname)
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            if info.isreg():
-                files, size = files + 1, size + info.size
-                with path.open("rb") as handle:
-                    archive.addfile(info, handle)
-            elif info.isdir() or info.issym():
-                archive.addfile(info)
+    try:
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            for path, arcname in _walk(source, target_name):
+                info = archive.gettarinfo(str(path), arcname)
+                if info is None:  # a socket: nothing to copy
+                    continue
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                if info.isreg():
+                    files, size = files + 1, size + info.size
+                    with path.open("rb") as handle:
+                        archive.addfile(info, handle)
+                elif info.isdir() or info.issym():
+                    archive.addfile(info)
+    except OSError as exc:
+        raise PaudeError(f"cannot read {exc.filename or source}: {exc.strerror}; nothing was "
+                         "copied") from None
     argv = backend.exec_argv(session=session, argv=[
         "tar", "-x", "--no-same-owner", "-f", "-", "-C", folder],
         stdin=True)
