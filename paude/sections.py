@@ -99,6 +99,11 @@ class ImageConfig(_Model):
         default_factory=dict,
         description="Devcontainer features; recorded for review but not installed.",
     )
+    platform: Literal["linux/amd64", "linux/arm64"] | None = Field(
+        None, description=(
+            "The platform the agent's image is built for (podman build --platform); the "
+            "host's if unset. Another platform needs user-mode emulation (qemu-user-static) "
+            "on the machine that builds and runs it."))
     ca_certificates: list[CaFile] = Field(
         default_factory=list,
         description=(

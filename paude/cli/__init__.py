@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from paude import __version__
-from paude.cli import doctor, lifecycle, output, proxy, remote, rescue, stack
+from paude.cli import allowlist, doctor, files, lifecycle, output, proxy, remote, rescue, stack
 from paude.errors import PaudeError
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -33,6 +33,8 @@ rescue.register(app)
 stack.register(app)
 proxy.register(app)
 doctor.register(app)
+files.register(app)
+allowlist.register(app)
 
 
 def _show_version(value: bool) -> None:

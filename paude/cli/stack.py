@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from paude import naming
+from paude import naming, placement
 from paude.cli import flags, output, planview
 from paude.errors import AbortedError, UsageError
 
@@ -39,6 +39,8 @@ def plan(
         "commit instead of the live session (a pull request's plan: no engine, containers "
         "or secrets). `auto` takes the base from the CI's variables.",
         show_default=False)] = None,
+    openshift_context: flags.OpenShiftContext = None,
+    openshift_namespace: flags.OpenShiftNamespace = None,
 ) -> int:
     """Show what `paude apply NAME` would change, against the live objects.
 
@@ -59,6 +61,10 @@ def plan(
     flags.alone("--render", render is not None, base=base is not None, all=all_sessions,
                 json=as_json, markdown=markdown, detailed_exitcode=detailed_exitcode)
     name = flags.name_or_all(name, all_sessions)
+    where = placement.parse(openshift_context, openshift_namespace)
+    placement.needs_name(where, name)
+    if name is not None:
+        placement.require_defined(name, where)
     if base is not None:
         from paude import baseplan
 
@@ -131,6 +137,8 @@ def apply(
     name: OptionalName = None,
     all_sessions: AllFlag = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")] = False,
+    openshift_context: flags.OpenShiftContext = None,
+    openshift_namespace: flags.OpenShiftNamespace = None,
 ) -> int:
     """Create or update the session's images, networks, volume and containers.
 
@@ -142,13 +150,17 @@ def apply(
       paude apply demo --yes\n
       paude apply          # every session of paude.yaml
     """
+    where = placement.parse(openshift_context, openshift_namespace)
     name = flags.name_or_all(name, all_sessions)
+    placement.needs_name(where, name)
     if name is None:
         from paude import stackset
 
         name = None if all_sessions else stackset.plan_targets().single
         if name is None:
             return _apply_all(yes)
+    else:
+        placement.require_defined(name, where)
     from paude import sessions
 
     def ask(planned: PlanResult) -> bool:
@@ -206,6 +218,8 @@ def destroy(
     )] = False,
     force: Annotated[bool, typer.Option(
         "--force", help="With --delete-data: even if the agent has unfetched commits.")] = False,
+    openshift_context: flags.OpenShiftContext = None,
+    openshift_namespace: flags.OpenShiftNamespace = None,
 ) -> int:
     """Remove the session's containers and networks; keep its workspace unless --delete-data.
 
@@ -219,6 +233,8 @@ def destroy(
     """
     name = flags.name_or_all(name, all_sessions)
     flags.needs("--force", force, "--delete-data", delete_data)
+    where = placement.parse(openshift_context, openshift_namespace)
+    placement.needs_name(where, name)
     if name is None:
         from paude import stackset
 
@@ -233,6 +249,8 @@ def destroy(
                                  on_progress=output.progress, on_install=output.download,
                                  on_notice=output.warn, on_destroyed=_destroyed)
             return 0
+    else:
+        placement.require_recorded(name, where)
     from paude import sessions
 
     result = sessions.destroy(name, delete_data=delete_data, force=force,

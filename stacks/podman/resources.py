@@ -20,7 +20,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from paude import proc, sizing
+from paude import arch, proc, sizing
 
 from . import buildbox, observe, podman
 
@@ -53,6 +53,9 @@ class ImageProvider(_Provider):
         # A rebuild ignores the existing image and podman's layer cache.
         found = None if props.get("rebuild") else podman.inspect("image", tag)
         if found is None:
+            why = arch.unavailable(props.get("platform"))
+            if why is not None:
+                raise RuntimeError(f"cannot build {tag}: {why}")
             with tempfile.TemporaryDirectory(prefix="paude-build-") as ctx:
                 if not props.get("context_dir"):
                     for name, content in props["files"].items():
@@ -64,7 +67,8 @@ class ImageProvider(_Provider):
                                          build_args=props.get("build_args", {}),
                                          labels=props.get("labels", {}),
                                          file=props.get("dockerfile"),
-                                         no_cache=bool(props.get("rebuild")))
+                                         no_cache=bool(props.get("rebuild")),
+                                         platform=props.get("platform"))
                 _build(argv, props)
             found = podman.inspect("image", tag)
             if found is None:
