@@ -23,6 +23,8 @@ from . import buildcheck
 # Bump when the meaning of a build input changes without its text changing.
 IMAGE_FORMAT = 1
 __all__ = ["CLAUDE_CODE_VERSION", "BuildSpec", "agent_build", "image_props", "proxy_build"]
+# What `venv` needs to create the container's own virtual environment.
+VENV_PACKAGES = ("python3", "python3-venv")
 # What every agent image needs whatever the user's configuration says.
 AGENT_BASE_PACKAGES = ("bash", "ca-certificates", "coreutils", "git", "tmux", "procps")
 
@@ -147,7 +149,8 @@ def agent_build(session: Session, base: str | None = None) -> BuildSpec:
         "Containerfile.agent.j2",
         base=base or image.base,
         base_packages=list(AGENT_BASE_PACKAGES) + extra,
-        packages=list(image.packages),
+        packages=list(image.packages) + [p for p in VENV_PACKAGES if p not in image.packages
+                                         and session.venv != "none"],
         setup=image.setup,
         env=dict(image.env),
         install=install,
@@ -157,6 +160,7 @@ def agent_build(session: Session, base: str | None = None) -> BuildSpec:
     files = {
         "Containerfile": containerfile,
         "agent-entrypoint.sh": template_source("agent-entrypoint.sh"),
+        "agent-setup.sh": template_source("agent-setup.sh"),
         **cas,
     }
     if image.setup:

@@ -94,10 +94,21 @@ def agent_commands(session: Session) -> dict[str, str]:
     first start; later starts run the agent interactively without the prompt."""
     flags = [YOLO_FLAG] if session.yolo else []
     full = shlex.join([*session.agent.command, *flags, *session.agent.args])
+    prepare = setup_env(session)
     if any(a in PRINT_FLAGS or a.startswith("--print=") for a in session.agent.args):
         return {"PAUDE_AGENT_ONCE_CMD": full,
-                "PAUDE_AGENT_CMD": shlex.join([*session.agent.command, *flags])}
-    return {"PAUDE_AGENT_CMD": full}
+                "PAUDE_AGENT_CMD": shlex.join([*session.agent.command, *flags]), **prepare}
+    return {"PAUDE_AGENT_CMD": full, **prepare}
+
+
+def setup_env(session: Session) -> dict[str, str]:
+    """What the agent's paude-setup reads: the setup command and the venv folders. Only
+    text: the container runs them after the first push, the host never does."""
+    env = {"PAUDE_SETUP": session.setup} if session.setup else {}
+    if session.venv != "none":
+        env["PAUDE_VENV"] = session.venv if isinstance(session.venv, str) else ":".join(
+            session.venv)
+    return env
 
 
 def make_program(session: Session, owner: str, identity: AgentIdentity | None = None, *,
