@@ -157,6 +157,11 @@ class _JsonImage:
                 self.take_setup("setup", key, command)
         elif key == "venv":
             self.take_setup("venv", key, value)
+        elif key == "features" and isinstance(value, dict):
+            # A local feature's path is relative to the json file's folder ("./NAME"); paude
+            # names it from the repository root, written "./PATH" too.
+            self.take(key, key, {("./" + _rebase(self.folder, k[2:]) if k.startswith("./")
+                                  else k): v for k, v in value.items()})
         elif key in ("packages", "features"):
             self.take(key, key, value)
         elif key == "containerEnv":

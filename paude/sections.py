@@ -103,7 +103,11 @@ class ImageConfig(_Model):
             "refused."))
     features: dict[str, Any] = Field(
         default_factory=dict,
-        description="Devcontainer features; recorded for review but not installed.",
+        description=(
+            "Devcontainer features from folders of the repository ('./PATH', with "
+            "devcontainer-feature.json and install.sh) and their options: installed in the "
+            "agent image by a build without network. OCI references are refused (no "
+            "registry is reached): vendor the feature's folder."),
     )
     ca_certificates: list[CaFile] = Field(
         default_factory=list,

@@ -138,9 +138,11 @@ def _build_domains(session: Session) -> tuple[str, ...] | None:
     return tuple(found) if found is not None else None
 
 
-def agent_build(session: Session, base: str | None = None) -> BuildSpec:
+def agent_build(session: Session, base: str | None = None,
+                feature_files: dict[str, str] | None = None) -> BuildSpec:
     """The agent image: the session's base plus packages, Claude Code, setup and paude's
-    entrypoint."""
+    entrypoint; then the devcontainer features (`feature_files`, features.build_files),
+    in a second build without network."""
     image = session.image
     install = session.agent.install
     extra = ["curl"] if install == "native" else ["nodejs", "npm"] if install == "npm" else []
@@ -165,6 +167,7 @@ def agent_build(session: Session, base: str | None = None) -> BuildSpec:
     }
     if image.setup:
         files["paude-setup.sh"] = image.setup.rstrip("\n") + "\n"
+    files.update(feature_files or {})
     return BuildSpec(naming.image_repository("agent"), files,
                      build_allowlist=build_allowlist(session),
                      build_domains=_build_domains(session),

@@ -19,6 +19,7 @@ from paude.models import Session
 from paude.render import render
 
 from ..session_ca import SessionCA
+from . import features
 from .images import agent_build, dockerfile_build, image_props, proxy_build
 from .resources import Container, Image, Network, Volume
 
@@ -123,6 +124,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
     # Outside the program: a missing Dockerfile is a definition error, reported before
     # the engine starts.
     base_spec = dockerfile_build(session, Path(owner), files=files)
+    _, feature_files = features.build_files(session, files or Path(owner))
 
     def program() -> None:
         names = naming.PodmanNames(session.name)
@@ -142,7 +144,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
                                after_base)
             base_tag = base_spec.tag
             after_base = pulumi.ResourceOptions(retain_on_delete=True, depends_on=[base_image])
-        agent_spec = agent_build(session, base_tag)
+        agent_spec = agent_build(session, base_tag, feature_files)
         agent_image = Image("agent-image", {**image_props(agent_spec, rebuild), **sandboxed},
                             after_base)
         internal = Network("internal-network", {

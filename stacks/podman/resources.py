@@ -24,6 +24,12 @@ from paude import proc, sizing
 
 from . import buildbox, observe, podman
 
+# The agent's devcontainer features: a second Containerfile in the build context, built
+# FROM the first build's image (tagged TAG-prefeatures meanwhile), passed as a build arg.
+FEATURES_FILE = "Containerfile.features"
+STAGE_ARG = "PAUDE_STAGE"
+STAGE_SUFFIX = "prefeatures"
+
 # Inputs whose change requires a new object: podman cannot modify these in place.
 _CONTAINER_KEYS = ("name", "image", "image_id", "networks", "volumes", "env", "labels", "user",
                    "cap_drop", "security_opt", "command", "hostname", "read_only", "tmpfs",
@@ -65,7 +71,12 @@ class ImageProvider(_Provider):
                                          labels=props.get("labels", {}),
                                          file=props.get("dockerfile"),
                                          no_cache=bool(props.get("rebuild")))
-                _build(argv, props)
+                features = props["files"].get(FEATURES_FILE) if not props.get(
+                    "context_dir") else None
+                if features is None:
+                    _build(argv, props)
+                else:
+                    _build_with_features(argv, props, ctx)
             found = podman.inspect("image", tag)
             if found is None:
                 raise RuntimeError(f"podman build reported success but {tag} does not exist")
@@ -115,6 +126,23 @@ def _build(argv: list[str], props: dict[str, Any]) -> None:
                            "the agent installer; add a host the build needs to "
                            "image.build_domains in paude.yaml)")
     raise failure
+
+
+def _build_with_features(argv: list[str], props: dict[str, Any], ctx: str) -> None:
+    """The agent image, then its devcontainer features on top in a second build with no
+    network at all: their install scripts are repository content."""
+    tag = props["tag"]
+    stage = f"{tag}-{STAGE_SUFFIX}"
+    _build([*argv[:3], stage, *argv[4:]], props)  # argv[3] is the tag (podman.build_argv)
+    try:
+        second = podman.build_argv(tag, ctx, build_args={STAGE_ARG: stage},
+                                   labels=props.get("labels", {}),
+                                   file=f"{ctx}/{FEATURES_FILE}",
+                                   no_cache=bool(props.get("rebuild")))
+        proc.run([*second[:2], "--network", "none", *second[2:]], env=buildbox.host_env(),
+                 inherit_env=False)
+    finally:
+        proc.run([podman.PODMAN, "rmi", stage], check=False)
 
 
 class NetworkProvider(_Provider):
