@@ -133,3 +133,64 @@ def test_post_create_command_and_container_env(paude: Paude) -> None:
     assert failed.returncode == 1
     assert "FAILED (exit 3)" in failed.stdout
     assert agent(paude, "cat /paude/setup/pc.txt").stdout == "hello world\n"
+
+
+FEATURE_JSON = ('{"id": "greeter", "version": "1.0.0", "options": {"greeting": '
+                '{"type": "string", "default": "hi"}, "loud-mode": {"type": "boolean", '
+                '"default": false}}}\n')
+# Attack: the feature's install.sh (repository content) tries to reach the network: the
+# build proxy (whose address podman's proxy variables give) and an address by number.
+FEATURE_INSTALL = """#!/bin/sh
+set -e
+echo "$GREETING $LOUD_MODE $_REMOTE_USER" > /usr/local/share/greeter.txt
+reach=none
+for url in "${HTTP_PROXY:-}" "${http_proxy:-}" http://10.88.0.1:80 http://deb.debian.org; do
+  [ -n "$url" ] || continue
+  host=${url#http://}; host=${host%%/*}
+  if timeout 3 bash -c "exec 3<>/dev/tcp/${host%:*}/${host##*:}" 2>/dev/null; then
+    reach="$reach $host"
+  fi
+done
+ip -o link 2>/dev/null | cut -d: -f2 | tr -d ' ' > /usr/local/share/greeter-links.txt || true
+cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' > /usr/local/share/greeter-links.txt
+echo "$reach" > /usr/local/share/greeter-reach.txt
+"""
+
+
+def test_a_local_feature_installs_without_network(paude: Paude) -> None:
+    folder = paude.repo / ".devcontainer" / "greeter"
+    folder.mkdir(parents=True)
+    (folder / "devcontainer-feature.json").write_text(FEATURE_JSON, encoding="utf-8")
+    (folder / "install.sh").write_text(FEATURE_INSTALL, encoding="utf-8")
+    devcontainer = paude.repo / ".devcontainer" / "devcontainer.json"
+    devcontainer.write_text(
+        f'{{"image": "{BASE_IMAGE}",\n "features": {{"./greeter": {{"greeting": "hello"}}}}}}\n',
+        encoding="utf-8")
+    (paude.repo / "paude.yaml").write_text(
+        f"version: 1\ndefaults:\n  agent: {{install: none, command: [bash]}}\n"
+        f"sessions:\n  {paude.session}: {{}}\n", encoding="utf-8")
+    paude.ok("apply", paude.session, "--yes")
+    assert agent(paude, "cat /usr/local/share/greeter.txt").stdout == "hello false paude\n"
+    # No route at all: only the loopback interface, nothing reached.
+    assert agent(paude, "cat /usr/local/share/greeter-links.txt").stdout.split() == ["lo"]
+    assert agent(paude, "cat /usr/local/share/greeter-reach.txt").stdout == "none\n"
+    # Control: the same probe in the running agent reaches its proxy.
+    probe = ('host=${HTTP_PROXY#http://}; host=${host%%/*}; '
+             'bash -c "exec 3<>/dev/tcp/${host%:*}/${host##*:}" && echo reached')
+    assert agent(paude, probe).stdout == "reached\n"
+
+    # The feature is a build input: editing it shows in the plan as an image rebuild.
+    def rebuilt(plan: dict[str, object]) -> bool:
+        return '"image-rebuilt"' in json.dumps(plan)
+
+    assert not rebuilt(paude.plan_json())  # control: unchanged, nothing to rebuild
+    (folder / "install.sh").write_text(FEATURE_INSTALL + "echo changed\n", encoding="utf-8")
+    assert rebuilt(paude.plan_json())
+
+    # An OCI reference is refused, naming it and saying what to do.
+    devcontainer.write_text(f'{{"image": "{BASE_IMAGE}", "features": {{"ghcr.io/devcontainers/'
+                            'features/node:1": {}}}\n', encoding="utf-8")
+    refused = paude.run("plan", paude.session)
+    assert refused.returncode == 1
+    assert "features.ghcr.io/devcontainers/features/node:1" in refused.stderr
+    assert "copy the feature's folder" in refused.stderr
