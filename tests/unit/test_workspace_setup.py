@@ -13,10 +13,10 @@ from paude.agent_env import RESERVED, reserved_reason
 from paude.errors import ConfigError
 from paude.models import PaudeFile, resolve
 from paude.sections import ImageConfig, WorkspaceSetup
+from paude.stacks.podman import features
+from paude.stacks.podman.images import agent_build
+from paude.stacks.podman.program import TRUST_ENV, agent_commands
 from paude.workspace_setup import SetupStatus, clean, parse_state
-from stacks.podman import features
-from stacks.podman.images import agent_build
-from stacks.podman.program import TRUST_ENV, agent_commands
 
 
 def session_of(spec: dict[str, object], fallback: WorkspaceSetup | None = None):  # type: ignore[no-untyped-def]
