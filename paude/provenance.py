@@ -147,7 +147,7 @@ def inputs(root: Path, session: Session, config: PackConfig | None = None) -> di
     if dockerfile:
         _add_file(root, dockerfile, out)
         _add_tree(root, context, out)
-    for word in _words(session.image.setup):
+    for word in _words(session.image.setup) + _words(session.setup):
         _add_file(root, word, out)
     # Custom rules' code is never part of it: a repository's policy file holds no code
     # (paude/policy.py), and PAUDE_HOME's files are outside the repository's history.

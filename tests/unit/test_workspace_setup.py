@@ -4,6 +4,7 @@ the host reads back, and the feature build files."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ from pydantic import ValidationError
 
 from paude.agent_env import RESERVED, reserved_reason
 from paude.errors import ConfigError
-from paude.models import PaudeFile, resolve
+from paude.models import PaudeFile, Session, resolve
+from paude.proc import CommandResult
 from paude.sections import ImageConfig, WorkspaceSetup
 from paude.stacks.podman import features
 from paude.stacks.podman.images import agent_build
@@ -19,7 +21,7 @@ from paude.stacks.podman.program import TRUST_ENV, agent_commands
 from paude.workspace_setup import SetupStatus, clean, parse_state
 
 
-def session_of(spec: dict[str, object], fallback: WorkspaceSetup | None = None):  # type: ignore[no-untyped-def]
+def session_of(spec: dict[str, object], fallback: WorkspaceSetup | None = None) -> Session:
     return resolve(PaudeFile.model_validate({"sessions": {"demo": spec}}), "demo",
                    setup_fallback=fallback)
 
@@ -124,3 +126,111 @@ def test_a_feature_symlink_out_of_the_repository_is_refused(tmp_path: Path) -> N
         features.build_files(session, tmp_path / "repo")
     (folder / "secret").unlink()
     assert features.build_files(session, tmp_path / "repo")[0]  # control
+
+
+class FakeBackend:
+    """Answers paude-setup's commands as a container would; records what ran."""
+
+    def __init__(self, states: list[str], log: str = "") -> None:
+        self.states, self.log = states, log
+        self.ran: list[list[str]] = []
+
+    def exec_argv(self, *, session: str, argv: list[str], **_kw: object) -> list[str]:
+        self.ran.append(list(argv))
+        return list(argv)
+
+
+def fake_run(backend: FakeBackend) -> Callable[..., CommandResult]:
+    def run(argv: list[str], **_kw: object) -> CommandResult:
+        if argv[:2] == ["paude-setup", "state"]:
+            state = backend.states.pop(0) if len(backend.states) > 1 else backend.states[0]
+            return CommandResult(tuple(argv), 0, state, "")
+        if argv[0] == "tail":
+            return CommandResult(tuple(argv), 0, backend.log, "")
+        return CommandResult(tuple(argv), 0, "", "")
+    return run
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[[FakeBackend], None]:
+    from paude import lifecycle, proc, workspace_setup
+
+    monkeypatch.setenv("PAUDE_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+
+    def install(backend: FakeBackend) -> None:
+        monkeypatch.setattr(workspace_setup, "running_backend", lambda name, cwd=None: backend)
+        monkeypatch.setattr(lifecycle, "resolve_name", lambda name, cwd=None: name or "demo")
+        monkeypatch.setattr(proc, "run", fake_run(backend))
+        monkeypatch.setattr(workspace_setup.time, "sleep", lambda _s: None)
+    return install
+
+
+def test_paude_setup_shows_state_and_a_cleaned_log(cli: Callable[[FakeBackend], None],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from paude.cli import main
+
+    cli(FakeBackend(["state=done\nexit=0\nchanged=no\n"], "one\n\x1b[2Jtwo\n"))
+    assert main(["setup", "demo"]) == 0
+    assert capsys.readouterr().out == (
+        "Setup of session demo: done; log /paude/setup/log (tmux window `setup`)\n"
+        "  | one\n"
+        "  | ?[2Jtwo\n")
+
+
+def test_paude_setup_rerun_waits_and_fails_with_the_setup(cli: Callable[[FakeBackend], None],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from paude.cli import main
+
+    backend = FakeBackend(["state=done\nexit=0\n", "state=running\nexit=\n",
+                           "state=failed\nexit=2\nchanged=no\n"], "boom\n")
+    cli(backend)
+    assert main(["setup", "demo", "--rerun", "--wait"]) == 1
+    assert ["paude-setup", "start"] in backend.ran
+    assert capsys.readouterr().out == (
+        "Setup of session demo: FAILED (exit 2); log /paude/setup/log (tmux window `setup`)\n"
+        "  | boom\n")
+
+
+def test_paude_setup_rerun_without_a_setup_is_an_error(cli: Callable[[FakeBackend], None],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from paude.cli import main
+
+    backend = FakeBackend(["state=none\nexit=\nchanged=no\n"])
+    cli(backend)
+    assert main(["setup", "demo", "--rerun"]) == 1
+    assert ["paude-setup", "start"] not in backend.ran
+    assert "session demo has no setup or venv to run" in capsys.readouterr().err
+
+
+def test_the_cluster_agent_gets_the_setup_too(tmp_path: Path) -> None:
+    from paude.stacks.openshift.program import make_program
+    from tests.unit.pulumi_mocks import RecordingMocks, run_pulumi
+    from tests.unit.test_k8s_manifests import manifests
+
+    session = session_of({"backend": "openshift", "setup": "make deps", "venv": "auto"})
+    run = run_pulumi(make_program(session, str(tmp_path)), RecordingMocks())
+    agent = next(d for d in manifests(run) if d["kind"] == "StatefulSet")
+    env = {e["name"]: e.get("value") for e in agent["spec"]["template"]["spec"]["containers"][0]
+           ["env"]}
+    assert (env["PAUDE_SETUP"], env["PAUDE_VENV"]) == ("make deps", "auto")
+
+
+def test_features_need_a_local_build_on_a_cluster(tmp_path: Path) -> None:
+    from paude.stacks.openshift.program import make_program
+    from tests.unit.pulumi_mocks import RecordingMocks, run_pulumi
+
+    feature(tmp_path, {})
+    session = session_of({"backend": "openshift",
+                          "image": {"features": {"./.devcontainer/tool": True}}})
+    with pytest.raises(Exception) as caught:
+        run_pulumi(make_program(session, str(tmp_path)), RecordingMocks())
+    inner: BaseException | None = caught.value
+    while inner is not None and not isinstance(inner, ConfigError):
+        inner = inner.__cause__ or inner.__context__
+    assert isinstance(inner, ConfigError) and "openshift.image_registry" in inner.render()
+    # Control: with a registry, paude builds locally and the feature is a build input.
+    pushed = session_of({"backend": "openshift", "openshift": {"image_registry": "reg:5000/x"},
+                         "image": {"features": {"./.devcontainer/tool": True}}})
+    run = run_pulumi(make_program(pushed, str(tmp_path)), RecordingMocks())
+    assert "Containerfile.features" in run.inputs("agent-image")["files"]
