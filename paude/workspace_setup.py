@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from paude import ownership, proc
+from paude import index, ownership, proc
 from paude.backends import get_backend
 from paude.backends.base import Backend
 from paude.errors import PaudeError, SessionNotFoundError
@@ -135,9 +135,12 @@ def wait(backend: Backend, session: str, *, timeout: float,
 
 def running_backend(name: str, cwd: Path | None = None) -> Backend:
     """The applied session's backend, once the repository here owns it and its agent runs."""
-    from paude import gitsync
-
-    backend = get_backend(gitsync.session_backend(name), name)
+    entry = index.read(name)
+    if entry is None:
+        raise SessionNotFoundError(f"session {name} is not applied on this machine",
+                                   hint=f"create it with `paude create {name}` "
+                                        f"(or `paude apply {name}`)")
+    backend = get_backend(entry.backend, name)
     ownership.require(name, cwd=cwd, backend=backend)
     if not backend.status(session=name).agent_running:
         raise PaudeError(f"the agent container of session {name} is not running",

@@ -100,6 +100,14 @@ def test_setup_and_venv_run_in_the_session_after_the_first_push(paude: Paude,
     assert again.returncode == 0, again.stdout + again.stderr
     assert agent(paude, "cat /paude/setup/who.txt").stdout == "paude\npaude\n"
 
+    # Attack: the agent owns the state and the log; what paude shows of them is checked
+    # and stripped of terminal escapes (here a clipboard write).
+    agent(paude, r"printf 'x\033]52;c;SGk=\007y\n' >> /paude/setup/log")
+    shown = paude.ok("setup", paude.session).stdout
+    assert "\x1b" not in shown and "x?]52;c;SGk=?y" in shown
+    agent(paude, r"printf 'done\033[2J\n' > /paude/setup/state")
+    assert setup_state(paude)["state"] == "unknown"
+
 
 def test_post_create_command_and_container_env(paude: Paude) -> None:
     devcontainer = paude.repo / ".devcontainer" / "devcontainer.json"

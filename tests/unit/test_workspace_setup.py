@@ -234,3 +234,14 @@ def test_features_need_a_local_build_on_a_cluster(tmp_path: Path) -> None:
                          "image": {"features": {"./.devcontainer/tool": True}}})
     run = run_pulumi(make_program(pushed, str(tmp_path)), RecordingMocks())
     assert "Containerfile.features" in run.inputs("agent-image")["files"]
+
+
+def test_paude_setup_of_a_session_not_applied_here(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from paude.cli import main
+
+    monkeypatch.setenv("PAUDE_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["setup", "nosuch"]) == 1
+    assert "session nosuch is not applied on this machine" in capsys.readouterr().err
