@@ -47,6 +47,14 @@ body() {
     echo "paude setup of session ${PAUDE_SESSION:-?}, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     exclude=$(git rev-parse --git-path info/exclude 2>/dev/null) || exclude=
     for v in $(venvs); do
+        # A venv the repository carries is the host's (git brought it): never use it.
+        if [ -n "$(git ls-files -- "$v" 2>/dev/null | head -n 1)" ]; then
+            echo "paude setup: $v is committed to the repository: it is a virtual" \
+                 "environment of another machine, and paude creates the container's own" \
+                 "there. Remove it from git (git rm -r --cached $v; add it to .gitignore)" \
+                 "and push again, then: paude setup ${PAUDE_SESSION:-NAME} --rerun"
+            return 1
+        fi
         if [ ! -x "$v/bin/python" ]; then
             echo "+ python3 -m venv $v"
             python3 -m venv "$v" || return 1

@@ -202,3 +202,28 @@ def test_a_local_feature_installs_without_network(paude: Paude) -> None:
     assert refused.returncode == 1
     assert "features.ghcr.io/devcontainers/features/node:1" in refused.stderr
     assert "copy the feature's folder" in refused.stderr
+
+
+def test_a_venv_the_repository_carries_is_never_used(paude: Paude) -> None:
+    # Attack: the repository commits a "venv" (here a python that says so); the setup must
+    # not run with it. (The control is the first test: an ignored host venv, and the
+    # container's own created in its place.)
+    (paude.repo / "paude.json").write_text(
+        f'{{"base": "{BASE_IMAGE}", "venv": [".venv"], "setup": "python -c pass"}}\n',
+        encoding="utf-8")
+    (paude.repo / "paude.yaml").write_text(
+        f"version: 1\ndefaults:\n  agent: {{install: none, command: [bash]}}\n"
+        f"sessions:\n  {paude.session}: {{}}\n", encoding="utf-8")
+    fake = paude.repo / ".venv" / "bin" / "python"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("#!/bin/sh\necho host-venv-python > /paude/setup/used.txt\n",
+                    encoding="utf-8")
+    fake.chmod(0o755)
+    git(paude, "add", "-A")
+    git(paude, "commit", "-qm", "with a committed venv")
+    paude.ok("apply", paude.session, "--yes")
+    paude.ok("remote", "add", "--push", paude.session)
+    failed = paude.run("setup", paude.session, "--wait", "--timeout", "300")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert ".venv is committed to the repository" in failed.stdout
+    assert agent(paude, "test -e /paude/setup/used.txt").returncode == 1
