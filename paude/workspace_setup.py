@@ -146,3 +146,24 @@ def running_backend(name: str, cwd: Path | None = None) -> Backend:
         raise PaudeError(f"the agent container of session {name} is not running",
                          hint=f"start it with `paude start {name}`, then try again")
     return backend
+
+
+def notice(name: str) -> str | None:
+    """A line for `paude connect` while the setup runs, failed or changed (None otherwise,
+    or when it cannot be told: connecting matters more)."""
+    entry = index.read(name)
+    if entry is None:
+        return None
+    try:
+        found = state(get_backend(entry.backend, name), name)
+    except PaudeError:
+        return None
+    if found.state == "running":
+        return "the session's setup is running: its output is in tmux window `setup` (Ctrl+b n)"
+    if found.state == "failed":
+        return (f"the session's setup FAILED (exit {found.exit_code}): see tmux window `setup` "
+                f"or `paude setup {name}`; `paude setup {name} --rerun` runs it again")
+    if found.changed:
+        return (f"setup or venv changed since the setup ran: `paude setup {name} --rerun` "
+                "runs it again")
+    return None

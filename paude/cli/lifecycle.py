@@ -117,7 +117,14 @@ def connect(name: OptionalName = None) -> int:
     Examples:\n
       paude connect my-project
     """
-    return _attach(lifecycle.attach_argv(lifecycle.resolve_name(name)))
+    session = lifecycle.resolve_name(name)
+    argv = lifecycle.attach_argv(session)
+    from paude import workspace_setup
+
+    setup = workspace_setup.notice(session)
+    if setup:
+        output.info(setup)
+    return _attach(argv)
 
 
 def _attach(argv: list[str]) -> int:

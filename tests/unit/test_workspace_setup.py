@@ -245,3 +245,24 @@ def test_paude_setup_of_a_session_not_applied_here(monkeypatch: pytest.MonkeyPat
     monkeypatch.chdir(tmp_path)
     assert main(["setup", "nosuch"]) == 1
     assert "session nosuch is not applied on this machine" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    ("state=running\nexit=\nchanged=no\n", "setup is running"),
+    ("state=failed\nexit=4\nchanged=no\n", "setup FAILED (exit 4)"),
+    ("state=done\nexit=0\nchanged=yes\n", "changed since the setup ran"),
+    ("state=done\nexit=0\nchanged=no\n", None),
+    ("state=pending\nexit=\nchanged=no\n", None),
+])
+def test_connect_notice(monkeypatch: pytest.MonkeyPatch, answer: str,
+                        expected: str | None) -> None:
+    from paude import proc, workspace_setup
+    from paude.index import IndexEntry
+
+    backend = FakeBackend([answer])
+    monkeypatch.setattr(proc, "run", fake_run(backend))
+    monkeypatch.setattr(workspace_setup.index, "read",
+                        lambda name: IndexEntry(name, "podman", "/r", 0.0))
+    monkeypatch.setattr(workspace_setup, "get_backend", lambda *_a: backend)
+    found = workspace_setup.notice("demo")
+    assert (found is None) if expected is None else (found is not None and expected in found)
