@@ -151,8 +151,8 @@ SETUP_DESCRIPTION = (
     "runs it again. paude.json `setup` and devcontainer `postCreateCommand` set it too.")
 VENV_DESCRIPTION = (
     "The container's own Python virtual environment in the workspace (the host's never "
-    "reaches it): auto = .venv when the repository has pyproject.toml or requirements.txt, "
-    "none (the default), or a list of folders; created before setup runs, the first one "
+    "reaches it): auto = .venv when the repository has pyproject.toml, requirements.txt or "
+    "setup.py, none (the default), or a list of folders; created before setup runs, the first one "
     "active in the agent's shells, and kept out of the agent's commits.")
 
 

@@ -28,9 +28,9 @@ put() { printf '%s\n' "$2" > "$dir/$1.new" && mv -f "$dir/$1.new" "$dir/$1"; }
 venvs() {  # the virtual environments to create, one folder per line
     case "${PAUDE_VENV:-none}" in
         none|"") ;;
-        auto) if [ -f "$ws/pyproject.toml" ] || [ -f "$ws/requirements.txt" ]; then
-                  echo .venv
-              fi ;;
+        auto) for f in pyproject.toml requirements.txt setup.py; do
+                  if [ -f "$ws/$f" ]; then echo .venv; break; fi
+              done ;;
         *) printf '%s\n' "$PAUDE_VENV" | tr ':' '\n' ;;
     esac
 }
