@@ -43,15 +43,16 @@ class SetupStatus:
         """The setup ran to its end (or there is none)."""
         return self.state in ("none", "done", "failed")
 
-    def describe(self) -> str:
-        """One line for `paude status`."""
+    def describe(self, session: str) -> str:
+        """One line for `paude status` and `paude setup`."""
         if self.state == "unknown":
             return f"unknown ({self.detail})"
         if self.state == "none":
             return "none configured"
         words = {"pending": "pending (runs after the first push)", "running": "running",
                  "done": "done", "failed": f"FAILED (exit {self.exit_code})"}[self.state]
-        note = "; setup or venv changed since: `paude setup NAME --rerun`" if self.changed else ""
+        note = (f"; setup or venv changed since: `paude setup {session} --rerun`"
+                if self.changed else "")
         return f"{words}; log {self.log} (tmux window `setup`){note}"
 
     def to_json(self) -> dict[str, object]:

@@ -201,7 +201,7 @@ def status(
                     "agent's memory limit; the session kept running (raise resources.memory "
                     "in paude.yaml if the work needs more)")
     if result.setup is not None:
-        output.text(f"  setup:             {result.setup.describe().replace('NAME', result.name)}")
+        output.text(f"  setup:             {result.setup.describe(result.name)}")
     output.text(f"  unfetched commits: {unfetched}")
     for branch, count in sorted(result.branches.items()):
         output.text(f"    {branch}: {count}  (git pull {naming.git_remote(result.name)} {branch})")

@@ -44,8 +44,7 @@ def setup(
     if as_json:
         output.text(json.dumps(found.to_json(), indent=2))
     elif not rerun or wait:
-        output.text(f"Setup of session {session}: "
-                    f"{found.describe().replace('NAME', session)}")
+        output.text(f"Setup of session {session}: {found.describe(session)}")
         for line in found.tail:
             output.text(f"  | {line}")
     if wait and not found.finished:

@@ -266,3 +266,26 @@ def test_connect_notice(monkeypatch: pytest.MonkeyPatch, answer: str,
     monkeypatch.setattr(workspace_setup, "get_backend", lambda *_a: backend)
     found = workspace_setup.notice("demo")
     assert (found is None) if expected is None else (found is not None and expected in found)
+
+
+def test_status_shows_the_setup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    from paude import lifecycle
+    from paude.cli import main
+
+    monkeypatch.setenv("PAUDE_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+
+    def status(name: str, **_kw: object) -> lifecycle.SessionStatus:
+        return lifecycle.SessionStatus(name, "podman", "running", True, True, 0,
+                                       setup=SetupStatus("failed", 2, changed=True))
+
+    monkeypatch.setattr(lifecycle, "status", status)
+    assert main(["status", "demo"]) == 0
+    assert ("  setup:             FAILED (exit 2); log /paude/setup/log (tmux window `setup`); "
+            "setup or venv changed since: `paude setup demo --rerun`\n"
+            ) in capsys.readouterr().out
+    assert main(["status", "demo", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["setup"] == {
+        "state": "failed", "exit_code": 2, "changed": True, "log": "/paude/setup/log",
+        "detail": None, "tail": []}
