@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.integration.helpers import BASE_IMAGE, Paude, podman
+from tests.integration.stand_in_agent import SOURCE
 
 pytestmark = [pytest.mark.requires_podman, pytest.mark.requires_pulumi, pytest.mark.slow]
 
@@ -227,3 +229,26 @@ def test_a_venv_the_repository_carries_is_never_used(paude: Paude) -> None:
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert ".venv is committed to the repository" in failed.stdout
     assert agent(paude, "test -e /paude/setup/used.txt").returncode == 1
+
+
+def test_a_headless_prompt_starts_after_the_setup(paude: Paude) -> None:
+    definition = {"version": 1, "defaults": {
+        "agent": {"install": "none", "command": ["python3", "-c", SOURCE]},
+        "image": {"base": BASE_IMAGE},
+        "setup": "sleep 3; date +%s > /paude/setup/finished-at"}}
+    (paude.repo / "paude.yaml").write_text(json.dumps(definition), encoding="utf-8")
+    git(paude, "checkout", "-q", "-b", "main")
+    git(paude, "add", "paude.yaml")
+    git(paude, "commit", "-qm", "init")
+    # create with a headless prompt pushes the branch; the prompt waits for the setup.
+    paude.ok("create", paude.session, "-a", '-p "commit after.txt written after setup"')
+    done = paude.run("setup", paude.session, "--wait", "--timeout", "300")
+    assert done.returncode == 0, done.stdout + done.stderr
+    committed = ""
+    for _ in range(100):
+        committed = agent(paude, "git -C /workspace log -1 --format=%ct -- after.txt").stdout
+        if committed.strip():
+            break
+        time.sleep(0.3)
+    finished = int(agent(paude, "cat /paude/setup/finished-at").stdout)
+    assert int(committed) >= finished
