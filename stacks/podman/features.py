@@ -7,6 +7,7 @@ they are refused with the way to vendor them instead."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import posixpath
 import re
@@ -26,6 +27,7 @@ from .resources import FEATURES_FILE
 # rebased on the repository when read).
 _LOCAL_RE = re.compile(r"^\./[A-Za-z0-9_.@+-]+(?:/[A-Za-z0-9_.@+-]+)*/?$")
 _FILE_LIMIT = 1 << 20  # all the files of one feature
+_COUNT_LIMIT = 500  # its files and folders (each is read, hashed and copied)
 ENV_FILE = "devcontainer-features.env"
 
 
@@ -102,7 +104,11 @@ def build_files(session: Session, root: Path) -> tuple[list[Feature], dict[str, 
                            "devcontainer-feature.json and install.sh",
                            "point at the folder that holds the feature's manifest")
         own, size = {}, 0
-        for path in sorted(folder.rglob("*")):
+        entries = list(itertools.islice(folder.rglob("*"), _COUNT_LIMIT + 1))
+        if len(entries) > _COUNT_LIMIT:
+            raise _problem(session, ref, f"the feature's folder holds more than {_COUNT_LIMIT} "
+                           "files and folders", "keep the feature folder to its scripts")
+        for path in sorted(entries):
             rel = path.relative_to(folder).as_posix()
             if path.is_symlink():
                 raise _problem(session, ref, f"{rel} is a symlink",

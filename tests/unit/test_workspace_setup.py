@@ -289,3 +289,16 @@ def test_status_shows_the_setup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     assert json.loads(capsys.readouterr().out)["setup"] == {
         "state": "failed", "exit_code": 2, "changed": True, "log": "/paude/setup/log",
         "detail": None, "tail": []}
+
+
+def test_a_feature_folder_is_bounded(tmp_path: Path) -> None:
+    folder = feature(tmp_path, {})
+    session = session_of({"image": {"features": {"./.devcontainer/tool": True}}})
+    (folder / "big.txt").write_text("x" * (1 << 20))
+    with pytest.raises(ConfigError, match="exceed 1 MiB"):
+        features.build_files(session, tmp_path)
+    (folder / "big.txt").unlink()
+    for i in range(500):
+        (folder / f"f{i}").write_text("")
+    with pytest.raises(ConfigError, match="more than 500 files"):
+        features.build_files(session, tmp_path)
