@@ -71,12 +71,10 @@ class ImageProvider(_Provider):
                                          labels=props.get("labels", {}),
                                          file=props.get("dockerfile"),
                                          no_cache=bool(props.get("rebuild")))
-                features = props["files"].get(FEATURES_FILE) if not props.get(
-                    "context_dir") else None
-                if features is None:
+                if props.get("context_dir") or FEATURES_FILE not in props["files"]:
                     _build(argv, props)
                 else:
-                    _build_with_features(argv, props, ctx)
+                    _build_with_features(props, ctx)
             found = podman.inspect("image", tag)
             if found is None:
                 raise RuntimeError(f"podman build reported success but {tag} does not exist")
@@ -128,21 +126,25 @@ def _build(argv: list[str], props: dict[str, Any]) -> None:
     raise failure
 
 
-def _build_with_features(argv: list[str], props: dict[str, Any], ctx: str) -> None:
+def _build_with_features(props: dict[str, Any], ctx: str) -> None:
     """The agent image, then its devcontainer features on top in a second build with no
     network at all: their install scripts are repository content."""
-    tag = props["tag"]
+    tag, labels, no_cache = props["tag"], props.get("labels", {}), bool(props.get("rebuild"))
     stage = f"{tag}-{STAGE_SUFFIX}"
-    _build([*argv[:3], stage, *argv[4:]], props)  # argv[3] is the tag (podman.build_argv)
+    _build(podman.build_argv(stage, ctx, build_args=props.get("build_args", {}),
+                             labels=labels, no_cache=no_cache), props)
     try:
-        second = podman.build_argv(tag, ctx, build_args={STAGE_ARG: stage},
-                                   labels=props.get("labels", {}),
-                                   file=f"{ctx}/{FEATURES_FILE}",
-                                   no_cache=bool(props.get("rebuild")))
-        proc.run([*second[:2], "--network", "none", *second[2:]], env=buildbox.host_env(),
-                 inherit_env=False)
+        second = podman.build_argv(tag, ctx, build_args={STAGE_ARG: stage}, labels=labels,
+                                   file=f"{ctx}/{FEATURES_FILE}", no_cache=no_cache)
+        result = proc.run([*second[:2], "--network", "none", *second[2:]],
+                          env=buildbox.host_env(), inherit_env=False, check=False)
     finally:
         proc.run([podman.PODMAN, "rmi", stage], check=False)
+    if not result.ok:
+        # The engine shows a provider's exception message, not a PaudeError's hint.
+        raise RuntimeError(f"{proc.classify_failure(result).message}\na devcontainer "
+                           "feature's install.sh failed: features install with no network, so "
+                           "what one downloads must be in its folder (or in image.packages)")
 
 
 class NetworkProvider(_Provider):

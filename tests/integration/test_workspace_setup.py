@@ -205,6 +205,16 @@ def test_a_local_feature_installs_without_network(paude: Paude) -> None:
     assert "features.ghcr.io/devcontainers/features/node:1" in refused.stderr
     assert "copy the feature's folder" in refused.stderr
 
+    # A feature that needs the network fails, and says why.
+    devcontainer.write_text(
+        f'{{"image": "{BASE_IMAGE}",\n "features": {{"./greeter": {{"greeting": "hello"}}}}}}\n',
+        encoding="utf-8")
+    (folder / "install.sh").write_text("#!/bin/sh\ncurl -fsS -m 5 http://deb.debian.org/ "
+                                       ">/dev/null || exit 7\n", encoding="utf-8")
+    failed = paude.run("apply", paude.session, "--yes")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "features install with no network" in failed.stderr
+
 
 def test_a_venv_the_repository_carries_is_never_used(paude: Paude) -> None:
     # Attack: the repository commits a "venv" (here a python that says so); the setup must
