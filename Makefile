@@ -9,6 +9,9 @@ PYTEST_ARGS ?=
 # Extra arguments of the engine build: `--kubernetes` adds the pulumi-kubernetes plugin
 # (OpenShift / Kubernetes sessions, and the cluster tests: `make setup-tests` adds it).
 ENGINE_ARGS ?=
+# Go's official archive installs into /usr/local/go, which a fresh login shell may not have on
+# PATH; the engine and tool builds look there too.
+export PATH := $(PATH):/usr/local/go/bin
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-tests check venv lint type test test-unit test-integration test-faults bench \

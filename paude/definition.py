@@ -29,6 +29,9 @@ class CreateFlags:
     args: str | None = None
     pvc_size: str | None = None
     storage_class: str | None = None
+    openshift_context: str | None = None
+    openshift_namespace: str | None = None
+    platform: str | None = None
 
     def spec_data(self) -> dict[str, Any]:
         """The session fields these flags set, in paude.yaml's shape."""
@@ -42,14 +45,20 @@ class CreateFlags:
         if self.args is not None:
             data["agent"] = {"args": self.args}
         openshift = {k: v for k, v in (("pvc_size", self.pvc_size),
-                                       ("storage_class", self.storage_class)) if v is not None}
+                                       ("storage_class", self.storage_class),
+                                       ("context", self.openshift_context),
+                                       ("namespace", self.openshift_namespace))
+                     if v is not None}
         if openshift:
             data["openshift"] = openshift
+        if self.platform is not None:
+            data["image"] = {"platform": self.platform}
         return data
 
 
 _FLAG_OF = {"yolo": "--yolo", "backend": "--backend", "allowed_domains": "--allowed-domains",
-            "agent": "--args", "openshift": "--pvc-size/--storage-class"}
+            "agent": "--args", "openshift": "--pvc-size/--storage-class/--openshift-context/"
+            "--openshift-namespace", "image": "--platform"}
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,28 @@ def restore(definition: Definition, name: str) -> None:
         if name in file.sessions:
             kept = {k: v for k, v in file.sessions.items() if k != name}
             _write(definition.path, dump_paude_file(file.model_copy(update={"sessions": kept})))
+
+
+def replace_text(path: Path, previous: str, text: str) -> None:
+    """Write paude.yaml's new text, alone among paude processes, refusing when the file
+    changed since it was read (another edit would otherwise be lost)."""
+    with locks.serialized(paude_home(), _lock_key(path.parent)):
+        if path.read_text(encoding="utf-8") != previous:
+            raise ConfigError(str(path), [ConfigProblem(
+                "(whole file)", "changed while paude was editing it")],
+                hint="run the command again")
+        _write(path, text)
+
+
+def restore_text(path: Path, written: str, previous: str) -> None:
+    """Take back replace_text (a failed or refused apply), unless the file was changed
+    again since."""
+    with locks.serialized(paude_home(), _lock_key(path.parent)):
+        try:
+            if path.read_text(encoding="utf-8") == written:
+                _write(path, previous)
+        except FileNotFoundError:
+            return
 
 
 def _lock_key(root: Path) -> str:

@@ -117,6 +117,9 @@ class StackHandle:
     # [True] after a preview whose refresh found every object as the state records it: the
     # update that follows need not read them all again.
     in_sync: list[bool] = field(default_factory=list, repr=False, compare=False)
+    # URNs to replace whatever their diff says: workloads changed by hand in ways a
+    # refresh cannot see (paude/cluster_drift.py).
+    replace: list[str] = field(default_factory=list, repr=False, compare=False)
 
 
 def open_stack(ctx: EngineContext, name: str, program: Program | None = None, *,
@@ -267,6 +270,7 @@ def preview(handle: StackHandle, *, on_progress: OnProgress | None = None,
     try:
         handle.stack.preview(refresh=not handle.new, on_event=collector, color="never",
                              suppress_progress=True, diff=False,
+                             replace=handle.replace or None,
                              policy_packs=[str(p) for p in policy_packs] or None)
         ok = True
         handle.in_sync[:] = [collector.in_sync()]
@@ -293,7 +297,7 @@ def up(handle: StackHandle, *, on_progress: OnProgress | None = None,
     try:
         refresh = not handle.new and handle.in_sync != [True]
         result = handle.stack.up(refresh=refresh, on_event=collector, color="never",
-                                 suppress_progress=True,
+                                 suppress_progress=True, replace=handle.replace or None,
                                  policy_packs=[str(p) for p in policy_packs] or None)
     except auto.CommandError as exc:
         raise _failure(exc, handle.name, collector) from exc

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from paude import index, ownership
+from paude import index, ownership, placement
 from paude.backends import get_backend
 from paude.errors import ConfigError, ConfigProblem, PaudeError, SessionNotFoundError
 from paude.naming import check_session_name, validate_session_name
@@ -247,10 +247,15 @@ def attach_argv(name: str, *, cwd: Path | None = None) -> list[str]:
 _LISTED = {"absent": "missing", "partial": "degraded"}
 
 
-def list_sessions() -> list[SessionRow]:
-    """Every applied session with its status, read where it runs: one podman call, one
-    cluster read per namespace, no engine run. `unknown`: the backend could not be read."""
-    entries = index.read_all()
+def list_sessions(backend: str | None = None,
+                  only: placement.Placement | None = None) -> list[SessionRow]:
+    """Every applied session (on one backend, in one context/namespace, when given) with
+    its status, read where it runs: one podman call, one cluster read per namespace, no
+    engine run. `unknown`: the backend could not be read."""
+    entries = [e for e in index.read_all() if backend is None or e.backend == backend]
+    if only is not None:
+        entries = [e for e in entries if placement.matches(only, e.backend, e.context,
+                                                           e.namespace)]
     places: dict[tuple[str, str | None, str | None], list[str]] = {}
     for entry in entries:
         where = (entry.context, entry.namespace) if entry.backend == "openshift" else (None, None)

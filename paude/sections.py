@@ -109,6 +109,11 @@ class ImageConfig(_Model):
             "agent image by a build without network. OCI references are refused (no "
             "registry is reached): vendor the feature's folder."),
     )
+    platform: Literal["linux/amd64", "linux/arm64"] | None = Field(
+        None, description=(
+            "The platform the agent's image is built for (podman build --platform); the "
+            "host's if unset. Another platform needs user-mode emulation (qemu-user-static) "
+            "on the machine that builds and runs it."))
     ca_certificates: list[CaFile] = Field(
         default_factory=list,
         description=(

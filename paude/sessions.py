@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paude import (
+    cluster_drift,
     credentials,
     domains,
     engine,
@@ -189,22 +190,30 @@ def _preview(handle: engine.StackHandle, session: Session, pack: Path, warnings:
     # The definition-changed-by-session rule is judged here, not in the pack (which sees
     # only resources); its finding joins the engine's.
     host = (review.finding,) if review is not None and review.finding is not None else ()
+    drift = () if handle.new else cluster_drift.find(session)
+    handle.replace[:] = [d.urn(handle.name, engine.PROJECT) for d in drift]
+    drifted = tuple(d.summary() for d in drift)
     try:
         changes, findings = engine.preview(handle, on_progress=on_progress, policy_packs=(pack,),
                                            keep_new=keep_new)
     except PolicyViolationError as exc:
-        partial = tuple(exc.partial or ())
-        plan = PlanResult(handle.name, session.backend, partial,
-                          summarize(partial, new_session=handle.new, definition=definition),
-                          handle.new, tuple(warnings), (*exc.findings, *host), definition)
-        if not host:
-            exc.partial = plan
-            raise
-        raise PolicyViolationError(handle.name, plan.policy, partial=plan) from exc
+        changes = tuple(exc.partial or ())
+        # Judged on a workload as it is live, changed by hand, which apply replaces.
+        findings = cluster_drift.excuse(exc.findings, drift)
+        if any(f.blocking for f in findings):
+            plan = PlanResult(handle.name, session.backend, changes,
+                              (*drifted, *summarize(changes, new_session=handle.new,
+                                                    definition=definition)),
+                              handle.new, tuple(warnings), (*exc.findings, *host), definition)
+            if not host:
+                exc.partial = plan
+                raise
+            raise PolicyViolationError(handle.name, plan.policy, partial=plan) from exc
     except EngineError as exc:
         raise quota.engine_hint(exc, session) from exc
     result = PlanResult(session=handle.name, backend=session.backend, changes=changes,
-                        summary=summarize(changes, new_session=handle.new, definition=definition),
+                        summary=(*drifted, *summarize(changes, new_session=handle.new,
+                                                      definition=definition)),
                         new_session=handle.new, warnings=tuple(warnings),
                         policy=(*findings, *host), definition_changes=definition)
     if any(f.blocking for f in host):

@@ -363,6 +363,10 @@ def _file_diff(change: ResourceChange) -> list[str]:
             if line.startswith(("+++", "---", "@@")):
                 continue
             lines.append(f"{name}: {line.strip()}")
+    platforms = [change.old_inputs.get("platform"), change.new_inputs.get("platform")]
+    if platforms[0] != platforms[1]:
+        lines.append(f"platform: {platforms[0] or 'the host'} \u2192 {platforms[1] or 'the host'}"
+                     " (image.platform)")
     if not lines and change.old_inputs.get("tag") != change.new_inputs.get("tag"):
         lines.append("build context changed (a file the Dockerfile copies, or a build arg)")
     return lines[:20]

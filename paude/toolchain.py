@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import platform
@@ -24,6 +26,13 @@ PULUMI_VERSION = "3.274.1"
 RELEASE_URL = "https://get.pulumi.com/releases/sdk/pulumi-v{version}-{os}-{arch}.tar.gz"
 BUILD_HINT = ("on machines without access to get.pulumi.com, build the engine from Go "
               "modules: scripts/build-engine.sh (from the paude repository)")
+# SHA-256 of each release archive paude may download, by file name, as Pulumi publishes
+# them in pulumi-<version>-checksums.txt. A downloaded engine runs as the user, so an
+# archive is unpacked only when it matches; a platform with no entry is not downloaded
+# at all. None are pinned for this release yet: the machines paude is built on cannot
+# reach Pulumi's checksum files, and a value not read from them would vouch for nothing.
+RELEASE_SHA256: dict[str, str] = {}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 Progress = Callable[[int, int | None], None]
 
@@ -138,18 +147,48 @@ def release_url(version: str = PULUMI_VERSION) -> str:
     return RELEASE_URL.format(version=version, os=system, arch=arch)
 
 
-def install_release(home: Path, *, url: str | None = None,
+def expected_sha256(url: str, sha256: str | None = None) -> str:
+    """The SHA-256 the archive at `url` must have; refuses a download nothing vouches for."""
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    value = (sha256 or os.environ.get("PAUDE_PULUMI_RELEASE_SHA256")
+             or RELEASE_SHA256.get(name) or "").strip().lower()
+    if not value:
+        raise EngineMissingError(
+            f"paude has no checksum pinned for {name}, so it does not download it: an "
+            "engine it cannot verify would run as you",
+            hint=f"{BUILD_HINT}; or install Pulumi v{PULUMI_VERSION} yourself and set "
+                 "engine.path in ~/.paude/config.yaml; or, for an archive you have checked, "
+                 "set PAUDE_PULUMI_RELEASE_SHA256 to its SHA-256 from Pulumi's "
+                 f"pulumi-{PULUMI_VERSION}-checksums.txt")
+    if not _SHA256.fullmatch(value):
+        raise EngineMissingError(f"the engine checksum {value!r} is not a SHA-256 (64 hex "
+                                 "digits)", hint="copy it from Pulumi's checksums file")
+    return value
+
+
+def install_release(home: Path, *, url: str | None = None, sha256: str | None = None,
                     progress: Progress | None = None) -> Engine:
-    """Download and unpack the pinned release into PAUDE_HOME/engine/vX/bin."""
+    """Download the pinned release, check its SHA-256, and unpack it into
+    PAUDE_HOME/engine/vX/bin; a mismatch installs nothing.
+
+    The checksum is `sha256`, else PAUDE_PULUMI_RELEASE_SHA256 (for a mirror's own
+    archive: whoever sets it vouches for it), else the one pinned for the archive's name."""
     url = url or os.environ.get("PAUDE_PULUMI_RELEASE_URL") or release_url()
+    expected = expected_sha256(url, sha256)
     target = home / "engine" / f"v{PULUMI_VERSION}"
     with tempfile.TemporaryDirectory(prefix="paude-engine-", dir=home) as tmp:
         archive = Path(tmp) / "pulumi.tar.gz"
         try:
-            _download(url, archive, progress)
+            digest = _download(url, archive, progress)
         except OSError as exc:
             raise EngineMissingError(f"could not download the Pulumi engine from {url}: {exc}",
                                      hint=BUILD_HINT) from exc
+        if not hmac.compare_digest(digest, expected):
+            raise EngineMissingError(
+                f"the Pulumi engine archive from {url} has SHA-256 {digest}, not the expected "
+                f"{expected}: refused, nothing was installed",
+                hint="the download was changed on the way or at its source; do not run it. "
+                     + BUILD_HINT)
         staging = Path(tmp) / "bin"
         staging.mkdir()
         try:
@@ -182,16 +221,20 @@ def install_release(home: Path, *, url: str | None = None,
     return engine
 
 
-def _download(url: str, dest: Path, progress: Progress | None) -> None:
+def _download(url: str, dest: Path, progress: Progress | None) -> str:
+    """Save `url` to `dest`; returns the SHA-256 of what arrived."""
+    digest = hashlib.sha256()
     with urllib.request.urlopen(url, timeout=60) as response, dest.open("wb") as out:
         total_header = response.headers.get("Content-Length")
         total = int(total_header) if total_header else None
         done = 0
         while chunk := response.read(1 << 16):
             out.write(chunk)
+            digest.update(chunk)
             done += len(chunk)
             if progress:
                 progress(done, total)
+    return digest.hexdigest()
 
 
 def engine_env(engine: Engine) -> dict[str, str]:

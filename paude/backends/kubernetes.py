@@ -139,21 +139,27 @@ class KubernetesBackend(Backend):
     def namespace_rules(self, *, session: str) -> NamespaceRules | None:
         """The namespace's ResourceQuotas and LimitRanges, the session's workloads and
         whether its claim exists; None when they cannot be read (no right to, no cluster)."""
-        names = ClusterNames(session)
         rules = proc.run([*self.base(), "get", "resourcequotas,limitranges", "-o", "json"],
                          check=False, log_output=False)
-        ours = proc.run([*self.base(), "get", f"statefulset/{names.agent}",
-                         f"deployment/{names.proxy}", f"deployment/{names.gateway}",
-                         f"persistentvolumeclaim/{names.workspace}", "--ignore-not-found",
-                         "-o", "json"], check=False, log_output=False)
-        if not (rules.ok and ours.ok):
+        existing = self.session_objects(session=session)
+        if not rules.ok or existing is None:
             return None
-        found, existing = _items(rules.stdout), _items(ours.stdout)
+        found = _items(rules.stdout)
         return NamespaceRules(
             [i for i in found if i.get("kind") == "ResourceQuota"],
             [i for i in found if i.get("kind") == "LimitRange"],
             [i for i in existing if i.get("kind") in ("StatefulSet", "Deployment")],
             any(i.get("kind") == "PersistentVolumeClaim" for i in existing))
+
+    def session_objects(self, *, session: str) -> list[dict[str, Any]] | None:
+        """The session's StatefulSet, Deployments and claim as the API server has them; None
+        when they cannot be read."""
+        names = ClusterNames(session)
+        ours = proc.run([*self.base(), "get", f"statefulset/{names.agent}",
+                         f"deployment/{names.proxy}", f"deployment/{names.gateway}",
+                         f"persistentvolumeclaim/{names.workspace}", "--ignore-not-found",
+                         "-o", "json"], check=False, log_output=False)
+        return _items(ours.stdout) if ours.ok else None
 
     def attach_argv(self, *, session: str) -> list[str]:
         """Interactive tmux attach through `oc exec -it`."""

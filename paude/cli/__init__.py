@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from paude import __version__
-from paude.cli import doctor, lifecycle, output, proxy, remote, rescue, stack
+from paude.cli import allowlist, doctor, files, lifecycle, output, proxy, remote, rescue, stack
 from paude.cli import setup as setup_cmd
 from paude.errors import PaudeError
 
@@ -34,6 +34,8 @@ rescue.register(app)
 stack.register(app)
 proxy.register(app)
 doctor.register(app)
+files.register(app)
+allowlist.register(app)
 setup_cmd.register(app)
 
 

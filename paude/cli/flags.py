@@ -4,9 +4,21 @@ together, and names, so a mistyped command fails at once and changes nothing."""
 from __future__ import annotations
 
 from itertools import combinations
+from typing import Annotated
+
+import typer
 
 from paude.errors import UsageError
 from paude.naming import check_session_name as check_name
+
+OpenShiftContext = Annotated[str | None, typer.Option(
+    "--openshift-context", help="OpenShift: the kubeconfig context the session is in (on "
+    "create: written into paude.yaml; elsewhere: refused if the session is not there).",
+    show_default=False)]
+OpenShiftNamespace = Annotated[str | None, typer.Option(
+    "--openshift-namespace", help="OpenShift: the namespace the session is in (on create: "
+    "written into paude.yaml; elsewhere: refused if the session is not there).",
+    show_default=False)]
 
 
 def one_of(**given: bool) -> None:
@@ -47,6 +59,33 @@ def name_or_all(name: str | None, all_sessions: bool) -> str | None:
 def name(value: str) -> str:
     """A NAME given on the command line, validated."""
     return check_name(value)
+
+
+BACKENDS = ("podman", "openshift")
+
+
+def backend(value: str | None) -> str | None:
+    """A --backend value: podman or openshift (None: not given)."""
+    if value is not None and value not in BACKENDS:
+        raise UsageError(f"--backend {value!r} is not a backend",
+                         hint=f"give --backend {' or --backend '.join(BACKENDS)}")
+    return value
+
+
+def platform(value: str | None, *, dry_run: bool) -> None:
+    """A --platform value: one paude builds for, and (unless only planned) one this machine
+    can build and run."""
+    if value is None:
+        return
+    from paude import arch
+
+    if value not in arch.PLATFORMS:
+        raise UsageError(f"--platform {value!r} is not a platform paude builds for",
+                         hint=f"give --platform {' or --platform '.join(arch.PLATFORMS)}")
+    why = arch.unavailable(value)
+    if why is not None and not dry_run:
+        raise UsageError(f"--platform {value}: {why}",
+                         hint="add --dry-run to see the definition and plan without building")
 
 
 def _flag(key: str) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from paude import lifecycle, naming, termguard
+from paude import lifecycle, naming, placement, termguard
 from paude.cli import flags, output, planview
 
 # The schema models and git are imported by the commands that use them: `paude list` and
@@ -38,6 +38,12 @@ def create(
         "--rebuild", help="Rebuild the images without podman's cache.")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the definition and the plan; change nothing.")] = False,
+    openshift_context: flags.OpenShiftContext = None,
+    openshift_namespace: flags.OpenShiftNamespace = None,
+    platform: Annotated[str | None, typer.Option(
+        "--platform", help="Build the agent's image for linux/amd64 or linux/arm64 (written "
+        "into paude.yaml); another platform than the host's needs qemu-user-static.",
+        show_default=False)] = None,
 ) -> int:
     """Define a session in paude.yaml from the flags, then apply it.
 
@@ -51,9 +57,14 @@ def create(
 
     # --rebuild changes how images are built, which a dry run never does.
     flags.one_of(dry_run=dry_run, rebuild=rebuild)
+    where = placement.parse(openshift_context, openshift_namespace)
+    placement.not_podman(where, flags.backend(backend))
+    flags.platform(platform, dry_run=dry_run)
     wanted = CreateFlags(yolo=yolo or None, backend=backend,
                         allowed_domains=tuple(allowed_domains) if allowed_domains else None,
-                        args=args, pvc_size=pvc_size, storage_class=storage_class)
+                        args=args, pvc_size=pvc_size, storage_class=storage_class,
+                        openshift_context=where.context, openshift_namespace=where.namespace,
+                        platform=platform)
     result = lifecycle.create(name, wanted, dry_run=dry_run, rebuild=rebuild,
                               on_progress=output.progress, on_warning=output.warn,
                               on_notice=output.warn)
@@ -80,6 +91,8 @@ def start(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show each step.")] = False,
     attach: Annotated[bool, typer.Option(
         "--attach/--no-attach", help="Attach to the agent's tmux session.")] = True,
+    openshift_context: flags.OpenShiftContext = None,
+    openshift_namespace: flags.OpenShiftNamespace = None,
 ) -> int:
     """Start the session's containers and attach to the agent (Ctrl+b d detaches).
 
@@ -87,7 +100,9 @@ def start(
       paude start my-project\n
       paude start --no-attach
     """
+    where = placement.parse(openshift_context, openshift_namespace)
     session = lifecycle.resolve_name(name)
+    placement.require_recorded(session, where)
     if verbose:
         output.info(f"starting the proxy and the agent of session {session}...")
     argv = lifecycle.start(session)
@@ -99,25 +114,31 @@ def start(
     return _attach(argv)
 
 
-def stop(name: OptionalName = None) -> int:
+def stop(name: OptionalName = None, openshift_context: flags.OpenShiftContext = None,
+         openshift_namespace: flags.OpenShiftNamespace = None) -> int:
     """Stop the session's containers. Everything is kept; `paude start` resumes.
 
     Examples:\n
       paude stop my-project
     """
+    where = placement.parse(openshift_context, openshift_namespace)
     session = lifecycle.resolve_name(name)
+    placement.require_recorded(session, where)
     lifecycle.stop(session)
     output.text(f"Session {session} stopped; its workspace and the agent's state are kept.")
     return 0
 
 
-def connect(name: OptionalName = None) -> int:
+def connect(name: OptionalName = None, openshift_context: flags.OpenShiftContext = None,
+            openshift_namespace: flags.OpenShiftNamespace = None) -> int:
     """Attach to the agent's tmux session. Ctrl+b d detaches; the agent keeps running.
 
     Examples:\n
       paude connect my-project
     """
+    where = placement.parse(openshift_context, openshift_namespace)
     session = lifecycle.resolve_name(name)
+    placement.require_recorded(session, where)
     argv = lifecycle.attach_argv(session)
     from paude import workspace_setup
 
@@ -135,20 +156,28 @@ def _attach(argv: list[str]) -> int:
     return attached.exit_code
 
 
-def list_(as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False
-          ) -> int:
+def list_(as_json: Annotated[bool, typer.Option("--json", help="One JSON array.")] = False,
+          backend: Annotated[str | None, typer.Option(
+              "--backend", help="Only the sessions on this backend: podman or openshift.",
+              show_default=False)] = None,
+          openshift_context: flags.OpenShiftContext = None,
+          openshift_namespace: flags.OpenShiftNamespace = None) -> int:
     """List sessions: NAME, BACKEND, STATUS, WORKSPACE (no engine run: fast).
 
     Examples:\n
       paude list\n
+      paude list --backend=podman\n
       paude list --json | jq -r '.[] | select(.status == "running") | .name'
     """
-    rows = lifecycle.list_sessions()
+    where = placement.parse(openshift_context, openshift_namespace)
+    placement.not_podman(where, flags.backend(backend))
+    rows = lifecycle.list_sessions(backend, where)
     if as_json:
         output.text(json.dumps([r.to_json() for r in rows], indent=2))
         return 0
     if not rows:
-        output.text("No sessions. Create one with `paude create NAME`.")
+        output.text(f"No sessions{f' on {backend}' if backend else ''}. Create one with "
+                    "`paude create NAME`.")
         return 0
     width = max(4, *(len(r.name) for r in rows))
     output.text(f"{'NAME':<{width}}  {'BACKEND':<9}  {'STATUS':<8}  WORKSPACE")
@@ -163,6 +192,8 @@ def status(
     verify: Annotated[bool, typer.Option(
         "--verify", help="Test the sandbox from inside the agent: exit 1 if any check "
                          "fails.")] = False,
+    openshift_context: flags.OpenShiftContext = None,
+    openshift_namespace: flags.OpenShiftNamespace = None,
 ) -> int:
     """Show a session's state, agent and proxy health, and the work the host lacks: commits
     on any ref, uncommitted, untracked and ignored files. With --verify, test the sandbox
@@ -174,6 +205,9 @@ def status(
       paude status my-project --json | jq .work.blocking\n
       paude status my-project --verify
     """
+    where = placement.parse(openshift_context, openshift_namespace)
+    name = lifecycle.resolve_name(name)
+    placement.require_recorded(name, where)
     if verify:
         checked = lifecycle.verify(lifecycle.resolve_name(name))
         if as_json:
@@ -235,6 +269,8 @@ def delete(
         "--confirm", help="Required: delete the session and its workspace.")] = False,
     force: Annotated[bool, typer.Option(
         "--force", help="Delete even if the session holds work you have not fetched.")] = False,
+    openshift_context: flags.OpenShiftContext = None,
+    openshift_namespace: flags.OpenShiftNamespace = None,
 ) -> int:
     """Destroy a session with its data. Refuses while the session holds work the host lacks
     (commits on any ref, uncommitted or untracked files); `paude rescue` saves it all.
@@ -244,6 +280,8 @@ def delete(
       paude delete my-project --confirm --force
     """
     name = flags.name(name)  # a bad NAME is reported before --confirm is asked for
+    where = placement.parse(openshift_context, openshift_namespace)
+    placement.require_recorded(name, where)
     if not confirm:
         output.error(f"deleting removes session {name} and its workspace; "
                      f"run `paude delete {name} --confirm`")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from paude import naming
+from paude import naming, placement
 from paude.cli import flags, output, planview
 
 if TYPE_CHECKING:
@@ -38,6 +38,8 @@ def plan(
         "commit instead of the live session (a pull request's plan: no engine, containers "
         "or secrets). `auto` takes the base from the CI's variables.",
         show_default=False)] = None,
+    openshift_context: flags.OpenShiftContext = None,
+    openshift_namespace: flags.OpenShiftNamespace = None,
 ) -> int:
     """Show what `paude apply NAME` would change, against the live objects.
 
@@ -55,6 +57,10 @@ def plan(
     flags.alone("--render", render is not None, base=base is not None, all=all_sessions,
                 json=as_json, markdown=markdown, detailed_exitcode=detailed_exitcode)
     name = flags.name_or_all(name, all_sessions)
+    where = placement.parse(openshift_context, openshift_namespace)
+    placement.needs_name(where, name)
+    if name is not None:
+        placement.require_defined(name, where)
     if base is not None:
         from paude import baseplan
 
@@ -112,6 +118,8 @@ def _show(plans: list[PlanResult], as_json: bool, markdown: bool, detailed_exitc
 def apply(
     name: NameArg,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")] = False,
+    openshift_context: flags.OpenShiftContext = None,
+    openshift_namespace: flags.OpenShiftNamespace = None,
 ) -> int:
     """Create or update the session's images, networks, volume and containers.
 
@@ -121,7 +129,8 @@ def apply(
       paude apply demo\n
       paude apply demo --yes
     """
-
+    where = placement.parse(openshift_context, openshift_namespace)
+    placement.require_defined(flags.name(name), where)
     from paude import sessions
 
     def ask(planned: PlanResult) -> bool:
@@ -146,6 +155,8 @@ def destroy(
     )] = False,
     force: Annotated[bool, typer.Option(
         "--force", help="With --delete-data: even if the agent has unfetched commits.")] = False,
+    openshift_context: flags.OpenShiftContext = None,
+    openshift_namespace: flags.OpenShiftNamespace = None,
 ) -> int:
     """Remove the session's containers and networks; keep its workspace unless --delete-data.
 
@@ -155,6 +166,7 @@ def destroy(
     """
     name = flags.name(name)
     flags.needs("--force", force, "--delete-data", delete_data)
+    placement.require_recorded(name, placement.parse(openshift_context, openshift_namespace))
     from paude import sessions
 
     result = sessions.destroy(name, delete_data=delete_data, force=force,

@@ -20,9 +20,14 @@ VOLUME_MOUNT = "/paude"
 AGENT_UID = 1000
 PROXY_UID = 13  # Debian's `proxy` user, as in the proxy image
 
-# Every container: non-root, nothing to escalate to, no capabilities, the runtime's
-# default seccomp profile.
+# Every container: non-root, unprivileged, nothing to escalate to, no capabilities, the
+# runtime's default seccomp profile. `privileged: false` is the default, but stating it
+# makes the field paude's under server-side apply: a hand-set `privileged: true` is then
+# drift that apply takes back, where an unstated field would be left as the editor's.
+# (A `false` that the API omits, like hostNetwork, cannot be owned that way: paude reads
+# those itself, paude/cluster_drift.py.)
 CONTAINER_SECURITY: dict[str, Any] = {
+    "privileged": False,
     "allowPrivilegeEscalation": False,
     "capabilities": {"drop": ["ALL"]},
     "runAsNonRoot": True,

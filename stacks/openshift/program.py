@@ -94,7 +94,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             spec=_pull(proxy_deployment(session.name, images.proxy, config_hash,
                                         ca.cert_pem)),
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-                depends_on=[config, ca_secret, *images.ready])))
+                depends_on=[config, ca_secret, *images.ready], delete_before_replace=True)))
         service = k8s.core.v1.Service("proxy-service", metadata=meta(names.proxy, "proxy"),
                                       spec=proxy_service(session.name), opts=opts)
         for suffix, spec in network_policies(session.name).items():
@@ -145,7 +145,10 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
                 depends_on=[proxy, *images.ready],
                 # `paude stop` scales to zero and `start` back to one: not drift.
-                ignore_changes=["spec.replicas"])))
+                ignore_changes=["spec.replicas"],
+                # Replaced when changed by hand (paude/cluster_drift.py): the name is
+                # fixed, so the old one goes first. The workspace is its own claim.
+                delete_before_replace=True)))
         pulumi.export("session", session.name)
         pulumi.export("backend", "openshift")
         pulumi.export("owner", owner)
@@ -187,7 +190,8 @@ def _model_gateway(session: Session, identity: AgentIdentity, image: Any, proxy_
     k8s.apps.v1.Deployment(
         "gateway", metadata=meta(names.gateway, "gateway"),
         spec=pull(gateway_deployment(session.name, image, config, list(secret), proxy_ip)),
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=depends)))
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            depends_on=depends, delete_before_replace=True)))
     service = k8s.core.v1.Service("gateway-service", metadata=meta(names.gateway, "gateway"),
                                   spec=gateway_service(session.name), opts=opts)
     return RENDER_PLACEHOLDER_IP if redact else service.spec.cluster_ip

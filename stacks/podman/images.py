@@ -49,6 +49,8 @@ class BuildSpec:
     # The Claude Code release an agent image installs (its Containerfile, hashed, names it);
     # recorded beside the build so a plan can say "Claude Code X -> Y".
     claude_code: str | None = None
+    # podman build --platform; in the tag only when set, so tags made before it hold.
+    platform: str | None = None
 
     @property
     def digest(self) -> str:
@@ -57,7 +59,8 @@ class BuildSpec:
             {"format": IMAGE_FORMAT, "files": self.files, "build_args": self.build_args,
              "dockerfile": self.dockerfile, "context": self.context_digest,
              **({"build_domains": list(self.build_domains)}
-                if self.build_domains is not None else {})},
+                if self.build_domains is not None else {}),
+             **({"platform": self.platform} if self.platform else {})},
             sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()
@@ -100,6 +103,8 @@ def image_props(spec: BuildSpec, rebuild: str = "") -> dict[str, Any]:
     }
     if spec.claude_code:
         props["claude_code"] = spec.claude_code
+    if spec.platform:
+        props["platform"] = spec.platform
     if spec.context_dir:
         props.update(context_dir=spec.context_dir, dockerfile=spec.dockerfile)
     if spec.build_allowlist is not None:
@@ -171,7 +176,7 @@ def agent_build(session: Session, base: str | None = None,
     return BuildSpec(naming.image_repository("agent"), files,
                      build_allowlist=build_allowlist(session),
                      build_domains=_build_domains(session),
-                     claude_code=_claude_code(session))
+                     claude_code=_claude_code(session), platform=image.platform)
 
 
 def _claude_code(session: Session) -> str | None:
@@ -277,6 +282,7 @@ def dockerfile_build(session: Session, root: Path, *,
         context_digest=context_digest(context),
         build_allowlist=build_allowlist(session),
         build_domains=_build_domains(session),
+        platform=image.platform,
     )
 
 

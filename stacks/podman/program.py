@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pulumi
 
-from paude import domains, egress, naming, sizing
+from paude import arch, domains, egress, naming, sizing
 from paude import gateway as model_gateway
 from paude.credentials import AgentIdentity, stage
 from paude.fields import YOLO_FLAG
@@ -85,6 +85,20 @@ def gateway_address(subnet: str) -> str:
     return str(network.broadcast_address - 2)
 
 
+def fixed_mac(address: str) -> str:
+    """A locally administered MAC address made from a fixed IPv4 address. A replaced proxy
+    (an allowlist change) or gateway keeps its address; with a new MAC as well, the agent's
+    neighbour cache would send to the old one for half a minute, and egress would stall."""
+    packed = ipaddress.ip_address(address).packed[-4:]
+    return ":".join(["02", "50", *(f"{b:02x}" for b in packed)])
+
+
+def fixed_network(network: pulumi.Output[str], address: pulumi.Output[str]
+                  ) -> pulumi.Output[str]:
+    """`--network NAME:ip=ADDRESS,mac=MAC` for a container with a fixed address."""
+    return pulumi.Output.concat(network, ":ip=", address, ",mac=", address.apply(fixed_mac))
+
+
 PRINT_FLAGS = ("-p", "--print")
 
 
@@ -127,6 +141,11 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
     _, feature_files = features.build_files(session, files or Path(owner))
 
     def program() -> None:
+        unbuildable = arch.unavailable(session.image.platform)
+        if unbuildable is not None and not pulumi.runtime.is_dry_run():
+            # Before any resource: an image replaced first would take the agent's container
+            # down with it (deleted before replaced), and its build would then fail.
+            raise RuntimeError(f"session {session.name}: {unbuildable}; nothing was changed")
         names = naming.PodmanNames(session.name)
         keep = pulumi.ResourceOptions(retain_on_delete=True)
         proxy_spec = proxy_build(session)
@@ -176,8 +195,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         proxy = Container("proxy", {
             "name": names.proxy, "hostname": names.proxy,
             "image": proxy_image.tag, "image_id": proxy_image.image_id,
-            "networks": [pulumi.Output.concat(internal.name, ":ip=", proxy_ip),
-                         egress.name],
+            "networks": [fixed_network(internal.name, proxy_ip), egress.name],
             "env": {"PAUDE_SQUID_CONF_B64": conf, "PAUDE_GATEWAY_IP": gateway_ip,
                     "PAUDE_CA_CERT": ca.cert_pem},
             "secret_env": pulumi.Output.secret(ca.key_pem.apply(
@@ -200,7 +218,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         gw = Container("gateway", {
             "name": names.gateway, "hostname": names.gateway,
             "image": proxy_image.tag, "image_id": proxy_image.image_id,
-            "networks": [pulumi.Output.concat(internal.name, ":ip=", gateway_ip)],
+            "networks": [fixed_network(internal.name, gateway_ip)],
             "env": {"PAUDE_GATEWAY_CONFIG": gateway_conf},
             "secret_env": pulumi.Output.secret(creds.secret_env()),
             "command": ["gateway"], "dns": "none",

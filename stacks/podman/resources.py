@@ -20,7 +20,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from paude import proc, sizing
+from paude import arch, proc, sizing
 
 from . import buildbox, observe, podman
 
@@ -59,6 +59,9 @@ class ImageProvider(_Provider):
         # A rebuild ignores the existing image and podman's layer cache.
         found = None if props.get("rebuild") else podman.inspect("image", tag)
         if found is None:
+            why = arch.unavailable(props.get("platform"))
+            if why is not None:
+                raise RuntimeError(f"cannot build {tag}: {why}")
             with tempfile.TemporaryDirectory(prefix="paude-build-") as ctx:
                 if not props.get("context_dir"):
                     for name, content in props["files"].items():
@@ -70,7 +73,8 @@ class ImageProvider(_Provider):
                                          build_args=props.get("build_args", {}),
                                          labels=props.get("labels", {}),
                                          file=props.get("dockerfile"),
-                                         no_cache=bool(props.get("rebuild")))
+                                         no_cache=bool(props.get("rebuild")),
+                                         platform=props.get("platform"))
                 if props.get("context_dir") or FEATURES_FILE not in props["files"]:
                     _build(argv, props)
                 else:
@@ -131,11 +135,13 @@ def _build_with_features(props: dict[str, Any], ctx: str) -> None:
     network at all: their install scripts are repository content."""
     tag, labels, no_cache = props["tag"], props.get("labels", {}), bool(props.get("rebuild"))
     stage = f"{tag}-{STAGE_SUFFIX}"
+    platform = props.get("platform")
     _build(podman.build_argv(stage, ctx, build_args=props.get("build_args", {}),
-                             labels=labels, no_cache=no_cache), props)
+                             labels=labels, no_cache=no_cache, platform=platform), props)
     try:
         second = podman.build_argv(tag, ctx, build_args={STAGE_ARG: stage}, labels=labels,
-                                   file=f"{ctx}/{FEATURES_FILE}", no_cache=no_cache)
+                                   file=f"{ctx}/{FEATURES_FILE}", no_cache=no_cache,
+                                   platform=platform)
         result = proc.run([*second[:2], "--network", "none", *second[2:]],
                           env=buildbox.host_env(), inherit_env=False, check=False)
     finally:

@@ -149,3 +149,49 @@ def test_a_hand_edited_proxy_configuration_is_drift_that_apply_repairs(
     result = paude.run("plan", name, "--detailed-exitcode")
     assert result.returncode == 0, result.stdout + result.stderr
     paude.ok("destroy", name, "--yes", "--delete-data", "--force")
+
+
+
+def test_a_workload_opened_up_by_hand_is_drift_that_apply_replaces(
+        paude: Paude, cluster: Cluster) -> None:
+    ns = f"paude-{secrets.token_hex(3)}"
+    name = paude.session
+    define(paude, cluster, ns)
+    paude.ok("apply", name, "--yes")
+    assert paude.run("plan", name, "--detailed-exitcode").returncode == 0  # control
+    agent = f"paude-{name}-agent"
+    # Server-side apply leaves these to whoever set them: hostNetwork is a field paude can
+    # never own (the API drops `false`), the capability list and the extra container were
+    # never paude's, and privileged escalation is one paude states.
+    patch = {"spec": {"template": {"spec": {"hostNetwork": True, "containers": [
+        {"name": "agent", "securityContext": {"privileged": True,
+                                              "allowPrivilegeEscalation": True,
+                                              "capabilities": {"add": ["SYS_ADMIN"]}}},
+        {"name": "sidecar", "image": "busybox", "command": ["sleep", "1d"]}]}}}}
+    assert cluster.kubectl("-n", ns, "patch", "statefulset", agent, "--type=strategic", "-p",
+                           json.dumps(patch)).returncode == 0
+
+    plan = paude.plan_json()
+    actions = {r["resource"]: r["action"] for r in plan["resources"]}  # type: ignore[index]
+    assert actions["agent"] == "replace", actions
+    assert actions["workspace"] == "same", actions
+    drift = [s for s in plan["summary"] if s["kind"] == "drift"]  # type: ignore[union-attr]
+    assert drift and drift[0]["security_relevant"] is True, plan["summary"]
+    details = "\n".join(drift[0]["details"])
+    for expected in ("hostNetwork turned on", "container agent is privileged",
+                     "adds capabilities SYS_ADMIN", "container sidecar added"):
+        assert expected in details, details
+    # The policy pack judges the declared workload that replaces it: nothing blocks.
+    assert plan["policy"]["passed"] is True, plan["policy"]  # type: ignore[index]
+
+    paude.ok("apply", name, "--yes")
+    spec = cluster.get("-n", ns, "statefulset", agent)["spec"]["template"]["spec"]  # type: ignore[index]
+    assert not spec.get("hostNetwork")
+    assert [c["name"] for c in spec["containers"]] == ["agent"]
+    security = spec["containers"][0]["securityContext"]
+    assert security["privileged"] is False and security["allowPrivilegeEscalation"] is False
+    assert "add" not in security["capabilities"]
+    assert cluster.exists("-n", ns, "pvc", f"paude-{name}-workspace")
+    result = paude.run("plan", name, "--detailed-exitcode")
+    assert result.returncode == 0, result.stdout + result.stderr
+    paude.ok("destroy", name, "--yes", "--delete-data", "--force")

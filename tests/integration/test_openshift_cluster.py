@@ -81,8 +81,17 @@ def test_session_lifecycle_on_a_real_api_server(paude: Paude, cluster: Cluster) 
     assert (row["name"], row["backend"]) == (name, "openshift")
     assert row["workspace"] == str(paude.repo.resolve())
 
+    # --openshift-namespace: a check of where the session is, a filter for list.
+    wrong = paude.run("status", name, "--openshift-namespace", f"{ns}-other")
+    assert wrong.returncode == 1
+    assert f"session {name} was applied with namespace {ns}, not {ns}-other" in wrong.stderr
+    assert [r["name"] for r in json.loads(paude.ok(
+        "list", "--openshift-namespace", ns, "--json").stdout)] == [name]
+    assert json.loads(paude.ok("list", "--openshift-namespace", f"{ns}-other",
+                               "--json").stdout) == []
+
     # stop scales the agent to zero, and that is not drift.
-    paude.ok("stop", name)
+    paude.ok("stop", name, "--openshift-namespace", ns, "--openshift-context", "paude-test")
     assert cluster.get("-n", ns, "statefulset", f"paude-{name}-agent")["spec"]["replicas"] == 0  # type: ignore[index]
     result = paude.run("plan", name, "--detailed-exitcode")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -100,6 +109,19 @@ def test_session_lifecycle_on_a_real_api_server(paude: Paude, cluster: Cluster) 
     paude.ok("apply", name, "--yes")
     conf = cluster.get("-n", ns, "configmap", f"paude-{name}-proxy-config")
     assert "dstdomain -n .example.com" in conf["data"]["squid.conf"]  # type: ignore[index]
+
+    # The same through `paude allowed-domains`: paude.yaml edited, only the proxy changes.
+    agent_version = cluster.get("-n", ns, "statefulset", f"paude-{name}-agent")[
+        "metadata"]["resourceVersion"]  # type: ignore[index]
+    dry = paude.ok("allowed-domains", name, "--add", ".example.org", "--dry-run").stdout
+    assert "egress widened" in dry and "+ .example.org" in dry
+    paude.ok("allowed-domains", name, "--add", ".example.org", "--yes")
+    assert "allowed_domains: [default, .example.com, .example.org]" in (
+        paude.repo / "paude.yaml").read_text()
+    conf = cluster.get("-n", ns, "configmap", f"paude-{name}-proxy-config")
+    assert "dstdomain -n .example.org" in conf["data"]["squid.conf"]  # type: ignore[index]
+    assert cluster.get("-n", ns, "statefulset", f"paude-{name}-agent")[
+        "metadata"]["resourceVersion"] == agent_version  # type: ignore[index]
 
     # destroy keeps the claim and the namespace; everything else goes.
     paude.ok("destroy", name, "--yes")

@@ -361,3 +361,32 @@ def test_plan_base_needs_a_name_and_no_render(base_planned: dict[str, Any],
     assert main(["plan", "demo", "--base", "main", "--render", "out"]) == 1
     assert "--render and --base do not go together" in capsys.readouterr().err
     assert base_planned == {}
+
+
+def test_list_backend_reads_and_shows_only_that_backend(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from paude import index, lifecycle
+    from paude.backends.base import RuntimeStatus
+
+    index.write("local", backend="podman", owner="/r/a", outputs={})
+    index.write("remote", backend="openshift", owner="/r/b", outputs={})
+    read: list[str] = []
+
+    class Observed:
+        def __init__(self, backend: str) -> None:
+            self.backend = backend
+
+        def observe(self, *, sessions: list[str]) -> dict[str, RuntimeStatus]:
+            read.append(self.backend)
+            return {n: RuntimeStatus(True, True, True, False) for n in sessions}
+
+    monkeypatch.setattr(lifecycle, "_place_backend", lambda b, c, n: Observed(b))
+    assert main(["list", "--backend=podman"]) == 0
+    assert read == ["podman"]
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["NAME", "local"]
+    assert main(["list", "--backend", "openshift", "--json"]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out)] == ["remote"]
+    assert read == ["podman", "openshift"]
+    assert main(["list"]) == 0  # control: without the flag, both
+    assert read[2:] == ["podman", "openshift"] or read[2:] == ["openshift", "podman"]

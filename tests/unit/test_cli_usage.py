@@ -34,6 +34,39 @@ CONFLICTS = [
      "--json and --markdown do not go together"),
     (["destroy", "demo", "--force"], "--force only goes with --delete-data"),
     (["create", "demo", "--dry-run", "--rebuild"], "--dry-run and --rebuild do not go together"),
+    (["cp", "demo:a", ":b"], "both demo:a and :b are in sessions"),
+    (["cp", "a", "./b:c"], "neither a nor ./b:c names a session"),
+    (["cp", "demo:", "out"], "'demo:' names no path in the session"),
+    (["list", "--backend", "docker"], "--backend 'docker' is not a backend"),
+    (["allowed-domains", "demo", "--replace", "a.example", "--add", "b.example"],
+     "--replace and --add do not go together"),
+    (["allowed-domains", "demo", "--yes"], "--yes only goes with --add, --remove or --replace"),
+    (["allowed-domains", "demo", "--dry-run"],
+     "--dry-run only goes with --add, --remove or --replace"),
+    (["allowed-domains", "demo", "--add", "a.example", "--dry-run", "--yes"],
+     "--dry-run and --yes do not go together"),
+    (["create", "demo", "--backend", "podman", "--openshift-namespace", "team"],
+     "--backend podman and --openshift-namespace team do not go together"),
+    (["list", "--backend", "podman", "--openshift-context", "prod"],
+     "--backend podman and --openshift-context prod do not go together"),
+    (["plan", "--all", "--openshift-namespace", "team"],
+     "--openshift-namespace team goes with a session NAME"),
+    (["create", "demo", "--platform", "linux/s390x"],
+     "--platform 'linux/s390x' is not a platform paude builds for"),
+]
+
+# Flag values refused like the same field in paude.yaml (flag, value).
+BAD_VALUES = [
+    (["create", "demo", "--openshift-namespace", "Team_A"], "--openshift-namespace"),
+    (["start", "demo", "--openshift-namespace", "-x"], "--openshift-namespace"),
+    (["status", "demo", "--openshift-context", "-bad"], "--openshift-context"),
+    (["plan", "demo", "--openshift-context", "a\nb"], "--openshift-context"),
+    (["apply", "demo", "--openshift-namespace", "x" * 64], "--openshift-namespace"),
+    (["destroy", "demo", "--openshift-namespace", "a.b"], "--openshift-namespace"),
+    (["delete", "demo", "--openshift-namespace", "UP"], "--openshift-namespace"),
+    (["stop", "demo", "--openshift-namespace", "UP"], "--openshift-namespace"),
+    (["connect", "demo", "--openshift-namespace", "UP"], "--openshift-namespace"),
+    (["list", "--openshift-namespace", "UP"], "--openshift-namespace"),
 ]
 
 # Every command that takes a session NAME, with the flags that would otherwise lead to a
@@ -45,7 +78,8 @@ NAMED = [
     ["plan", BAD, "--json"], ["plan", BAD, "--render", "out"], ["plan", BAD, "--base", "main"],
     ["apply", BAD], ["apply", BAD, "--yes"], ["destroy", BAD], ["destroy", BAD, "--yes"],
     ["blocked", BAD], ["log", BAD], ["remote", "add", BAD], ["remote", "add", "--push", BAD],
-    ["remote", "remove", BAD],
+    ["remote", "remove", BAD], ["cp", f"{BAD}:x", "out"], ["cp", "x", f"{BAD}:y"],
+    ["allowed-domains", BAD], ["allowed-domains", BAD, "--add", "a.example", "--yes"],
 ]
 
 PARSER = [
@@ -108,6 +142,15 @@ def test_invalid_names(argv: list[str], repo: Path, capsys: pytest.CaptureFixtur
 def test_values_the_parser_refuses(argv: list[str], message: str, repo: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     assert message in run(argv, repo, capsys)
+
+
+@pytest.mark.parametrize("argv, flag", BAD_VALUES, ids=[" ".join(a) for a, _ in BAD_VALUES])
+def test_bad_flag_values(argv: list[str], flag: str, repo: Path,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [a.replace("\\n", "\n") for a in argv]
+    err = run(argv, repo, capsys)
+    assert err.startswith("error: command line: invalid session definition\n"), err
+    assert f"command line: {flag}: " in err
 
 
 def test_the_seams_are_live(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -140,7 +140,9 @@ def test_agent_starts_alongside_the_proxy_on_its_network(default_run: Run) -> No
 
 def test_proxy_is_on_both_networks_at_its_fixed_address(default_run: Run) -> None:
     proxy = default_run.inputs("proxy")
-    assert proxy["networks"] == [f"paude-demo-internal:ip={PROXY_IP}", "paude-demo-egress"]
+    # A fixed MAC with the fixed address: a replaced proxy is reachable at once.
+    assert proxy["networks"] == [f"paude-demo-internal:ip={PROXY_IP},mac=02:50:0a:59:03:fe",
+                                 "paude-demo-egress"]
     assert proxy["image"] == proxy_build(session_of({})).tag
     assert proxy["cap_drop"] == ["ALL"] and proxy["security_opt"] == ["no-new-privileges"]
     assert proxy["restart"] == "unless-stopped"
@@ -280,7 +282,7 @@ def test_gateway_holds_the_credential_as_a_secret_and_the_agent_none() -> None:
                      RecordingMocks(SUBNET))
     gateway = run.inputs("gateway")
     assert secret(gateway["secret_env"]) == {"PAUDE_GATEWAY_ANTHROPIC_CREDENTIAL": KEY}
-    assert gateway["networks"] == [f"paude-demo-internal:ip={GATEWAY_IP}"]
+    assert gateway["networks"] == [f"paude-demo-internal:ip={GATEWAY_IP},mac=02:50:0a:59:03:fd"]
     assert gateway["image"] == proxy_build(session_of({})).tag
     assert gateway["command"] == ["gateway"] and gateway["dns"] == "none"
     assert gateway["cap_drop"] == ["ALL"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
 import io
 import os
@@ -194,6 +195,10 @@ def release_tarball(members: dict[str, bytes]) -> bytes:
 
 
 PINNED_SCRIPT = f"#!/bin/sh\necho v{PULUMI_VERSION}\n".encode()
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 # Incompressible padding so the download arrives in several chunks.
 PADDING = os.urandom(200_000)
 
@@ -241,6 +246,7 @@ def test_install_release_unpacks_into_paude_home(home: Path, serve: Site) -> Non
     }))
     seen: list[tuple[int, int | None]] = []
     engine = install_release(home, url=serve.url("pulumi.tar.gz"),
+                             sha256=sha(serve.root / "pulumi.tar.gz"),
                              progress=lambda done, total: seen.append((done, total)))
     bin_dir = home / "engine" / f"v{PULUMI_VERSION}" / "bin"
     assert engine == Engine(bin_dir, f"v{PULUMI_VERSION}", "installed")
@@ -260,6 +266,7 @@ def test_install_release_reads_the_url_from_the_environment(
         home: Path, serve: Site, monkeypatch: pytest.MonkeyPatch) -> None:
     (serve.root / "r.tar.gz").write_bytes(release_tarball({"pulumi/pulumi": PINNED_SCRIPT}))
     monkeypatch.setenv("PAUDE_PULUMI_RELEASE_URL", serve.url("r.tar.gz"))
+    monkeypatch.setenv("PAUDE_PULUMI_RELEASE_SHA256", sha(serve.root / "r.tar.gz"))
     assert install_release(home).source == "installed"
 
 
@@ -268,7 +275,7 @@ def test_install_release_replaces_a_previous_install(home: Path, serve: Site) ->
     stale.parent.mkdir(parents=True)
     stale.write_text("x")
     (serve.root / "r.tar.gz").write_bytes(release_tarball({"pulumi/pulumi": PINNED_SCRIPT}))
-    install_release(home, url=serve.url("r.tar.gz"))
+    install_release(home, url=serve.url("r.tar.gz"), sha256=sha(serve.root / "r.tar.gz"))
     assert not stale.exists()
 
 
@@ -284,7 +291,7 @@ def test_hostile_tarball_members_stay_in_the_engine_folder(home: Path, serve: Si
         link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
         tar.addfile(link)
     (serve.root / "r.tar.gz").write_bytes(buffer.getvalue())
-    install_release(home, url=serve.url("r.tar.gz"))
+    install_release(home, url=serve.url("r.tar.gz"), sha256=sha(serve.root / "r.tar.gz"))
     bin_dir = home / "engine" / f"v{PULUMI_VERSION}" / "bin"
     # Paths are flattened to their last part and links are skipped.
     assert sorted(p.name for p in bin_dir.iterdir()) == ["pulumi", "pulumi-escape"]
@@ -297,7 +304,7 @@ def test_tarball_without_pulumi_is_refused(home: Path, serve: Site) -> None:
     (serve.root / "r.tar.gz").write_bytes(release_tarball({"other/tool": b"#!/bin/sh\n"}))
     url = serve.url("r.tar.gz")
     with pytest.raises(EngineMissingError) as exc:
-        install_release(home, url=url)
+        install_release(home, url=url, sha256=sha(serve.root / "r.tar.gz"))
     assert exc.value.message == f"{url} did not contain a pulumi binary"
     assert "scripts/build-engine.sh" in exc.value.render()
     assert not (home / "engine").exists()
@@ -305,7 +312,7 @@ def test_tarball_without_pulumi_is_refused(home: Path, serve: Site) -> None:
 
 def test_missing_file_is_engine_missing(home: Path, serve: Site) -> None:
     with pytest.raises(EngineMissingError, match="could not download the Pulumi engine"):
-        install_release(home, url=serve.url("absent.tar.gz"))
+        install_release(home, url=serve.url("absent.tar.gz"), sha256="0" * 64)
 
 
 def test_unreachable_url_is_engine_missing(home: Path) -> None:
@@ -314,7 +321,7 @@ def test_unreachable_url_is_engine_missing(home: Path) -> None:
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}/pulumi.tar.gz"
     with pytest.raises(EngineMissingError) as exc:
-        install_release(home, url=url)
+        install_release(home, url=url, sha256="0" * 64)
     assert exc.value.message.startswith(f"could not download the Pulumi engine from {url}: ")
     assert "scripts/build-engine.sh" in exc.value.render()
 
@@ -322,14 +329,61 @@ def test_unreachable_url_is_engine_missing(home: Path) -> None:
 def test_download_that_is_not_a_tarball_is_engine_missing(home: Path, serve: Site) -> None:
     (serve.root / "r.tar.gz").write_text("<html>captive portal</html>")
     with pytest.raises(EngineMissingError):
-        install_release(home, url=serve.url("r.tar.gz"))
+        install_release(home, url=serve.url("r.tar.gz"), sha256=sha(serve.root / "r.tar.gz"))
 
 
 def test_downloaded_engine_that_does_not_run_is_refused(home: Path, serve: Site) -> None:
     broken = release_tarball({"pulumi/pulumi": b"#!/bin/sh\nexit 1\n"})
     (serve.root / "r.tar.gz").write_bytes(broken)
     with pytest.raises(EngineMissingError, match="the downloaded Pulumi engine does not run"):
-        install_release(home, url=serve.url("r.tar.gz"))
+        install_release(home, url=serve.url("r.tar.gz"), sha256=sha(serve.root / "r.tar.gz"))
+
+
+def test_a_tampered_archive_is_refused_and_nothing_is_installed(home: Path, serve: Site) -> None:
+    good = release_tarball({"pulumi/pulumi": PINNED_SCRIPT})
+    pinned = hashlib.sha256(good).hexdigest()
+    installed = home / "engine" / f"v{PULUMI_VERSION}" / "bin" / "pulumi"
+    # Control: the archive the checksum was taken of installs.
+    (serve.root / "r.tar.gz").write_bytes(good)
+    install_release(home, url=serve.url("r.tar.gz"), sha256=pinned)
+    before = installed.read_bytes()
+    # The same name, one binary swapped for the attacker's.
+    (serve.root / "r.tar.gz").write_bytes(release_tarball(
+        {"pulumi/pulumi": b"#!/bin/sh\ntouch /tmp/owned; echo v" + PULUMI_VERSION.encode()}))
+    with pytest.raises(EngineMissingError) as exc:
+        install_release(home, url=serve.url("r.tar.gz"), sha256=pinned)
+    assert f"not the expected {pinned}: refused, nothing was installed" in exc.value.message
+    assert "do not run it" in exc.value.render()
+    assert installed.read_bytes() == before  # the verified install is untouched
+    assert sorted(p.name for p in home.iterdir()) == ["engine"]  # no download left behind
+
+
+def test_a_pinned_checksum_is_found_by_the_archive_name(
+        home: Path, serve: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"pulumi-v{PULUMI_VERSION}-linux-x64.tar.gz"
+    (serve.root / name).write_bytes(release_tarball({"pulumi/pulumi": PINNED_SCRIPT}))
+    monkeypatch.delenv("PAUDE_PULUMI_RELEASE_SHA256", raising=False)
+    monkeypatch.setattr(toolchain, "RELEASE_SHA256", {name: sha(serve.root / name).upper()})
+    assert install_release(home, url=serve.url(name)).source == "installed"
+    monkeypatch.setattr(toolchain, "RELEASE_SHA256", {name: "1" * 64})
+    with pytest.raises(EngineMissingError, match="refused, nothing was installed"):
+        install_release(home, url=serve.url(name))
+
+
+def test_nothing_is_downloaded_without_a_checksum(home: Path, serve: Site,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PAUDE_PULUMI_RELEASE_SHA256", raising=False)
+    monkeypatch.setattr(toolchain, "RELEASE_SHA256", {})
+    monkeypatch.setattr(toolchain, "_download",
+                        lambda *_a: pytest.fail("must not download an unverifiable engine"))
+    with pytest.raises(EngineMissingError) as exc:
+        install_release(home, url=serve.url("pulumi.tar.gz"))
+    assert exc.value.message.startswith("paude has no checksum pinned for pulumi.tar.gz")
+    assert "PAUDE_PULUMI_RELEASE_SHA256" in exc.value.render()
+    assert "scripts/build-engine.sh" in exc.value.render()
+    with pytest.raises(EngineMissingError, match="is not a SHA-256"):
+        install_release(home, url=serve.url("pulumi.tar.gz"), sha256="abc")
+    assert not (home / "engine").exists()
 
 
 # ---------------------------------------------------------------- engine_env
