@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from paude.agent_env import RESERVED, reserved_reason
-from paude.errors import ConfigError
+from paude.errors import ConfigError, PaudeError
 from paude.models import PaudeFile, Session, resolve
 from paude.proc import CommandResult
 from paude.sections import ImageConfig, WorkspaceSetup
@@ -302,3 +302,35 @@ def test_a_feature_folder_is_bounded(tmp_path: Path) -> None:
         (folder / f"f{i}").write_text("")
     with pytest.raises(ConfigError, match="more than 500 files"):
         features.build_files(session, tmp_path)
+
+
+def test_cp_never_carries_the_hosts_venv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    import io
+    import tarfile
+
+    from paude import copy, proc
+    from paude.backends.podman import PodmanBackend
+
+    sent: list[bytes] = []
+
+    def run_bytes(argv: list[str], *, input: bytes = b"", **_: object) -> bytes:
+        sent.append(input)
+        return b""
+
+    monkeypatch.setattr(proc, "run_bytes", run_bytes)
+    monkeypatch.setattr(proc, "run", lambda argv, **_: CommandResult(tuple(argv), 0, "new\n",
+                                                                     ""))
+    project = tmp_path / "project"
+    (project / ".venv" / "bin").mkdir(parents=True)
+    (project / ".venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (project / "sub" / "env").mkdir(parents=True)
+    (project / "sub" / "env" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (project / "venv-like").mkdir()  # control: a folder without pyvenv.cfg is copied
+    (project / "venv-like" / "a.txt").write_text("a\n")
+    copied = copy._copy_in(PodmanBackend(), "demo", project, "/workspace/p", force=False)
+    assert copied.skipped_venvs == (".venv", "sub/env")
+    with tarfile.open(fileobj=io.BytesIO(sent[-1])) as tar:
+        assert sorted(tar.getnames()) == ["p", "p/sub", "p/venv-like", "p/venv-like/a.txt"]
+    with pytest.raises(PaudeError, match="is a Python virtual environment of this machine"):
+        copy._copy_in(PodmanBackend(), "demo", project / ".venv", "/workspace/v", force=False)
