@@ -59,6 +59,7 @@ def test_setup_and_venv_run_in_the_session_after_the_first_push(paude: Paude,
     # The host's own venv: ignored, so git never carries it into the session.
     (paude.repo / ".venv" / "bin").mkdir(parents=True)
     (paude.repo / ".venv" / "HOST-VENV").write_text("host\n", encoding="utf-8")
+    (paude.repo / ".venv" / "pyvenv.cfg").write_text("home = /usr/bin\n", encoding="utf-8")
     git(paude, "add", "paude.yaml", "requirements.txt", ".gitignore")
     git(paude, "commit", "-qm", "project")
 
@@ -93,6 +94,12 @@ def test_setup_and_venv_run_in_the_session_after_the_first_push(paude: Paude,
         "status", paude.session).stdout
     windows = agent(paude, "tmux list-windows -t paude -F '#W'").stdout.split()
     assert "setup" in windows
+
+    # Nor does paude cp carry the host's venv (control: the rest of the folder arrives).
+    copied = paude.ok("cp", str(paude.repo), f"{paude.session}:/tmp")
+    assert "Left out the host's virtual environment(s) .venv" in copied.stderr
+    assert agent(paude, "test -e /tmp/repo/.venv").returncode == 1
+    assert agent(paude, "test -f /tmp/repo/requirements.txt").returncode == 0
 
     # Once: a restart does not run it again; --rerun does.
     paude.ok("stop", paude.session)
