@@ -264,6 +264,6 @@ def session_from(file: PaudeFile, root: Path, name: str) -> tuple[Session, list[
     found = load_image_source(root)
     if found is None:
         return bases(file, name), warnings
-    image, source, source_warnings = found
-    return (bases(file, name, image_fallback=image, image_source=source),
-            warnings + source_warnings)
+    return (bases(file, name, image_fallback=found.image, image_source=found.source,
+                  setup_fallback=found.setup),
+            warnings + found.warnings)

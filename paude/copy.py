@@ -61,6 +61,7 @@ class CopyResult:
     target: str  # where it landed (a host path, or a path in the container)
     files: int  # regular files in the stream
     bytes: int
+    skipped_venvs: tuple[str, ...] = ()  # the host's virtual environments, left out
 
 
 def parse(spec: str) -> Endpoint:
@@ -152,9 +153,10 @@ def _copy_in(backend: Backend, session: str, source: Path, dest: str, *,
     # sandbox.
     buffer = io.BytesIO()
     files = size = 0
+    skipped: list[str] = []
     try:
         with tarfile.open(fileobj=buffer, mode="w") as archive:
-            for path, arcname in _walk(source, target_name):
+            for path, arcname in _walk(source, target_name, skipped):
                 info = archive.gettarinfo(str(path), arcname)
                 if info is None:  # a socket: nothing to copy
                     continue
@@ -178,18 +180,31 @@ def _copy_in(backend: Backend, session: str, source: Path, dest: str, *,
         raise PaudeError(f"copying into {session}:{target} failed: "
                          f"{_last_line(exc.stderr)}",
                          hint="check that the agent's user may write there") from None
-    return CopyResult(session, "in", str(source), target, files, size)
+    return CopyResult(session, "in", str(source), target, files, size, tuple(skipped))
 
 
-def _walk(source: Path, arcname: str) -> list[tuple[Path, str]]:
-    """Every entry under source (itself first), without following links."""
+def is_venv(path: Path) -> bool:
+    """A Python virtual environment (the marker `python -m venv` and virtualenv write)."""
+    return path.is_dir() and not path.is_symlink() and (path / "pyvenv.cfg").is_file()
+
+
+def _walk(source: Path, arcname: str, skipped: list[str]) -> list[tuple[Path, str]]:
+    """Every entry under source (itself first), without following links, and without the
+    host's virtual environments (their names go to `skipped`): the session makes its own
+    (`venv:`), and a host venv's interpreter links and paths are this machine's."""
+    if is_venv(source):
+        raise PaudeError(f"{source} is a Python virtual environment of this machine: paude "
+                         "does not copy one into a session", hint="set `venv: auto` (or a list "
+                         "of folders) in paude.yaml: the session creates its own")
     found = [(source, arcname)]
     if source.is_dir() and not source.is_symlink():
         for root, dirs, names in os.walk(source, followlinks=False):
             rel = Path(root).relative_to(source)
-            for entry in sorted(dirs) + sorted(names):
+            venvs = {d for d in dirs if is_venv(Path(root) / d)}
+            skipped += [posixpath.join(*rel.parts, d) for d in sorted(venvs)]
+            dirs[:] = sorted(d for d in dirs if d not in venvs)
+            for entry in dirs + sorted(names):
                 found.append((Path(root) / entry, posixpath.join(arcname, *rel.parts, entry)))
-            dirs.sort()
     return found
 
 

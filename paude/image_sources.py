@@ -9,6 +9,7 @@ import json
 import posixpath
 import re
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from paude.errors import ConfigError, ConfigProblem
 from paude.limits import MAX_DEPTH, json_problem
 from paude.models import ImageConfig
+from paude.sections import WorkspaceSetup
 from paude.validation import dotted, message
 
 IMAGE_SOURCES = ("paude.json", ".devcontainer/devcontainer.json", ".devcontainer.json")
@@ -102,13 +104,18 @@ class _JsonImage:
         self.folder = posixpath.dirname(source) or "."
         self.fields: dict[str, Any] = {}
         self.origin: dict[str, str] = {}  # ImageConfig field -> json property, for errors
+        self.setup_fields: dict[str, Any] = {}  # WorkspaceSetup's
         self.problems: list[ConfigProblem] = []
         self.warnings: list[str] = []
 
-    def line(self, prop: str) -> int | None:
-        """Line of the first `"prop":` (close enough to point the user at it)."""
+    def line(self, prop: str, entry: str | None = None) -> int | None:
+        """Line of the first `"prop":`, or of the first `"entry":` after it (close enough to
+        point the user at it)."""
         key = prop.rsplit(".", 1)[-1]
         match = re.search(rf'"{re.escape(key)}"\s*:', self.text)
+        if match and entry is not None:
+            match = re.compile(rf'"{re.escape(entry)}"\s*:').search(
+                self.text, match.end()) or match
         return self.text.count("\n", 0, match.start()) + 1 if match else None
 
     def problem(self, prop: str, message: str) -> None:
@@ -119,6 +126,25 @@ class _JsonImage:
             self.problem(prop, f"set only one of {self.origin[field]!r} and {prop!r}")
         self.fields[field], self.origin[field] = value, prop
 
+    def take_setup(self, field: str, prop: str, value: Any) -> None:
+        if field in self.setup_fields:
+            self.problem(prop, f"set only one of {self.origin['setup.' + field]!r} and {prop!r}")
+        self.setup_fields[field], self.origin["setup." + field] = value, prop
+
+    def workspace_setup(self) -> WorkspaceSetup | None:
+        """setup / postCreateCommand and venv, validated; None when the file sets neither."""
+        if not self.setup_fields:
+            return None
+        try:
+            return WorkspaceSetup.model_validate(self.setup_fields)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = tuple(err["loc"])
+                prop = self.origin.get("setup." + str(loc[0]), str(loc[0]))
+                self.problems.append(ConfigProblem(
+                    dotted((prop, *loc[1:])), message(err, WorkspaceSetup), self.line(prop)))
+        return None
+
     def property(self, key: str, value: Any) -> None:
         if key in ("image", "base"):
             self.take("base", key, value)
@@ -127,8 +153,16 @@ class _JsonImage:
             if command is None:
                 self.problem(key, "expected a string, a list of strings or an object of commands")
             elif command:
-                self.take("setup", key, command)
-        elif key in ("packages", "features", "venv"):
+                # The seed's meaning: run once the code is there, not at image build.
+                self.take_setup("setup", key, command)
+        elif key == "venv":
+            self.take_setup("venv", key, value)
+        elif key == "features" and isinstance(value, dict):
+            # A local feature's path is relative to the json file's folder ("./NAME"); paude
+            # names it from the repository root, written "./PATH" too.
+            self.take(key, key, {("./" + _rebase(self.folder, k[2:]) if k.startswith("./")
+                                  else k): v for k, v in value.items()})
+        elif key in ("packages", "features"):
             self.take(key, key, value)
         elif key == "containerEnv":
             self.take("env", key, value)
@@ -166,15 +200,27 @@ class _JsonImage:
             for err in exc.errors():
                 loc = tuple(err["loc"])
                 prop = self.origin.get(str(loc[0]), str(loc[0])) if loc else "(top level)"
+                entry = str(loc[1]) if len(loc) > 1 and isinstance(loc[1], str) else None
                 self.problems.append(ConfigProblem(
-                    dotted((prop, *loc[1:])), message(err, ImageConfig), self.line(prop)))
+                    dotted((prop, *loc[1:])), message(err, ImageConfig), self.line(prop, entry)))
         if self.problems or image is None:
             raise ConfigError(self.source, self.problems)
         return image
 
 
-def load_image_source(root: Path) -> tuple[ImageConfig, str, list[str]] | None:
-    """Image settings from paude.json or devcontainer.json, with warnings; None if neither."""
+@dataclass(frozen=True)
+class ImageSource:
+    """What paude.json or devcontainer.json says."""
+
+    image: ImageConfig
+    source: str  # the file, relative to the repository
+    warnings: list[str]
+    setup: WorkspaceSetup | None  # setup / postCreateCommand and venv
+
+
+def load_image_source(root: Path) -> ImageSource | None:
+    """Image and workspace settings from paude.json or devcontainer.json, with warnings;
+    None if neither file exists."""
     source = next((s for s in IMAGE_SOURCES if (root / s).is_file()), None)
     if source is None:
         return None
@@ -203,4 +249,5 @@ def load_image_source(root: Path) -> tuple[ImageConfig, str, list[str]] | None:
     collected = _JsonImage(source, text)
     for key, value in data.items():
         collected.property(key, value)
-    return collected.image(), source, collected.warnings
+    setup = collected.workspace_setup()
+    return ImageSource(collected.image(), source, collected.warnings, setup)

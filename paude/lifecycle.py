@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from paude.results import ApplyResult, DestroyResult, PlanResult
     from paude.verify import VerifyResult
     from paude.work import WorkReport
+    from paude.workspace_setup import SetupStatus
 
 # list, status, start, stop and connect import only what they use: the engine, the schema
 # models and git are imported by the commands that need them (a quick command costs
@@ -72,6 +73,7 @@ class SessionStatus:
     work_error: str | None = None  # why the work could not be read, when it could not
     memory_kills: int | None = None  # processes killed at the agent's memory limit
     oom_killed: bool = False  # the agent's container ended at its memory limit
+    setup: SetupStatus | None = None  # the session's setup; None: could not tell
 
     def to_json(self) -> dict[str, object]:
         """The JSON form of `paude status --json` (unfetched_* kept from the first version)."""
@@ -81,7 +83,8 @@ class SessionStatus:
                 "work": self.report.to_json() if self.report else None,
                 "work_error": self.work_error,
                 "memory": {"processes_killed": self.memory_kills,
-                           "container_killed": self.oom_killed}}
+                           "container_killed": self.oom_killed},
+                "setup": self.setup.to_json() if self.setup else None}
 
 
 def resolve_name(name: str | None, cwd: Path | None = None) -> str:
@@ -305,9 +308,14 @@ def status(name: str, *, cwd: Path | None = None) -> SessionStatus:
         except PaudeError as exc:
             error = exc.message
     branches = {r.name: r.commits for r in found.of_kind("branch")} if found else {}
+    setup = None
+    if observed.agent_running:
+        from paude import workspace_setup
+
+        setup = workspace_setup.state(backend, name)
     return SessionStatus(name, backend_name, observed.state, observed.agent_alive,
                          observed.proxy_running, found.commits if found else None, branches,
-                         found, error, observed.memory_kills, observed.oom_killed)
+                         found, error, observed.memory_kills, observed.oom_killed, setup)
 
 
 def verify(name: str, *, cwd: Path | None = None) -> VerifyResult:

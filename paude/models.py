@@ -49,7 +49,18 @@ from paude.fields import (
     validate_session_name,
 )
 from paude.resources_model import DEFAULT_AGENT, ResourcesConfig
-from paude.sections import AgentConfig, ImageConfig, OpenShiftConfig, ProxyConfig, _Model
+from paude.sections import (
+    SETUP_DESCRIPTION,
+    VENV_DESCRIPTION,
+    AgentConfig,
+    ImageConfig,
+    OpenShiftConfig,
+    ProxyConfig,
+    SetupCommand,
+    Venv,
+    WorkspaceSetup,
+    _Model,
+)
 
 __all__ = [
     "DEFAULT_ALLOWED_DOMAINS",
@@ -128,6 +139,8 @@ class SessionSpec(_Model):
     proxy: ProxyConfig | None = Field(None, description="The egress proxy sidecar.")
     resources: ResourcesConfig | None = Field(
         None, description="The agent container's memory, CPU and process limits.")
+    setup: SetupCommand | None = Field(None, description=SETUP_DESCRIPTION)
+    venv: Venv | None = Field(None, description=VENV_DESCRIPTION)
     waivers: dict[WaivableRule, WaiverReason] | None = Field(
         None,
         description=(
@@ -226,6 +239,8 @@ class Session(_Model):
         default_factory=lambda: DEFAULT_AGENT, description="The agent container's limits.")
     waivers: dict[str, str] = Field(
         default_factory=dict, description="Waived mandatory policy rules and the reasons.")
+    setup: str | None = Field(None, description="Run once in the session after the first push.")
+    venv: Venv = Field("none", description="The container's own virtual environment(s).")
     image_source: str = Field(
         description="Where the image settings came from: paude.yaml, paude.json, a "
         "devcontainer.json path, or 'default'."
@@ -271,6 +286,7 @@ def resolve(
     proxy_base: str | None = None,
     machine_agent: AgentConfig | None = None,
     machine_cas: Sequence[str] = (),
+    setup_fallback: WorkspaceSetup | None = None,
 ) -> Session:
     """Merge built-in defaults < the machine's < file.defaults < sessions[name] into the
     effective Session.
@@ -278,7 +294,8 @@ def resolve(
     `default_base` (the machine's) replaces the built-in base image; `proxy_base` (the
     machine's) is the proxy's base whatever the file says; `machine_agent` holds the
     machine's agent.install and agent.version (the fields it sets); `machine_cas` are
-    trusted before whatever the file lists, which cannot remove them."""
+    trusted before whatever the file lists, which cannot remove them; `setup_fallback`
+    (paude.json / devcontainer.json) gives setup and venv where neither layer does."""
     spec = file.sessions.get(name)
     if spec is None:
         defined = ", ".join(sorted(file.sessions)) or "none"
@@ -330,5 +347,8 @@ def resolve(
         proxy=proxy,
         resources=_merge(_merge(DEFAULT_AGENT, defaults.resources), spec.resources),
         waivers=dict(spec.waivers or {}),
+        setup=pick("setup", setup_fallback.setup if setup_fallback else None),
+        venv=pick("venv", setup_fallback.venv if setup_fallback and setup_fallback.venv
+                  else "none"),
         image_source=image_source,
     )

@@ -136,8 +136,8 @@ def _words(command: str | None) -> list[str]:
 
 def inputs(root: Path, session: Session, config: PackConfig | None = None) -> dict[str, str]:
     """The session's definition files (relative to root) with their digests: paude.yaml,
-    paude-policy.yaml, the image source in use, the
-    Dockerfile and its build context, and files the setup command names."""
+    paude-policy.yaml, the image source in use, the Dockerfile and its build context,
+    local devcontainer features, and files the setup commands name."""
     out: dict[str, str] = {}
     _add_file(root, PAUDE_FILE, out)
     _add_file(root, POLICY_FILE, out)
@@ -147,8 +147,10 @@ def inputs(root: Path, session: Session, config: PackConfig | None = None) -> di
     if dockerfile:
         _add_file(root, dockerfile, out)
         _add_tree(root, context, out)
-    for word in _words(session.image.setup):
+    for word in _words(session.image.setup) + _words(session.setup):
         _add_file(root, word, out)
+    for ref in (r for r in session.image.features if r.startswith("./") and r.strip("./")):
+        _add_tree(root, ref[2:].rstrip("/"), out)  # its install.sh runs in the build
     # Custom rules' code is never part of it: a repository's policy file holds no code
     # (paude/policy.py), and PAUDE_HOME's files are outside the repository's history.
     del config

@@ -3,6 +3,8 @@ cluster settings and the proxy (paude/models.py assembles them into sessions).""
 
 from __future__ import annotations
 
+import posixpath
+import re
 import shlex
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,6 +19,7 @@ from pydantic import (
     field_validator,
 )
 
+from paude.agent_env import check_name
 from paude.certs import NotCertificates, read_certificates
 from paude.fields import (
     AgentVersion,
@@ -59,6 +62,8 @@ def _check_ca_file(value: str) -> str:
 
 
 CaFile = Annotated[HostPath, AfterValidator(_check_ca_file)]
+# image.env / containerEnv: any name but the ones paude sets for the sandbox.
+AgentEnvName = Annotated[EnvName, AfterValidator(check_name)]
 
 
 class ImageConfig(_Model):
@@ -87,17 +92,22 @@ class ImageConfig(_Model):
         default_factory=list, description="Debian packages installed into the image."
     )
     setup: str | None = Field(
-        None, description="Shell command run once while the image is built."
-    )
-    env: dict[EnvName, EnvValue] = Field(
-        default_factory=dict, description="Environment variables set in the agent's container."
-    )
-    venv: str | None = Field(
-        None, description="Python virtual environment setting, as written in paude.json."
-    )
+        None, description=(
+            "Shell command run once while the image is built, in the build sandbox, without "
+            "the repository (tools, not the project's dependencies: see the session's "
+            "`setup`, which runs after the code is pushed)."))
+    env: dict[AgentEnvName, EnvValue] = Field(
+        default_factory=dict, description=(
+            "Environment variables set in the agent's container (devcontainer containerEnv). "
+            "paude's own (the proxy, CA trust, model gateway and PAUDE_* variables) are "
+            "refused."))
     features: dict[str, Any] = Field(
         default_factory=dict,
-        description="Devcontainer features; recorded for review but not installed.",
+        description=(
+            "Devcontainer features from folders of the repository ('./PATH', with "
+            "devcontainer-feature.json and install.sh) and their options: installed in the "
+            "agent image by a build without network. OCI references are refused (no "
+            "registry is reached): vendor the feature's folder."),
     )
     platform: Literal["linux/amd64", "linux/arm64"] | None = Field(
         None, description=(
@@ -111,6 +121,51 @@ class ImageConfig(_Model):
             "images: needed behind TLS-inspecting proxies."
         ),
     )
+
+
+_VENV_PATH_RE = re.compile(r"^[A-Za-z0-9_.@+-]+(?:/[A-Za-z0-9_.@+-]+)*$")
+# The entrypoint passes the command in one environment variable.
+SETUP_MAX = 65536
+
+
+def _check_venv_path(value: str) -> str:
+    # The entrypoint reads the list as one ':'-separated variable and creates each folder
+    # inside the workspace: plain relative names only.
+    normal = posixpath.normpath(value)
+    if (not _VENV_PATH_RE.match(value) or normal in (".", "..") or normal.startswith("../")
+            or normal.split("/", 1)[0] == ".git"):
+        raise ValueError(f"{value!r} is not a folder of the repository (a relative path of "
+                         "letters, digits and ._@+-, not .git)")
+    return normal
+
+
+def _check_setup(value: str) -> str:
+    if not value.strip():
+        raise ValueError("the setup command is empty: remove it, or write a command")
+    if "\x00" in value or len(value) > SETUP_MAX:
+        raise ValueError(f"a setup command is text of at most {SETUP_MAX} characters")
+    return value
+
+
+VenvPath = Annotated[str, AfterValidator(_check_venv_path)]
+Venv = Literal["auto", "none"] | Annotated[list[VenvPath], Field(min_length=1)]
+SetupCommand = Annotated[str, AfterValidator(_check_setup)]
+SETUP_DESCRIPTION = (
+    "Shell command run once inside the session (agent container, agent user, through the "
+    "proxy) after the code is first pushed into the workspace; `paude setup NAME --rerun` "
+    "runs it again. paude.json `setup` and devcontainer `postCreateCommand` set it too.")
+VENV_DESCRIPTION = (
+    "The container's own Python virtual environment in the workspace (the host's never "
+    "reaches it): auto = .venv when the repository has pyproject.toml, requirements.txt or "
+    "setup.py, none (the default), or a list of folders; created before setup runs, the first one "
+    "active in the agent's shells, and kept out of the agent's commits.")
+
+
+class WorkspaceSetup(_Model):
+    """What prepares the workspace once the code is in (paude.json / devcontainer.json)."""
+
+    setup: SetupCommand | None = Field(None, description=SETUP_DESCRIPTION)
+    venv: Venv | None = Field(None, description=VENV_DESCRIPTION)
 
 
 class AgentConfig(_Model):

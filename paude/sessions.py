@@ -82,9 +82,6 @@ def session_of(project: Project, name: str) -> tuple[Session, list[str]]:
     if "all" in session.allowed_domains:
         warnings.append(f"session {name}: allowed_domains includes 'all': egress is "
                         "UNRESTRICTED and the agent can send your code anywhere")
-    if session.image.features:
-        warnings.append("image.features (devcontainer features) are recorded but not installed; "
-                        "install what you need with image.packages or image.setup")
     return session, warnings
 
 

@@ -41,8 +41,9 @@ if [ -n "${PAUDE_AGENT_ONCE_CMD:-}" ]; then
     digest=$(printf '%s' "$PAUDE_AGENT_ONCE_CMD" | sha256sum | cut -c1-16)
     if [ "$(cat "$state/.paude-once" 2>/dev/null || true)" != "$digest" ]; then
         printf '%s\n' "$digest" > "$state/.paude-once"
-        # The prompt is about the user's code: wait until it has been pushed in.
-        cmd="until git -C /workspace rev-parse -q --verify HEAD >/dev/null 2>&1; do sleep 1; done; $PAUDE_AGENT_ONCE_CMD"
+        # The prompt is about the user's code: wait until it has been pushed in, and the
+        # session's setup (paude-setup) has prepared it.
+        cmd="until git -C /workspace rev-parse -q --verify HEAD >/dev/null 2>&1; do sleep 1; done; until paude-setup finished; do sleep 1; done; $PAUDE_AGENT_ONCE_CMD"
     fi
 fi
 # The proxy and the model gateway start alongside the agent: wait (up to 30 s) until they
@@ -55,10 +56,22 @@ for target in ${HTTPS_PROXY:+"$hostport"} ${PAUDE_GATEWAY:+"$PAUDE_GATEWAY"}; do
              sleep 0.2; done; exit 1' _ "${target%%:*}" "${target##*:}" \
         || echo "paude-agent: $target is not reachable yet" >&2
 done
+# The container's own virtual environment (venv: auto or a list) comes first on the agent's
+# PATH, before it exists: paude-setup creates it after the first push. Login shells get
+# it from /etc/profile.d.
+case "${PAUDE_VENV:-none}" in
+    none|"") ;;
+    auto) export PATH="/workspace/.venv/bin:$PATH" ;;
+    *) export PATH="/workspace/${PAUDE_VENV%%:*}/bin:$PATH" ;;
+esac
 if [ -n "$cmd" ]; then
     tmux new-session -d -s paude -x 200 -y 50 -c /workspace "$cmd" \
         || echo "paude-agent: could not start the agent's tmux session" >&2
 fi
 
 sleep infinity &
-wait $!
+keep=$!
+# The session's setup runs once, after the first push (see paude-setup); started after
+# `sleep`, which tells paude the container is ready.
+paude-setup wait &
+wait $keep

@@ -11,6 +11,7 @@ import typer
 
 from paude import __version__
 from paude.cli import allowlist, doctor, files, lifecycle, output, proxy, remote, rescue, stack
+from paude.cli import setup as setup_cmd
 from paude.errors import PaudeError
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -35,6 +36,7 @@ proxy.register(app)
 doctor.register(app)
 files.register(app)
 allowlist.register(app)
+setup_cmd.register(app)
 
 
 def _show_version(value: bool) -> None:

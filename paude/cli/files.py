@@ -39,6 +39,10 @@ def cp(
     result = copy.copy(src, dst, session, force=force)
     where = f"{session}:{result.target}" if result.direction == "in" else result.target
     output.text(f"Copied {result.files} file(s), {result.bytes} bytes, to {where}.")
+    if result.skipped_venvs:
+        output.info(f"Left out the host's virtual environment(s) "
+                    f"{', '.join(result.skipped_venvs)}: the session makes its own "
+                    "(`venv:` in paude.yaml).")
     return 0
 
 

@@ -214,6 +214,11 @@ def connect(name: OptionalName = None, github_token: GithubToken = None,
     argv = lifecycle.attach_argv(session)
     if token:
         _give_token(session, token)
+    from paude import workspace_setup
+
+    setup = workspace_setup.notice(session)
+    if setup:
+        output.info(setup)
     return _attach(argv)
 
 
@@ -320,6 +325,8 @@ def status(
         output.text(f"  memory:            {result.memory_kills} process(es) killed at the "
                     "agent's memory limit; the session kept running (raise resources.memory "
                     "in paude.yaml if the work needs more)")
+    if result.setup is not None:
+        output.text(f"  setup:             {result.setup.describe(result.name)}")
     output.text(f"  unfetched commits: {unfetched}")
     for branch, count in sorted(result.branches.items()):
         output.text(f"    {branch}: {count}  (git pull {naming.git_remote(result.name)} {branch})")

@@ -24,7 +24,7 @@ from paude.errors import ConfigError, ConfigProblem
 from paude.models import Session
 from paude.naming import ClusterNames
 
-from ..podman import podman
+from ..podman import features, podman
 from ..podman.images import BuildSpec, agent_build, dockerfile_build, image_props, proxy_build
 from ..podman.resources import Image, ImageProvider, _Provider, _replace_diff, _without
 
@@ -139,7 +139,18 @@ class _Builds:
 def _builds(session: Session, owner: Path, files: Path | None = None) -> _Builds:
     base = dockerfile_build(session, owner, files=files) if session.openshift.image_registry \
         else None
-    return _Builds(base, {"agent": agent_build(session, base.tag if base else None),
+    feature_files: dict[str, str] = {}
+    if session.image.features:
+        if not session.openshift.image_registry:
+            raise ConfigError(session.image_source if session.image_source != "default"
+                              else "paude.yaml", [ConfigProblem(
+                "features", "devcontainer features are installed by a local build without "
+                "network, which an in-cluster build cannot do")],
+                hint="set openshift.image_registry (paude builds locally and pushes), or "
+                     "install what the feature does in image.dockerfile")
+        feature_files = features.build_files(session, files or owner)[1]
+    return _Builds(base, {"agent": agent_build(session, base.tag if base else None,
+                                               feature_files),
                           "proxy": proxy_build(session)})
 
 

@@ -23,6 +23,8 @@ from . import buildcheck
 # Bump when the meaning of a build input changes without its text changing.
 IMAGE_FORMAT = 1
 __all__ = ["CLAUDE_CODE_VERSION", "BuildSpec", "agent_build", "image_props", "proxy_build"]
+# What `venv` needs to create the container's own virtual environment.
+VENV_PACKAGES = ("python3", "python3-venv")
 # What every agent image needs whatever the user's configuration says.
 AGENT_BASE_PACKAGES = ("bash", "ca-certificates", "coreutils", "git", "tmux", "procps")
 
@@ -141,9 +143,11 @@ def _build_domains(session: Session) -> tuple[str, ...] | None:
     return tuple(found) if found is not None else None
 
 
-def agent_build(session: Session, base: str | None = None) -> BuildSpec:
+def agent_build(session: Session, base: str | None = None,
+                feature_files: dict[str, str] | None = None) -> BuildSpec:
     """The agent image: the session's base plus packages, Claude Code, setup and paude's
-    entrypoint."""
+    entrypoint; then the devcontainer features (`feature_files`, features.build_files),
+    in a second build without network."""
     image = session.image
     install = session.agent.install
     extra = ["curl"] if install == "native" else ["nodejs", "npm"] if install == "npm" else []
@@ -152,7 +156,8 @@ def agent_build(session: Session, base: str | None = None) -> BuildSpec:
         "Containerfile.agent.j2",
         base=base or image.base,
         base_packages=list(AGENT_BASE_PACKAGES) + extra,
-        packages=list(image.packages),
+        packages=list(image.packages) + [p for p in VENV_PACKAGES if p not in image.packages
+                                         and session.venv != "none"],
         setup=image.setup,
         env=dict(image.env),
         install=install,
@@ -162,10 +167,12 @@ def agent_build(session: Session, base: str | None = None) -> BuildSpec:
     files = {
         "Containerfile": containerfile,
         "agent-entrypoint.sh": template_source("agent-entrypoint.sh"),
+        "agent-setup.sh": template_source("agent-setup.sh"),
         **cas,
     }
     if image.setup:
         files["paude-setup.sh"] = image.setup.rstrip("\n") + "\n"
+    files.update(feature_files or {})
     return BuildSpec(naming.image_repository("agent"), files,
                      build_allowlist=build_allowlist(session),
                      build_domains=_build_domains(session),

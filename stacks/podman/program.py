@@ -19,6 +19,7 @@ from paude.models import Session
 from paude.render import render
 
 from ..session_ca import SessionCA
+from . import features
 from .images import agent_build, dockerfile_build, image_props, proxy_build
 from .resources import Container, Image, Network, Volume
 
@@ -108,10 +109,21 @@ def agent_commands(session: Session) -> dict[str, str]:
     first start; later starts run the agent interactively without the prompt."""
     flags = [YOLO_FLAG] if session.yolo else []
     full = shlex.join([*session.agent.command, *flags, *session.agent.args])
+    prepare = setup_env(session)
     if any(a in PRINT_FLAGS or a.startswith("--print=") for a in session.agent.args):
         return {"PAUDE_AGENT_ONCE_CMD": full,
-                "PAUDE_AGENT_CMD": shlex.join([*session.agent.command, *flags])}
-    return {"PAUDE_AGENT_CMD": full}
+                "PAUDE_AGENT_CMD": shlex.join([*session.agent.command, *flags]), **prepare}
+    return {"PAUDE_AGENT_CMD": full, **prepare}
+
+
+def setup_env(session: Session) -> dict[str, str]:
+    """What the agent's paude-setup reads: the setup command and the venv folders. Only
+    text: the container runs them after the first push, the host never does."""
+    env = {"PAUDE_SETUP": session.setup} if session.setup else {}
+    if session.venv != "none":
+        env["PAUDE_VENV"] = session.venv if isinstance(session.venv, str) else ":".join(
+            session.venv)
+    return env
 
 
 def make_program(session: Session, owner: str, identity: AgentIdentity | None = None, *,
@@ -126,6 +138,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
     # Outside the program: a missing Dockerfile is a definition error, reported before
     # the engine starts.
     base_spec = dockerfile_build(session, Path(owner), files=files)
+    _, feature_files = features.build_files(session, files or Path(owner))
 
     def program() -> None:
         unbuildable = arch.unavailable(session.image.platform)
@@ -150,7 +163,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
                                after_base)
             base_tag = base_spec.tag
             after_base = pulumi.ResourceOptions(retain_on_delete=True, depends_on=[base_image])
-        agent_spec = agent_build(session, base_tag)
+        agent_spec = agent_build(session, base_tag, feature_files)
         agent_image = Image("agent-image", {**image_props(agent_spec, rebuild), **sandboxed},
                             after_base)
         internal = Network("internal-network", {

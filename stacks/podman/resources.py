@@ -24,6 +24,12 @@ from paude import arch, proc, sizing
 
 from . import buildbox, observe, podman
 
+# The agent's devcontainer features: a second Containerfile in the build context, built
+# FROM the first build's image (tagged TAG-prefeatures meanwhile), passed as a build arg.
+FEATURES_FILE = "Containerfile.features"
+STAGE_ARG = "PAUDE_STAGE"
+STAGE_SUFFIX = "prefeatures"
+
 # Inputs whose change requires a new object: podman cannot modify these in place.
 _CONTAINER_KEYS = ("name", "image", "image_id", "networks", "volumes", "env", "labels", "user",
                    "cap_drop", "security_opt", "command", "hostname", "read_only", "tmpfs",
@@ -69,7 +75,10 @@ class ImageProvider(_Provider):
                                          file=props.get("dockerfile"),
                                          no_cache=bool(props.get("rebuild")),
                                          platform=props.get("platform"))
-                _build(argv, props)
+                if props.get("context_dir") or FEATURES_FILE not in props["files"]:
+                    _build(argv, props)
+                else:
+                    _build_with_features(props, ctx)
             found = podman.inspect("image", tag)
             if found is None:
                 raise RuntimeError(f"podman build reported success but {tag} does not exist")
@@ -119,6 +128,29 @@ def _build(argv: list[str], props: dict[str, Any]) -> None:
                            "the agent installer; add a host the build needs to "
                            "image.build_domains in paude.yaml)")
     raise failure
+
+
+def _build_with_features(props: dict[str, Any], ctx: str) -> None:
+    """The agent image, then its devcontainer features on top in a second build with no
+    network at all: their install scripts are repository content."""
+    tag, labels, no_cache = props["tag"], props.get("labels", {}), bool(props.get("rebuild"))
+    stage = f"{tag}-{STAGE_SUFFIX}"
+    platform = props.get("platform")
+    _build(podman.build_argv(stage, ctx, build_args=props.get("build_args", {}),
+                             labels=labels, no_cache=no_cache, platform=platform), props)
+    try:
+        second = podman.build_argv(tag, ctx, build_args={STAGE_ARG: stage}, labels=labels,
+                                   file=f"{ctx}/{FEATURES_FILE}", no_cache=no_cache,
+                                   platform=platform)
+        result = proc.run([*second[:2], "--network", "none", *second[2:]],
+                          env=buildbox.host_env(), inherit_env=False, check=False)
+    finally:
+        proc.run([podman.PODMAN, "rmi", stage], check=False)
+    if not result.ok:
+        # The engine shows a provider's exception message, not a PaudeError's hint.
+        raise RuntimeError(f"{proc.classify_failure(result).message}\na devcontainer "
+                           "feature's install.sh failed: features install with no network, so "
+                           "what one downloads must be in its folder (or in image.packages)")
 
 
 class NetworkProvider(_Provider):

@@ -26,6 +26,7 @@ from paude.stacks.openshift.program import make_program as cluster_program
 from paude.stacks.podman.images import (
     AGENT_BASE_PACKAGES,
     CLAUDE_CODE_VERSION,
+    VENV_PACKAGES,
     agent_build,
     proxy_build,
 )
@@ -107,8 +108,10 @@ def check_agent_containerfile(session: Session, text: str) -> None:
     install = session.agent.install
     extra = ["curl"] if install == "native" else ["nodejs", "npm"] if install == "npm" else []
     base_packages = [*AGENT_BASE_PACKAGES, *extra]
+    packages = [*image.packages, *(p for p in VENV_PACKAGES if p not in image.packages
+                                   and session.venv != "none")]
     model = render("Containerfile.agent.j2", base="BASE", base_packages=base_packages,
-                   packages=[f"p{i}" for i in range(len(image.packages))],
+                   packages=[f"p{i}" for i in range(len(packages))],
                    setup="s" if image.setup else None,
                    env={f"E{i}": "v" for i in range(len(image.env))},
                    install=install, ca_certificates=bool(image.ca_certificates),
@@ -121,7 +124,7 @@ def check_agent_containerfile(session: Session, text: str) -> None:
             head = want[:want.index("bash")]
             assert got.startswith(head) and got.endswith(" \\"), got
             words = got[len(head):-2].split(" ")
-            assert words == [*base_packages, *image.packages], got
+            assert words == [*base_packages, *packages], got
             assert all(_PACKAGE.fullmatch(w) for w in words), got
         elif want.startswith("ENV E"):
             match = _ENV.fullmatch(got)
@@ -185,9 +188,10 @@ def run_podman_program(session: Session, root: Path) -> None:
     agent's command line splitting back into its arguments."""
     try:
         program = make_program(session, str(root))
-    except PaudeError as exc:  # image.dockerfile missing or unusable: refused before running
+    except PaudeError as exc:  # image.dockerfile missing or unusable, or a feature that is
+        # not a folder of the repository: refused before running
         assert "image.dockerfile" in exc.render() or "image.context" in exc.render() \
-            or "Dockerfile" in exc.render(), exc.render()
+            or "Dockerfile" in exc.render() or "features." in exc.render(), exc.render()
         return
     try:
         run = run_pulumi(program, RecordingMocks())

@@ -134,7 +134,6 @@ def image_fields(ca_paths: list[str]) -> dict[str, st.SearchStrategy[Any]]:
         "setup": st.one_of(st.none(), st.text(max_size=40), st.sampled_from(
             ["pip install -r requirements.txt", "echo 'a\nb'\nexit 1", "#!/bin/sh\n\\\n"])),
         "env": st.dictionaries(env_names, env_values, max_size=3),
-        "venv": st.sampled_from(["auto", "none", ".venv"]),
         "features": st.dictionaries(sharp_text(12), json_values(), max_size=2),
         "ca_certificates": st.lists(st.sampled_from(ca_paths), max_size=2),
     }
@@ -158,6 +157,10 @@ def session_spec(ca_paths: list[str], *, waivers: bool = True) -> st.SearchStrat
             "image_pull_secret": labels, "create_namespace": st.booleans(),
             "wait_for_ready": st.booleans()}),
         "proxy": optional_fields({"base": images}),
+        "setup": st.one_of(st.none(), st.text(max_size=40), st.sampled_from(
+            ["pip install -r requirements.txt", "echo 'a\nb'\nexit 1", "  "])),
+        "venv": st.one_of(st.sampled_from(["auto", "none", ".venv"]),
+                          st.lists(st.one_of(repo_paths, sharp_text(8)), max_size=2)),
     }
     if waivers:
         fields["waivers"] = st.dictionaries(

@@ -39,7 +39,8 @@ PROPERTIES: dict[str, st.SearchStrategy[Any]] = {
     "features": st.dictionaries(fz.sharp_text(12), fz.json_values(), max_size=2),
     "setup": commands, "postCreateCommand": commands,
     "containerEnv": st.dictionaries(fz.env_names, fz.env_values, max_size=3),
-    "venv": st.sampled_from(["auto", ".venv"]),
+    "venv": st.one_of(st.sampled_from(["auto", "none", ".venv"]),
+                      st.lists(fz.repo_paths, max_size=2)),
     "name": fz.sharp_text(),
     "customizations": fz.json_values(),
     **{key: st.one_of(st.booleans(), st.lists(fz.sharp_text(), max_size=2))
@@ -81,8 +82,8 @@ def check_source(world: World, where: str, data: bytes, parsed: Any = None) -> b
     except ConfigError as exc:
         readable(exc, where)
         return False
-    assert found is not None and found[1] == where
-    _, _, warnings = found
+    assert found is not None and found.source == where
+    warnings = found.warnings
     if isinstance(parsed, dict):
         for key in SECURITY_PROPERTIES & set(parsed):
             assert any(repr(key) in w and "ignored" in w for w in warnings), (key, warnings)

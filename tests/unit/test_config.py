@@ -18,6 +18,7 @@ from paude.config import (
 )
 from paude.errors import ConfigError, SessionNotFoundError
 from paude.models import DEFAULT_BASE_IMAGE, ImageConfig, PaudeFile, SessionSpec
+from paude.sections import WorkspaceSetup
 
 
 def write(path: Path, text: str) -> Path:
@@ -267,11 +268,12 @@ def test_paude_json_image_source(tmp_path: Path) -> None:
 }""")
     found = load_image_source(tmp_path)
     assert found is not None
-    image, source, warnings = found
-    assert source == "paude.json"
-    assert image == ImageConfig(base="docker.io/library/python:3.12", packages=["make", "jq"],
-                                setup="pip install -e .", venv="auto")
-    assert warnings == []
+    assert found.source == "paude.json"
+    # setup runs in the session after the first push, not in the image build.
+    assert found.image == ImageConfig(base="docker.io/library/python:3.12",
+                                      packages=["make", "jq"])
+    assert found.setup == WorkspaceSetup(setup="pip install -e .", venv="auto")
+    assert found.warnings == []
 
 
 def test_devcontainer_jsonc_with_build_and_ignored_properties(tmp_path: Path) -> None:
@@ -297,13 +299,15 @@ def test_devcontainer_jsonc_with_build_and_ignored_properties(tmp_path: Path) ->
 """)
     found = load_image_source(tmp_path)
     assert found is not None
-    image, source, warnings = found
+    image, source, warnings = found.image, found.source, found.warnings
     assert source == ".devcontainer/devcontainer.json"
     assert image.dockerfile == ".devcontainer/Dockerfile"
     assert image.context == "."
     assert image.base is None
     assert image.build_args == {"VARIANT": "3.12"}
-    assert image.setup == "pip install -r 'requirements dev.txt'"
+    assert image.setup is None
+    assert found.setup is not None
+    assert found.setup.setup == "pip install -r 'requirements dev.txt'"
     assert image.env == {"URL": "http://example.com//not-a-comment", "B": "a,}"}
     assert list(image.features) == ["ghcr.io/devcontainers/features/node:1"]
     for prop in ("runArgs", "mounts", "capAdd"):
@@ -318,8 +322,8 @@ def test_dockerfile_context_defaults_to_the_json_folder(tmp_path: Path) -> None:
     write(tmp_path / ".devcontainer.json", '{"build": {"dockerfile": "docker/Dockerfile"}}')
     found = load_image_source(tmp_path)
     assert found is not None
-    assert (found[0].dockerfile, found[0].context) == ("docker/Dockerfile", ".")
-    assert found[1] == ".devcontainer.json"
+    assert (found.image.dockerfile, found.image.context) == ("docker/Dockerfile", ".")
+    assert found.source == ".devcontainer.json"
 
 
 def test_post_create_command_object_is_joined(tmp_path: Path) -> None:
@@ -327,15 +331,15 @@ def test_post_create_command_object_is_joined(tmp_path: Path) -> None:
           '{"image": "debian:12", "postCreateCommand": {"a": "make deps", "b": ["echo", "x y"]}}')
     found = load_image_source(tmp_path)
     assert found is not None
-    assert found[0].setup == "make deps && echo 'x y'"
-    assert found[0].base == "debian:12"
+    assert found.setup == WorkspaceSetup(setup="make deps && echo 'x y'")
+    assert found.image.base == "debian:12"
 
 
 def test_paude_json_wins_over_devcontainer(tmp_path: Path) -> None:
     write(tmp_path / "paude.json", '{"base": "a:1"}')
     write(tmp_path / ".devcontainer" / "devcontainer.json", '{"image": "b:2"}')
     found = load_image_source(tmp_path)
-    assert found is not None and (found[0].base, found[1]) == ("a:1", "paude.json")
+    assert found is not None and (found.image.base, found.source) == ("a:1", "paude.json")
 
 
 def test_invalid_json_reports_the_line(tmp_path: Path) -> None:

@@ -151,7 +151,8 @@ def test_an_escaped_surrogate_in_json_is_refused(tmp_path: Path) -> None:
     assert "lone surrogate" in exc.value.render()
     write(tmp_path / "paude.json", '{"setup": "caf\\u00e9"}')
     found = load_image_source(tmp_path)
-    assert found is not None and found[0].setup == "caf\u00e9"
+    assert found is not None and found.setup is not None
+    assert found.setup.setup == "caf\u00e9"
 
 
 @pytest.mark.parametrize("text", ["/* " * 100_000, '"\\' * 100_000])

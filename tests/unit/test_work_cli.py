@@ -89,7 +89,7 @@ def test_status_json_keeps_the_old_keys_and_adds_work(
     data = json.loads(capsys.readouterr().out)
     assert list(data) == ["name", "backend", "state", "agent_alive", "proxy_alive",
                           "unfetched_commits", "unfetched_by_branch", "work", "work_error",
-                          "memory"]
+                          "memory", "setup"]
     assert (data["unfetched_commits"], data["unfetched_by_branch"]) == (2, {"main": 2})
     assert data["work"] == {
         "git": True, "blocking": True,
