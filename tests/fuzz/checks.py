@@ -61,8 +61,8 @@ def check_squid(conf: str, session: str, allowed: list[Any], denied: list[Any] |
                 gateway_port: int | None = None) -> None:
     """squid.conf is the template's shape with only host names, methods, path patterns and
     the group regexes filled in: no value adds a directive, an option or a comment. The
-    gateway's model hosts are paude's own (model_gateway.ROUTE_HOSTS), chosen by group
-    words only."""
+    gateway's hosts are paude's own (model_gateway.ROUTE_HOSTS, GITHUB_HOSTS), chosen by
+    group words only."""
     allow = domains.expand(allowed, denied or [])
 
     def views(rules: tuple[Rule, ...], kind: str) -> list[dict[str, object]]:
@@ -71,13 +71,15 @@ def check_squid(conf: str, session: str, allowed: list[Any], denied: list[Any] |
                  "source": r.source, "inspects": r.inspects} for i, r in enumerate(rules)]
 
     inspected = domains.squid_names(allow.inspected)
+    hosts = [h for r in allow.routes for h in model_gateway.ROUTE_HOSTS[r]]
+    hosts += model_gateway.GITHUB_HOSTS if model_gateway.github_route(allow) else ()
     model = render("squid.conf.j2", session="SESSION", unrestricted=allow.unrestricted,
                    domains=[f"d{i}.example" for i in range(len(allow.domains))],
                    regexes=list(allow.regexes),
                    inspected=[f"i{i}.example" for i in range(len(inspected))],
                    rules=views(allow.rules, "a"), denies=views(allow.denies, "d"),
                    gateway=True, gateway_port=gateway_port,
-                   gateway_domains=[h for r in allow.routes for h in model_gateway.ROUTE_HOSTS[r]],
+                   gateway_domains=hosts,
                    gateway_regexes=[p for r in allow.routes
                                     for p in model_gateway.ROUTE_REGEXES.get(r, ())])
     names = []
