@@ -9,7 +9,7 @@ a placeholder token; the real values reach only the gateway, as Pulumi secrets.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,7 +167,7 @@ def gateway_hosts(allow: Allowlist) -> list[str]:
 
 
 def config(creds: GatewayCredentials, allow: Allowlist, *, proxy_url: str,
-           log_file: str | None) -> dict[str, object]:
+           log_file: str | None, github_writes: Sequence[str] = ()) -> dict[str, object]:
     """The gateway's configuration (no secrets: those travel as secret variables)."""
     return {
         "port": GATEWAY_PORT, "proxy": proxy_url, "log_file": log_file,
@@ -178,6 +178,8 @@ def config(creds: GatewayCredentials, allow: Allowlist, *, proxy_url: str,
         # Always: whether the gateway may reach GitHub is the proxy's decision
         # (gateway_hosts), so allowing GitHub changes the proxy alone, never the gateway.
         "github_upstream": GITHUB_UPSTREAM, "github_api_upstream": GITHUB_API_UPSTREAM,
+        # Where a push may use the user's token (github_writes); read-only without.
+        "github_writes": list(github_writes),
     }
 
 

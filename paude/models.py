@@ -50,9 +50,11 @@ from paude.fields import (
 )
 from paude.resources_model import DEFAULT_AGENT, ResourcesConfig
 from paude.sections import (
+    GITHUB_WRITES_DESCRIPTION,
     SETUP_DESCRIPTION,
     VENV_DESCRIPTION,
     AgentConfig,
+    GithubRepo,
     ImageConfig,
     OpenShiftConfig,
     ProxyConfig,
@@ -141,6 +143,7 @@ class SessionSpec(_Model):
         None, description="The agent container's memory, CPU and process limits.")
     setup: SetupCommand | None = Field(None, description=SETUP_DESCRIPTION)
     venv: Venv | None = Field(None, description=VENV_DESCRIPTION)
+    github_writes: list[GithubRepo] | None = Field(None, description=GITHUB_WRITES_DESCRIPTION)
     waivers: dict[WaivableRule, WaiverReason] | None = Field(
         None,
         description=(
@@ -241,6 +244,8 @@ class Session(_Model):
         default_factory=dict, description="Waived mandatory policy rules and the reasons.")
     setup: str | None = Field(None, description="Run once in the session after the first push.")
     venv: Venv = Field("none", description="The container's own virtual environment(s).")
+    github_writes: list[str] = Field(
+        default_factory=list, description="Repositories the gateway may push to with the token.")
     image_source: str = Field(
         description="Where the image settings came from: paude.yaml, paude.json, a "
         "devcontainer.json path, or 'default'."
@@ -350,5 +355,6 @@ def resolve(
         setup=pick("setup", setup_fallback.setup if setup_fallback else None),
         venv=pick("venv", setup_fallback.venv if setup_fallback and setup_fallback.venv
                   else "none"),
+        github_writes=list(pick("github_writes", [])),
         image_source=image_source,
     )

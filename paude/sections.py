@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StringConstraints,
     WithJsonSchema,
     field_validator,
 )
@@ -150,6 +151,21 @@ def _check_setup(value: str) -> str:
 VenvPath = Annotated[str, AfterValidator(_check_venv_path)]
 Venv = Literal["auto", "none"] | Annotated[list[VenvPath], Field(min_length=1)]
 SetupCommand = Annotated[str, AfterValidator(_check_setup)]
+def _check_github_repo(value: str) -> str:
+    if any(part in (".", "..") for part in value.split("/")):
+        raise ValueError(f"{value!r} has a dot segment; write OWNER/REPO or OWNER/*")
+    return value
+
+
+# OWNER/REPO or OWNER/* on github.com: where the model gateway may push with the user's
+# GitHub token. Names as GitHub allows them; no dot segments, no other wildcards.
+_GITHUB_NAME = r"[A-Za-z0-9_.-]+"
+GithubRepo = Annotated[str, StringConstraints(
+    pattern=rf"^{_GITHUB_NAME}/({_GITHUB_NAME}|\*)$"), AfterValidator(_check_github_repo)]
+GITHUB_WRITES_DESCRIPTION = (
+    "Repositories (OWNER/REPO, or OWNER/* for all of an owner's) that `git push` through the "
+    "model gateway may write with the GitHub token of `paude start --github-token`. Without "
+    "it the token is read-only: clone and fetch only. API writes are never let through.")
 SETUP_DESCRIPTION = (
     "Shell command run once inside the session (agent container, agent user, through the "
     "proxy) after the code is first pushed into the workspace; `paude setup NAME --rerun` "

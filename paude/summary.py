@@ -203,11 +203,29 @@ def _gateway_items(by_name: dict[str, ResourceChange], *, new_session: bool
             "model-gateway", "model gateway routes: " + (", ".join(routes) or "none")
             + (f" (credentials from {', '.join(sources)})" if sources else
                " (no model credential)")))
+    if gateway is not None and gateway.op != "delete":
+        items.extend(_github_writes(gateway))
     copied = agent.new_inputs.get("copied") if agent is not None else None
     if agent is not None and agent.op in ("create", "replace") and isinstance(copied, list) \
             and copied:
         items.append(SummaryItem("claude-state-copied", "copied into the agent: "
                                  + ", ".join(str(c) for c in copied)))
+    return items
+
+
+def _github_writes(gateway: ResourceChange) -> list[SummaryItem]:
+    """Repositories a push through the gateway may write with the user's GitHub token."""
+    old = {str(r) for r in gateway.old_inputs.get("github_writes") or []}
+    new = {str(r) for r in gateway.new_inputs.get("github_writes") or []}
+    items = []
+    if new - old:
+        items.append(SummaryItem(
+            "github-writes-widened", "pushes with your GitHub token allowed to: "
+            + ", ".join(sorted(new - old)), security=True))
+    if old - new:
+        items.append(SummaryItem(
+            "github-writes-narrowed", "pushes with your GitHub token no longer allowed to: "
+            + ", ".join(sorted(old - new))))
     return items
 
 

@@ -73,6 +73,7 @@ class Config:
     github_upstream: str | None = None
     github_api_upstream: str | None = None
     github_token_file: str = github.TOKEN_FILE
+    github_writes: list[str] = field(default_factory=list)  # OWNER/REPO or OWNER/*
 
     @classmethod
     def load(cls, text: str) -> Config:
@@ -253,7 +254,8 @@ class Gateway:
     def _github(self, request: web.Request, path: str) -> Route:
         decision = github.decide(request.method, path, request.rel_url.raw_query_string,
                                  git_upstream=self.config.github_upstream,
-                                 api_upstream=self.config.github_api_upstream)
+                                 api_upstream=self.config.github_api_upstream,
+                                 writes=self.config.github_writes)
         if not decision.url:
             raise Refused(decision.reason)
         token = github.read_token(self.config.github_token_file)

@@ -7,7 +7,8 @@ a file written through `podman exec` (TOKEN_FILE), read on every request, so a n
 needs no restart, and a start without one removes it.
 
 Read-only, as the proxy's `github` group: GET and HEAD anywhere, POST only to
-git-upload-pack (clone, fetch); git-receive-pack (push) and every other write refused.
+git-upload-pack (clone, fetch); git-receive-pack (push) and every other write refused,
+except pushes to the repositories the session's `github_writes` names.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ READ = ("GET", "HEAD")
 # differently from these rules is refused rather than interpreted.
 _AMBIGUOUS = re.compile(r"/\.\.?(/|$)|\\|%|//")
 _UPLOAD_PACK = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/git-upload-pack")
+_RECEIVE_PACK = re.compile(r"(?P<owner>[A-Za-z0-9_.-]+)/(?P<repo>[A-Za-z0-9_.-]+)/"
+                           r"(?P<tail>info/refs|git-receive-pack)")
 # Request headers git and API clients need upstream; the agent's own credentials never go.
 # Not content-encoding: aiohttp hands the gateway a gzip body (git's large fetch requests)
 # already decompressed, and it goes upstream as that.
@@ -47,8 +50,9 @@ def handles(path: str) -> bool:
 
 
 def decide(method: str, path: str, query: str, *, git_upstream: str | None,
-           api_upstream: str | None) -> Decision:
-    """Read-only routing of one request; no token is looked at here."""
+           api_upstream: str | None, writes: tuple[str, ...] | list[str] = ()) -> Decision:
+    """Read-only routing of one request, but for pushes to the repositories in `writes`
+    (OWNER/REPO or OWNER/*, the session's github_writes); no token is looked at here."""
     api = path.startswith(API_PREFIX)
     upstream = api_upstream if api else git_upstream
     if not upstream:
@@ -58,14 +62,42 @@ def decide(method: str, path: str, query: str, *, git_upstream: str | None,
     if not rest or _AMBIGUOUS.search(path):
         return Decision(reason=f"{path} is ambiguous (dot segments, encodings)")
     if not api and ("receive-pack" in unquote(query) or "receive-pack" in rest):
-        return Decision(reason="git push (git-receive-pack) is refused: the GitHub route is "
-                        "read-only")
+        if not _push_allowed(method, rest, query, writes):
+            return Decision(reason="git push (git-receive-pack) to this repository is refused: "
+                            "the GitHub route is read-only except for the repositories "
+                            "the session's github_writes names")
+        url = f"{upstream.rstrip('/')}/{rest}" + (f"?{query}" if query else "")
+        return Decision(url=url)
     allowed = method in READ or (not api and method == "POST"
                                  and _UPLOAD_PACK.fullmatch(rest) is not None)
     if not allowed:
         return Decision(reason=f"{method} {path} is a write: the GitHub route is read-only")
     url = f"{upstream.rstrip('/')}/{rest}" + (f"?{query}" if query else "")
     return Decision(url=url, api=api)
+
+
+def _push_allowed(method: str, rest: str, query: str, writes: tuple[str, ...] | list[str]
+                  ) -> bool:
+    """A push's two requests, to a repository the session may write: the advertisement
+    (GET OWNER/REPO/info/refs?service=git-receive-pack) and the upload (POST
+    OWNER/REPO/git-receive-pack). Anything else naming receive-pack is refused."""
+    match = _RECEIVE_PACK.fullmatch(rest)
+    if match is None:
+        return False
+    owner, repo, tail = match.group("owner"), match.group("repo"), match.group("tail")
+    if tail == "info/refs":
+        if method != "GET" or query != "service=git-receive-pack":
+            return False
+    elif method != "POST" or query:
+        return False
+    repo = repo[:-4] if repo.lower().endswith(".git") else repo
+    return any(_covers(pattern, owner, repo) for pattern in writes)
+
+
+def _covers(pattern: str, owner: str, repo: str) -> bool:
+    # GitHub's owner and repository names are case-insensitive.
+    want_owner, _, want_repo = pattern.lower().partition("/")
+    return want_owner == owner.lower() and want_repo in ("*", repo.lower())
 
 
 def read_token(path: str = TOKEN_FILE) -> str:

@@ -185,7 +185,8 @@ def _model_gateway(session: Session, identity: AgentIdentity, image: Any, proxy_
             "gateway-credentials", metadata=meta(names.gateway_credentials, "gateway"),
             string_data=pulumi.Output.secret(secret), opts=opts))
     config = json.dumps(model_gateway.config(
-        creds, allow, proxy_url=f"http://{names.proxy}:{GATEWAY_PROXY_PORT}", log_file=None),
+        creds, allow, proxy_url=f"http://{names.proxy}:{GATEWAY_PROXY_PORT}", log_file=None,
+        github_writes=session.github_writes),
         sort_keys=True)
     k8s.apps.v1.Deployment(
         "gateway", metadata=meta(names.gateway, "gateway"),

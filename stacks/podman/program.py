@@ -213,7 +213,8 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         # model hosts. Rotating a credential replaces it alone.
         creds = identity.gateway
         gateway_conf = proxy_ip.apply(lambda ip: json.dumps(model_gateway.config(
-            creds, allow, proxy_url=f"http://{ip}:{PROXY_PORT}", log_file=GATEWAY_LOG),
+            creds, allow, proxy_url=f"http://{ip}:{PROXY_PORT}", log_file=GATEWAY_LOG,
+            github_writes=session.github_writes),
             sort_keys=True))
         gw = Container("gateway", {
             "name": names.gateway, "hostname": names.gateway,
@@ -225,6 +226,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             # Not podman settings: recorded so plans can name what the gateway holds.
             "credential_sources": creds.sources(),
             "routes": allow.describe_routes(),
+            "github_writes": session.github_writes,
             "labels": labels(session.name, "gateway", owner),
             "limits": sizing.PROXY.props(),
             "ready": {"port": model_gateway.GATEWAY_PORT},

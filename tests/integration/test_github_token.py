@@ -108,3 +108,47 @@ def test_token_reaches_github_only_through_the_gateway(paude: Paude, tmp_path: P
     assert in_container(f"paude-{name}-gateway", "test", "-e", "/tmp/paude-github-token"
                         ).returncode == 1
     assert "gateway" not in agent_sh(paude, "cat ~/.gitconfig 2>/dev/null").stdout
+
+
+def test_github_writes_lets_a_push_through_to_the_named_repository_only(
+        paude: Paude, tmp_path: Path) -> None:
+    name = paude.session
+    token = f"ghp_{secrets.token_hex(16)}"
+    basic = "Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    (paude.repo / "paude.yaml").write_text(yaml.safe_dump({
+        "version": 1,
+        "defaults": {"agent": {"install": "none", "command": ["bash"]},
+                     "image": {"base": BASE_IMAGE, "ca_certificates": [str(standin_ca())]}},
+        "sessions": {name: {"allowed_domains": ["default", "github"],
+                            "github_writes": ["org/private"]}}}))
+    plan = paude.plan_json()
+    widened = [s for s in plan["summary"]  # type: ignore[union-attr]
+               if s["kind"] == "github-writes-widened"]
+    assert widened and widened[0]["security_relevant"] is True
+    assert "org/private" in widened[0]["text"]
+    paude.ok("apply", name, "--yes")
+    forge = egress_standin.start(f"{name}-forge", f"paude-{name}-egress", session=name,
+                                 folder=tmp_path / "certs")
+    paude.extra_env["PAUDE_GITHUB_TOKEN"] = token
+    paude.ok("start", name, "--no-attach")
+    cloned = agent_sh(paude, f"GIT_TERMINAL_PROMPT=0 git clone -q {PRIVATE} /tmp/private")
+    assert cloned.returncode == 0, cloned.stderr
+
+    # The named repository takes the agent's push, with the token the gateway added.
+    pushed = agent_sh(paude, "cd /tmp/private && git -c user.name=a -c user.email=a@b "
+                      "commit -q --allow-empty -m x && GIT_TERMINAL_PROMPT=0 git push -q "
+                      "origin HEAD:refs/heads/from-agent")
+    assert pushed.returncode == 0, pushed.stderr
+    assert "refs/heads/from-agent" in forge.refs(egress_standin.PRIVATE_REPO)
+    uploads = [r for r in forge.requests() if r["path"].endswith("/git-receive-pack")]
+    assert uploads and all(r["auth"] == basic for r in uploads)
+
+    # Another repository on the same forge: refused by the gateway, never reaching it.
+    before = forge.refs()
+    other = agent_sh(paude, "cd /tmp/private && GIT_TERMINAL_PROMPT=0 git push -q "
+                     "https://github.com/org/project.git HEAD:refs/heads/from-agent")
+    assert other.returncode != 0
+    assert forge.refs() == before
+    assert not any(r["path"].startswith("/org/project.git/") and "receive-pack" in r["path"]
+                   for r in forge.requests())
+    assert "receive-pack" in paude.ok("blocked", name).stdout

@@ -163,3 +163,41 @@ def test_an_upstream_error_echoing_the_token_is_scrubbed(token_file: Path) -> No
 def test_no_upstream_no_route() -> None:
     decision = github.decide("GET", "/github/o/r", "", git_upstream=None, api_upstream=None)
     assert decision.url == "" and "allowed_domains needs 'github'" in decision.reason
+
+
+GIT = "https://github.example"
+
+
+def pushes(writes: list[str], method: str, path: str, query: str = "") -> bool:
+    decision = github.decide(method, path, query, git_upstream=GIT, api_upstream=GIT,
+                             writes=writes)
+    return bool(decision.url)
+
+
+@pytest.mark.parametrize("writes", [["org/project"], ["ORG/Project"], ["org/*"]])
+def test_a_push_reaches_only_the_repositories_the_session_names(writes: list[str]) -> None:
+    advert = ("GET", "/github/org/project.git/info/refs", "service=git-receive-pack")
+    upload = ("POST", "/github/org/project.git/git-receive-pack")
+    assert pushes(writes, *advert) and pushes(writes, *upload)
+    assert github.decide(*upload, "", git_upstream=GIT, api_upstream=GIT,
+                         writes=writes).url == f"{GIT}/org/project.git/git-receive-pack"
+    # Another repository, another owner, the same repository without github_writes.
+    assert not pushes(writes, "POST", "/github/org2/project.git/git-receive-pack")
+    assert not pushes(writes, "GET", "/github/other/x/info/refs", "service=git-receive-pack")
+    assert not pushes([], *upload) and not pushes([], *advert)
+
+
+@pytest.mark.parametrize(("method", "path", "query"), [
+    ("PUT", "/github/org/project.git/git-receive-pack", ""),
+    ("POST", "/github/org/project.git/info/refs", "service=git-receive-pack"),
+    ("GET", "/github/org/project.git/git-receive-pack", ""),
+    ("POST", "/github/org/project.git/git-receive-pack", "x=1"),
+    ("POST", "/github/org/project.git/git-receive-pack/more", ""),
+    ("POST", "/github/org/project.git/sub/git-receive-pack", ""),
+    ("GET", "/github/org/project.git/info/refs", "service=git-receive-pack&x=1"),
+    ("POST", "/github-api/repos/org/project/git/refs", ""),
+    ("DELETE", "/github-api/repos/org/project", ""),
+])
+def test_github_writes_opens_pushes_and_nothing_else(method: str, path: str,
+                                                     query: str) -> None:
+    assert not pushes(["org/*"], method, path, query)

@@ -13,7 +13,7 @@ from paude.summary import summarize
 
 NAMES = ("agent", "agent-image", "egress-network", "internal-network", "proxy", "proxy-image",
          "workspace")
-TYPES = {"agent": "podman:Container", "proxy": "podman:Container",
+TYPES = {"agent": "podman:Container", "proxy": "podman:Container", "gateway": "podman:Container",
          "agent-image": "podman:Image", "proxy-image": "podman:Image",
          "internal-network": "podman:Network", "egress-network": "podman:Network",
          "workspace": "podman:Volume"}
@@ -381,3 +381,19 @@ def test_a_new_sessions_agent_image_says_what_shapes_it() -> None:
         summarize([none], new_session=True)
     # An existing session's plan does not repeat it.
     assert "agent-image" not in kinds(summarize([image], new_session=False))
+
+
+def test_github_writes_widened_and_narrowed() -> None:
+    widened = summarize([change("gateway", "replace",
+                                old_inputs={"github_writes": ["org/a"]},
+                                new_inputs={"github_writes": ["org/a", "org/*"]})],
+                        new_session=False)
+    item = next(i for i in widened if i.kind == "github-writes-widened")
+    assert item.security and item.text.endswith("allowed to: org/*")
+    narrowed = summarize([change("gateway", "replace", old_inputs={"github_writes": ["org/a"]},
+                                 new_inputs={"github_writes": []})], new_session=False)
+    assert [i.kind for i in narrowed if i.kind.startswith("github")] == \
+        ["github-writes-narrowed"]
+    same = summarize([change("gateway", "same", old_inputs={"github_writes": ["org/a"]},
+                             new_inputs={"github_writes": ["org/a"]})], new_session=False)
+    assert not [i for i in same if i.kind.startswith("github")]  # control
