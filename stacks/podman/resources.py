@@ -95,7 +95,12 @@ class ImageProvider(_Provider):
         """The tag is a hash of every build input, so only a tag change matters, and a
         rebuild request (a token that differs from the last one)."""
         keys = ("tag", "rebuild") if news.get("rebuild") else ("tag",)
-        return _replace_diff(olds, news, keys)
+        changed = [k for k in keys if olds.get(k) != news.get(k)]
+        # Built before the old one goes (which is retained anyway): deleting first would make
+        # the engine delete what depends on the image, the agent's container, before the
+        # build, and a build that then fails would leave the session without its agent.
+        return DiffResult(changes=bool(changed), replaces=changed, stables=[],
+                          delete_before_replace=False)
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         """Images are a shared build cache; stacks retain them (see retain_on_delete)."""

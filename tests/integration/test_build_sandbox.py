@@ -138,3 +138,22 @@ def test_the_next_build_of_the_session_removes_a_killed_build_s_sandbox(paude: P
     paude.ok("apply", paude.session, "--yes")
     assert _sandbox_objects(paude.session) == []
     paude.ok("destroy", paude.session, "--yes")
+
+
+def test_a_failed_rebuild_leaves_the_running_agent_alone(paude: Paude) -> None:
+    name = paude.session
+    set_image(paude, "true")
+    paude.ok("apply", name, "--yes")
+    agent = f"paude-{name}-agent"
+    before = podman("inspect", "--format", "{{.Id}}", agent).stdout.strip()
+    # The image is built before the old one is given up: a build that fails changes nothing.
+    set_image(paude, "exit 3")
+    failed = paude.run("apply", name, "--yes")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "exit code 3" in failed.stderr
+    state = podman("inspect", "--format", "{{.Id}} {{.State.Running}}", agent).stdout.split()
+    assert state == [before, "true"], state
+    # The control: a rebuild that succeeds replaces the agent's container.
+    set_image(paude, "echo rebuilt")
+    paude.ok("apply", name, "--yes")
+    assert podman("inspect", "--format", "{{.Id}}", agent).stdout.strip() != before

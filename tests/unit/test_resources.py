@@ -135,6 +135,8 @@ def test_image_diff_only_cares_about_the_tag() -> None:
     assert not same.changes and same.replaces == []
     changed = ImageProvider().diff(TAG, old, {**image_props(), "tag": "localhost/x:1"})
     assert changed.changes and changed.replaces == ["tag"]
+    # Built first: deleting first would take the agent's container down before the build.
+    assert changed.delete_before_replace is False
 
 
 # ---------------------------------------------------------------- containers
