@@ -106,11 +106,14 @@ def copy(source: Endpoint, dest: Endpoint, session: str, *, force: bool = False,
          cwd: Path | None = None) -> CopyResult:
     """Copy between the host and the session's running agent container."""
     backend = _running(session, cwd)
+    # A DEST ending in / (or naming . or ..) is a folder to copy into, as for cp: it must
+    # exist, rather than become a file of that name.
+    into = dest.path.endswith("/") or posixpath.basename(dest.path) in (".", "..")
     if source.remote:
         return _copy_out(backend, session, container_path(source.path), dest.path,
-                         force=force, cwd=cwd)
+                         force=force, cwd=cwd, into=into)
     return _copy_in(backend, session, Path(source.path), container_path(dest.path),
-                    force=force)
+                    force=force, into=into)
 
 
 def _running(session: str, cwd: Path | None) -> Backend:
@@ -130,14 +133,15 @@ def _running(session: str, cwd: Path | None) -> Backend:
 # -- host to session ---------------------------------------------------------------------
 
 def _copy_in(backend: Backend, session: str, source: Path, dest: str, *,
-             force: bool) -> CopyResult:
+             force: bool, into: bool = False) -> CopyResult:
     if not source.exists() and not source.is_symlink():
         raise PaudeError(f"{source}: no such file or folder on the host",
                          hint="check the path (relative paths start in the current folder)")
     name = source.name or source.resolve().name
     kind, taken = _probe(backend, session, dest, name)
-    if kind == "missing":
-        raise PaudeError(f"{session}:{dest}: its folder does not exist in the session",
+    if kind == "missing" or (into and kind != "dir"):
+        where = dest if into else posixpath.dirname(dest)
+        raise PaudeError(f"{session}:{where} is not a folder in the session",
                          hint="copy into an existing folder, or create it in the session first")
     if kind == "dir":
         folder, target_name = dest, name
@@ -218,7 +222,7 @@ def _probe(backend: Backend, session: str, dest: str, name: str) -> tuple[str, b
 # -- session to host ---------------------------------------------------------------------
 
 def _copy_out(backend: Backend, session: str, source: str, dest: str, *, force: bool,
-              cwd: Path | None) -> CopyResult:
+              cwd: Path | None, into: bool = False) -> CopyResult:
     if source == "/":
         raise UsageError(f"{session}:/ is the container's whole file system",
                          hint="copy a folder inside it, e.g. :. for the workspace")
@@ -227,6 +231,9 @@ def _copy_out(backend: Backend, session: str, source: str, dest: str, *, force: 
     _refuse_links(dest_path, cwd)
     if dest_path.is_dir():
         parent, target = dest_path, dest_path / name
+    elif into:
+        raise PaudeError(f"{dest} is not a folder on the host",
+                         hint="create it first, or give a file name to copy to")
     else:
         parent, target = dest_path.parent, dest_path
         if not parent.is_dir():
@@ -327,5 +334,7 @@ def _refuse_links(dest: Path, cwd: Path | None) -> None:
 
 
 def _last_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    return lines[-1] if lines else "no message"
+    # tar ends with "Exiting with failure status"; the line naming the cause comes first.
+    lines = [line for line in stderr.strip().splitlines()
+             if "Exiting with failure" not in line and "not recoverable" not in line]
+    return lines[0] if lines else (stderr.strip().splitlines() or ["no message"])[-1]

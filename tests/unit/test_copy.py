@@ -144,3 +144,24 @@ def test_both_directions_are_tar_through_the_backends_exec(
     assert list(sent[-1][0]) == [*out_prefix, "tar", "-c", "-f", "-", "-C", "/workspace",
                                  "--", "out.txt"]
     assert Path(out.target).read_text() == "from the agent\n"
+
+
+def test_a_dest_ending_in_a_slash_must_be_a_folder(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    probed: list[str] = []
+
+    def run(argv: list[str], **_: object) -> proc.CommandResult:
+        probed.append(argv[-2])
+        # The session has /workspace but no /workspace/notes.
+        return proc.CommandResult(tuple(argv), 0, "new\n", "")
+
+    monkeypatch.setattr(proc, "run", run)
+    monkeypatch.setattr(proc, "run_bytes", lambda *_a, **_k: pytest.fail("nothing is copied"))
+    (tmp_path / "in.txt").write_text("x")
+    with pytest.raises(PaudeError, match="demo:/workspace/notes is not a folder"):
+        copy._copy_in(PodmanBackend(), "demo", tmp_path / "in.txt", "/workspace/notes",
+                      force=False, into=True)
+    with pytest.raises(PaudeError, match="newdir/ is not a folder on the host"):
+        copy._copy_out(PodmanBackend(), "demo", "/workspace/out.txt",
+                       str(tmp_path / "newdir") + "/", force=False, cwd=tmp_path, into=True)
+    assert not (tmp_path / "newdir").exists()
