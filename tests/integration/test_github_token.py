@@ -27,8 +27,9 @@ def agent_sh(paude: Paude, script: str) -> subprocess.CompletedProcess[str]:
     return agent_exec(paude, "sh", "-c", script)
 
 
-def test_token_reaches_github_only_through_the_gateway(paude: Paude, tmp_path: Path) -> None:
-    name = paude.session
+def github_session(paude: Paude, **extra: object) -> tuple[str, str]:
+    """paude.yaml for a session with the github group (and `extra` fields); a fresh token
+    and its Basic authorization header."""
     token = f"ghp_{secrets.token_hex(16)}"
     basic = "Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
     (paude.repo / "paude.yaml").write_text(yaml.safe_dump({
@@ -36,7 +37,13 @@ def test_token_reaches_github_only_through_the_gateway(paude: Paude, tmp_path: P
         "defaults": {"agent": {"install": "none", "command": ["bash"]},
                      # The gateway (on the proxy image) trusts the stand-in's test CA.
                      "image": {"base": BASE_IMAGE, "ca_certificates": [str(standin_ca())]}},
-        "sessions": {name: {"allowed_domains": ["default", "github"]}}}))
+        "sessions": {paude.session: {"allowed_domains": ["default", "github"], **extra}}}))
+    return token, basic
+
+
+def test_token_reaches_github_only_through_the_gateway(paude: Paude, tmp_path: Path) -> None:
+    name = paude.session
+    token, basic = github_session(paude)
     paude.ok("apply", name, "--yes")
     forge = egress_standin.start(f"{name}-forge", f"paude-{name}-egress", session=name,
                                  folder=tmp_path / "certs")
@@ -113,14 +120,7 @@ def test_token_reaches_github_only_through_the_gateway(paude: Paude, tmp_path: P
 def test_github_writes_lets_a_push_through_to_the_named_repository_only(
         paude: Paude, tmp_path: Path) -> None:
     name = paude.session
-    token = f"ghp_{secrets.token_hex(16)}"
-    basic = "Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
-    (paude.repo / "paude.yaml").write_text(yaml.safe_dump({
-        "version": 1,
-        "defaults": {"agent": {"install": "none", "command": ["bash"]},
-                     "image": {"base": BASE_IMAGE, "ca_certificates": [str(standin_ca())]}},
-        "sessions": {name: {"allowed_domains": ["default", "github"],
-                            "github_writes": ["org/private"]}}}))
+    token, basic = github_session(paude, github_writes=["org/private"])
     plan = paude.plan_json()
     widened = [s for s in plan["summary"]  # type: ignore[union-attr]
                if s["kind"] == "github-writes-widened"]
