@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -172,6 +173,26 @@ class _Named(auto.Stack):
         if values is None:
             return super().outputs()
         return {k: auto.OutputValue(value=v, secret=False) for k, v in values.items()}
+
+    def info(self, show_secrets: bool = True) -> auto.UpdateSummary | None:
+        """The last update's summary, read from a file backend's history: the SDK asks the
+        engine for it (one more engine start) after every up, refresh and destroy, and paude
+        takes what it reports from the engine's events instead."""
+        found = statefile.last_update(self.backend_url, PROJECT, self.name)
+        try:
+            if found is not None:
+                return auto.UpdateSummary(
+                    kind=found["kind"], message=found.get("message", ""),
+                    start_time=datetime.fromtimestamp(found["startTime"], UTC),
+                    end_time=(datetime.fromtimestamp(found["endTime"], UTC)
+                              if found.get("endTime") is not None else None),
+                    environment=found.get("environment") or {},
+                    config=found.get("config") or {}, result=found["result"],
+                    version=found.get("version"),
+                    resource_changes=found.get("resourceChanges"))
+        except (KeyError, TypeError, ValueError, OverflowError, OSError):
+            pass
+        return super().info(show_secrets)
 
 
 def _workspace(program: Program | None, opts: auto.LocalWorkspaceOptions) -> auto.LocalWorkspace:

@@ -8,6 +8,8 @@ backend, a compressed or unreadable file) is left to the engine."""
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +48,28 @@ def read(backend_url: str, project: str, stack: str) -> dict[str, Any] | None:
         return dict(latest) if isinstance(latest, dict) else {}
     # No file: missing, unless the backend does not look like one the engine wrote.
     return MISSING if (root / ".pulumi" / "meta.yaml").exists() or stacks.is_dir() else None
+
+
+def last_update(backend_url: str, project: str, stack: str) -> dict[str, Any] | None:
+    """The newest update record in a file backend's history (what `pulumi stack history
+    --page-size 1` prints, in the file's own form); None when only the engine can tell."""
+    root = backend_root(backend_url)
+    if root is None:
+        return None
+    history = root / ".pulumi" / "history"
+    for folder in (history / project / stack, history / stack):
+        try:
+            names = [entry.name for entry in os.scandir(folder)]
+        except OSError:
+            continue
+        stamps = [int(m.group(1)) for n in names
+                  if (m := re.fullmatch(rf"{re.escape(stack)}-(\d+)\.history\.json", n))]
+        if not stamps or any(n.endswith(".history.json.gz") for n in names):
+            return None
+        try:
+            data = json.loads((folder / f"{stack}-{max(stamps)}.history.json").read_text(
+                encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+    return None

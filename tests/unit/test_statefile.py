@@ -73,3 +73,40 @@ def test_outputs_come_from_the_state_file_unless_secret(tmp_path: Path,
         "latest": {"resources": [secret]}}}))
     stack.outputs()
     assert asked == ["engine"]
+
+
+def _history(root: Path, stamp: int, record: dict[str, Any], *, layout: str = "project") -> None:
+    folder = root / ".pulumi" / "history" / ("paude/demo" if layout == "project" else "demo")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"demo-{stamp}.history.json").write_text(json.dumps(record))
+    (folder / f"demo-{stamp}.checkpoint.json").write_text("{}")
+
+
+UPDATE = {"kind": "update", "startTime": 1796286033, "message": "", "environment": {},
+          "config": {}, "version": 0, "result": "succeeded", "endTime": 1796286041,
+          "resourceChanges": {"replace": 1, "same": 9}}
+
+
+@pytest.mark.parametrize("layout", ["project", "legacy"])
+def test_the_last_update_is_the_newest_history_record(tmp_path: Path, layout: str) -> None:
+    _history(tmp_path, 9, {**UPDATE, "kind": "refresh"}, layout=layout)
+    _history(tmp_path, 10, UPDATE, layout=layout)  # newer, though it sorts first as text
+    assert statefile.last_update(f"file://{tmp_path}", "paude", "demo") == UPDATE
+    assert statefile.last_update(f"file://{tmp_path}", "paude", "other") is None
+    assert statefile.last_update("s3://bucket/state", "paude", "demo") is None
+
+
+def test_the_update_summary_comes_from_the_history_unless_unreadable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+    monkeypatch.setattr(auto.Stack, "info", lambda self, show_secrets=True: asked.append("engine"))
+    stack = engine._Named("demo", None, f"file://{tmp_path}")  # type: ignore[arg-type]
+    _history(tmp_path, 10, UPDATE)
+    summary = stack.info()
+    assert summary is not None and asked == []
+    assert (summary.kind, summary.result, summary.resource_changes) == (
+        "update", "succeeded", {"replace": 1, "same": 9})
+    assert summary.end_time is not None and summary.end_time.timestamp() == 1796286041
+    _history(tmp_path, 11, {"kind": "update"})  # no result: left to the engine
+    stack.info()
+    assert asked == ["engine"]
