@@ -275,8 +275,9 @@ def dockerfile_build(session: Session, root: Path, *,
         raise ConfigError(source, [ConfigProblem(
             "image.context", f"the build context has symlinks leading outside the repository: "
             f"{'; '.join(links[:5])}")],
-            hint="replace them with the files themselves, or list them in .dockerignore; "
-                 "podman would copy what they point at into the image")
+            hint="replace them with the files themselves, or list them in "
+                 f"{_ignore_name(ignore_path)}; podman would copy what they point "
+                 "at into the image")
     text = _text(dockerfile)
     problems = buildcheck.dockerfile_problems(text)
     if problems:
@@ -353,6 +354,13 @@ def ignore_file(context: Path, dockerfile: Path | None = None) -> Path | None:
         candidates[:0] = [dockerfile.with_name(f"{dockerfile.name}.containerignore"),
                           dockerfile.with_name(f"{dockerfile.name}.dockerignore")]
     return next((c for c in candidates if c.is_symlink() or c.exists()), None)
+
+
+def _ignore_name(path: Path | None) -> str:
+    """The ignore file as a hint names it: the one the build reads, else .dockerignore."""
+    if path is None:
+        return "the context's .dockerignore"
+    return f"{path.name} (the ignore file this build reads)"
 
 
 def _ignore_patterns(context: Path, dockerfile: Path | None = None) -> list[str]:

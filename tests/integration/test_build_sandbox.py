@@ -85,6 +85,18 @@ def test_symlinked_build_context_is_refused_and_never_built(paude: Paude,
     assert "image.context" in refused.stderr and "outside the repository" in refused.stderr
     assert set(podman("images", "-q", "--no-trunc").stdout.split()) <= before
 
+    # A Dockerfile reached through a folder linked to the host folder: refused too.
+    (host / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY secret.txt /ctx/\n")
+    (paude.repo / "hostdocker").symlink_to(host)
+    (paude.repo / "paude.yaml").write_text(definition.replace(
+        "docker/Dockerfile", "hostdocker/Dockerfile").replace("CONTEXT", "docker"))
+    refused = paude.run("apply", paude.session, "--yes")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "image.dockerfile" in refused.stderr and "outside the repository" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert set(podman("images", "-q", "--no-trunc").stdout.split()) <= before
+    (paude.repo / "hostdocker").unlink()
+
     # Control: the same files as a real folder of the repository build, and the file is
     # in the image, so the refusal above is what kept it out.
     (paude.repo / "ctx").unlink()
@@ -157,3 +169,35 @@ def test_a_failed_rebuild_leaves_the_running_agent_alone(paude: Paude) -> None:
     set_image(paude, "echo rebuilt")
     paude.ok("apply", name, "--yes")
     assert podman("inspect", "--format", "{{.Id}}", agent).stdout.strip() != before
+
+
+def test_the_ignore_file_podman_reads_decides_what_the_plan_sees(paude: Paude) -> None:
+    # Both ignore files: podman reads .containerignore and builds setup.sh in, although
+    # .dockerignore names it. An edit to setup.sh must then reach the plan.
+    ctx = paude.repo / "docker"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY . /ctx/\n")
+    (ctx / ".dockerignore").write_text("setup.sh\n")
+    (ctx / ".containerignore").write_text("*.log\n")
+    (ctx / "setup.sh").write_text("echo one\n")
+    (ctx / "build.log").write_text("one\n")
+    (paude.repo / "paude.yaml").write_text(
+        "version: 1\ndefaults:\n  agent: {install: none, command: [bash]}\n"
+        "  image: {dockerfile: docker/Dockerfile, context: docker}\n"
+        f"sessions:\n  {paude.session}: {{}}\n", encoding="utf-8")
+    paude.ok("apply", paude.session, "--yes")
+    agent = f"paude-{paude.session}-agent"
+    assert podman("exec", agent, "cat", "/ctx/setup.sh").stdout == "echo one\n"
+    assert podman("exec", agent, "test", "-e", "/ctx/build.log", check=False).returncode == 1
+
+    # Control: a file the build leaves out changes nothing.
+    (ctx / "build.log").write_text("two\n")
+    data = paude.plan_json()
+    assert data["has_changes"] is False and data["definition_changes"] == [], data
+
+    (ctx / "setup.sh").write_text("echo two\n")
+    data = paude.plan_json()
+    assert "image-rebuilt" in {s["kind"] for s in data["summary"]}, data["summary"]
+    assert "docker/setup.sh" in {c["file"] for c in data["definition_changes"]}
+    paude.ok("apply", paude.session, "--yes")
+    assert podman("exec", agent, "cat", "/ctx/setup.sh").stdout == "echo two\n"
