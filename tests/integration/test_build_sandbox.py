@@ -48,9 +48,18 @@ def test_build_steps_reach_only_the_build_allowlist(paude: Paude, canary: Canary
     canary.wait_for(seen)
 
     allowed = marker("allowed")
-    set_image(paude, f"curl -fsS http://{ALLOWED}/{allowed}")
+    # The host's secrets (paude's own passphrase, a model key, anything exported) stay out
+    # of the build: the step records the environment it got, into the image.
+    host_secret = f"host-secret-{secrets.token_hex(6)}"
+    paude.extra_env["AWS_SECRET_ACCESS_KEY"] = host_secret
+    set_image(paude, f"env > /var/tmp/build-env; curl -fsS http://{ALLOWED}/{allowed}")
     paude.ok("apply", paude.session, "--yes")
     canary.wait_for(allowed)  # the build step went out, through the build proxy
+    seen_env = podman("exec", f"paude-{paude.session}-agent", "cat", "/var/tmp/build-env").stdout
+    assert "http_proxy=" in seen_env.lower()  # control: the step's environment was recorded
+    for value in (host_secret, paude.env()["PULUMI_CONFIG_PASSPHRASE"],
+                  paude.env()["ANTHROPIC_API_KEY"]):
+        assert value not in seen_env
 
     blocked, direct = marker("blocked"), marker("direct")
     set_image(paude, f"curl -fsS -m 5 --noproxy '*' http://{canary.ip}/{direct} || true; "
@@ -159,10 +168,12 @@ def test_a_failed_rebuild_leaves_the_running_agent_alone(paude: Paude) -> None:
     agent = f"paude-{name}-agent"
     before = podman("inspect", "--format", "{{.Id}}", agent).stdout.strip()
     # The image is built before the old one is given up: a build that fails changes nothing.
-    set_image(paude, "exit 3")
+    # The failing step also prints a clipboard write (OSC 52) meant for the user's terminal.
+    set_image(paude, "printf '\\033]52;c;cHduZWQ=\\007' >&2; exit 3")
     failed = paude.run("apply", name, "--yes")
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "exit code 3" in failed.stderr
+    assert "\x1b" not in failed.stdout + failed.stderr and "\x07" not in failed.stderr
     state = podman("inspect", "--format", "{{.Id}} {{.State.Running}}", agent).stdout.split()
     assert state == [before, "true"], state
     # The control: a rebuild that succeeds replaces the agent's container.
