@@ -300,19 +300,19 @@ def status(name: str, *, cwd: Path | None = None) -> SessionStatus:
     observed = backend.status(session=name)
     found: WorkReport | None = None
     error = None
-    if observed.agent_running:
-        from paude import work
-
-        try:
-            found = work.report(_owner_repo(name, cwd), backend, name)
-        except PaudeError as exc:
-            error = exc.message
-    branches = {r.name: r.commits for r in found.of_kind("branch")} if found else {}
     setup = None
     if observed.agent_running:
-        from paude import workspace_setup
+        from paude import work, workspace_setup
 
-        setup = workspace_setup.state(backend, name)
+        answer = None
+        try:
+            found, answer = work.report_with_setup(_owner_repo(name, cwd), backend, name)
+        except PaudeError as exc:
+            error = exc.message
+        # One exec answers both; only when the report failed does the setup get its own.
+        setup = (workspace_setup.from_answer(*answer, name) if answer
+                 else workspace_setup.state(backend, name))
+    branches = {r.name: r.commits for r in found.of_kind("branch")} if found else {}
     return SessionStatus(name, backend_name, observed.state, observed.agent_alive,
                          observed.proxy_running, found.commits if found else None, branches,
                          found, error, observed.memory_kills, observed.oom_killed, setup)

@@ -185,6 +185,13 @@ def report(repo: Path, backend: Backend, session: str) -> WorkReport:
     return judge(repo, observe(repo, backend, session))
 
 
+def report_with_setup(repo: Path, backend: Backend,
+                      session: str) -> tuple[WorkReport, tuple[int, str] | None]:
+    """The report and, from the same exec, paude-setup's state answer (exit code, output)."""
+    seen = observe(repo, backend, session, mode="status")
+    return judge(repo, seen), seen.setup
+
+
 # ---------------------------------------------------------------- telling the user
 
 

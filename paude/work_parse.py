@@ -12,6 +12,7 @@ from paude.errors import PaudeError
 
 SAMPLE = 5  # names shown per kind; the script sends no more
 _NAME_SHOWN = 120  # characters of one name shown
+_SETUP_SHOWN = 4096  # bytes of paude-setup's state answer kept (it is a few short lines)
 _MAX_COUNT = 10**9
 SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 # Refs the script may name; a refspec can hold none of the excluded characters.
@@ -47,6 +48,7 @@ class Observed:
     trees: dict[str, str | None] = field(default_factory=dict)
     paths: dict[str, Paths] = field(default_factory=dict)
     rescued: tuple[tuple[str, str], ...] = ()  # (name, commit) made by a rescue
+    setup: tuple[int, str] | None = None  # paude-setup state's (exit code, output): status
 
 
 def printable(raw: bytes) -> str:
@@ -79,6 +81,7 @@ def parse(data: bytes) -> Observed:
     refs: list[tuple[str, str, int | None]] = []
     stash: list[tuple[str, int]] = []
     rescued: list[tuple[str, str]] = []
+    setup: tuple[int, str] | None = None
     head: tuple[str, str | None, int] = ("unborn", None, 0)
     trees: dict[str, str | None] = {}
     paths: dict[str, Paths] = {}
@@ -120,9 +123,14 @@ def parse(data: bytes) -> Observed:
             if not re.fullmatch(rb"worktree|index|files|stash-[1-9][0-9]*", name):
                 raise WorkReportError(f"unknown rescued ref {name[:30]!r}")
             rescued.append((name.decode(), _sha(commit)))
+        elif key == "setup":
+            code, _, text = value.partition(b" ")
+            if not re.fullmatch(rb"[0-9]{1,3}", code):
+                raise WorkReportError(f"unknown setup exit code {code[:20]!r}")
+            setup = (int(code), text[:_SETUP_SHOWN].decode("utf-8", "replace"))
         else:
             raise WorkReportError(f"unknown record {key[:20]!r}")
-    return Observed(git, tuple(refs), head, tuple(stash), trees, paths, tuple(rescued))
+    return Observed(git, tuple(refs), head, tuple(stash), trees, paths, tuple(rescued), setup)
 
 
 class _Reader:

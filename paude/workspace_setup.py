@@ -76,6 +76,17 @@ def parse_state(text: str) -> SetupStatus:
                        values.get("changed") == "yes")
 
 
+def from_answer(code: int, text: str, session: str) -> SetupStatus:
+    """The state from `paude-setup state`'s exit code and output (read by its own exec or
+    within `paude status`'s work report)."""
+    if code != 0:
+        if _MISSING.search(text):
+            return SetupStatus("unknown", detail="the session's image predates setup: "
+                                                 f"`paude apply {session}` rebuilds it")
+        return SetupStatus("unknown", detail="the agent container did not answer")
+    return parse_state(text)
+
+
 def clean(text: str) -> str:
     """Log text safe for a terminal."""
     return _CONTROL.sub("?", text.replace("\r\n", "\n"))
@@ -94,12 +105,7 @@ def state(backend: Backend, session: str, *, tail: int = 0) -> SetupStatus:
     """The setup's state, read in the running agent container; with `tail`, the log's last
     lines too."""
     result = _exec(backend, session, ["paude-setup", "state"])
-    if not result.ok:
-        if _MISSING.search(result.stderr + result.stdout):
-            return SetupStatus("unknown", detail="the session's image predates setup: "
-                                                 f"`paude apply {session}` rebuilds it")
-        return SetupStatus("unknown", detail="the agent container did not answer")
-    found = parse_state(result.stdout)
+    found = from_answer(result.returncode, result.stdout + result.stderr, session)
     if tail and found.state not in ("none", "unknown"):
         log = _exec(backend, session, ["tail", "-c", str(_LOG_BYTES), LOG])
         lines = clean(log.stdout).splitlines()[-tail:] if log.ok else []

@@ -1,6 +1,8 @@
 # What work the session's workspace holds, for paude's unfetched-work guard and rescue.
 # paude runs it inside the agent container as `sh -c SCRIPT sh WORKSPACE MODE RESCUE_REPO`
-# (MODE: report or rescue) and sends, on stdin, one commit id per line that the host has.
+# (MODE: report, status or rescue) and sends, on stdin, one commit id per line that the host
+# has. `status` is a report that also carries paude-setup's state, so `paude status` needs
+# one exec, not two.
 #
 # Output: NUL-terminated fields, `KEY VALUE` pairs, except that a path list is
 # `KEY COUNT K NAME*K` (COUNT paths in all, the first K of them named). paude/work.py
@@ -14,6 +16,8 @@
 ws=$1
 mode=$2
 rescue_repo=$3
+with_setup=no
+if [ "$mode" = status ]; then mode=report; with_setup=yes; fi
 t=$(mktemp -d) || exit 1
 trap 'rm -rf "$t"' EXIT
 
@@ -178,6 +182,10 @@ main() {
         in_git
     else
         in_files
+    fi
+    if [ "$with_setup" = yes ]; then
+        s=$(cd / && paude-setup state 2>&1)
+        rec setup "$? $s"
     fi
     rec end ok
 }

@@ -28,12 +28,16 @@ REPO = Path(__file__).resolve().parents[2]
 UPGRADE_FROM = os.environ.get("PAUDE_UPGRADE_FROM", "e5c3518")
 # What the first apply of this release changes in a session the previous release made, and
 # why: containers gain resource limits, the model gateway is added (new proxy image, which
-# also runs the gateway; new agent entrypoint), the session's TLS inspection CA is made
-# (squid-openssl in the proxy image; the agent trusts the CA), and the containers are
-# replaced on the new images (the engine names the first reason, the image, when the image
-# itself is replaced). The workspace volume stays.
-UPGRADE_CHANGES = {"agent": {"image", "image_id"}, "agent-image": {"tag"},
-                   "proxy": {"image", "image_id"}, "proxy-image": {"tag"},
+# also runs the gateway; the agent reaches the model through it: new environment, secret
+# environment and host entries; the proxy joins the gateway's network), the session's TLS
+# inspection CA is made (squid-openssl in the proxy image; the agent trusts the CA), and the
+# containers are replaced on the new images. Images are built before the old ones are given
+# up, so the engine reports every input that changed, not only the image. The workspace
+# volume stays.
+UPGRADE_CHANGES = {"agent": {"image", "image_id", "env", "secret_env", "add_hosts", "limits"},
+                   "agent-image": {"tag"},
+                   "proxy": {"image", "image_id", "env", "secret_env", "networks", "limits"},
+                   "proxy-image": {"tag"},
                    "gateway": {"create"}, "session-ca": {"create"}}
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -373,3 +374,23 @@ def test_refs_with_names_in_any_encoding_are_counted_and_rescued(pushed: World) 
     assert b"refs/paude/demo/other/custom/caf\xe9" in listed
     assert b"refs/paude/demo/heads/caf\xe9" in listed
     assert not report(pushed).blocking
+
+
+def test_status_reads_the_setup_state_in_the_same_exec(pushed: World, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "paude-setup").write_text("#!/bin/sh\n[ \"$1\" = state ] || exit 2\n"
+                                       "printf 'state=done\\nexit=0\\nchanged=no\\n'\n")
+    (tools / "paude-setup").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    found, setup = work.report_with_setup(pushed.host, pushed.backend, SESSION)
+    assert found == work.WorkReport(git=True)
+    assert setup == (0, "state=done\nexit=0\nchanged=no")
+
+
+def test_status_of_an_image_without_paude_setup(pushed: World) -> None:
+    # The stand-in container is the host, which has no paude-setup (an image from before it).
+    found, setup = work.report_with_setup(pushed.host, pushed.backend, SESSION)
+    assert found == work.WorkReport(git=True)
+    assert setup is not None and setup[0] == 127 and "not found" in setup[1]

@@ -51,6 +51,16 @@ def test_refs_head_stash_and_rescued_refs() -> None:
     assert seen.rescued == (("worktree", A), ("stash-1", B))
 
 
+def test_the_setup_state_rides_along_and_is_checked() -> None:
+    seen = parse(stream("git", "no", "setup", "0 state=done\nexit=0\nchanged=no"))
+    assert seen.setup == (0, "state=done\nexit=0\nchanged=no")
+    assert parse(stream("git", "no", "setup", "127 sh: paude-setup: not found")).setup == (
+        127, "sh: paude-setup: not found")
+    assert parse(stream("git", "no")).setup is None
+    with pytest.raises(WorkReportError, match="setup exit code"):
+        parse(stream("git", "no", "setup", "x0 state=done"))
+
+
 def test_hostile_names_arrive_intact_and_print_safely() -> None:
     latin1 = b"refs/heads/caf\xe9"
     seen = parse(stream("git", "yes", "ref", b"%s 1 %s" % (A.encode(), latin1),

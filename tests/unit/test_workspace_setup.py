@@ -18,7 +18,7 @@ from paude.sections import ImageConfig, WorkspaceSetup
 from paude.stacks.podman import features
 from paude.stacks.podman.images import agent_build
 from paude.stacks.podman.program import TRUST_ENV, agent_commands
-from paude.workspace_setup import SetupStatus, clean, parse_state
+from paude.workspace_setup import SetupStatus, clean, from_answer, parse_state
 
 
 def session_of(spec: dict[str, object], fallback: WorkspaceSetup | None = None) -> Session:
@@ -81,6 +81,13 @@ def test_setup_state_from_the_container_is_checked() -> None:
     assert parse_state("state=\x1b[31mdone\nexit=0\n").state == "unknown"
     assert parse_state("state=done\nexit=0; rm -rf /\n").state == "unknown"
     assert clean("ok\x1b]52;c;AAAA\x07\tx\n") == "ok?]52;c;AAAA?\tx\n"
+
+
+def test_setup_state_from_an_exit_code_and_output() -> None:
+    assert from_answer(0, "state=running\nexit=\nchanged=no\n", "s") == SetupStatus("running")
+    old = from_answer(127, "sh: 1: paude-setup: not found", "s")
+    assert old.state == "unknown" and "`paude apply s`" in old.detail
+    assert from_answer(1, "", "s").detail == "the agent container did not answer"
 
 
 def feature(tmp_path: Path, options: dict[str, object]) -> Path:
