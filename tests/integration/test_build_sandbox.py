@@ -174,6 +174,7 @@ def test_a_failed_rebuild_leaves_the_running_agent_alone(paude: Paude) -> None:
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "exit code 3" in failed.stderr
     assert "\x1b" not in failed.stdout + failed.stderr and "\x07" not in failed.stderr
+    assert "\\x1b]52;c;cHduZWQ=" in failed.stderr  # control: it arrived, shown escaped
     state = podman("inspect", "--format", "{{.Id}} {{.State.Running}}", agent).stdout.split()
     assert state == [before, "true"], state
     # The control: a rebuild that succeeds replaces the agent's container.
