@@ -1,5 +1,6 @@
 """The agent's commits reach the host by design: a policy file with code, committed inside
-the session and pulled, never runs on the host, and the plan names what the agent changed."""
+the session and pulled, never runs on the host, and the plan names what the agent changed;
+a link it planted never makes paude write outside the repository."""
 
 from __future__ import annotations
 
