@@ -162,7 +162,7 @@ def _problem(err: ErrorDetails, root: yaml.Node | None, model: type[BaseModel]) 
 
 def save_paude_file(path: Path, file: PaudeFile) -> None:
     """Write paude.yaml atomically, omitting unset and null fields."""
-    _write_atomic(path, dump_paude_file(file))
+    write_atomic(path, dump_paude_file(file))
 
 
 def dump_paude_file(file: PaudeFile) -> str:
@@ -194,12 +194,15 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temp file and os.replace so readers never see half a file."""
+def write_atomic(path: Path, text: str) -> None:
+    """Write a repository file via a temp file and os.replace, so readers never see half a
+    file. The temp file is new (O_EXCL, a random name): the agent can commit a symlink
+    under any predictable name beside paude.yaml, and writing through it would land outside
+    the repository; os.replace then replaces a link at `path` itself, never its target."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     # 0o666 lets the umask decide, as for any file the user creates; an existing
     # file keeps its mode.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)

@@ -10,7 +10,6 @@ pulled), and an existing file is replaced only with --force."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import posixpath
@@ -113,7 +112,7 @@ def copy(source: Endpoint, dest: Endpoint, session: str, *, force: bool = False,
         return _copy_out(backend, session, container_path(source.path), dest.path,
                          force=force, cwd=cwd, into=into)
     return _copy_in(backend, session, Path(source.path), container_path(dest.path),
-                    force=force, into=into)
+                    force=force, into=into, cwd=cwd)
 
 
 def _running(session: str, cwd: Path | None) -> Backend:
@@ -133,10 +132,12 @@ def _running(session: str, cwd: Path | None) -> Backend:
 # -- host to session ---------------------------------------------------------------------
 
 def _copy_in(backend: Backend, session: str, source: Path, dest: str, *,
-             force: bool, into: bool = False) -> CopyResult:
+             force: bool, into: bool = False, cwd: Path | None = None) -> CopyResult:
     if not source.exists() and not source.is_symlink():
         raise PaudeError(f"{source}: no such file or folder on the host",
                          hint="check the path (relative paths start in the current folder)")
+    # SRC itself may be a link (it goes in as a link), but not a folder on its way to it.
+    _refuse_links(source, cwd, itself=False, role="read")
     name = source.name or source.resolve().name
     kind, taken = _probe(backend, session, dest, name)
     if kind == "missing" or (into and kind != "dir"):
@@ -319,18 +320,26 @@ def _links_inside(top: Path, session: str) -> None:
                          hint="copy the file the link points to instead")
 
 
-def _refuse_links(dest: Path, cwd: Path | None) -> None:
-    """DEST and every folder on its way, inside the current repository, must not be a
-    symbolic link: the agent's commits can plant one there (`docs -> ~/.ssh`)."""
+def _refuse_links(path: Path, cwd: Path | None, *, itself: bool = True,
+                  role: str = "write") -> None:
+    """`path` (when `itself`) and every folder on its way, inside the current repository,
+    must not be a symbolic link: the agent's commits can plant one there (`docs ->
+    ~/.ssh`), and the host would then write (DEST) or read (SRC) outside the repository.
+
+    Each step is judged where it really is (its parent resolved), so a DEST or SRC given
+    through a linked path to the repository (`~/src -> /data/src`) is still checked."""
     here = ownership.current_repository(cwd) or (cwd or Path.cwd()).resolve()
-    path = Path(os.path.abspath(dest if dest.is_absolute() else (cwd or Path.cwd()) / dest))
-    for step in (path, *path.parents):
-        with contextlib.suppress(ValueError):
-            step.relative_to(here)
-            if step != here and step.is_symlink():
-                raise PaudeError(f"{step} is a symbolic link (to {os.readlink(step)}): "
-                                 "paude cp does not write through links in the repository",
-                                 hint="give the real path of the place to copy to")
+    full = Path(os.path.abspath(path if path.is_absolute() else (cwd or Path.cwd()) / path))
+    steps = [full, *full.parents] if itself else list(full.parents)
+    for step in steps:
+        if step == step.parent:
+            continue
+        real = Path(os.path.realpath(step.parent)) / step.name
+        if real != here and real.is_relative_to(here) and real.is_symlink():
+            raise PaudeError(f"{step} is a symbolic link (to {os.readlink(real)}): paude cp "
+                             f"does not {role} through links in the repository",
+                             hint="give the real path of the place to copy "
+                                  + ("to" if role == "write" else "from"))
 
 
 def _last_line(stderr: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,13 @@ import yaml
 from pydantic import ValidationError
 
 from paude import locks
-from paude.config import PAUDE_FILE, dump_paude_file, duplicate_keys, load_paude_file
+from paude.config import (
+    PAUDE_FILE,
+    dump_paude_file,
+    duplicate_keys,
+    load_paude_file,
+    write_atomic,
+)
 from paude.errors import ConfigError, ConfigProblem
 from paude.home import paude_home
 from paude.limits import load_yaml
@@ -168,9 +173,7 @@ def _lock_key(root: Path) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, text)
 
 
 def _validated(data: dict[str, Any], path: Path) -> SessionSpec:

@@ -28,6 +28,9 @@ SECURITY_PROPERTIES = frozenset(
     {"mounts", "runArgs", "privileged", "capAdd", "forwardPorts", "remoteUser",
      "securityOpt", "init", "appPort"}
 )
+# Commands the devcontainer spec runs on the host, before any container exists. paude
+# never runs repository content on the host: ignored, and the warning says why.
+HOST_COMMANDS = frozenset({"initializeCommand"})
 # Purely descriptive properties that are not worth a warning.
 _SILENT_PROPERTIES = frozenset({"$schema", "name"})
 WHOLE_FILE = "(file)"  # a problem with a whole file, not one field
@@ -168,6 +171,11 @@ class _JsonImage:
             self.take("env", key, value)
         elif key == "build":
             self.build(value)
+        elif key in HOST_COMMANDS:
+            self.warnings.append(
+                f"{self.source}: {key!r} is ignored: the devcontainer spec runs it on the host, "
+                "and paude never runs the repository's commands on the host (use setup or "
+                "postCreateCommand: they run in the session)")
         elif key in SECURITY_PROPERTIES:
             self.warnings.append(
                 f"{self.source}: {key!r} is ignored: paude controls container security settings")

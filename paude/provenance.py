@@ -105,8 +105,9 @@ def _add_file(root: Path, rel: str, out: dict[str, str]) -> None:
         out[found[0]] = digest
 
 
-def _add_tree(root: Path, rel: str, out: dict[str, str]) -> None:
-    """Every file of a build context, by the listing the image build hashes."""
+def _add_tree(root: Path, rel: str, out: dict[str, str], dockerfile: str = "") -> None:
+    """Every file of a build context, by the listing the image build hashes (with the
+    ignore file that build uses, which may sit beside its Dockerfile)."""
     found = _inside(root, rel)
     if found is None:
         return
@@ -117,7 +118,7 @@ def _add_tree(root: Path, rel: str, out: dict[str, str]) -> None:
         return
     if not folder.is_dir():
         return
-    for sub, path in context_files(folder):
+    for sub, path in context_files(folder, root / dockerfile if dockerfile else None):
         digest = _digest(path)
         if digest is not None:
             out[sub if key == "." else f"{key}/{sub}"] = digest
@@ -145,8 +146,9 @@ def inputs(root: Path, session: Session, config: PackConfig | None = None) -> di
         _add_file(root, session.image_source, out)
     dockerfile, context = dockerfile_paths(session)
     if dockerfile:
-        _add_file(root, dockerfile, out)
-        _add_tree(root, context, out)
+        for name in (dockerfile, f"{dockerfile}.containerignore", f"{dockerfile}.dockerignore"):
+            _add_file(root, name, out)
+        _add_tree(root, context, out, dockerfile)
     for word in _words(session.image.setup) + _words(session.setup):
         _add_file(root, word, out)
     for ref in (r for r in session.image.features if r.startswith("./") and r.strip("./")):

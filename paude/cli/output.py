@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,18 @@ class _Lazy:
 out: Console = _Lazy(stderr=False)  # type: ignore[assignment]
 err: Console = _Lazy(stderr=True)  # type: ignore[assignment]
 
+# What paude prints can hold text the agent wrote: a Dockerfile's words in a refusal, a
+# build step's output in an error, a name in the repository. Control characters (C0 but
+# newline and tab, DEL, C1) are shown as escapes, so none of it reaches the terminal as a
+# sequence (a clipboard write, a title, a line drawn over another); rich keeps ESC.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def safe(message: str) -> str:
+    """`message` with its control characters written as escapes (\\x1b)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", message)
+
+
 _VERBS = {"keep": "releasing (kept on disk)", "create": "creating", "replace": "replacing",
           "update": "updating", "delete": "deleting", "same": "checking"}
 _DONE = {"keep": "kept", "create": "created", "replace": "replaced", "update": "updated",
@@ -42,33 +55,33 @@ _DONE = {"keep": "kept", "create": "created", "replace": "replaced", "update": "
 
 def text(message: str = "") -> None:
     """A line on stdout."""
-    out.print(message)
+    out.print(safe(message))
 
 
 def info(message: str) -> None:
     """A status line on stderr (keeps stdout clean for --json)."""
-    err.print(message)
+    err.print(safe(message))
 
 
 def warn(message: str) -> None:
     """A warning on stderr."""
-    err.print(f"warning: {message}", style="yellow")
+    err.print(f"warning: {safe(message)}", style="yellow")
 
 
 def error(message: str) -> None:
     """An error on stderr."""
-    err.print(f"error: {message}", style="red")
+    err.print(f"error: {safe(message)}", style="red")
 
 
 def progress(event: ProgressEvent) -> None:
     """One engine step starting or finishing."""
     if event.phase == "start":
-        err.print(f"  {_VERBS.get(event.op, event.op)} {event.resource}...", style="dim")
+        err.print(safe(f"  {_VERBS.get(event.op, event.op)} {event.resource}..."), style="dim")
     elif event.phase == "done":
         took = f" ({event.seconds:.1f}s)" if event.seconds is not None else ""
-        err.print(f"  {_DONE.get(event.op, event.op)} {event.resource}{took}")
+        err.print(safe(f"  {_DONE.get(event.op, event.op)} {event.resource}{took}"))
     else:
-        err.print(f"  FAILED {event.op} {event.resource}", style="red")
+        err.print(safe(f"  FAILED {event.op} {event.resource}"), style="red")
 
 
 _last_tenth = [-1]
@@ -88,7 +101,7 @@ def download(done: int, total: int | None) -> None:
 def confirm(question: str) -> bool:
     """Ask yes/no on the terminal; anything but yes is no, and no terminal means no."""
     if not sys.stdin.isatty():
-        err.print(f"{question} [y/N] no (stdin is not a terminal; pass --yes to proceed)")
+        err.print(f"{safe(question)} [y/N] no (stdin is not a terminal; pass --yes to proceed)")
         return False
-    answer = err.input(f"{question} [y/N] ")
+    answer = err.input(f"{safe(question)} [y/N] ")
     return answer.strip().lower() in ("y", "yes")

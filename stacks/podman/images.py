@@ -51,6 +51,9 @@ class BuildSpec:
     claude_code: str | None = None
     # podman build --platform; in the tag only when set, so tags made before it hold.
     platform: str | None = None
+    # The ignore file paude read for the context, handed to podman (--ignorefile) so what
+    # paude checked and hashed is what podman leaves out; in the tag only when set.
+    ignore_file: str | None = None
 
     @property
     def digest(self) -> str:
@@ -60,7 +63,8 @@ class BuildSpec:
              "dockerfile": self.dockerfile, "context": self.context_digest,
              **({"build_domains": list(self.build_domains)}
                 if self.build_domains is not None else {}),
-             **({"platform": self.platform} if self.platform else {})},
+             **({"platform": self.platform} if self.platform else {}),
+             **({"ignore_file": self.ignore_file} if self.ignore_file else {})},
             sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()
@@ -107,6 +111,8 @@ def image_props(spec: BuildSpec, rebuild: str = "") -> dict[str, Any]:
         props["platform"] = spec.platform
     if spec.context_dir:
         props.update(context_dir=spec.context_dir, dockerfile=spec.dockerfile)
+    if spec.ignore_file:
+        props["ignore_file"] = spec.ignore_file
     if spec.build_allowlist is not None:
         conf = render("squid.conf.j2", session="build",
                       unrestricted=spec.build_allowlist.unrestricted,
@@ -260,14 +266,18 @@ def dockerfile_build(session: Session, root: Path, *,
     if not context.is_dir():
         raise ConfigError(source, [ConfigProblem(
             "image.context", f"{image.context} is not a folder in {root}")])
-    ignore = _ignore_patterns(context)
+    ignore_path = ignore_file(context, dockerfile)
+    if ignore_path is not None:
+        ignore_path = buildcheck.inside(root, ignore_path, "image.context", source)
+    ignore = _ignore_patterns(context, dockerfile)
     links = buildcheck.escaping_links(context, root, lambda rel: _ignored(rel, ignore))
     if links:
         raise ConfigError(source, [ConfigProblem(
             "image.context", f"the build context has symlinks leading outside the repository: "
             f"{'; '.join(links[:5])}")],
-            hint="replace them with the files themselves, or list them in .dockerignore; "
-                 "podman would copy what they point at into the image")
+            hint="replace them with the files themselves, or list them in "
+                 f"{_ignore_name(ignore_path)}; podman would copy what they point "
+                 "at into the image")
     text = _text(dockerfile)
     problems = buildcheck.dockerfile_problems(text)
     if problems:
@@ -280,10 +290,12 @@ def dockerfile_build(session: Session, root: Path, *,
         dict(image.build_args),
         context_dir=_recorded(context, root, recorded_root),
         dockerfile=_recorded(dockerfile, root, recorded_root),
-        context_digest=context_digest(context),
+        context_digest=context_digest(context, dockerfile),
         build_allowlist=build_allowlist(session),
         build_domains=_build_domains(session),
         platform=image.platform,
+        ignore_file=(_recorded(ignore_path, root, recorded_root) if ignore_path is not None
+                     else None),
     )
 
 
@@ -293,11 +305,11 @@ def _recorded(path: Path, root: Path, recorded_root: Path) -> str:
     return str(recorded_root / path.relative_to(root.resolve()))
 
 
-def context_files(context: Path) -> list[tuple[str, Path]]:
+def context_files(context: Path, dockerfile: Path | None = None) -> list[tuple[str, Path]]:
     """(path relative to the context, path) of every file and symlink the build sees, by
-    path: .git and .dockerignore'd entries are left out. A symlink is listed, never
-    followed (rglob does not descend into linked folders)."""
-    ignore = _ignore_patterns(context)
+    path: .git and ignored entries are left out. A symlink is listed, never followed
+    (rglob does not descend into linked folders)."""
+    ignore = _ignore_patterns(context, dockerfile)
     out = []
     for path in sorted(p for p in context.rglob("*") if p.is_symlink() or p.is_file()):
         rel = path.relative_to(context).as_posix()
@@ -307,10 +319,10 @@ def context_files(context: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def context_digest(context: Path) -> str:
-    """sha256 over the paths and contents of a build context, minus .dockerignore'd files."""
+def context_digest(context: Path, dockerfile: Path | None = None) -> str:
+    """sha256 over the paths and contents of a build context, minus ignored files."""
     digest = hashlib.sha256()
-    for rel, path in context_files(context):
+    for rel, path in context_files(context, dockerfile):
         if path.is_symlink():
             continue
         digest.update(rel.encode() + b"\0")
@@ -332,9 +344,28 @@ def _text(path: Path) -> str:
             what="build file", hint="save the file as UTF-8") from None
 
 
-def _ignore_patterns(context: Path) -> list[str]:
-    path = context / ".dockerignore"
-    if not path.is_file():
+def ignore_file(context: Path, dockerfile: Path | None = None) -> Path | None:
+    """The ignore file a build of `context` uses, in podman's order of preference: beside
+    the Dockerfile (`Dockerfile.containerignore`, `Dockerfile.dockerignore`: podman 4.5 and
+    later), then the context's `.containerignore`, then its `.dockerignore`. The build is
+    handed this file (--ignorefile), so podman's release cannot pick another one."""
+    candidates = [context / ".containerignore", context / ".dockerignore"]
+    if dockerfile is not None:
+        candidates[:0] = [dockerfile.with_name(f"{dockerfile.name}.containerignore"),
+                          dockerfile.with_name(f"{dockerfile.name}.dockerignore")]
+    return next((c for c in candidates if c.is_symlink() or c.exists()), None)
+
+
+def _ignore_name(path: Path | None) -> str:
+    """The ignore file as a hint names it: the one the build reads, else .dockerignore."""
+    if path is None:
+        return "the context's .dockerignore"
+    return f"{path.name} (the ignore file this build reads)"
+
+
+def _ignore_patterns(context: Path, dockerfile: Path | None = None) -> list[str]:
+    path = ignore_file(context, dockerfile)
+    if path is None or not path.is_file():
         return []
     lines = _text(path).splitlines()
     return [ln.strip().strip("/") for ln in lines if ln.strip() and not ln.startswith("#")]

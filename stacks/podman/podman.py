@@ -42,7 +42,8 @@ def volume_create_argv(name: str, *, labels: Mapping[str, str]) -> list[str]:
 
 def build_argv(tag: str, context_dir: str, *, build_args: Mapping[str, str],
                labels: Mapping[str, str], file: str | None = None,
-               no_cache: bool = False, platform: str | None = None) -> list[str]:
+               no_cache: bool = False, platform: str | None = None,
+               ignore_file: str | None = None) -> list[str]:
     """argv building an image from a context directory (default file: its Containerfile)."""
     # --pull=never: a missing base is pulled before the build, outside its sandbox.
     argv = [PODMAN, "build", "--tag", tag, "--file", file or f"{context_dir}/Containerfile",
@@ -51,6 +52,8 @@ def build_argv(tag: str, context_dir: str, *, build_args: Mapping[str, str],
         argv.append("--no-cache")
     if platform:
         argv += ["--platform", platform]
+    if ignore_file:
+        argv += ["--ignorefile", ignore_file]
     for key in sorted(build_args):
         argv += ["--build-arg", f"{key}={build_args[key]}"]
     return [*argv, *label_args(labels), context_dir]

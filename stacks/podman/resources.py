@@ -74,7 +74,8 @@ class ImageProvider(_Provider):
                                          labels=props.get("labels", {}),
                                          file=props.get("dockerfile"),
                                          no_cache=bool(props.get("rebuild")),
-                                         platform=props.get("platform"))
+                                         platform=props.get("platform"),
+                                         ignore_file=props.get("ignore_file"))
                 if props.get("context_dir") or FEATURES_FILE not in props["files"]:
                     _build(argv, props)
                 else:

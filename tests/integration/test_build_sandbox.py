@@ -48,9 +48,18 @@ def test_build_steps_reach_only_the_build_allowlist(paude: Paude, canary: Canary
     canary.wait_for(seen)
 
     allowed = marker("allowed")
-    set_image(paude, f"curl -fsS http://{ALLOWED}/{allowed}")
+    # The host's secrets (paude's own passphrase, a model key, anything exported) stay out
+    # of the build: the step records the environment it got, into the image.
+    host_secret = f"host-secret-{secrets.token_hex(6)}"
+    paude.extra_env["AWS_SECRET_ACCESS_KEY"] = host_secret
+    set_image(paude, f"env > /var/tmp/build-env; curl -fsS http://{ALLOWED}/{allowed}")
     paude.ok("apply", paude.session, "--yes")
     canary.wait_for(allowed)  # the build step went out, through the build proxy
+    seen_env = podman("exec", f"paude-{paude.session}-agent", "cat", "/var/tmp/build-env").stdout
+    assert "http_proxy=" in seen_env.lower()  # control: the step's environment was recorded
+    for value in (host_secret, paude.env()["PULUMI_CONFIG_PASSPHRASE"],
+                  paude.env()["ANTHROPIC_API_KEY"]):
+        assert value not in seen_env
 
     blocked, direct = marker("blocked"), marker("direct")
     set_image(paude, f"curl -fsS -m 5 --noproxy '*' http://{canary.ip}/{direct} || true; "
@@ -84,6 +93,18 @@ def test_symlinked_build_context_is_refused_and_never_built(paude: Paude,
     assert refused.returncode == 1
     assert "image.context" in refused.stderr and "outside the repository" in refused.stderr
     assert set(podman("images", "-q", "--no-trunc").stdout.split()) <= before
+
+    # A Dockerfile reached through a folder linked to the host folder: refused too.
+    (host / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY secret.txt /ctx/\n")
+    (paude.repo / "hostdocker").symlink_to(host)
+    (paude.repo / "paude.yaml").write_text(definition.replace(
+        "docker/Dockerfile", "hostdocker/Dockerfile").replace("CONTEXT", "docker"))
+    refused = paude.run("apply", paude.session, "--yes")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "image.dockerfile" in refused.stderr and "outside the repository" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert set(podman("images", "-q", "--no-trunc").stdout.split()) <= before
+    (paude.repo / "hostdocker").unlink()
 
     # Control: the same files as a real folder of the repository build, and the file is
     # in the image, so the refusal above is what kept it out.
@@ -147,13 +168,48 @@ def test_a_failed_rebuild_leaves_the_running_agent_alone(paude: Paude) -> None:
     agent = f"paude-{name}-agent"
     before = podman("inspect", "--format", "{{.Id}}", agent).stdout.strip()
     # The image is built before the old one is given up: a build that fails changes nothing.
-    set_image(paude, "exit 3")
+    # The failing step also prints a clipboard write (OSC 52) meant for the user's terminal.
+    set_image(paude, "printf '\\033]52;c;cHduZWQ=\\007' >&2; exit 3")
     failed = paude.run("apply", name, "--yes")
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "exit code 3" in failed.stderr
+    assert "\x1b" not in failed.stdout + failed.stderr and "\x07" not in failed.stderr
+    assert "\\x1b]52;c;cHduZWQ=" in failed.stderr  # control: it arrived, shown escaped
     state = podman("inspect", "--format", "{{.Id}} {{.State.Running}}", agent).stdout.split()
     assert state == [before, "true"], state
     # The control: a rebuild that succeeds replaces the agent's container.
     set_image(paude, "echo rebuilt")
     paude.ok("apply", name, "--yes")
     assert podman("inspect", "--format", "{{.Id}}", agent).stdout.strip() != before
+
+
+def test_the_ignore_file_podman_reads_decides_what_the_plan_sees(paude: Paude) -> None:
+    # Both ignore files: podman reads .containerignore and builds setup.sh in, although
+    # .dockerignore names it. An edit to setup.sh must then reach the plan.
+    ctx = paude.repo / "docker"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY . /ctx/\n")
+    (ctx / ".dockerignore").write_text("setup.sh\n")
+    (ctx / ".containerignore").write_text("*.log\n")
+    (ctx / "setup.sh").write_text("echo one\n")
+    (ctx / "build.log").write_text("one\n")
+    (paude.repo / "paude.yaml").write_text(
+        "version: 1\ndefaults:\n  agent: {install: none, command: [bash]}\n"
+        "  image: {dockerfile: docker/Dockerfile, context: docker}\n"
+        f"sessions:\n  {paude.session}: {{}}\n", encoding="utf-8")
+    paude.ok("apply", paude.session, "--yes")
+    agent = f"paude-{paude.session}-agent"
+    assert podman("exec", agent, "cat", "/ctx/setup.sh").stdout == "echo one\n"
+    assert podman("exec", agent, "test", "-e", "/ctx/build.log", check=False).returncode == 1
+
+    # Control: a file the build leaves out changes nothing.
+    (ctx / "build.log").write_text("two\n")
+    data = paude.plan_json()
+    assert data["has_changes"] is False and data["definition_changes"] == [], data
+
+    (ctx / "setup.sh").write_text("echo two\n")
+    data = paude.plan_json()
+    assert "image-rebuilt" in {s["kind"] for s in data["summary"]}, data["summary"]
+    assert "docker/setup.sh" in {c["file"] for c in data["definition_changes"]}
+    paude.ok("apply", paude.session, "--yes")
+    assert podman("exec", agent, "cat", "/ctx/setup.sh").stdout == "echo two\n"

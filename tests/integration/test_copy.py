@@ -82,6 +82,14 @@ def test_copy_in_and_out_and_what_a_hostile_agent_cannot_make_it_write(
     assert in_agent(paude, "readlink /workspace/leak; cat /workspace/leak 2>&1 || true") \
         .startswith(f"{secret}\n")
     assert "host secret" not in in_agent(paude, "cat /workspace/leak 2>/dev/null || true")
+    # SRC through a folder the agent linked out of the repository (`conf -> ~`): refused,
+    # and the host file never enters the session.
+    (repo / "conf").symlink_to(tmp_path)
+    refused(paude, "conf/host-secret", ":stolen", says="does not read through links")
+    assert in_agent(paude, "test -e /workspace/stolen && echo there || echo gone") == "gone\n"
+    # Control: the same file, named by its own path, is the user's choice and is copied.
+    paude.ok("cp", str(secret), ":stolen")
+    assert in_agent(paude, "cat /workspace/stolen") == "host secret\n"
     refused(paude, "notes.md", ":docs/notes.md", says="exists in the session")
     paude.ok("cp", "notes.md", ":docs/notes.md", "--force")
 

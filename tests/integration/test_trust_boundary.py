@@ -1,9 +1,12 @@
 """The agent's commits reach the host by design: a policy file with code, committed inside
-the session and pulled, never runs on the host, and the plan names what the agent changed."""
+the session and pulled, never runs on the host, and the plan names what the agent changed;
+a link it planted never makes paude write outside the repository."""
 
 from __future__ import annotations
 
 import shlex
+import subprocess
+import sys
 
 import pytest
 
@@ -58,3 +61,27 @@ def test_policy_code_committed_by_the_agent_never_runs(paude: Paude) -> None:
     (paude.home / "policy.yaml").write_text(TIDY_RULE)
     paude.ok("plan", name)
     assert marker.read_text() == "ran"
+
+
+LAUNCHER = """import os, sys
+# What a pull can bring: links named as a writer of paude.yaml might name its temporary
+# file (the writer's pid; this process becomes paude, so the pid is paude's).
+os.symlink(sys.argv[1], f".paude.yaml.{os.getpid()}.tmp")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def test_a_link_the_agent_planted_never_makes_paude_write_outside(paude: Paude) -> None:
+    bashrc = paude.home.parent / "user-home" / ".bashrc"
+    bashrc.write_text("the user's\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, str(bashrc), str(paude.exe), "allowed-domains",
+         paude.session, "--add", ".example.com"],
+        cwd=paude.repo, env=paude.env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [planted] = paude.repo.glob(".paude.yaml.*.tmp")
+    assert planted.is_symlink() and planted.resolve() == bashrc  # it was there, aimed home
+    assert bashrc.read_text(encoding="utf-8") == "the user's\n"
+    # Control: the edit itself landed, in the repository's own paude.yaml.
+    assert not (paude.repo / "paude.yaml").is_symlink()
+    assert ".example.com" in (paude.repo / "paude.yaml").read_text(encoding="utf-8")

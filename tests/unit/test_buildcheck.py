@@ -102,3 +102,38 @@ def test_dockerfile_refusals_name_the_file(repo: Path) -> None:
         dockerfile_build(session_with_dockerfile(repo, "docker/Dockerfile"), repo)
     text = str(exc.value)
     assert str(repo / "docker" / "Dockerfile") in text and "2" in text
+
+
+def test_the_ignore_file_podman_uses_is_the_one_checked(repo: Path, tmp_path: Path) -> None:
+    # podman prefers .containerignore to .dockerignore: a link that only .dockerignore
+    # leaves out is still in the build, so it is refused.
+    secret = tmp_path / "id_rsa"
+    secret.write_text("PRIVATE\n")
+    (repo / "docker" / "key").symlink_to(secret)
+    (repo / "docker" / ".dockerignore").write_text("key\n")
+    (repo / "docker" / ".containerignore").write_text("*.log\n")
+    spec = session_with_dockerfile(repo, "docker/Dockerfile")
+    with pytest.raises(ConfigError) as exc:
+        dockerfile_build(spec, repo)
+    assert "key -> " in str(exc.value)
+    # Control: the file podman reads leaves the link out, and the build is told to read it.
+    (repo / "docker" / ".containerignore").write_text("key\n")
+    built = dockerfile_build(spec, repo)
+    assert built is not None
+    assert built.ignore_file == str((repo / "docker" / ".containerignore").resolve())
+    # A Dockerfile's own ignore file comes first (podman 4.5 and later read it).
+    (repo / "docker" / "Dockerfile.dockerignore").write_text("*.log\n")
+    with pytest.raises(ConfigError, match="key -> "):
+        dockerfile_build(spec, repo)
+
+
+def test_an_ignore_file_linked_out_of_the_repository_is_refused(repo: Path,
+                                                                tmp_path: Path) -> None:
+    (tmp_path / "patterns").write_text("*\n")
+    (repo / "docker" / ".containerignore").symlink_to(tmp_path / "patterns")
+    with pytest.raises(ConfigError, match="outside the repository"):
+        dockerfile_build(session_with_dockerfile(repo, "docker/Dockerfile"), repo)
+    # Control: without an ignore file the build names none.
+    (repo / "docker" / ".containerignore").unlink()
+    built = dockerfile_build(session_with_dockerfile(repo, "docker/Dockerfile"), repo)
+    assert built is not None and built.ignore_file is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -316,6 +317,20 @@ def test_devcontainer_jsonc_with_build_and_ignored_properties(tmp_path: Path) ->
     assert any("'customizations' is not supported" in w for w in warnings)
     assert any("'build.options' is not supported" in w for w in warnings)
     assert not any("'name'" in w for w in warnings)
+
+
+def test_initialize_command_is_ignored_and_never_run(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    write(tmp_path / ".devcontainer.json", json.dumps(
+        {"image": "debian:12", "initializeCommand": f"touch {marker}",
+         "postCreateCommand": "make deps"}))
+    found = load_image_source(tmp_path)
+    assert found is not None
+    assert (".devcontainer.json: 'initializeCommand' is ignored: the devcontainer spec runs "
+            "it on the host") in found.warnings[0]
+    assert found.setup == WorkspaceSetup(setup="make deps")  # control: the session's runs
+    assert "touch" not in repr(found.image) + repr(found.setup)
+    assert not marker.exists()
 
 
 def test_dockerfile_context_defaults_to_the_json_folder(tmp_path: Path) -> None:

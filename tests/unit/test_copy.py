@@ -106,6 +106,35 @@ def test_dest_through_a_link_in_the_repository_is_refused(tmp_path: Path) -> Non
             copy._refuse_links(Path(dest), repo)
 
 
+def test_dest_given_through_a_linked_path_to_the_repository_is_still_checked(
+        tmp_path: Path) -> None:
+    repo = tmp_path / "data" / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "docs").symlink_to(tmp_path)
+    (tmp_path / "src").symlink_to(tmp_path / "data")  # ~/src -> /data: the user's own link
+    logical = tmp_path / "src" / "repo"
+    copy._refuse_links(logical / "x.txt", repo)  # control: a real place in the repository
+    with pytest.raises(PaudeError, match="is a symbolic link"):
+        copy._refuse_links(logical / "docs" / "x.txt", repo)
+
+
+def test_src_through_a_linked_folder_in_the_repository_is_refused(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "credentials").write_text("secret\n")
+    (repo / "config").symlink_to(home)  # committed by the agent
+    (repo / "real").mkdir()
+    (repo / "real" / "notes.md").write_text("notes\n")
+    # Controls: a real file, and a link named as SRC itself (it goes in as a link).
+    copy._refuse_links(Path("real/notes.md"), repo, itself=False, role="read")
+    copy._refuse_links(Path("config"), repo, itself=False, role="read")
+    with pytest.raises(PaudeError, match="does not read through links") as caught:
+        copy._refuse_links(Path("config/credentials"), repo, itself=False, role="read")
+    assert "config" in caught.value.message and caught.value.hint
+
+
 @pytest.mark.parametrize("backend, prefix", [
     (PodmanBackend(), ["podman", "exec", "--interactive", "paude-demo-agent"]),
     (KubernetesBackend(context="prod", namespace="team", tool="kubectl"),

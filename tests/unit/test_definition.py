@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -53,6 +54,23 @@ def test_no_file_yet_writes_a_minimal_one(tmp_path: Path) -> None:
         "version": 1, "sessions": {"demo": {"yolo": True}}}
     restore(definition, "demo")
     assert not (tmp_path / "paude.yaml").exists()
+
+
+def test_a_link_planted_beside_paude_yaml_is_never_written_through(tmp_path: Path) -> None:
+    # The agent commits links under the names a writer might use for its temporary file
+    # (this process's pid, as paude once did) and a dangling paude.yaml pointing home.
+    repo, home = tmp_path / "repo", tmp_path / "home"
+    repo.mkdir()
+    home.mkdir()
+    (home / ".bashrc").write_text("the user's\n")
+    (repo / f".paude.yaml.{os.getpid()}.tmp").symlink_to(home / ".bashrc")
+    (repo / "paude.yaml").symlink_to(home / ".profile")
+    commit_definition(repo, "demo", CreateFlags(yolo=True))
+    assert (home / ".bashrc").read_text() == "the user's\n"
+    assert not (home / ".profile").exists()
+    # Control: the definition was written, in the repository, as a file of its own.
+    assert not (repo / "paude.yaml").is_symlink()
+    assert load_paude_file(repo / "paude.yaml").sessions["demo"].yolo is True
 
 
 def test_file_without_sessions_gets_a_sessions_block(tmp_path: Path) -> None:

@@ -307,6 +307,22 @@ def test_context_digest_follows_podman_ignore_semantics(tmp_path: Path) -> None:
     assert context_digest(context) != before
 
 
+def test_context_digest_reads_the_ignore_file_podman_reads(tmp_path: Path) -> None:
+    # Both files: podman reads .containerignore, so a file only .dockerignore names is
+    # built, and a change to it must change the tag.
+    root = dockerfile_project(tmp_path, {".dockerignore": "setup.sh\n",
+                                         ".containerignore": "*.log\n", "setup.sh": "a\n"})
+    context = root / "build"
+    before = context_digest(context)
+    (context / "setup.sh").write_text("b\n")
+    assert context_digest(context) != before
+    # Control: named in the file podman reads, it is left out.
+    (context / ".containerignore").write_text("setup.sh\n")
+    before = context_digest(context)
+    (context / "setup.sh").write_text("c\n")
+    assert context_digest(context) == before
+
+
 def test_missing_dockerfile_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(PaudeError, match=r"image\.dockerfile"):
         dockerfile_build(session({"dockerfile": "Dockerfile"}), tmp_path)

@@ -76,6 +76,14 @@ def test_build_argv() -> None:
     ]
 
 
+def test_build_argv_names_the_ignore_file() -> None:
+    argv = podman.build_argv("localhost/paude-userbase:0123456789abcdef", "/repo/ctx",
+                             build_args={}, labels={}, file="/repo/Dockerfile",
+                             ignore_file="/repo/ctx/.containerignore")
+    assert argv[argv.index("--ignorefile") + 1] == "/repo/ctx/.containerignore"
+    assert argv[-1] == "/repo/ctx"
+
+
 def test_create_argv_full_spec() -> None:
     spec = {
         "name": "paude-demo-agent", "hostname": "paude-demo-agent",

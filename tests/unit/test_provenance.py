@@ -218,6 +218,21 @@ def test_build_context_files_and_the_image_source_are_inputs(tmp_path: Path) -> 
         ".devcontainer/devcontainer.json", ".devcontainer/requirements.txt", "paude.yaml"]
 
 
+def test_context_files_follow_the_ignore_file_podman_reads(tmp_path: Path) -> None:
+    host = host_repo(tmp_path, {
+        "paude.yaml": DOCKER, "docker/Dockerfile": "FROM debian\n",
+        "docker/.dockerignore": "setup.sh\n", "docker/.containerignore": "*.log\n",
+        "docker/setup.sh": "echo hi\n", "docker/build.log": "x\n",
+        "docker/Dockerfile.dockerignore": "build.log\n"})
+    # The Dockerfile's own ignore file comes first: setup.sh is built, so it is an input.
+    assert "docker/setup.sh" in snap(host).inputs
+    assert "docker/Dockerfile.dockerignore" in snap(host).inputs
+    assert "docker/build.log" not in snap(host).inputs
+    # Control: named there, it is left out.
+    (host / "docker" / "Dockerfile.dockerignore").write_text("setup.sh\n")
+    assert "docker/setup.sh" not in snap(host).inputs
+
+
 def test_setup_files_and_the_policy_file_are_inputs(tmp_path: Path) -> None:
     host = host_repo(tmp_path, {
         "paude.yaml": "version: 1\nsessions:\n  demo:\n    image: {setup: 'sh scripts/setup.sh "
