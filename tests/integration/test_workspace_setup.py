@@ -156,12 +156,13 @@ FEATURE_JSON = ('{"id": "greeter", "version": "1.0.0", "options": {"greeting": '
                 '{"type": "string", "default": "hi"}, "loud-mode": {"type": "boolean", '
                 '"default": false}}}\n')
 # Attack: the feature's install.sh (repository content) tries to reach the network: the
-# build proxy (whose address podman's proxy variables give) and an address by number.
+# build proxy (whose address podman's proxy variables give) and a name (a reserved one, so no
+# test ever sends traffic off this machine). The network interfaces it sees are recorded too.
 FEATURE_INSTALL = """#!/bin/sh
 set -e
 echo "$GREETING $LOUD_MODE $_REMOTE_USER" > /usr/local/share/greeter.txt
 reach=none
-for url in "${HTTP_PROXY:-}" "${http_proxy:-}" http://10.88.0.1:80 http://deb.debian.org; do
+for url in "${HTTP_PROXY:-}" "${http_proxy:-}" http://paude-canary.invalid:80; do
   [ -n "$url" ] || continue
   host=${url#http://}; host=${host%%/*}
   if timeout 3 bash -c "exec 3<>/dev/tcp/${host%:*}/${host##*:}" 2>/dev/null; then
@@ -216,7 +217,7 @@ def test_a_local_feature_installs_without_network(paude: Paude) -> None:
     devcontainer.write_text(
         f'{{"image": "{BASE_IMAGE}",\n "features": {{"./greeter": {{"greeting": "hello"}}}}}}\n',
         encoding="utf-8")
-    (folder / "install.sh").write_text("#!/bin/sh\ncurl -fsS -m 5 http://deb.debian.org/ "
+    (folder / "install.sh").write_text("#!/bin/sh\ncurl -fsS -m 5 http://paude-canary.invalid/ "
                                        ">/dev/null || exit 7\n", encoding="utf-8")
     failed = paude.run("apply", paude.session, "--yes")
     assert failed.returncode == 1, failed.stdout + failed.stderr
