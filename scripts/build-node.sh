@@ -9,6 +9,7 @@
 #   kubelet          k8s.io/kubernetes/cmd/kubelet, the same release and module pins as
 #                    the API server (build-kube.sh's go.mod is reused when present)
 #   kube-scheduler   k8s.io/kubernetes/cmd/kube-scheduler, so that pods get a node
+#   kube-proxy       k8s.io/kubernetes/cmd/kube-proxy (nftables mode): Services
 #   kube-router      github.com/cloudnativelabs/kube-router/v2, run with only its
 #                    NetworkPolicy firewall (iptables + ipset). kube-network-policies
 #                    needs the nftables "queue" expression (CONFIG_NFT_QUEUE), which
@@ -183,7 +184,7 @@ PY
   mv "$pause_cache/pause.oci.tar.tmp" "$pause_cache/pause.oci.tar"
 }
 
-for tool in kubelet kube-scheduler; do
+for tool in kubelet kube-scheduler kube-proxy; do
   if [[ -x "$k8s_cache/$tool" ]]; then
     log "using cached $tool $k8s_version from $k8s_cache"
   else
@@ -207,6 +208,7 @@ fi
 mkdir -p "$dest"
 install -m 755 "$k8s_cache/kubelet" "$dest/kubelet"
 install -m 755 "$k8s_cache/kube-scheduler" "$dest/kube-scheduler"
+install -m 755 "$k8s_cache/kube-proxy" "$dest/kube-proxy"
 install -m 755 "$router_cache/kube-router" "$dest/kube-router"
 install -m 644 "$pause_cache/pause.oci.tar" "$dest/pause.oci.tar"
-log "installed kubelet, kube-scheduler, kube-router and pause.oci.tar in $dest"
+log "installed kubelet, kube-scheduler, kube-proxy, kube-router and pause.oci.tar in $dest"

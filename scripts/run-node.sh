@@ -2,8 +2,9 @@
 # Start (or stop) a throw-away Kubernetes node for the loopback API server of
 # scripts/run-kube-apiserver.sh, so that integration tests run real pods: containerd
 # with runc (Debian packages), CNI bridge + host-local + portmap (Debian
-# containernetworking-plugins), a kubelet, kube-scheduler and kube-router's
-# NetworkPolicy firewall (all three built by scripts/build-node.sh). Needs root.
+# containernetworking-plugins), a kubelet, kube-scheduler, kube-proxy (nftables mode)
+# with the EndpointSlice controller, and kube-router's NetworkPolicy firewall (built by
+# scripts/build-node.sh). Needs root.
 #
 # Everything the node keeps lives in STATEDIR (containerd root, state and socket,
 # kubelet root, CNI config and IP allocations, logs); what it cannot keep there is
@@ -18,6 +19,7 @@
 #            podman added in between would otherwise be lost. In the nftables ruleset
 #            only chains the kubelet adds (KUBE-*) that were absent at start are removed.
 #   ipsets   kube-router's (KUBE-SRC-*, KUBE-DST-*, kube-router-*)
+#   nftables kube-proxy's own tables, "ip kube-proxy" and "ip6 kube-proxy"
 # The pod sandbox image is bin/pause.oci.tar, imported into containerd at start (no
 # image can be pulled here). Pod images come from REGISTRY (plain HTTP on loopback).
 # The kubelet sets the sysctls it requires (vm.overcommit_memory=1, kernel.panic=10,
@@ -153,7 +155,7 @@ stop_all() {
     sleep 2
   fi
   if [[ -f "$pids_file" ]]; then
-    for name in kube-scheduler kube-router kubelet; do
+    for name in kube-scheduler kube-controller-manager kube-proxy kube-router kubelet; do
       end_process "$name" "$(awk -v n="$name" '$1 == n { print $2 }' "$pids_file")"
     done
     if [[ -S "$sock" ]]; then
@@ -195,6 +197,12 @@ stop_all() {
     log "removing bridge $bridge"
     ip link delete "$bridge"
   fi
+  for family in ip ip6; do
+    if nft list table "$family" kube-proxy >/dev/null 2>&1; then
+      log "removing nftables table $family kube-proxy"
+      nft delete table "$family" kube-proxy || log "could not remove table $family kube-proxy"
+    fi
+  done
   drop_chains iptables-legacy "$router_chains" /dev/null
   drop_chains ip6tables-legacy "$router_chains" /dev/null
   drop_chains iptables-nft '^(KUBE-|CNI-)' "$dir/chains4.before"
@@ -214,10 +222,10 @@ fi
 
 [[ -n "$kubeconfig" && -s "$kubeconfig" ]] || die "--kubeconfig FILE is required"
 [[ -n "$registry" ]] || die "--registry HOST:PORT is required"
-for f in kubelet kube-scheduler kube-router kubectl pause.oci.tar; do
+for f in kubelet kube-scheduler kube-proxy kube-controller-manager kube-router kubectl pause.oci.tar; do
   [[ -e "$bin/$f" ]] || die "$bin/$f not found; build it with scripts/build-node.sh --dest $bin"
 done
-for cmd in containerd containerd-shim-runc-v2 ctr runc ipset iptables-legacy iptables-nft findmnt; do
+for cmd in containerd containerd-shim-runc-v2 ctr runc ipset iptables-legacy iptables-nft nft findmnt; do
   command -v "$cmd" >/dev/null || die "$cmd is required (scripts/setup-podman.sh installs it)"
 done
 for plugin in bridge host-local portmap loopback; do
@@ -229,10 +237,14 @@ if [[ -f "$pids_file" ]]; then
   done <"$pids_file"
 fi
 ip link show "$bridge" >/dev/null 2>&1 && die "bridge $bridge exists: another test node is running"
-kubeconfig="$(cd "$(dirname "$kubeconfig")" && pwd)/$(basename "$kubeconfig")"
-printf '%s\n' "$kubeconfig" >"$dir/kubeconfig-path"
-pki="$(dirname "$kubeconfig")/pki"
+nft list table ip kube-proxy >/dev/null 2>&1 && die "nftables table ip kube-proxy exists: another node is running"
+pki="$(cd "$(dirname "$kubeconfig")" && pwd)/pki"
 [[ -s "$pki/ca.crt" ]] || die "$pki/ca.crt not found (the API server's CA)"
+# A copy inside STATEDIR: every process of the node names STATEDIR on its command line,
+# which is how --stop knows it (and never signals anything else).
+install -m 600 "$kubeconfig" "$dir/kubeconfig"
+kubeconfig="$dir/kubeconfig"
+printf '%s\n' "$kubeconfig" >"$dir/kubeconfig-path"
 
 # What exists now is never removed by --stop.
 ls /run/netns 2>/dev/null >"$dir/netns.before" || true
@@ -309,6 +321,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "paude.local/pause:1"
   enable_selinux = false
+  # The kubelet asks for negative OOM score adjustments (-998 for the sandbox), which
+  # need CAP_SYS_RESOURCE; these machines' root lacks it and runc's init then dies
+  # ("can't get final child's PID from pipe: EOF"). Never below containerd's own.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -396,10 +412,35 @@ log "starting kube-scheduler"
 scheduler_pid="$(start kube-scheduler "$dir/kube-scheduler.log" "$bin/kube-scheduler" \
   --kubeconfig="$kubeconfig" --leader-elect=false --bind-address=127.0.0.1 --secure-port=0)"
 
+# --- Services: kube-proxy in nftables mode (its own tables, nothing shared with
+# podman) and the EndpointSlice controller it reads; the node lifecycle controller
+# lifts the not-ready taint the kubelet registers with. Both in a controller-manager
+# of its own: the API server's runs only what tests without a node rely on.
+cat >"$dir/kube-proxy.yaml" <<YAML
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: nftables
+clientConnection: {kubeconfig: $kubeconfig}
+hostnameOverride: $node_name
+clusterCIDR: $pod_cidr
+healthzBindAddress: ""
+metricsBindAddress: ""
+# 0: leave the host's conntrack table size and timeouts as they are.
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+YAML
+log "starting kube-proxy (nftables), the EndpointSlice and node lifecycle controllers"
+proxy_pid="$(start kube-proxy "$dir/kube-proxy.log" "$bin/kube-proxy" --config="$dir/kube-proxy.yaml")"
+kcm_pid="$(start kube-controller-manager "$dir/kube-controller-manager.log" \
+  "$bin/kube-controller-manager" --kubeconfig="$kubeconfig" --controllers=endpointslice,nodelifecycle \
+  --leader-elect=false --bind-address=127.0.0.1 --secure-port=0 \
+  --use-service-account-credentials=false)"
+wait_for "kube-proxy's nftables table" "$dir/kube-proxy.log" "$proxy_pid" nft list table ip kube-proxy
+
 node_ready() {
-  [[ "$(kubectl_ get node "$node_name" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" == True ]]
+  [[ "$(kubectl_ get node "$node_name" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}/{.spec.taints}')" == True/ ]]
 }
 wait_for "node $node_name Ready" "$dir/kubelet.log" "$kubelet_pid" node_ready
 kill -0 "$scheduler_pid" 2>/dev/null || fail "kube-scheduler exited" "$dir/kube-scheduler.log"
+kill -0 "$kcm_pid" 2>/dev/null || fail "kube-controller-manager exited" "$dir/kube-controller-manager.log"
 log "node $node_name ready in $(( $(date +%s) - t0 )) s"
 printf '%s\n' "$node_name"

@@ -1,7 +1,7 @@
 """A real Kubernetes node for the loopback test cluster: pods run, NetworkPolicies hold.
 
 scripts/run-node.sh starts containerd (runc), CNI (bridge, host-local, portmap), a
-kubelet, kube-scheduler and kube-router's NetworkPolicy firewall next to the API server
+kubelet, kube-scheduler, kube-proxy and kube-router's NetworkPolicy firewall next to the API server
 and registry of cluster.py; scripts/build-node.sh builds the Go parts. Pod images come
 from the loopback registry: push_image() puts a local podman image there."""
 
@@ -19,7 +19,7 @@ import pytest
 
 from tests.integration.cluster import SCRIPTS, Cluster, kube_bin, start_cluster
 
-NODE_TOOLS = ("kubelet", "kube-scheduler", "kube-router", "pause.oci.tar")
+NODE_TOOLS = ("kubelet", "kube-scheduler", "kube-proxy", "kube-router", "pause.oci.tar")
 HOST_TOOLS = ("containerd", "containerd-shim-runc-v2", "ctr", "runc", "ipset", "iptables-legacy")
 
 

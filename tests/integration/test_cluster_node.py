@@ -96,6 +96,25 @@ def test_a_pod_from_the_registry_runs_and_answers(node: Cluster, image: str) -> 
     assert node.get("-n", ns, "pod", "server")["spec"]["nodeName"] == "paude-test-node"  # type: ignore[index]
 
 
+def test_a_service_reaches_its_pod(node: Cluster, image: str) -> None:
+    ns = f"svc-{secrets.token_hex(3)}"
+    apply(node, namespace(ns), server(ns, image), client(ns, image),
+          {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": ns},
+           "spec": {"selector": {"app": "server"}, "ports": [{"port": 80, "targetPort": PORT}]}})
+    wait_running(node, ns, "server")
+    wait_running(node, ns, "client")
+    cluster_ip = str(node.get("-n", ns, "service", "web")["spec"]["clusterIP"])  # type: ignore[index]
+    deadline = time.monotonic() + 30
+    while True:  # until kube-proxy has the endpoint
+        result = node.kubectl("-n", ns, "exec", "client", "--", "python3", "-c", PROBE,
+                              cluster_ip, "80")
+        if result.returncode == 0:
+            break
+        assert time.monotonic() < deadline, result.stdout + result.stderr
+        time.sleep(1)
+    assert result.stdout.startswith("HTTP/1.0 200"), result.stdout
+
+
 def test_default_deny_blocks_pod_to_pod_traffic(node: Cluster, image: str) -> None:
     suffix = secrets.token_hex(3)
     open_ns, locked_ns = f"open-{suffix}", f"locked-{suffix}"
