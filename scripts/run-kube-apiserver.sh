@@ -17,6 +17,8 @@
 # signed by a CA generated into STATEDIR with openssl; the kubeconfig carries that CA.
 # The advertised address is 127.0.0.1, which the endpoint reconciler refuses (loopback),
 # so it is off: the "kubernetes" Service exists in "default" but has no endpoints.
+# A node (scripts/run-node.sh) is reached at its InternalIP (its name resolves nowhere)
+# with a client certificate from the same CA, in system:masters.
 # Arguments after `--` are passed on to kube-apiserver.
 #
 # Usage: scripts/run-kube-apiserver.sh --dir STATEDIR [--bin DIR] [--timeout SECONDS] [-- APISERVER_ARGS...]
@@ -217,6 +219,7 @@ setsid "$bin/kube-apiserver" \
   --service-cluster-ip-range=10.96.0.0/16 \
   --kubelet-client-certificate="$pki/kubelet-client.crt" \
   --kubelet-client-key="$pki/kubelet-client.key" \
+  --kubelet-preferred-address-types=InternalIP,Hostname,InternalDNS,ExternalDNS,ExternalIP \
   --allow-privileged=true \
   --disable-admission-plugins=ServiceAccount,StorageObjectInUseProtection \
   --profiling=false \

@@ -177,8 +177,8 @@ stop_all() {
   done < <(cgroup_dirs)
   sleep 0.5
   while read -r cg; do
-    [[ -d "$cg" ]] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null
-    [[ -d "$cg" ]] && log "cgroup $cg is still there"
+    if [[ -d "$cg" ]]; then find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true; fi
+    if [[ -d "$cg" ]]; then log "cgroup $cg is still there"; fi
   done < <(cgroup_dirs)
   # Mounts: containerd's snapshots and the kubelet's volumes, deepest first.
   while read -r mnt; do
@@ -208,7 +208,7 @@ stop_all() {
   drop_chains iptables-nft '^(KUBE-|CNI-)' "$dir/chains4.before"
   drop_chains ip6tables-nft '^(KUBE-|CNI-)' "$dir/chains6.before"
   if command -v ipset >/dev/null; then
-    ipset list -n 2>/dev/null | grep -E "$router_sets" | while read -r name; do
+    { ipset list -n 2>/dev/null | grep -E "$router_sets" || true; } | while read -r name; do
       ipset destroy "$name" 2>/dev/null || log "could not destroy ipset $name"
     done
   fi
