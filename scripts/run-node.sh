@@ -72,9 +72,10 @@ pids_file="$dir/pids"
 sock="$dir/containerd/containerd.sock"
 
 ours() {
-  local pid="$1"
-  [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$dir/"
+  local pid="$1" cmdline
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  [[ "$cmdline" == *"$dir/"* ]]
 }
 
 end_process() {
@@ -358,7 +359,10 @@ containerd_pid="$(start containerd "$dir/containerd.log" containerd --config "$d
 wait_for "containerd" "$dir/containerd.log" "$containerd_pid" ctr --address "$sock" version
 ctr_ images import --snapshotter overlayfs "$bin/pause.oci.tar" >/dev/null \
   || fail "could not import $bin/pause.oci.tar" "$dir/containerd.log"
-ctr_ images ls -q | grep -qx 'paude.local/pause:1' || fail "the pause image was imported under another name: $(ctr_ images ls -q)"
+# Listed first, matched after: grep -q would stop reading early, and pipefail turn
+# ctr's SIGPIPE into a failure.
+images="$(ctr_ images ls -q)"
+grep -qx 'paude.local/pause:1' <<<"$images" || fail "the pause image was imported under another name: $images"
 
 # --- kubelet ---
 kubelet_port="$(python3 -c 'import socket, sys; s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$node_ip")"

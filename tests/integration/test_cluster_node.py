@@ -43,7 +43,10 @@ def image(node: Cluster) -> str:
 
 
 def namespace(name: str) -> dict[str, object]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    """A namespace whose pods must meet the restricted Pod Security Standard."""
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": {
+                "pod-security.kubernetes.io/enforce": "restricted"}}}
 
 
 def pod(ns: str, name: str, image: str, command: list[str]) -> dict[str, object]:
