@@ -34,21 +34,24 @@ def node_tools_present() -> bool:
 def start_node(state: Path) -> Iterator[Cluster]:
     """The API server and registry of start_cluster, with a node; all stopped afterwards."""
     node_state = state / "node"
-    for cluster in start_cluster(state):
-        argv = ["bash", str(SCRIPTS / "run-node.sh"), "--dir", str(node_state), "--bin",
-                str(kube_bin()), "--kubeconfig", str(cluster.kubeconfig),
-                "--registry", cluster.registry]
-        try:
-            result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-            if result.returncode != 0:
-                pytest.fail(f"run-node.sh failed:\n{result.stdout}\n{result.stderr}")
-            yield cluster
-        finally:
-            stop = subprocess.run(["bash", str(SCRIPTS / "run-node.sh"), "--stop", "--dir",
-                                   str(node_state)], capture_output=True, text=True,
-                                  timeout=300, check=False)
-            if stop.returncode != 0:
-                print(f"run-node.sh --stop failed:\n{stop.stderr}")
+    servers = start_cluster(state)
+    cluster = next(servers)
+    argv = ["bash", str(SCRIPTS / "run-node.sh"), "--dir", str(node_state), "--bin",
+            str(kube_bin()), "--kubeconfig", str(cluster.kubeconfig),
+            "--registry", cluster.registry]
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        if result.returncode != 0:
+            pytest.fail(f"run-node.sh failed:\n{result.stdout}\n{result.stderr}")
+        yield cluster
+    finally:
+        # The node first: its teardown deletes the pods through the API server.
+        stop = subprocess.run(["bash", str(SCRIPTS / "run-node.sh"), "--stop", "--dir",
+                               str(node_state)], capture_output=True, text=True,
+                              timeout=300, check=False)
+        if stop.returncode != 0:
+            print(f"run-node.sh --stop failed:\n{stop.stderr}")
+        servers.close()
 
 
 def push_image(cluster: Cluster, local: str, repository: str) -> str:

@@ -80,10 +80,9 @@ def client(ns: str, image: str) -> dict[str, object]:
     return pod(ns, "client", image, ["sleep", "infinity"])
 
 
-def connects(cluster: Cluster, ns: str, ip: str) -> tuple[bool, str]:
+def connects(cluster: Cluster, ns: str, ip: str, port: str = str(PORT)) -> tuple[bool, str]:
     """Whether the client pod of NS gets an HTTP answer from IP."""
-    result = cluster.kubectl("-n", ns, "exec", "client", "--", "python3", "-c", PROBE, ip,
-                             str(PORT))
+    result = cluster.kubectl("-n", ns, "exec", "client", "--", "python3", "-c", PROBE, ip, port)
     assert "HTTP" in result.stdout or result.returncode == 1, result.stderr
     return result.returncode == 0, (result.stdout + result.stderr).strip()
 
@@ -151,3 +150,13 @@ def test_default_deny_blocks_pod_to_pod_traffic(node: Cluster, image: str) -> No
     # The control pod, in a namespace without the policy, still reaches the open server.
     ok, said = connects(node, open_ns, open_ip)
     assert ok, f"control {open_ns} -> {open_ip}: {said}"
+
+    # The node's own address (the kubelet's port) is no way out either.
+    status = node.get("node", "paude-test-node")["status"]
+    node_ip = next(a["address"] for a in status["addresses"]  # type: ignore[index]
+                   if a["type"] == "InternalIP")
+    kubelet_port = str(status["daemonEndpoints"]["kubeletEndpoint"]["Port"])  # type: ignore[index]
+    ok, said = connects(node, open_ns, node_ip, kubelet_port)
+    assert ok, f"control {open_ns} -> kubelet {node_ip}:{kubelet_port}: {said}"
+    ok, said = connects(node, locked_ns, node_ip, kubelet_port)
+    assert not ok, f"egress from {locked_ns} reached the kubelet: {said}"
