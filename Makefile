@@ -103,8 +103,9 @@ setup-podman: ## Install and configure podman and test tools on this machine (ro
 actionlint: ## Build actionlint (lints docs/github's workflow) from Go modules (cached)
 	bash scripts/build-actionlint.sh
 
-test-cluster: ## Build the loopback API server, kubectl and registry the cluster tests use (cached)
+test-cluster: ## Build the loopback API server, kubectl, node and registry the cluster tests use (cached)
 	bash scripts/build-kube.sh
+	bash scripts/build-node.sh
 	bash scripts/build-registry.sh
 
 schema: ## Regenerate docs/paude.schema.json

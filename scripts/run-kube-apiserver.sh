@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Start (or stop) a throw-away Kubernetes API server for integration tests: etcd plus
 # kube-apiserver as built by scripts/build-kube.sh, on loopback only, with all state
-# in STATEDIR. There is no kubelet, scheduler or controller-manager: objects are
-# stored, validated and served, but no pod ever runs, no StatefulSet gets pods, no PVC
-# gets bound, and a deleted Namespace stays Terminating (nothing finalizes it).
+# in STATEDIR. There is no kubelet or scheduler: objects are stored, validated and
+# served, but no pod runs unless scripts/run-node.sh adds a node; no PVC gets bound.
 #
 # Start: prints the path of STATEDIR/kubeconfig (context "paude-test", cluster admin
 # through a bearer token in group system:masters) once /readyz answers ok, and writes
@@ -18,6 +17,8 @@
 # signed by a CA generated into STATEDIR with openssl; the kubeconfig carries that CA.
 # The advertised address is 127.0.0.1, which the endpoint reconciler refuses (loopback),
 # so it is off: the "kubernetes" Service exists in "default" but has no endpoints.
+# A node (scripts/run-node.sh) is reached at its InternalIP (its name resolves nowhere)
+# with a client certificate from the same CA, in system:masters.
 # Arguments after `--` are passed on to kube-apiserver.
 #
 # Usage: scripts/run-kube-apiserver.sh --dir STATEDIR [--bin DIR] [--timeout SECONDS] [-- APISERVER_ARGS...]
@@ -118,6 +119,19 @@ if [[ ! -s "$pki/serving.crt" ]]; then
   openssl x509 -req -in "$pki/serving.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
     -days 3650 -extfile "$pki/serving.ext" -out "$pki/serving.crt" 2>/dev/null
 fi
+if [[ ! -s "$pki/kubelet-client.crt" ]]; then
+  # The API server's identity towards kubelets (logs, exec, port-forward), for
+  # scripts/run-node.sh: a client certificate from the same CA, in system:masters.
+  log "generating the API server's kubelet client certificate"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+    -keyout "$pki/kubelet-client.key" -out "$pki/kubelet-client.csr" 2>/dev/null
+  printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+    "extendedKeyUsage=clientAuth" >"$pki/kubelet-client.ext"
+  openssl x509 -req -in "$pki/kubelet-client.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+    -CAcreateserial -days 3650 -extfile "$pki/kubelet-client.ext" \
+    -out "$pki/kubelet-client.crt" 2>/dev/null
+fi
 if [[ ! -s "$pki/sa.key" ]]; then
   log "generating the service-account signing key pair"
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key" 2>/dev/null
@@ -203,6 +217,9 @@ setsid "$bin/kube-apiserver" \
   --service-account-issuer=https://kubernetes.default.svc \
   --api-audiences=https://kubernetes.default.svc \
   --service-cluster-ip-range=10.96.0.0/16 \
+  --kubelet-client-certificate="$pki/kubelet-client.crt" \
+  --kubelet-client-key="$pki/kubelet-client.key" \
+  --kubelet-preferred-address-types=InternalIP,Hostname,InternalDNS,ExternalDNS,ExternalIP \
   --allow-privileged=true \
   --disable-admission-plugins=ServiceAccount,StorageObjectInUseProtection \
   --profiling=false \

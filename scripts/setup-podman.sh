@@ -4,7 +4,9 @@
 # restricted sandboxes need. Safe to run repeatedly; it only changes what is missing.
 #
 #   - packages (apt-get, only when missing): podman, runc, netavark, aardvark-dns,
-#     iptables, debootstrap, tmux, git, uidmap, make, openssl; hyperfine when available
+#     iptables, debootstrap, tmux, git, uidmap, make, openssl; hyperfine when available;
+#     for the cluster tests' node (scripts/run-node.sh): containerd,
+#     containernetworking-plugins, ipset
 #   - /etc/containers/containers.conf, only when this machine needs it:
 #       default_ulimits  when the process lacks CAP_SYS_RESOURCE (podman's default
 #                        container rlimits are then refused by setrlimit)
@@ -35,7 +37,8 @@ is_installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
 }
 
-required=(podman runc netavark aardvark-dns iptables debootstrap tmux git uidmap make openssl curl)
+required=(podman runc netavark aardvark-dns iptables debootstrap tmux git uidmap make openssl curl
+  containerd containernetworking-plugins ipset)
 optional=(hyperfine)
 
 missing=()

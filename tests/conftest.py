@@ -45,6 +45,12 @@ def _cluster_tools_usable() -> bool:
     return tools_present()
 
 
+def _node_usable() -> bool:
+    from tests.integration.node import node_tools_present
+
+    return node_tools_present()
+
+
 _REQUIREMENTS = {
     "requires_podman": (_podman_usable, "podman is not installed"),
     "requires_pulumi": (_pulumi_usable, "no Pulumi engine (scripts/build-engine.sh)"),
@@ -53,6 +59,9 @@ _REQUIREMENTS = {
     "requires_cluster": (_cluster_tools_usable,
                          "no test API server or registry (scripts/build-kube.sh, "
                          "scripts/build-registry.sh)"),
+    "requires_node": (_node_usable,
+                      "no test node (root, scripts/setup-podman.sh packages, "
+                      "scripts/build-node.sh)"),
 }
 
 
