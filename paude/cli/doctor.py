@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-from paude import diagnose, settings
 from paude.cli import output
 from paude.home import paude_home
 
@@ -19,6 +18,10 @@ def doctor() -> int:
     Examples:\n
       paude doctor
     """
+    # Imported here: the settings pull in the models (pydantic), which every other command's
+    # start, `--help` included, would pay for.
+    from paude import diagnose, settings
+
     home = paude_home()
     checks = diagnose.run_all(home)
     for check in checks:
