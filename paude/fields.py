@@ -12,6 +12,7 @@ from pydantic import AfterValidator, WithJsonSchema
 
 # Session names are checked in paude/naming.py, which the quick commands import without
 # pydantic.
+from paude.backends import base
 from paude.naming import SESSION_NAME_MAX as SESSION_NAME_MAX
 from paude.naming import SESSION_NAME_RE as SESSION_NAME_RE
 from paude.naming import validate_session_name as validate_session_name
@@ -23,7 +24,7 @@ YOLO_FLAG = "--dangerously-skip-permissions"
 WaivableRule = Literal["yolo-unrestricted-egress"]
 
 DEFAULT_BASE_IMAGE = "docker.io/library/debian:bookworm-slim"
-DEFAULT_BACKEND: Backend = "podman"
+DEFAULT_BACKEND: Backend = base.DEFAULT_BACKEND
 DEFAULT_ALLOWED_DOMAINS = ("default",)
 # The Claude Code release paude is tested with: installed unless agent.version (in
 # paude.yaml or this machine's config.yaml) names another.

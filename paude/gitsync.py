@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paude import index, naming, proc
-from paude.backends.base import WORKSPACE, Backend
+from paude.backends.base import DEFAULT_BACKEND, WORKSPACE, Backend
 from paude.errors import PaudeError, SessionNotFoundError
-from paude.fields import DEFAULT_BACKEND
 from paude.proc import CommandResult
 
 log = logging.getLogger(__name__)

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
+if TYPE_CHECKING:
+    import jinja2
 
 
 @lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
+    # Imported here: reading a static template (template_source, e.g. for `paude status`)
+    # needs no jinja2, and importing it costs a short command a tenth of its time.
+    import jinja2
+
     # StrictUndefined: a template that names a missing value is a bug, not an empty string.
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(_load),

@@ -5,11 +5,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from paude.errors import PaudeError
 
 # Where the agent's repository lives inside the sandbox, on every backend.
 WORKSPACE = "/workspace"
+# The backend of a session that names none (paude.fields types it for the schema).
+DEFAULT_BACKEND: Final = "podman"
 
 
 # Where the proxy's entrypoint writes the configuration squid runs with (both backends).
