@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -53,15 +53,22 @@ _DONE = {"keep": "kept", "create": "created", "replace": "replaced", "update": "
          "delete": "deleted", "same": "checked"}
 
 
+def _line(stream: TextIO, message: str) -> None:
+    # Flushed at once, as rich does: lines keep their order with the styled ones, and reach
+    # whoever reads a pipe (a test, a wrapper) before the command ends.
+    stream.write(safe(message) + "\n")
+    stream.flush()
+
+
 def text(message: str = "") -> None:
     """A line on stdout (unstyled lines skip rich: importing it costs a short command 50 ms,
     and plain text needs nothing it does)."""
-    sys.stdout.write(safe(message) + "\n")
+    _line(sys.stdout, message)
 
 
 def info(message: str) -> None:
     """A status line on stderr (keeps stdout clean for --json)."""
-    sys.stderr.write(safe(message) + "\n")
+    _line(sys.stderr, message)
 
 
 def warn(message: str) -> None:

@@ -87,6 +87,13 @@ values = st.one_of(st.sampled_from(["demo", "other", "ghost", "openshift", "podm
                    fz.names, fz.domains, fz.quantities, fz.sharp_text(12), fz.arguments)
 
 
+def _takes_a_path(option: Any) -> bool:
+    """A path option: typer types it TyperPath (a click.Path); typer 0.29 and later also
+    describe it by its annotation."""
+    annotation = getattr(getattr(option, "type_descriptor", None), "annotation", None)
+    return "Path" in type(option.type).__name__ or "Path" in repr(annotation)
+
+
 @st.composite
 def command_lines(draw: st.DrawFn) -> list[str]:
     """A command's words, then options (with values) and arguments in any order."""
@@ -100,8 +107,7 @@ def command_lines(draw: st.DrawFn) -> list[str]:
         option = draw(st.sampled_from(options))
         token = [draw(st.sampled_from([*option.opts, *option.secondary_opts]))]
         if not option.is_flag:
-            path = "Path" in repr(getattr(option.type_descriptor, "annotation", None))
-            token.append(draw(st.sampled_from(PATHS) if path else values))
+            token.append(draw(st.sampled_from(PATHS) if _takes_a_path(option) else values))
         tokens.append(token)
     # Mostly as many arguments as the command takes, now and then one too many or few.
     count = draw(fz.rarely(st.integers(0, 2), st.just(len(arguments)), 5))
