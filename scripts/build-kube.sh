@@ -21,6 +21,8 @@
 #
 # Usage: scripts/build-kube.sh [--kubernetes-version vX.Y.Z] [--etcd-version vX.Y.Z] [--dest DIR]
 set -euo pipefail
+# shellcheck source=scripts/lib-kube-version.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib-kube-version.sh"
 
 k8s_version="${PAUDE_KUBERNETES_VERSION:-v1.37.2}"
 etcd_version="${PAUDE_ETCD_VERSION:-v3.7.3}"
@@ -37,13 +39,8 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-[[ "$k8s_version" == v* ]] || k8s_version="v$k8s_version"
 [[ "$etcd_version" == v* ]] || etcd_version="v$etcd_version"
-[[ "$k8s_version" =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] || {
-  echo "build-kube: --kubernetes-version must look like v1.N.M (got $k8s_version)" >&2; exit 2; }
-# Each k8s.io/kubernetes v1.N.M release publishes its staging modules as v0.N.M.
-staging_version="v0.${BASH_REMATCH[1]}.${BASH_REMATCH[2]}"
-k8s_minor="${BASH_REMATCH[1]}"
+kube_version build-kube "$k8s_version"
 
 log() { printf 'build-kube: %s\n' "$*" >&2; }
 

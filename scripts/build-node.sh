@@ -23,6 +23,8 @@
 #
 # Usage: scripts/build-node.sh [--kubernetes-version vX.Y.Z] [--kube-router-version vX.Y.Z] [--dest DIR]
 set -euo pipefail
+# shellcheck source=scripts/lib-kube-version.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib-kube-version.sh"
 
 k8s_version="${PAUDE_KUBERNETES_VERSION:-v1.37.2}"
 router_version="${PAUDE_KUBE_ROUTER_VERSION:-v2.1.0}"
@@ -40,12 +42,8 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-[[ "$k8s_version" == v* ]] || k8s_version="v$k8s_version"
 [[ "$router_version" == v* ]] || router_version="v$router_version"
-[[ "$k8s_version" =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] || {
-  echo "build-node: --kubernetes-version must look like v1.N.M (got $k8s_version)" >&2; exit 2; }
-staging_version="v0.${BASH_REMATCH[1]}.${BASH_REMATCH[2]}"
-k8s_minor="${BASH_REMATCH[1]}"
+kube_version build-node "$k8s_version"
 
 log() { printf 'build-node: %s\n' "$*" >&2; }
 
