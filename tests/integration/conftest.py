@@ -21,6 +21,7 @@ from tests.integration.helpers import (
     remove_session_objects,
     write_paude_yaml,
 )
+from tests.integration.terminal import HostTerminal
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,3 +61,12 @@ def paude(paude_exe: Path, tmp_path: Path) -> Iterator[Paude]:
     finally:
         remove_session_objects(session)
 
+
+@pytest.fixture
+def terminal(paude: Paude) -> Iterator[HostTerminal]:
+    """A terminal on the host, closed afterwards."""
+    term = HostTerminal(paude)
+    try:
+        yield term
+    finally:
+        term.close()
