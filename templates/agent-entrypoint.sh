@@ -17,6 +17,11 @@ if [ -n "${PAUDE_SESSION_CA:-}" ]; then
     mv /tmp/paude-ca/bundle.pem.new /tmp/paude-ca/bundle.pem
 fi
 
+# A new podman volume starts as a copy of the image's /paude; a cluster's claim starts
+# empty, and the pod starts in /paude (the image's /workspace links into it).
+mkdir -p /paude/workspace /paude/home
+cd /workspace
+
 state=/paude/home
 seed="$HOME/.paude-seed"
 # ~/.claude and ~/.claude.json live on the session's volume. paude copies the user's

@@ -36,6 +36,12 @@ CONTAINER_SECURITY: dict[str, Any] = {
 }
 
 
+# The Pod Security Standard a namespace paude creates enforces (and warns about): every
+# session pod meets `restricted`.
+POD_SECURITY_LABELS = {"pod-security.kubernetes.io/enforce": "restricted",
+                       "pod-security.kubernetes.io/warn": "restricted"}
+
+
 def labels(session: str, role: str) -> dict[str, str]:
     """Labels for discovery and for the NetworkPolicies' selectors."""
     return {"app.kubernetes.io/name": "paude", "app.kubernetes.io/managed-by": "paude",
@@ -241,6 +247,9 @@ def agent_statefulset(session: str, image: str, env: dict[str, str],
                 "containers": [{
                     "name": "agent",
                     "image": image,
+                    # The image's WORKDIR, /workspace, links into the claim, which starts
+                    # empty: the runtime cannot enter it before the entrypoint makes it.
+                    "workingDir": VOLUME_MOUNT,
                     "env": env_list,
                     "volumeMounts": mounts,
                     **({"resources": resources} if resources else {}),
