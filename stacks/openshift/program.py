@@ -26,6 +26,7 @@ from ..session_ca import SessionCA
 from .images import cluster_images
 from .objects import (
     GATEWAY_PROXY_PORT,
+    POD_SECURITY_LABELS,
     agent_statefulset,
     gateway_deployment,
     gateway_service,
@@ -38,6 +39,14 @@ from .objects import (
 # Rendered manifests cannot know the Service's address; the hosts entry says so.
 REDACTED = "<redacted: filled in by paude apply>"
 RENDER_PLACEHOLDER_IP = "0.0.0.0"  # a placeholder, never bound or dialled
+
+
+def unawaited(metadata: dict[str, Any]) -> dict[str, Any]:
+    """METADATA with the provider's readiness wait off. A Service is ready when its pods
+    are, which the Deployment's own wait already covers; waiting on the Service as well
+    held a failed apply for ten minutes (its pods never came) before saying why."""
+    return {**metadata, "annotations": {**metadata.get("annotations", {}),
+                                        "pulumi.com/skipAwait": "true"}}
 
 
 def make_program(session: Session, owner: str, identity: AgentIdentity | None = None, *,
@@ -56,9 +65,11 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
         if cfg.create_namespace:
             # Protected and kept on destroy: deleting a namespace deletes the workspace
             # claim in it.
+            # The session's pods meet the `restricted` Pod Security Standard, so the
+            # namespace enforces it: a pod someone adds there by hand must meet it too.
             ns = k8s.core.v1.Namespace(
-                "namespace", metadata={"name": namespace, "labels": labels(session.name,
-                                                                           "namespace")},
+                "namespace", metadata={"name": namespace, "labels": {
+                    **labels(session.name, "namespace"), **POD_SECURITY_LABELS}},
                 opts=pulumi.ResourceOptions(provider=provider, retain_on_delete=True,
                                             protect=True))
             opts = pulumi.ResourceOptions(provider=provider, depends_on=[ns])
@@ -95,8 +106,9 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
                                         ca.cert_pem)),
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
                 depends_on=[config, ca_secret, *images.ready], delete_before_replace=True)))
-        service = k8s.core.v1.Service("proxy-service", metadata=meta(names.proxy, "proxy"),
-                                      spec=proxy_service(session.name), opts=opts)
+        service = k8s.core.v1.Service(
+            "proxy-service", metadata=unawaited(meta(names.proxy, "proxy")),
+            spec=proxy_service(session.name), opts=opts)
         for suffix, spec in network_policies(session.name).items():
             k8s.networking.v1.NetworkPolicy(
                 f"policy-{suffix}", metadata=meta(names.network_policy(suffix), "policy"),
@@ -193,8 +205,9 @@ def _model_gateway(session: Session, identity: AgentIdentity, image: Any, proxy_
         spec=pull(gateway_deployment(session.name, image, config, list(secret), proxy_ip)),
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
             depends_on=depends, delete_before_replace=True)))
-    service = k8s.core.v1.Service("gateway-service", metadata=meta(names.gateway, "gateway"),
-                                  spec=gateway_service(session.name), opts=opts)
+    service = k8s.core.v1.Service(
+        "gateway-service", metadata=unawaited(meta(names.gateway, "gateway")),
+        spec=gateway_service(session.name), opts=opts)
     return RENDER_PLACEHOLDER_IP if redact else service.spec.cluster_ip
 
 

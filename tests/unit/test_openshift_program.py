@@ -294,6 +294,7 @@ def test_namespace_is_created_protected_and_first_when_asked() -> None:
                                 "image_registry": "r.example/x"}})
     ns = of_type(result, "Namespace")["namespace"]
     assert ns["metadata"]["name"] == "made"
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert result.requests["namespace"].protect is True
     assert result.requests["namespace"].retainOnDelete is True
     for name, args in result.resources.items():
