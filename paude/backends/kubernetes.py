@@ -99,8 +99,15 @@ class KubernetesBackend(Backend):
                   "--timeout=300s"])
 
     def stop(self, *, session: str) -> None:
-        """Scale the agent to zero; the PVC keeps the workspace."""
+        """Scale the agent to zero and wait until its pod is gone (the agent has ended and
+        the claim is free, as after `podman stop`); the PVC keeps the workspace."""
         self._scale(session, 0)
+        result = proc.run([*self.base(), "wait", "--for=delete",
+                           f"pod/{ClusterNames(session).agent_pod}", "--timeout=120s"],
+                          check=False)
+        # A pod already gone (or never started) is what was asked for.
+        if not result.ok and "not found" not in result.stderr.lower():
+            raise proc.classify_failure(result)
 
     def _scale(self, session: str, replicas: int) -> None:
         result = proc.run([*self.base(), "scale", f"statefulset/{ClusterNames(session).agent}",

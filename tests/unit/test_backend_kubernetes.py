@@ -57,6 +57,7 @@ def test_stop_and_start_scale_the_statefulset(monkeypatch: pytest.MonkeyPatch) -
     base = ["oc", "--context", "prod", "--namespace", "team-a"]
     assert rec.calls == [
         [*base, "scale", "statefulset/paude-demo-agent", "--replicas=0"],
+        [*base, "wait", "--for=delete", "pod/paude-demo-agent-0", "--timeout=120s"],
         [*base, "scale", "statefulset/paude-demo-agent", "--replicas=1"],
         [*base, "rollout", "status", "statefulset/paude-demo-agent", "--timeout=300s"]]
 
@@ -64,6 +65,34 @@ def test_stop_and_start_scale_the_statefulset(monkeypatch: pytest.MonkeyPatch) -
 def test_stop_of_an_unknown_session(monkeypatch: pytest.MonkeyPatch) -> None:
     Recorder(monkeypatch, code=1, stderr='Error from server (NotFound): "x" not found')
     with pytest.raises(SessionNotFoundError, match="no agent StatefulSet"):
+        backend().stop(session="demo")
+
+
+def test_stop_accepts_an_agent_pod_already_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = Recorder(monkeypatch)
+    rec.reply = (0, "", "")
+
+    def run(argv: Sequence[str], **_kw: Any) -> CommandResult:
+        rec.calls.append(list(argv))
+        if "wait" in argv:
+            return CommandResult(tuple(argv), 1, "", 'Error from server (NotFound): pods '
+                                 '"paude-demo-agent-0" not found')
+        return CommandResult(tuple(argv), 0, "", "")
+
+    monkeypatch.setattr("paude.backends.kubernetes.proc.run", run)
+    backend().stop(session="demo")
+    assert [c[5] for c in rec.calls] == ["scale", "wait"]
+
+
+def test_stop_reports_a_pod_that_does_not_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    def run(argv: Sequence[str], **_kw: Any) -> CommandResult:
+        if "wait" in argv:
+            return CommandResult(tuple(argv), 1, "", "error: timed out waiting for the "
+                                 "condition on pods/paude-demo-agent-0")
+        return CommandResult(tuple(argv), 0, "", "")
+
+    monkeypatch.setattr("paude.backends.kubernetes.proc.run", run)
+    with pytest.raises(PaudeError, match="timed out"):
         backend().stop(session="demo")
 
 
