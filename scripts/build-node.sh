@@ -14,6 +14,8 @@
 #                    NetworkPolicy firewall (iptables + ipset). kube-network-policies
 #                    needs the nftables "queue" expression (CONFIG_NFT_QUEUE), which
 #                    these machines' kernel lacks.
+#   coredns          github.com/coredns/coredns, the cluster's DNS: Services by name for
+#                    the pods that have a resolver, and the test's stand-in host names
 #   pause.oci.tar    the pod sandbox ("pause") image as an OCI archive: a static Go
 #                    program that waits for a signal and reaps children, since no image
 #                    can be pulled here
@@ -21,13 +23,15 @@
 # Cached by version under $PAUDE_KUBE_CACHE (default ~/.cache/paude/kube/), so a second
 # run only copies files. A cold build takes about 5-10 minutes on 2 cores.
 #
-# Usage: scripts/build-node.sh [--kubernetes-version vX.Y.Z] [--kube-router-version vX.Y.Z] [--dest DIR]
+# Usage: scripts/build-node.sh [--kubernetes-version vX.Y.Z] [--kube-router-version vX.Y.Z]
+#                             [--coredns-version vX.Y.Z] [--dest DIR]
 set -euo pipefail
 # shellcheck source=scripts/lib-kube-version.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib-kube-version.sh"
 
 k8s_version="${PAUDE_KUBERNETES_VERSION:-v1.37.2}"
 router_version="${PAUDE_KUBE_ROUTER_VERSION:-v2.1.0}"
+coredns_version="${PAUDE_COREDNS_VERSION:-v1.15.0}"
 dest="${XDG_CACHE_HOME:-$HOME/.cache}/paude/kube-bin"
 cache_root="${PAUDE_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/paude/kube}"
 pause_version=1
@@ -36,6 +40,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --kubernetes-version) k8s_version="$2"; shift 2 ;;
     --kube-router-version) router_version="$2"; shift 2 ;;
+    --coredns-version) coredns_version="$2"; shift 2 ;;
     --dest) dest="$2"; shift 2 ;;
     -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;;
     *) echo "build-node: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -43,12 +48,14 @@ while [[ $# -gt 0 ]]; do
 done
 
 [[ "$router_version" == v* ]] || router_version="v$router_version"
+[[ "$coredns_version" == v* ]] || coredns_version="v$coredns_version"
 kube_version build-node "$k8s_version"
 
 log() { printf 'build-node: %s\n' "$*" >&2; }
 
 k8s_cache="$cache_root/kubernetes-$k8s_version"
 router_cache="$cache_root/kube-router-$router_version"
+coredns_cache="$cache_root/coredns-$coredns_version"
 pause_cache="$cache_root/pause-$pause_version"
 
 need_go() {
@@ -99,6 +106,13 @@ build_router() {
   # Its go.mod has no replace lines, so go install works directly.
   GOBIN="$router_cache" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
     "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$router_version"
+}
+
+build_coredns() {
+  log "building coredns $coredns_version from Go modules"
+  mkdir -p "$coredns_cache"
+  GOBIN="$coredns_cache" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
+    "github.com/coredns/coredns@$coredns_version"
 }
 
 build_pause() {
@@ -196,6 +210,12 @@ else
   need_go
   build_router
 fi
+if [[ -x "$coredns_cache/coredns" ]]; then
+  log "using cached coredns $coredns_version from $coredns_cache"
+else
+  need_go
+  build_coredns
+fi
 if [[ -s "$pause_cache/pause.oci.tar" ]]; then
   log "using cached pause image from $pause_cache"
 else
@@ -208,5 +228,6 @@ install -m 755 "$k8s_cache/kubelet" "$dest/kubelet"
 install -m 755 "$k8s_cache/kube-scheduler" "$dest/kube-scheduler"
 install -m 755 "$k8s_cache/kube-proxy" "$dest/kube-proxy"
 install -m 755 "$router_cache/kube-router" "$dest/kube-router"
+install -m 755 "$coredns_cache/coredns" "$dest/coredns"
 install -m 644 "$pause_cache/pause.oci.tar" "$dest/pause.oci.tar"
-log "installed kubelet, kube-scheduler, kube-proxy, kube-router and pause.oci.tar in $dest"
+log "installed kubelet, kube-scheduler, kube-proxy, kube-router, coredns and pause.oci.tar in $dest"

@@ -89,7 +89,7 @@ stop_all() {
     sleep 2
   fi
   if [[ -f "$pids_file" ]]; then
-    for name in kube-scheduler kube-controller-manager kube-proxy kube-router kubelet; do
+    for name in kube-scheduler kube-controller-manager kube-proxy kube-router kubelet coredns; do
       end_process "$name" "$(awk -v n="$name" '$1 == n { print $2 }' "$pids_file")"
     done
     if [[ -S "$sock" ]]; then

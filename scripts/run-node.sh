@@ -3,8 +3,8 @@
 # scripts/run-kube-apiserver.sh, so that integration tests run real pods: containerd
 # with runc (Debian packages), CNI bridge + host-local + portmap (Debian
 # containernetworking-plugins), a kubelet, kube-scheduler, kube-proxy (nftables mode)
-# with the EndpointSlice controller, and kube-router's NetworkPolicy firewall (built by
-# scripts/build-node.sh). Needs root.
+# with the EndpointSlice controller, kube-router's NetworkPolicy firewall and CoreDNS
+# (built by scripts/build-node.sh). Needs root.
 #
 # Everything the node keeps lives in STATEDIR (containerd root, state and socket,
 # kubelet root, CNI config and IP allocations, logs); what it cannot keep there is
@@ -24,6 +24,11 @@
 # image can be pulled here). Pod images come from REGISTRY (plain HTTP on loopback).
 # The kubelet sets the sysctls it requires (vm.overcommit_memory=1, kernel.panic=10,
 # kernel.panic_on_oops=1) on the host; --stop does not undo them.
+#
+# DNS: CoreDNS runs on the host at the node's address, port 53, and is every pod's
+# clusterDNS. It answers Services under cluster.local and the names in
+# STATEDIR/coredns/hosts (re-read every second): the tests' stand-ins for outside hosts,
+# like network aliases on podman. It forwards nothing: the test cluster has no outside.
 #
 # Start prints the node name once the node is Ready and kube-router's chains exist.
 # --stop deletes the node's pods through the API server (so CNI tears their network
@@ -81,7 +86,8 @@ fi
 
 [[ -n "$kubeconfig" && -s "$kubeconfig" ]] || die "--kubeconfig FILE is required"
 [[ -n "$registry" ]] || die "--registry HOST:PORT is required"
-for f in kubelet kube-scheduler kube-proxy kube-controller-manager kube-router kubectl pause.oci.tar; do
+for f in kubelet kube-scheduler kube-proxy kube-controller-manager kube-router coredns kubectl \
+    pause.oci.tar; do
   [[ -e "$bin/$f" ]] || die "$bin/$f not found; build it with scripts/build-node.sh --dest $bin"
 done
 for cmd in containerd containerd-shim-runc-v2 ctr runc ipset iptables-legacy iptables-nft nft findmnt; do
@@ -222,8 +228,40 @@ ctr_ images import --snapshotter overlayfs "$bin/pause.oci.tar" >/dev/null \
 images="$(ctr_ images ls -q)"
 grep -qx 'paude.local/pause:1' <<<"$images" || fail "the pause image was imported under another name: $images"
 
+free_port() {  # free_port ADDRESS: a TCP port nothing listens on there now
+  python3 -c 'import socket, sys; s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$1"
+}
+
+# --- CoreDNS: the cluster's names, and the tests' stand-in hosts ---
+mkdir -p "$dir/coredns"
+: >"$dir/coredns/hosts"
+dns_ready_port="$(free_port 127.0.0.1)"
+cat >"$dir/coredns/Corefile" <<COREFILE
+cluster.local:53 {
+  bind $node_ip
+  kubernetes cluster.local {
+    kubeconfig $kubeconfig paude-test
+    pods disabled
+  }
+  ready 127.0.0.1:$dns_ready_port
+  errors
+}
+.:53 {
+  bind $node_ip
+  hosts $dir/coredns/hosts {
+    reload 1s
+  }
+  errors
+}
+COREFILE
+log "starting coredns at $node_ip:53"
+coredns_pid="$(start coredns "$dir/coredns.log" "$bin/coredns" -conf "$dir/coredns/Corefile")"
+wait_for "coredns ready" "$dir/coredns.log" "$coredns_pid" python3 -c \
+  'import sys, urllib.request as u; u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=1)' \
+  "http://127.0.0.1:$dns_ready_port/ready"
+
 # --- kubelet ---
-kubelet_port="$(python3 -c 'import socket, sys; s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$node_ip")"
+kubelet_port="$(free_port "$node_ip")"
 cat >"$dir/kubelet/config.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -241,6 +279,8 @@ authentication:
   x509: {clientCAFile: $pki/ca.crt}
 authorization: {mode: Webhook}
 podCIDR: $pod_cidr
+clusterDNS: [$node_ip]
+clusterDomain: cluster.local
 podLogsDir: $dir/pod-logs
 failSwapOn: false
 serializeImagePulls: false

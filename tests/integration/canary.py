@@ -189,14 +189,35 @@ def container_ip(container: str, network: str, *, timeout: float = 20) -> str:
     return found[0]
 
 
-def in_container(container: str, *argv: str,
+@dataclass(frozen=True)
+class Pod:
+    """A container of a pod on the test cluster's node, reached with `kubectl exec`."""
+
+    kubectl: tuple[str, ...]  # kubectl with its --kubeconfig and --context
+    namespace: str
+    name: str
+    container: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+# Where a probe runs: a podman container (by name) or a pod's container.
+Target = str | Pod
+
+
+def in_container(container: Target, *argv: str,
                  timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run a command inside a running container (never raises on its exit code)."""
-    return subprocess.run(["podman", "exec", container, *argv], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    if isinstance(container, Pod):
+        command = [*container.kubectl, "-n", container.namespace, "exec", container.name,
+                   "-c", container.container, "--", *argv]
+    else:
+        command = ["podman", "exec", container, *argv]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def py(container: str, code: str, *args: str) -> subprocess.CompletedProcess[str]:
+def py(container: Target, code: str, *args: str) -> subprocess.CompletedProcess[str]:
     """Run a python snippet inside a container with `args` as sys.argv[1:]."""
     return in_container(container, "python3", "-c", code, *args)
 
@@ -205,7 +226,7 @@ def py(container: str, code: str, *args: str) -> subprocess.CompletedProcess[str
 class Canary:
     """A running canary container and what it has recorded."""
 
-    name: str
+    name: Target
     ip: str
 
     def records(self) -> list[dict[str, Any]]:
@@ -384,7 +405,7 @@ class Response:
     error: str
 
 
-def curl(container: str, url: str, *, proxy: str | None = None,
+def curl(container: Target, url: str, *, proxy: str | None = None,
          without_proxy_env: bool = False) -> Response:
     """GET `url` with curl inside `container` (through `proxy` when given)."""
     argv = ["curl", "-sS", "-i", "--max-time", "5"]
@@ -400,19 +421,19 @@ def curl(container: str, url: str, *, proxy: str | None = None,
     return Response(int(head.split()[1]), head, body, "")
 
 
-def tcp_send(container: str, host: str, port: int, payload: str) -> str:
+def tcp_send(container: Target, host: str, port: int, payload: str) -> str:
     """What `host:port` answers to `payload`; empty when no connection was made."""
     result = py(container, TCP_SEND, host, str(port), payload)
     return result.stdout if result.returncode == 0 else ""
 
 
-def udp_send(container: str, host: str, port: int, payload: str) -> str:
+def udp_send(container: Target, host: str, port: int, payload: str) -> str:
     """The first datagram `host:port` sends back; empty when nothing came back."""
     result = py(container, UDP_SEND, host, str(port), payload)
     return result.stdout if result.returncode == 0 else ""
 
 
-def dns_query(container: str, server: str, proto: str, name: str) -> str:
+def dns_query(container: Target, server: str, proto: str, name: str) -> str:
     """Ask `server`:53 (over udp or tcp) for `name`; the A record it answered, or ''."""
     result = py(container, DNS_QUERY, server, proto, name)
     return result.stdout.removeprefix("answer ").strip() if result.returncode == 0 else ""
@@ -422,7 +443,7 @@ def http_get(path: str) -> str:
     return f"GET /{path} HTTP/1.0\r\nHost: canary\r\n\r\n"
 
 
-def connect(container: str, proxy: str, target: str, payload: str) -> tuple[int, str]:
+def connect(container: Target, proxy: str, target: str, payload: str) -> tuple[int, str]:
     """CONNECT `target` through `proxy` (host:port): (status, what the tunnel answered)."""
     host, _, port = proxy.rpartition(":")
     result = py(container, CONNECT, host, port, target, payload)
@@ -432,7 +453,7 @@ def connect(container: str, proxy: str, target: str, payload: str) -> tuple[int,
     return status, "\n".join(lines[1:])
 
 
-def resolve(container: str, *names: str) -> dict[str, str | None]:
+def resolve(container: Target, *names: str) -> dict[str, str | None]:
     """Each name's IPv4 address as the container's resolver sees it (None: no answer)."""
     result = py(container, RESOLVE, *names)
     assert result.returncode == 0, result.stderr
@@ -440,7 +461,7 @@ def resolve(container: str, *names: str) -> dict[str, str | None]:
     return found
 
 
-def git_push(container: str, remote: str, branch: str) -> int:
+def git_push(container: Target, remote: str, branch: str) -> int:
     """Push a one-commit branch from inside `container`; the exit code."""
     return in_container(container, "sh", "-c", GIT_PUSH, "sh", remote, branch).returncode
 

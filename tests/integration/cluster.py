@@ -11,11 +11,13 @@ import os
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.integration.helpers import BASE_IMAGE, Paude
 
@@ -46,11 +48,20 @@ class Cluster:
     kubeconfig: Path
     registry: str
 
-    def kubectl(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """kubectl against the test server, to observe what paude did."""
         return subprocess.run([str(kube_bin() / "kubectl"), "--kubeconfig", str(self.kubeconfig),
                                "--context", "paude-test", *args],
-                              capture_output=True, text=True, timeout=60)
+                              input=stdin, capture_output=True, text=True, timeout=60)
+
+    def api_port(self) -> int:
+        """The API server's port, from the kubeconfig's server URL."""
+        config = yaml.safe_load(self.kubeconfig.read_text(encoding="utf-8"))
+        return int(str(config["clusters"][0]["cluster"]["server"]).rsplit(":", 1)[1])
+
+    def items(self, *args: str) -> list[dict[str, Any]]:
+        """The objects of a list (`kubectl get KIND ...`) as JSON."""
+        return list(self.get(*args)["items"])  # type: ignore[call-overload]
 
     def get(self, *args: str) -> dict[str, object]:
         """An object (or list) as JSON; fails the test when kubectl fails."""
@@ -115,11 +126,12 @@ def _start(argv: list[str]) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def start_cluster(state: Path) -> Iterator[Cluster]:
-    """Start the API server and the registry; stop both afterwards."""
+def start_cluster(state: Path, apiserver_args: Sequence[str] = ()) -> Iterator[Cluster]:
+    """Start the API server (APISERVER_ARGS added to its own) and the registry; stop both
+    afterwards."""
     kube_state, registry_state = state / "kube", state / "registry"
     kubeconfig = _start(["bash", str(SCRIPTS / "run-kube-apiserver.sh"), "--dir",
-                         str(kube_state), "--bin", str(kube_bin())])
+                         str(kube_state), "--bin", str(kube_bin()), "--", *apiserver_args])
     try:
         address = _start(["bash", str(SCRIPTS / "run-registry.sh"), "--dir",
                           str(registry_state), "--bin", str(registry_bin())])

@@ -21,6 +21,7 @@ from tests.integration.helpers import (
     remove_session_objects,
     write_paude_yaml,
 )
+from tests.integration.node import Node, start_node
 from tests.integration.terminal import HostTerminal
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,3 +71,10 @@ def terminal(paude: Paude) -> Iterator[HostTerminal]:
         yield term
     finally:
         term.close()
+
+
+@pytest.fixture(scope="session")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    """The test cluster with a node, shared by every test that runs pods: a node takes
+    about a minute to start, and only one can run on a machine at a time."""
+    yield from start_node(tmp_path_factory.mktemp("node"))

@@ -13,13 +13,15 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.integration.cluster import SCRIPTS, Cluster, kube_bin, start_cluster
 
-NODE_TOOLS = ("kubelet", "kube-scheduler", "kube-proxy", "kube-router", "pause.oci.tar")
+NODE_TOOLS = ("kubelet", "kube-scheduler", "kube-proxy", "kube-router", "coredns",
+              "pause.oci.tar")
 HOST_TOOLS = ("containerd", "containerd-shim-runc-v2", "ctr", "runc", "ipset", "iptables-legacy")
 
 
@@ -31,10 +33,35 @@ def node_tools_present() -> bool:
         and all(Path("/usr/lib/cni", p).is_file() for p in ("bridge", "host-local", "portmap"))
 
 
-def start_node(state: Path) -> Iterator[Cluster]:
+def node_address() -> str:
+    """The address run-node.sh gives the node: this machine's source address on its
+    default route (a route lookup only; nothing is sent)."""
+    route = subprocess.run(["ip", "-4", "-o", "route", "get", "192.0.2.255"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    return route[route.index("src") + 1]
+
+
+@dataclass
+class Node(Cluster):
+    """The test cluster with its node; STATE is run-node.sh's state directory."""
+
+    state: Path = Path()
+
+    def add_host(self, name: str, address: str) -> None:
+        """Make the cluster's DNS answer NAME with ADDRESS: a stand-in for an outside host
+        (CoreDNS re-reads the file every second)."""
+        with (self.state / "coredns" / "hosts").open("a", encoding="utf-8") as hosts:
+            hosts.write(f"{address} {name}\n")
+
+
+def start_node(state: Path) -> Iterator[Node]:
     """The API server and registry of start_cluster, with a node; all stopped afterwards."""
     node_state = state / "node"
-    servers = start_cluster(state)
+    # Pods reach the API server as on a real cluster: the "kubernetes" Service leads to
+    # the node's address (the server still answers on loopback for the tests).
+    address = node_address()
+    servers = start_cluster(state, ["--bind-address=0.0.0.0", f"--advertise-address={address}",
+                                    "--endpoint-reconciler-type=lease"])
     cluster = next(servers)
     argv = ["bash", str(SCRIPTS / "run-node.sh"), "--dir", str(node_state), "--bin",
             str(kube_bin()), "--kubeconfig", str(cluster.kubeconfig),
@@ -43,7 +70,7 @@ def start_node(state: Path) -> Iterator[Cluster]:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
         if result.returncode != 0:
             pytest.fail(f"run-node.sh failed:\n{result.stdout}\n{result.stderr}")
-        yield cluster
+        yield Node(cluster.kubeconfig, cluster.registry, node_state)
     finally:
         # The node first: its teardown deletes the pods through the API server.
         stop = subprocess.run(["bash", str(SCRIPTS / "run-node.sh"), "--stop", "--dir",
@@ -87,3 +114,16 @@ def wait_running(cluster: Cluster, namespace: str, pod: str, timeout: float = 12
         time.sleep(0.5)
     events = cluster.kubectl("-n", namespace, "get", "events", "-o", "wide").stdout
     pytest.fail(f"pod {namespace}/{pod} not running after {timeout}s: {status}\n{events}")
+
+
+def add_volume(cluster: Cluster, folder: Path, name: str, *, uid: int,
+               size: str = "2Gi") -> None:
+    """A PersistentVolume on the node's disk for one claim (the node has no provisioner),
+    owned by UID: a hostPath volume is mounted as it is, without fsGroup's chown."""
+    path = folder / name
+    path.mkdir(mode=0o700, parents=True)
+    os.chown(path, uid, uid)
+    apply(cluster, {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+                    "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
+                             "persistentVolumeReclaimPolicy": "Retain",
+                             "hostPath": {"path": str(path), "type": "Directory"}}})

@@ -10,13 +10,12 @@ from __future__ import annotations
 import secrets
 import time
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 
 from tests.integration.cluster import Cluster
 from tests.integration.helpers import BASE_IMAGE
-from tests.integration.node import apply, push_image, start_node, wait_running
+from tests.integration.node import apply, push_image, wait_running
 
 pytestmark = [pytest.mark.requires_podman, pytest.mark.requires_cluster,
               pytest.mark.requires_node, pytest.mark.slow]
@@ -30,11 +29,6 @@ PROBE = ("import socket, sys\n"
          "except OSError as exc:\n"
          "    print(type(exc).__name__, exc)\n"
          "    sys.exit(1)\n")
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    yield from start_node(tmp_path_factory.mktemp("node"))
 
 
 @pytest.fixture(scope="module")
