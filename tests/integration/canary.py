@@ -465,3 +465,16 @@ def git_push(container: Target, remote: str, branch: str) -> int:
     """Push a one-commit branch from inside `container`; the exit code."""
     return in_container(container, "sh", "-c", GIT_PUSH, "sh", remote, branch).returncode
 
+
+def assert_direct_blocked(canary: Canary, *, control: Target, agent: Target) -> None:
+    """TCP and UDP straight to the canary: the control's request arrives, the agent's gets
+    no answer and never arrives."""
+    ctl, mark = marker("tcp-ctl"), marker("tcp-agent")
+    assert "canary-http" in tcp_send(control, canary.ip, 8080, http_get(ctl))
+    canary.wait_for(ctl)
+    assert tcp_send(agent, canary.ip, 8080, http_get(mark)) == ""
+    ctl_udp, mark_udp = marker("udp-ctl"), marker("udp-agent")
+    assert udp_send(control, canary.ip, 9999, ctl_udp).strip() == "canary-udp"
+    canary.wait_for(ctl_udp)
+    assert udp_send(agent, canary.ip, 9999, mark_udp) == ""
+    canary.assert_never([mark, mark_udp])

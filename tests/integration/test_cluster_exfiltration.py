@@ -27,6 +27,7 @@ from tests.integration.canary import (
     CANARY_SCRIPT,
     Canary,
     Pod,
+    assert_direct_blocked,
     connect,
     curl,
     dns_query,
@@ -35,7 +36,6 @@ from tests.integration.canary import (
     resolve,
     start_canary,
     tcp_send,
-    udp_send,
     wait_until,
 )
 from tests.integration.cluster import kube_bin
@@ -189,21 +189,9 @@ def test_session_pods_meet_the_restricted_standard(world: World) -> None:
             assert "violates PodSecurity" in result.stderr, result.stderr
 
 
-def test_direct_tcp_is_blocked(world: World) -> None:
-    """TCP from the agent pod straight to a host beside the cluster."""
-    ctl, agent = marker("tcp-ctl"), marker("tcp-agent")
-    assert "canary-http" in tcp_send(world.control, world.canary.ip, 8080, http_get(ctl))
-    world.canary.wait_for(ctl)
-    assert tcp_send(world.agent, world.canary.ip, 8080, http_get(agent)) == ""
-    world.canary.assert_never([agent])
-
-
-def test_direct_udp_is_blocked(world: World) -> None:
-    ctl, agent = marker("udp-ctl"), marker("udp-agent")
-    assert udp_send(world.control, world.canary.ip, 9999, ctl).strip() == "canary-udp"
-    world.canary.wait_for(ctl)
-    assert udp_send(world.agent, world.canary.ip, 9999, agent) == ""
-    world.canary.assert_never([agent])
+def test_direct_tcp_and_udp_are_blocked(world: World) -> None:
+    """Straight from the agent pod to a host beside the cluster."""
+    assert_direct_blocked(world.canary, control=world.control, agent=world.agent)
 
 
 def test_the_agent_has_no_resolver(world: World) -> None:

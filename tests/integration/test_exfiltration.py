@@ -21,6 +21,7 @@ import pytest
 
 from tests.integration.canary import (
     Canary,
+    assert_direct_blocked,
     connect,
     container_ip,
     curl,
@@ -34,7 +35,6 @@ from tests.integration.canary import (
     start_canary,
     start_control,
     tcp_send,
-    udp_send,
 )
 from tests.integration.helpers import (
     BASE_IMAGE,
@@ -178,22 +178,9 @@ def numeric_hosts(container: str, *hosts: str) -> list[str | None]:
     return found
 
 
-def test_direct_tcp_is_blocked(sandbox: Sandbox) -> None:
-    """Vector 1: TCP straight to an address on the egress side."""
-    ctl, agent = marker("tcp-ctl"), marker("tcp-agent")
-    assert "canary-http" in tcp_send(sandbox.control, sandbox.canary.ip, 8080, http_get(ctl))
-    sandbox.canary.wait_for(ctl)
-    assert tcp_send(sandbox.agent, sandbox.canary.ip, 8080, http_get(agent)) == ""
-    sandbox.canary.assert_never([agent])
-
-
-def test_direct_udp_is_blocked(sandbox: Sandbox) -> None:
-    """Vector 2: UDP straight to an address on the egress side."""
-    ctl, agent = marker("udp-ctl"), marker("udp-agent")
-    assert udp_send(sandbox.control, sandbox.canary.ip, 9999, ctl).strip() == "canary-udp"
-    sandbox.canary.wait_for(ctl)
-    assert udp_send(sandbox.agent, sandbox.canary.ip, 9999, agent) == ""
-    sandbox.canary.assert_never([agent])
+def test_direct_tcp_and_udp_are_blocked(sandbox: Sandbox) -> None:
+    """Vectors 1 and 2: TCP and UDP straight to an address on the egress side."""
+    assert_direct_blocked(sandbox.canary, control=sandbox.control, agent=sandbox.agent)
 
 
 def test_external_names_do_not_resolve(sandbox: Sandbox) -> None:
