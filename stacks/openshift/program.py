@@ -49,6 +49,19 @@ def unawaited(metadata: dict[str, Any]) -> dict[str, Any]:
                                         "pulumi.com/skipAwait": "true"}}
 
 
+def workload(metadata: dict[str, Any]) -> dict[str, Any]:
+    """METADATA for a Deployment or StatefulSet. Their names are fixed, so a replacement
+    deletes the old object first. The provider deletes in the foreground (the object
+    stays, marked, until its pods are gone) and, with skipAwait, does not wait for that
+    (for these kinds): the new object was applied onto the old one while it terminated,
+    and went with it. Where waits are skipped, the old object is deleted in the
+    background instead: gone at once, its pods removed after it."""
+    annotations = dict(metadata.get("annotations", {}))
+    if annotations.get("pulumi.com/skipAwait") == "true":
+        annotations["pulumi.com/deletionPropagationPolicy"] = "background"
+    return {**metadata, "annotations": annotations}
+
+
 def make_program(session: Session, owner: str, identity: AgentIdentity | None = None, *,
                  render_dir: str | None = None, rebuild: str = "",
                  source: Path | None = None) -> Callable[[], None]:
@@ -101,7 +114,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             "proxy-ca", metadata=meta(names.proxy_ca, "proxy"),
             string_data={"PAUDE_CA_KEY": ca_key}, opts=opts)
         proxy = k8s.apps.v1.Deployment(
-            "proxy", metadata=meta(names.proxy, "proxy"),
+            "proxy", metadata=workload(meta(names.proxy, "proxy")),
             spec=_pull(proxy_deployment(session.name, images.proxy, config_hash,
                                         ca.cert_pem)),
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
@@ -153,7 +166,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             # Reviewed in paude.yaml; read by the policy pack.
             agent_meta.setdefault("annotations", {})[f"paude.io/waiver-{rule}"] = reason
         k8s.apps.v1.StatefulSet(
-            "agent", metadata=agent_meta, spec=agent_spec,
+            "agent", metadata=workload(agent_meta), spec=agent_spec,
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
                 depends_on=[proxy, *images.ready],
                 # `paude stop` scales to zero and `start` back to one: not drift.
@@ -201,7 +214,7 @@ def _model_gateway(session: Session, identity: AgentIdentity, image: Any, proxy_
         github_writes=session.github_writes),
         sort_keys=True)
     k8s.apps.v1.Deployment(
-        "gateway", metadata=meta(names.gateway, "gateway"),
+        "gateway", metadata=workload(meta(names.gateway, "gateway")),
         spec=pull(gateway_deployment(session.name, image, config, list(secret), proxy_ip)),
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
             depends_on=depends, delete_before_replace=True)))

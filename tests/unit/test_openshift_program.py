@@ -279,7 +279,13 @@ def test_pull_secret_skip_await_and_waivers() -> None:
     for kind in ("StatefulSet", "Deployment"):
         obj = next(iter(of_type(result, kind).values()))
         assert obj["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "pull"}]
-        assert obj["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+        # Not awaited, so a replacement must not find the old one still terminating.
+        annotations = obj["metadata"]["annotations"]
+        assert annotations["pulumi.com/skipAwait"] == "true"
+        assert annotations["pulumi.com/deletionPropagationPolicy"] == "background"
+    for kind in ("ConfigMap", "Service"):
+        obj = next(iter(of_type(result, kind).values()))
+        assert obj["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true", kind
     agent = of_type(result, "StatefulSet")["agent"]
     assert agent["metadata"]["annotations"]["paude.io/waiver-yolo-unrestricted-egress"] == reason
     assert result.inputs("agent-image")["tls_verify"] is False
