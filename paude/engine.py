@@ -379,6 +379,14 @@ def _engine_error(exc: auto.CommandError, name: str,
                           hint="fix the custom rule or the organisation's policy file that "
                                "names it ($PAUDE_HOME/policy.yaml, default ~/.paude/policy.yaml), "
                                "then run the command again")
+    stuck = text.STUCK_STATEFULSET.search(said)
+    if stuck:
+        return EngineError(
+            f"the Pulumi engine failed for session {name}:\n{text.indent(said)}",
+            hint=f"the agent pod {stuck['pod']} never became ready, and a StatefulSet does not "
+                 f"replace such a pod with the new version by itself: once the cause is "
+                 f"fixed, delete it (`kubectl -n {stuck['ns']} delete pod {stuck['pod']}`; "
+                 f"the workspace is on its claim) and run the command again")
     return EngineError(f"the Pulumi engine failed for session {name}:\n{text.indent(said)}",
                        hint="fix the cause above and run the command again; "
                             "PAUDE_DEBUG=1 shows the full engine output")

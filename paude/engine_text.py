@@ -14,6 +14,10 @@ from paude.results import PolicyFinding
 # The engine names each lock it finds: "URL: created by USER@HOST (pid N) at TIME".
 LOCK_LINE = re.compile(r"(?P<url>\S+\.json): created by \S*?@(?P<host>\S+) \(pid (?P<pid>\d+)\)")
 PACK_FAILURE = re.compile(r"paude policy pack could not start: (.+)")
+# pulumi-kubernetes on a StatefulSet whose pod never became ready: the controller keeps
+# that pod on the old revision until someone deletes it (kubernetes/kubernetes#67250).
+STUCK_STATEFULSET = re.compile(r"failed to advance from revision[\s\S]*?\[Pod (?P<ns>[^/\]\s]+)/"
+                               r"(?P<pod>[^\]\s]+)\]")
 # The last exception line of a provider traceback: what a user needs, without frames.
 _RAISED = re.compile(r"^\s*(?:paude\.errors\.\w+|RuntimeError|Exception): ", re.M)
 ENGINE_NOISE = ("update failed", "Resource monitor has terminated",

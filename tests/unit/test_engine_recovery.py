@@ -315,3 +315,22 @@ def test_a_delete_killed_after_its_check_finishes_without_the_agent(
     index.mark_delete_checked("demo")
     sessions.destroy("demo", cwd=repo, delete_data=True)
     assert guarded == ["demo", "demo"]
+
+
+def test_an_agent_pod_stuck_on_its_old_version_is_named_with_the_way_out() -> None:
+    # What pulumi-kubernetes reported on the test node for an agent that never started.
+    diagnostic = (
+        "4 errors occurred:\n"
+        "    * the Kubernetes API server reported that \"qs1/paude-dbg-agent\" failed to fully "
+        "initialize or become live: 'paude-dbg-agent' timed out waiting to be Ready\n"
+        "    * StatefulSet controller failed to advance from revision \"paude-dbg-agent-6ff\" "
+        "to revision \"paude-dbg-agent-7c5\"\n"
+        "    * [Pod qs1/paude-dbg-agent-0]: containers with unready status: [agent]")
+    err = engine._engine_error(auto.CommandError(CommandResult("", "", 1)), "dbg", [diagnostic])
+    assert "timed out waiting to be Ready" in err.message
+    assert "kubectl -n qs1 delete pod paude-dbg-agent-0" in (err.hint or "")
+    # Control: a workload that failed for another reason gets the general advice.
+    other = engine._engine_error(auto.CommandError(CommandResult("", "", 1)), "dbg", [
+        "the Kubernetes API server reported that \"qs1/paude-dbg-proxy\" failed to fully "
+        "initialize: [Pod qs1/paude-dbg-proxy-1]: ImagePullBackOff"])
+    assert "delete pod" not in (other.hint or "") and "fix the cause" in (other.hint or "")
