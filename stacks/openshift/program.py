@@ -39,6 +39,7 @@ from .objects import (
 # Rendered manifests cannot know the Service's address; the hosts entry says so.
 REDACTED = "<redacted: filled in by paude apply>"
 RENDER_PLACEHOLDER_IP = "0.0.0.0"  # a placeholder, never bound or dialled
+SKIP_AWAIT = "pulumi.com/skipAwait"  # pulumi-kubernetes: no readiness wait
 
 
 def unawaited(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -46,7 +47,7 @@ def unawaited(metadata: dict[str, Any]) -> dict[str, Any]:
     are, which the Deployment's own wait already covers; waiting on the Service as well
     held a failed apply for ten minutes (its pods never came) before saying why."""
     return {**metadata, "annotations": {**metadata.get("annotations", {}),
-                                        "pulumi.com/skipAwait": "true"}}
+                                        SKIP_AWAIT: "true"}}
 
 
 def workload(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +58,7 @@ def workload(metadata: dict[str, Any]) -> dict[str, Any]:
     and went with it. Where waits are skipped, the old object is deleted in the
     background instead: gone at once, its pods removed after it."""
     annotations = dict(metadata.get("annotations", {}))
-    if annotations.get("pulumi.com/skipAwait") == "true":
+    if annotations.get(SKIP_AWAIT) == "true":
         annotations["pulumi.com/deletionPropagationPolicy"] = "background"
     return {**metadata, "annotations": annotations}
 
@@ -93,7 +94,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             annotations = {"pulumi.com/patchForce": "true"}
             if not cfg.wait_for_ready:
                 # pulumi-kubernetes otherwise waits for pods to become ready.
-                annotations["pulumi.com/skipAwait"] = "true"
+                annotations[SKIP_AWAIT] = "true"
             return {"name": name, "namespace": namespace,
                     "labels": labels(session.name, role), "annotations": annotations}
 

@@ -48,11 +48,16 @@ class Cluster:
     kubeconfig: Path
     registry: str
 
+    @property
+    def kubectl_argv(self) -> tuple[str, ...]:
+        """kubectl with this server's kubeconfig and context."""
+        return (str(kube_bin() / "kubectl"), "--kubeconfig", str(self.kubeconfig),
+                "--context", "paude-test")
+
     def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """kubectl against the test server, to observe what paude did."""
-        return subprocess.run([str(kube_bin() / "kubectl"), "--kubeconfig", str(self.kubeconfig),
-                               "--context", "paude-test", *args],
-                              input=stdin, capture_output=True, text=True, timeout=60)
+        return subprocess.run([*self.kubectl_argv, *args], input=stdin, capture_output=True,
+                              text=True, timeout=60)
 
     def api_port(self) -> int:
         """The API server's port, from the kubeconfig's server URL."""

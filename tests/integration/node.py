@@ -94,11 +94,8 @@ def push_image(cluster: Cluster, local: str, repository: str) -> str:
 
 def apply(cluster: Cluster, *objects: dict[str, object]) -> None:
     """Create or update objects from their JSON form."""
-    result = subprocess.run(
-        [str(kube_bin() / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), "--context",
-         "paude-test", "apply", "-f", "-"],
-        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)}),
-        capture_output=True, text=True, timeout=60)
+    result = cluster.kubectl("apply", "-f", "-", stdin=json.dumps(
+        {"apiVersion": "v1", "kind": "List", "items": list(objects)}))
     assert result.returncode == 0, result.stderr
 
 

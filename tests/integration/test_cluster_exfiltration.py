@@ -79,17 +79,13 @@ class World:
     proxy_service_ip: str
 
     @property
-    def kubectl(self) -> tuple[str, ...]:
-        return (str(kube_bin() / "kubectl"), "--kubeconfig", str(self.node.kubeconfig),
-                "--context", "paude-test")
-
-    @property
     def agent(self) -> Pod:
-        return Pod(self.kubectl, self.namespace, ClusterNames(self.session).agent_pod, "agent")
+        return Pod(self.node.kubectl_argv, self.namespace, ClusterNames(self.session).agent_pod,
+                   "agent")
 
     @property
     def control(self) -> Pod:
-        return Pod(self.kubectl, self.outside, "control", "main")
+        return Pod(self.node.kubectl_argv, self.outside, "control", "main")
 
     @property
     def proxy_address(self) -> str:
@@ -153,9 +149,7 @@ def world(node: Node, paude_exe: Path,
         paude.ok("apply", session, "--yes")
         wait_running(node, outside, "control")
         pod_canary_ip = wait_running(node, outside, "canary")
-        kubectl = (str(kube_bin() / "kubectl"), "--kubeconfig", str(node.kubeconfig),
-                   "--context", "paude-test")
-        pod_canary = Canary(Pod(kubectl, outside, "canary", "main"), pod_canary_ip)
+        pod_canary = Canary(Pod(node.kubectl_argv, outside, "canary", "main"), pod_canary_ip)
         wait_until(lambda: any(r["event"] == "ready" for r in pod_canary.records()),
                    timeout=30, what="the pod canary's listeners")
         proxies = node.items("-n", namespace, "pods", "-l", "paude.io/role=proxy")
