@@ -5,17 +5,25 @@
 #
 # Usage: scripts/build-base-image.sh [TAG]      (default TAG: localhost/paude-base:bookworm)
 #
-#   1. TAG already in podman storage           -> nothing to do
-#   2. cached archive $PAUDE_IMAGE_CACHE/<tag>.tar (default ~/.cache/paude/images)
+#   1. TAG already in podman storage, of this format -> nothing to do
+#   2. cached archive $PAUDE_IMAGE_CACHE/<tag>.v2.tar (default ~/.cache/paude/images)
 #                                              -> podman load
 #   3. otherwise debootstrap + podman import, then podman save into the cache, so a
 #      reset of podman's storage does not force a rebuild
+#
+# The image's apt sources carry the suite, its -updates and its -security archive, and
+# the image is upgraded from them when it is built: what debootstrap installs is the last
+# point release, and every image built on this one (the proxy's squid and OpenSSL above
+# all) must get Debian's security fixes, as with Debian's own published images.
 #
 # Environment:
 #   PAUDE_IMAGE_CACHE     where archives are cached (default ~/.cache/paude/images)
 #   PAUDE_BASE_SUITE      Debian suite to bootstrap (default: bookworm)
 #   PAUDE_DEBIAN_MIRROR   archive to use (default: the Debian archive in this
 #                         machine's apt sources, else http://deb.debian.org/debian)
+#   PAUDE_DEBIAN_SECURITY_MIRROR
+#                         security archive (default: the one in this machine's apt
+#                         sources, else http://deb.debian.org/debian-security)
 #   PAUDE_BUILD_TMP       scratch directory for the root filesystem (default /var/tmp)
 #
 # Needs root (debootstrap), podman and debootstrap (scripts/setup-podman.sh installs them).
@@ -25,16 +33,23 @@ tag="${1:-localhost/paude-base:bookworm}"
 suite="${PAUDE_BASE_SUITE:-bookworm}"
 include="ca-certificates,git,curl,python3"
 cache_dir="${PAUDE_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/paude/images}"
-archive="$cache_dir/$(printf '%s' "$tag" | tr -c 'A-Za-z0-9._-' '_').tar"
+# Bumped when the image's content changes meaning: an older image or archive is rebuilt.
+format=2
+archive="$cache_dir/$(printf '%s' "$tag" | tr -c 'A-Za-z0-9._-' '_').v$format.tar"
 start=$SECONDS
 
 log() { printf 'build-base-image: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-case "${1:-}" in -h|--help) sed -n '2,21p' "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,29p' "$0"; exit 0 ;; esac
 command -v podman >/dev/null || die "podman is not installed (run scripts/setup-podman.sh)"
 
-if podman image exists "$tag"; then
+current() {
+  [[ "$(podman image inspect --format '{{ index .Labels "paude.base-format" }}' "$tag" \
+        2>/dev/null)" == "$format" ]]
+}
+
+if current; then
   log "$tag is present"
   exit 0
 fi
@@ -46,7 +61,7 @@ if ! flock -n 9; then
   log "another build is running; waiting for it"
   flock 9
 fi
-if podman image exists "$tag"; then
+if current; then
   log "$tag is present"
   exit 0
 fi
@@ -63,7 +78,7 @@ load_archive() {
     loaded="$(printf '%s\n' "$out" | sed -n 's/^Loaded image(s)\{0,1\}: *//p' | tr ',' '\n' | head -n1)"
     [[ -n "$loaded" ]] && podman tag "$loaded" "$tag"
   fi
-  podman image exists "$tag"
+  current
 }
 
 if [[ -f "$archive" ]]; then
@@ -83,7 +98,7 @@ command -v debootstrap >/dev/null || die "debootstrap is not installed (run scri
 # the suite itself (not -security/-updates), from one-line .list files or deb822
 # .sources files.
 apt_mirror() {
-  local f
+  local f suite="$1"
   for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
     [[ -f "$f" ]] || continue
     awk -v suite="$suite" '
@@ -113,10 +128,16 @@ apt_mirror() {
 
 mirror="${PAUDE_DEBIAN_MIRROR:-}"
 if [[ -z "$mirror" ]]; then
-  mirror="$(apt_mirror 2>/dev/null | grep -E '^https?://' | head -n1 || true)"
+  mirror="$(apt_mirror "$suite" 2>/dev/null | grep -E '^https?://' | head -n1 || true)"
 fi
 mirror="${mirror:-http://deb.debian.org/debian}"
 mirror="${mirror%/}"
+security="${PAUDE_DEBIAN_SECURITY_MIRROR:-}"
+if [[ -z "$security" ]]; then
+  security="$(apt_mirror "$suite-security" 2>/dev/null | grep -E '^https?://' | head -n1 || true)"
+fi
+security="${security:-http://deb.debian.org/debian-security}"
+security="${security%/}"
 
 work="$(mktemp -d "${PAUDE_BUILD_TMP:-/var/tmp}/paude-base.XXXXXX")"
 cleanup() {
@@ -146,6 +167,20 @@ if ! debootstrap --variant=minbase --include="$include" "${keyring[@]}" \
 fi
 log "debootstrap done in $((SECONDS - t0)) s"
 
+printf 'deb %s %s main\ndeb %s %s-updates main\ndeb %s %s-security main\n' \
+  "$mirror" "$suite" "$mirror" "$suite" "$security" "$suite" >"$rootfs/etc/apt/sources.list"
+log "upgrading from $suite-updates and $suite-security ($security)"
+t0=$SECONDS
+cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
+mount -t proc proc "$rootfs/proc"
+if ! chroot "$rootfs" /usr/bin/env DEBIAN_FRONTEND=noninteractive sh -c \
+    'apt-get update -qq && apt-get upgrade -y -qq' >"$work/upgrade.log" 2>&1; then
+  tail -n 30 "$work/upgrade.log" >&2
+  die "upgrading the root filesystem failed (the Debian archive must answer)"
+fi
+umount "$rootfs/proc"
+log "upgraded in $((SECONDS - t0)) s"
+
 # Keep the image small: downloaded packages and package lists go (a build runs
 # `apt-get update` first anyway); the host's identity does not belong in an image.
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin \
@@ -172,8 +207,6 @@ rm -rf "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/usr/share/
 find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
 : >"$rootfs/etc/hostname"
 : >"$rootfs/etc/resolv.conf"
-grep -q "^deb $mirror $suite" "$rootfs/etc/apt/sources.list" 2>/dev/null \
-  || printf 'deb %s %s main\n' "$mirror" "$suite" >"$rootfs/etc/apt/sources.list"
 log "root filesystem: $(du -sh --one-file-system "$rootfs" | cut -f1)"
 
 log "importing as $tag"
@@ -182,6 +215,7 @@ tar --numeric-owner -C "$rootfs" -c . | podman import --quiet \
   --change 'CMD ["/bin/bash"]' \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'ENV LANG=C.UTF-8' \
+  --change "LABEL paude.base-format=$format" \
   --change "LABEL org.opencontainers.image.description=\"Debian $suite minbase ($include) from $mirror\"" \
   - "$tag" >/dev/null
 log "imported in $((SECONDS - t0)) s"
@@ -190,6 +224,8 @@ log "saving to $archive"
 t0=$SECONDS
 podman save --quiet --format docker-archive -o "$archive.tmp" "$tag" >/dev/null
 mv "$archive.tmp" "$archive"
+# An archive of an older format (no -security sources) is never loaded again.
+rm -f "${archive%.v$format.tar}.tar"
 log "saved ($(du -h "$archive" | cut -f1)) in $((SECONDS - t0)) s"
 
 if out="$(podman run --rm "$tag" python3 -c 'print("ok")' 2>&1)"; then
