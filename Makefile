@@ -4,6 +4,7 @@ PYTHON ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
 # Interpreter used to create .venv (Python 3.11 or newer).
 PYTHON3 ?= python3
 BASE_IMAGE ?= localhost/paude-base:bookworm
+PROXY_BASE_IMAGE ?= localhost/paude-proxy-base:bookworm
 # Extra arguments, e.g. `make test PYTEST_ARGS="-k plan -x"`.
 PYTEST_ARGS ?=
 # Extra arguments of the engine build: `--kubernetes` adds the pulumi-kubernetes plugin
@@ -15,7 +16,7 @@ export PATH := $(PATH):/usr/local/go/bin
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-tests check venv lint type test test-unit test-integration test-faults bench \
-	bench-egress engine base-image setup-podman schema test-cluster machine-config test-lifecycle \
+	bench-egress engine base-image proxy-base setup-podman schema test-cluster machine-config test-lifecycle \
 	actionlint fuzz
 
 help: ## List the targets
@@ -94,8 +95,11 @@ engine: ## Build the Pulumi engine from Go modules into $PAUDE_HOME/bin (cached 
 base-image: ## Build the local test base image (BASE_IMAGE=...)
 	bash scripts/build-base-image.sh $(BASE_IMAGE)
 
-machine-config: ## Write $PAUDE_HOME/config.yaml for what this machine reaches (unless it exists); build the local base image it names
-	bash scripts/machine-config.sh $(BASE_IMAGE)
+proxy-base: ## Build the proxy's base image: BASE_IMAGE with Debian's squid rebuilt for bulk inspected downloads
+	bash scripts/build-proxy-base.sh $(BASE_IMAGE) $(PROXY_BASE_IMAGE)
+
+machine-config: ## Write $PAUDE_HOME/config.yaml for what this machine reaches (unless it exists); build the base images it names
+	bash scripts/machine-config.sh $(BASE_IMAGE) $(PROXY_BASE_IMAGE)
 
 setup-podman: ## Install and configure podman and test tools on this machine (root)
 	bash scripts/setup-podman.sh

@@ -138,9 +138,11 @@ def make_sandbox(root: Path, *, base_image: str, engine_dir: Path, paude: str,
     for item in sorted(engine_dir.iterdir()):
         if item.is_file():
             (home / "bin" / item.name).symlink_to(item.resolve())
-    # The machine's settings: the proxy's base image is never the repository's choice.
+    # The machine's settings: the proxy's base image is never the repository's choice. Its
+    # base is the one `make setup` builds (the rebuilt squid) when the environment names it.
+    proxy_base = os.environ.get("PAUDE_TEST_PROXY_BASE_IMAGE") or base_image
     (home / "config.yaml").write_text(
-        f"version: 1\nimage: {{base: {base_image}}}\nproxy: {{base: {base_image}}}\n",
+        f"version: 1\nimage: {{base: {base_image}}}\nproxy: {{base: {proxy_base}}}\n",
         encoding="utf-8")
     repo.mkdir()
     run(["git", "init", "--quiet", str(repo)])

@@ -3,8 +3,12 @@
 # reach, and build the local base image when the settings name it. Settings, not the
 # team's paude.yaml, are where these belong: they describe the machine.
 #
-#   image.base, proxy.base   BASE_IMAGE (built locally with debootstrap) when no container
+#   image.base               BASE_IMAGE (built locally with debootstrap) when no container
 #                            registry answers; otherwise unset (the built-in base is pulled)
+#   proxy.base               PROXY_BASE_IMAGE: that base with Debian's squid rebuilt to pass
+#                            inspected responses on in 64 KB pieces, not 4 KB
+#                            (scripts/build-proxy-base.sh, about 10 minutes once);
+#                            PAUDE_STOCK_SQUID=1 keeps Debian's binary (proxy.base: the base)
 #   agent.install: npm       when Anthropic's native installer host does not answer and the
 #                            npm registry does
 #   image.trust_host_certificates: true
@@ -15,10 +19,13 @@
 # An existing file is left as it is (it is the machine owner's); what this machine would
 # need is printed instead. Safe to run repeatedly.
 #
-# Usage: scripts/machine-config.sh BASE_IMAGE
+# Usage: scripts/machine-config.sh BASE_IMAGE [PROXY_BASE_IMAGE]
 set -euo pipefail
 
-base="${1:?usage: machine-config.sh BASE_IMAGE}"
+base="${1:?usage: machine-config.sh BASE_IMAGE [PROXY_BASE_IMAGE]}"
+proxy_base="${2:-localhost/paude-proxy-base:bookworm}"
+# The base the agent's images start from when no repository names one (paude's built-in).
+builtin_base="docker.io/library/debian:bookworm-slim"
 home="${PAUDE_HOME:-$HOME/.paude}"
 file="$home/config.yaml"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -37,9 +44,16 @@ if answers https://registry-1.docker.io/v2/; then
   local_base=0
 else
   log "no container registry answers: images start from $base, built here"
-  settings+=("image.base" "proxy.base")
+  settings+=("image.base")
   local_base=1
 fi
+if [[ "${PAUDE_STOCK_SQUID:-}" == 1 ]]; then
+  log "PAUDE_STOCK_SQUID=1: the proxy runs Debian's squid binary"
+  if (( local_base )); then proxy_base="$base"; else proxy_base=""; fi
+else
+  log "the proxy starts from $proxy_base (Debian's squid, rebuilt with a 64 KB client buffer)"
+fi
+[[ -n "$proxy_base" ]] && settings+=("proxy.base")
 
 install=""
 if answers https://claude.ai/install.sh; then
@@ -69,6 +83,10 @@ fi
 
 if [[ -e "$file" ]]; then
   log "$file exists; leaving it as it is (paude doctor shows the settings in effect)"
+  if [[ -n "$proxy_base" ]] && ! grep -qE "^[[:space:]]*base:[[:space:]]*$proxy_base([[:space:]]|$)" "$file"; then
+    log "for faster downloads through inspected hosts, set proxy.base: $proxy_base there" \
+        "and run this again (it builds that image)"
+  fi
 else
   mkdir -p "$home"
   {
@@ -85,7 +103,7 @@ else
         for ca in "${cas[@]}"; do echo "    - $ca"; done
       fi
     fi
-    (( local_base )) && printf 'proxy:\n  base: %s\n' "$base"
+    [[ -n "$proxy_base" ]] && printf 'proxy:\n  base: %s\n' "$proxy_base"
     [[ -n "$install" ]] && printf 'agent:\n  install: %s\n' "$install"
     true
   } >"$file"
@@ -93,6 +111,12 @@ else
 fi
 
 # The local base image, when the settings name it (this run's or an earlier one's).
-if grep -qE "^[[:space:]]*base:[[:space:]]*$base([[:space:]]|$)" "$file"; then
+names() { grep -qE "^[[:space:]]*base:[[:space:]]*$1([[:space:]]|$)" "$file"; }
+if names "$base"; then
   bash "$here/build-base-image.sh" "$base"
+fi
+# The proxy's base, when the settings name it: built on this machine's agent base.
+if [[ "$proxy_base" != "$base" ]] && names "$proxy_base"; then
+  if names "$base"; then from="$base"; else from="$builtin_base"; fi
+  bash "$here/build-proxy-base.sh" "$from" "$proxy_base"
 fi

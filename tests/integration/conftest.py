@@ -14,6 +14,7 @@ import pytest
 
 from tests.integration.helpers import (
     BASE_IMAGE,
+    PROXY_BASE_IMAGE,
     Paude,
     make_home,
     make_repo,
@@ -52,6 +53,9 @@ def paude(paude_exe: Path, tmp_path: Path) -> Iterator[Paude]:
     """A fresh repository, PAUDE_HOME and unique session name, cleaned up afterwards."""
     if podman("image", "exists", BASE_IMAGE, check=False).returncode != 0:
         pytest.fail(f"base image {BASE_IMAGE} is missing; run scripts/build-base-image.sh")
+    if podman("image", "exists", PROXY_BASE_IMAGE, check=False).returncode != 0:
+        pytest.fail(f"the proxy's base image {PROXY_BASE_IMAGE} is missing; run "
+                    "scripts/build-proxy-base.sh (or unset PAUDE_TEST_PROXY_BASE_IMAGE)")
     home = make_home(tmp_path / "paude-home")
     (tmp_path / "user-home").mkdir()
     session = f"it-{secrets.token_hex(3)}"

@@ -24,6 +24,9 @@ def engine_dir() -> Path:
 
 
 BASE_IMAGE = os.environ.get("PAUDE_TEST_BASE_IMAGE", "localhost/paude-base:bookworm")
+# The proxy's base, as `make setup` names it (scripts/build-proxy-base.sh: the rebuilt
+# squid); CI sets it, so every proxy the tests start runs what users run.
+PROXY_BASE_IMAGE = os.environ.get("PAUDE_TEST_PROXY_BASE_IMAGE") or BASE_IMAGE
 
 
 @dataclass
@@ -82,7 +85,7 @@ def make_home(home: Path) -> Path:
     for tool in engine_dir().iterdir():
         (home / "bin" / tool.name).symlink_to(tool)
     (home / "config.yaml").write_text(
-        f"version: 1\nimage: {{base: {BASE_IMAGE}}}\nproxy: {{base: {BASE_IMAGE}}}\n",
+        f"version: 1\nimage: {{base: {BASE_IMAGE}}}\nproxy: {{base: {PROXY_BASE_IMAGE}}}\n",
         encoding="utf-8")
     return home
 

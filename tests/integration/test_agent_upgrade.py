@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.integration.helpers import BASE_IMAGE, Paude
+from tests.integration.helpers import BASE_IMAGE, PROXY_BASE_IMAGE, Paude
 
 pytestmark = [pytest.mark.requires_podman, pytest.mark.requires_pulumi, pytest.mark.slow]
 
@@ -25,7 +25,7 @@ def test_claude_code_upgrade_keeps_the_workspace(paude: Paude) -> None:
     # Code from npm, the host's CAs (the npm registry is behind a TLS-inspecting proxy).
     (paude.home / "config.yaml").write_text(
         f"version: 1\nimage: {{base: {BASE_IMAGE}, trust_host_certificates: true}}\n"
-        f"proxy: {{base: {BASE_IMAGE}}}\nagent: {{install: npm, version: {OLD}}}\n")
+        f"proxy: {{base: {PROXY_BASE_IMAGE}}}\nagent: {{install: npm, version: {OLD}}}\n")
     (paude.repo / "paude.yaml").write_text(
         "version: 1\ndefaults:\n  agent: {command: [bash]}\n"
         f"sessions:\n  {paude.session}: {{}}\n")
@@ -37,7 +37,7 @@ def test_claude_code_upgrade_keeps_the_workspace(paude: Paude) -> None:
     # The machine moves to the pinned release (its agent.version removed).
     (paude.home / "config.yaml").write_text(
         f"version: 1\nimage: {{base: {BASE_IMAGE}, trust_host_certificates: true}}\n"
-        f"proxy: {{base: {BASE_IMAGE}}}\nagent: {{install: npm}}\n")
+        f"proxy: {{base: {PROXY_BASE_IMAGE}}}\nagent: {{install: npm}}\n")
     plan = json.loads(paude.ok("plan", paude.session, "--json").stdout)
     summary = {item["kind"]: item["text"] for item in plan["summary"]}
     assert summary.get("agent-version") == f"Claude Code {OLD} \u2192 {NEW}", summary

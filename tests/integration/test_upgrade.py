@@ -83,9 +83,10 @@ def test_a_session_of_the_previous_release_plans_clean_and_destroys(
     name = paude.session
     # paude.yaml in the old style: image.base names the test base, which the old release
     # also builds the proxy on. This release takes the proxy's base from the machine's
-    # config.yaml (make_home writes the same image there), so the proxy's tag is unchanged.
+    # config.yaml, here the same image, so the proxy's tag is unchanged.
     assert f"base: {BASE_IMAGE}" in (paude.repo / "paude.yaml").read_text()
-    assert f"proxy: {{base: {BASE_IMAGE}}}" in (paude.home / "config.yaml").read_text()
+    (paude.home / "config.yaml").write_text(
+        f"version: 1\nimage: {{base: {BASE_IMAGE}}}\nproxy: {{base: {BASE_IMAGE}}}\n")
     (paude.repo / "README.md").write_text("# project\n")
     for args in (["checkout", "-q", "-b", "main"], ["add", "."],
                  ["-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-qm",
