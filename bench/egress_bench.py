@@ -52,6 +52,7 @@ RESULTS_FILE = BENCH_DIR / "results" / "egress-latest.json"
 SESSION = "bench-egress"
 SESSION_LABEL = f"paude.session={SESSION}"
 AGENT = f"paude-{SESSION}-agent"
+PROXY = f"paude-{SESSION}-proxy"
 CONTROL = f"{SESSION}-direct"
 SERVER = f"{SESSION}-server"
 PEER = f"{SESSION}-mitmproxy"
@@ -126,7 +127,17 @@ def one_run(index: int, total: int) -> dict[str, float]:
     return samples
 
 
-def build_report(samples: dict[str, list[float]], *, base_image: str) -> dict[str, object]:
+def squid_build() -> str:
+    """The proxy's squid: its version and build info, which says whether it is Debian's
+    binary or the rebuild of scripts/build-proxy-base.sh."""
+    text = run(["podman", "exec", PROXY, "/usr/sbin/squid", "-v"]).stdout.splitlines()
+    version = text[0].removeprefix("Squid Cache: ") if text else "unknown"
+    info = text[2].strip() if len(text) > 2 else ""
+    return f"{version} ({info})" if info else version
+
+
+def build_report(samples: dict[str, list[float]], *, base_image: str,
+                 squid: str) -> dict[str, object]:
     """The JSON report: machine, raw samples, statistics and ratios."""
     stats = {key: Stats.of(values) for key, values in samples.items()}
 
@@ -146,7 +157,8 @@ def build_report(samples: dict[str, list[float]], *, base_image: str) -> dict[st
         "runs": len(samples["small_direct"]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "podman": tool_version(["podman", "--version"]),
-                    "paude_commit": source_revision(), "base_image": base_image},
+                    "paude_commit": source_revision(), "base_image": base_image,
+                    "squid": squid},
         "steps": {key: {"label": STEPS[key], "samples": [round(v, 4) for v in values],
                         "median": round(stats[key].median, 4),
                         "min": round(stats[key].minimum, 4),
@@ -166,7 +178,8 @@ def render_table(report: Mapping[str, object]) -> str:
     assert isinstance(steps, dict) and isinstance(ratios, dict)
     assert isinstance(machine, dict) and isinstance(target, dict)
     lines = [f"HTTPS through the proxy: {report['runs']} runs, {machine['cpus']} CPUs, "
-             f"{machine['podman']}", "", f"{'step':<40}{'median':>9}{'min':>9}{'max':>9}"]
+             f"{machine['podman']}", f"squid {machine.get('squid', 'unknown')}", "",
+             f"{'step':<40}{'median':>9}{'min':>9}{'max':>9}"]
     for key, label in STEPS.items():
         row = steps[key]
         lines.append(f"{label:<40}{row['median']:>8.3f}s{row['min']:>8.3f}s{row['max']:>8.3f}s")
@@ -234,6 +247,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, object]:
                  "sleep", "infinity"])
             run(["podman", "cp", str(standin_ca()), f"{CONTROL}:/ca.crt"])
             start_peer(base_image, network, root)
+            squid = squid_build()
             one_run(0, args.runs)  # warm-up: certificates generated, caches filled
             samples: dict[str, list[float]] = {key: [] for key in STEPS}
             for index in range(1, args.runs + 1):
@@ -245,7 +259,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, object]:
             remove_labelled(SESSION_LABEL)
             if not args.keep_images:
                 remove_new_images(images_before)
-    return build_report(samples, base_image=base_image)
+    return build_report(samples, base_image=base_image, squid=squid)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,10 +22,16 @@ PRIVATE_REPO = "/srv/git/org/private.git"
 
 # Runs inside the stand-in as `python3 -c`: one JSON line per request in LOG.
 SCRIPT = r'''
-import json, os, ssl, subprocess
+import hashlib, json, os, ssl, subprocess
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOG = "/tmp/egress-standin.log"
+# Blob bytes: a pattern of prime length, so a piece lost, repeated or reordered at any
+# 4 KB or 64 KB boundary changes the digest.
+# Three copies in a row, so any piece of up to 64 KB from any offset is one slice (the
+# benchmark times downloads from this server: serving must stay as cheap as a memcpy).
+PATTERN = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(2048))[:65521]
+PATTERNS = memoryview(PATTERN * 3)
 # Served only to a request with credentials (which the stand-in does not check).
 PRIVATE = "/org/private.git/"
 
@@ -58,11 +64,12 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("content-length", str(size))
             self.end_headers()
-            chunk = b"x" * 65536
-            left = size
-            while left > 0:
-                self.wfile.write(chunk[:min(left, len(chunk))])
-                left -= len(chunk)
+            sent = 0
+            while sent < size:
+                start = sent % len(PATTERN)
+                piece = PATTERNS[start:start + min(65536, size - sent)]
+                self.wfile.write(piece)
+                sent += len(piece)
             return
         reply = f"standin {self.command} {self.path}\n".encode()
         self.send_response(200)

@@ -23,6 +23,7 @@ from tests.integration.canary import start_control, wait_until
 from tests.integration.egress_standin import EgressStandIn
 from tests.integration.helpers import (
     BASE_IMAGE,
+    PROXY_BASE_IMAGE,
     Paude,
     make_home,
     make_repo,
@@ -160,6 +161,40 @@ def test_path_rules_and_denied_paths(egress: Egress) -> None:
     assert records[("GET", "/admin")]["rule"] == "no-matching-rule"
     assert records[("GET", "/v1/items")]["rule"] == "allowed_domains[3]"
     assert records[("GET", "/v1/items")]["inspected"] is True
+
+
+def test_a_large_inspected_response_arrives_intact(egress: Egress) -> None:
+    # squid decrypts, checks and re-encrypts the body, passing it on in HTTP_REQBUF_SZ
+    # pieces (64 KB in the proxy base `make setup` builds): every byte must arrive, in order.
+    size = 20 * 1024 * 1024 + 12345  # not a multiple of any buffer size
+    script = f"curl -sSf https://{{host}}/v1/blob/{size} | sha256sum"
+    inspected = egress.agent_sh(script.format(host=API))
+    tunnelled = egress.agent_sh(script.format(host=PLAIN))
+    direct = egress.control_sh(script.format(host=API))  # control: straight from the server
+    for result in (inspected, tunnelled, direct):
+        assert result.returncode == 0, result.stderr
+    digest = direct.stdout.split()[0]
+    assert inspected.stdout.split()[0] == digest
+    assert tunnelled.stdout.split()[0] == digest
+    blob = [r for r in egress.audit() if r["host"] == API and "/blob/" in r["path"]]
+    assert blob and blob[-1]["inspected"] is True and blob[-1]["decision"] == "allow"
+
+
+@pytest.mark.skipif(PROXY_BASE_IMAGE == BASE_IMAGE,
+                    reason="the proxy's base is the plain base image (Debian's squid)")
+def test_the_proxy_runs_the_rebuilt_squid(egress: Egress) -> None:
+    # What CI's proxies run is what `make setup` gives users: Debian's squid rebuilt with a
+    # 64 KB client buffer (scripts/build-proxy-base.sh), unless the archive has a newer one.
+    proxy = f"paude-{egress.paude.session}-proxy"
+    shown = podman("exec", proxy, "/usr/sbin/squid", "-v").stdout
+    packaged = podman("exec", proxy, "dpkg-query", "-W", "-f", "${Version}",
+                      "squid-openssl").stdout
+    built = podman("run", "--rm", PROXY_BASE_IMAGE, "dpkg-query", "-W", "-f", "${Version}",
+                   "squid-openssl").stdout
+    if packaged == built:
+        assert "paude rebuild: HTTP_REQBUF_SZ 65536" in shown, shown
+    else:  # the archive has a newer squid since the proxy base was built: Debian's wins
+        assert "paude rebuild" not in shown, (packaged, built, shown)
 
 
 def test_hosts_without_rules_stay_tunnels(egress: Egress) -> None:
