@@ -96,7 +96,7 @@ base-image: ## Build the local test base image (BASE_IMAGE=...)
 	bash scripts/build-base-image.sh $(BASE_IMAGE)
 
 proxy-base: ## Build the proxy's base image: BASE_IMAGE with Debian's squid rebuilt for bulk inspected downloads
-	bash scripts/build-proxy-base.sh $(BASE_IMAGE) $(PROXY_BASE_IMAGE)
+	bash scripts/build-proxy-base.sh --refresh $(BASE_IMAGE) $(PROXY_BASE_IMAGE)
 
 machine-config: ## Write $PAUDE_HOME/config.yaml for what this machine reaches (unless it exists); build the base images it names
 	bash scripts/machine-config.sh $(BASE_IMAGE) $(PROXY_BASE_IMAGE)

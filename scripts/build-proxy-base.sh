@@ -3,7 +3,8 @@
 # squid binary rebuilt from Debian's own source of the same version with one constant
 # changed. Name it as proxy.base in $PAUDE_HOME/config.yaml (machine-config.sh does).
 #
-# Usage: scripts/build-proxy-base.sh BASE [TAG]   (default TAG: localhost/paude-proxy-base:bookworm)
+# Usage: scripts/build-proxy-base.sh [--refresh] BASE [TAG]
+#        (default TAG: localhost/paude-proxy-base:bookworm)
 #
 # Why: squid hands a response it decrypted (a host with method/path rules) to the client
 # HTTP_REQBUF_SZ bytes at a time, 4 KB in Debian's build and not configurable, so a bulk
@@ -14,14 +15,17 @@
 #
 # Security updates still win: the proxy image runs `apt-get install squid-openssl` on top
 # of this base, and a newer package from the archive replaces the rebuilt binary with
-# Debian's. `squid -v` says which one runs ("paude rebuild" in its build info).
+# Debian's. `squid -v` says which one runs ("paude rebuild" in its build info). --refresh
+# (`make proxy-base`) asks the archive and rebuilds when it has a newer squid-openssl.
 #
 #   1. TAG in podman storage, built from BASE as it is now -> nothing to do
 #   2. such an image in the archive $PAUDE_IMAGE_CACHE/<tag>.tar -> podman load
 #   3. otherwise build (about 10 minutes on two cores), then podman save into the cache
 set -euo pipefail
 
-base="${1:?usage: build-proxy-base.sh BASE [TAG]}"
+refresh=0
+if [[ "${1:-}" == --refresh ]]; then refresh=1; shift; fi
+base="${1:?usage: build-proxy-base.sh [--refresh] BASE [TAG]}"
 tag="${2:-localhost/paude-proxy-base:bookworm}"
 cache_dir="${PAUDE_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/paude/images}"
 archive="$cache_dir/$(printf '%s' "$tag" | tr -c 'A-Za-z0-9._-' '_').tar"
@@ -32,7 +36,7 @@ reqbuf=65536
 log() { printf 'build-proxy-base: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-case "$base" in -h|--help) sed -n '2,21p' "$0"; exit 0 ;; esac
+case "$base" in -h|--help) sed -n '2,23p' "$0"; exit 0 ;; esac
 command -v podman >/dev/null || die "podman is not installed (run scripts/setup-podman.sh)"
 if ! podman image exists "$base"; then
   [[ "$base" == localhost/* ]] && die "the base image $base is missing (scripts/build-base-image.sh builds it)"
@@ -40,10 +44,35 @@ if ! podman image exists "$base"; then
 fi
 # The image records the base it was built on: a rebuilt base (security updates) rebuilds it.
 from="$(podman image inspect --format '{{.Id}}' "$base")"
-current() {
+built_from_base() {
   [[ "$(podman image inspect --format '{{ index .Labels "paude.proxy-base-from" }}' "$tag" \
         2>/dev/null)" == "$from" ]]
 }
+# With --refresh: the archive's squid-openssl is still the one rebuilt (a security release
+# would otherwise replace the rebuild in every proxy image). An archive that does not
+# answer keeps the image, with a warning.
+checked_id="" checked_verdict=0
+squid_current() {
+  (( refresh )) || return 0
+  local id versions
+  # Asked once per image: the lock and the archive come back here.
+  id="$(podman image inspect --format '{{.Id}}' "$tag" 2>/dev/null)" || return 1
+  [[ "$id" == "$checked_id" ]] && return "$checked_verdict"
+  checked_id="$id" checked_verdict=0
+  if ! versions="$(podman run --rm "$tag" sh -c 'apt-get update -qq >/dev/null 2>&1 &&
+        dpkg-query -W -f="\${Version} " squid-openssl &&
+        apt-cache policy squid-openssl | sed -n "s/^ *Candidate: //p"')"; then
+    log "warning: cannot ask Debian's archive for a newer squid; keeping $tag"
+    return 0
+  fi
+  read -r installed candidate <<<"$versions"
+  if [[ -n "$candidate" && "$installed" != "$candidate" ]]; then
+    log "the archive has squid-openssl $candidate (the rebuild is $installed): rebuilding"
+    checked_verdict=1
+    return 1
+  fi
+}
+current() { built_from_base && squid_current; }
 
 if current; then
   log "$tag is present"
