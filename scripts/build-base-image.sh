@@ -49,22 +49,9 @@ current() {
         2>/dev/null)" == "$format" ]]
 }
 
-if current; then
-  log "$tag is present"
-  exit 0
-fi
-
-# One build at a time per cache directory; whoever waits finds the image afterwards.
-mkdir -p "$cache_dir"
-exec 9>"$cache_dir/.lock"
-if ! flock -n 9; then
-  log "another build is running; waiting for it"
-  flock 9
-fi
-if current; then
-  log "$tag is present"
-  exit 0
-fi
+# shellcheck source=scripts/lib-image-cache.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib-image-cache.sh"
+present_or_lock .lock
 
 load_archive() {
   local out loaded

@@ -74,22 +74,9 @@ squid_current() {
 }
 current() { built_from_base && squid_current; }
 
-if current; then
-  log "$tag is present"
-  exit 0
-fi
-
-# One build at a time per cache directory; whoever waits finds the image afterwards.
-mkdir -p "$cache_dir"
-exec 9>"$cache_dir/.proxy-base.lock"
-if ! flock -n 9; then
-  log "another build is running; waiting for it"
-  flock 9
-fi
-if current; then
-  log "$tag is present"
-  exit 0
-fi
+# shellcheck source=scripts/lib-image-cache.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib-image-cache.sh"
+present_or_lock .proxy-base.lock
 
 if [[ -f "$archive" ]]; then
   if podman load -q -i "$archive" >/dev/null 2>&1 && current; then
