@@ -56,18 +56,30 @@ def check_podman() -> Check:
 
 
 def check_base_image(home: Path) -> Check:
-    """Is this machine's local base image there? (A registry image is pulled on first use.)"""
-    base = machine.load(home).proxy_base
-    if not base.startswith("localhost/"):
-        return Check("base", True, f"{base} (pulled from its registry on first use)")
-    if proc.which("podman") is None:
-        return Check("base", False, f"{base}: podman is not installed", "install podman first")
-    found = proc.run(["podman", "image", "exists", base], check=False, timeout=60)
-    if found.ok:
-        return Check("base", True, f"{base} (local)")
-    return Check("base", False, f"{base} is named in {machine.machine_file(home)} but podman "
-                 "has no such image", "build it: `make base-image` (from the paude repository), "
-                 "or name a reachable image in image.base")
+    """Are this machine's base images there, the agent's and the proxy's? (A registry
+    image is pulled on first use; a local one must have been built.)"""
+    settings = machine.load(home)
+    agent, proxy = settings.default_base, settings.proxy_base
+    # (who uses it, the setting naming it, the image, what builds a local one)
+    wanted = [("agent and proxy" if proxy == agent else "agent", "image.base", agent,
+               "make base-image")]
+    if proxy != agent:
+        wanted.append(("proxy", "proxy.base", proxy, "make proxy-base"))
+    found = []
+    for user, setting, image, build in wanted:
+        if not image.startswith("localhost/"):
+            found.append(f"{user}: {image} (pulled from its registry on first use)")
+            continue
+        if proc.which("podman") is None:
+            return Check("base", False, f"{image}: podman is not installed",
+                         "install podman first")
+        if not proc.run(["podman", "image", "exists", image], check=False, timeout=60).ok:
+            return Check("base", False, f"{image} is named as {setting} in "
+                         f"{machine.machine_file(home)} but podman has no such image",
+                         f"build it: `{build}` (from the paude repository), or name a "
+                         f"reachable image in {setting}")
+        found.append(f"{user}: {image} (local)")
+    return Check("base", True, "; ".join(found))
 
 
 def check_state(home: Path, backend_url: str | None) -> Check:

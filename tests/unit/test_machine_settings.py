@@ -170,3 +170,60 @@ def test_doctor_shows_each_setting_and_where_it_came_from(
             ("agent.install", "npm", "[config.yaml]"),
             ("agent.version", "2.1.400", "[paude.yaml", "defaults]"),
             ("engine.path", "/opt/pulumi/bin", "[config.yaml]")} <= rows
+
+
+def fake_images(monkeypatch: pytest.MonkeyPatch, present: set[str]) -> list[str]:
+    """podman as paude's doctor sees it: `image exists` answers from `present`."""
+    from paude import proc
+
+    asked: list[str] = []
+
+    def run(argv: list[str], **_kw: object) -> proc.CommandResult:
+        assert argv[:3] == ["podman", "image", "exists"]
+        asked.append(argv[3])
+        return proc.CommandResult(tuple(argv), 0 if argv[3] in present else 1, "", "")
+
+    monkeypatch.setattr(proc, "which", lambda _tool: "/usr/bin/podman")
+    monkeypatch.setattr(proc, "run", run)
+    return asked
+
+
+def test_doctor_checks_the_proxys_own_base_image(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from paude.diagnose import check_base_image
+
+    machine(home, "image: {base: localhost/base:1}\nproxy: {base: localhost/squid:1}\n")
+    fake_images(monkeypatch, {"localhost/base:1"})
+    check = check_base_image(home)
+    assert not check.ok
+    assert "localhost/squid:1 is named as proxy.base" in check.detail
+    assert check.fix is not None and "make proxy-base" in check.fix
+    # Control: with the proxy's base built too, both are reported present.
+    asked = fake_images(monkeypatch, {"localhost/base:1", "localhost/squid:1"})
+    check = check_base_image(home)
+    assert check.ok, check
+    assert check.detail == "agent: localhost/base:1 (local); proxy: localhost/squid:1 (local)"
+    assert asked == ["localhost/base:1", "localhost/squid:1"]
+
+
+def test_doctor_checks_the_agents_base_when_the_proxy_has_its_own(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from paude.diagnose import check_base_image
+
+    machine(home, "image: {base: localhost/base:1}\nproxy: {base: localhost/squid:1}\n")
+    fake_images(monkeypatch, {"localhost/squid:1"})
+    check = check_base_image(home)
+    assert not check.ok
+    assert "localhost/base:1 is named as image.base" in check.detail
+    assert check.fix is not None and "make base-image" in check.fix
+
+
+def test_doctor_checks_one_shared_base_once(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from paude.diagnose import check_base_image
+
+    machine(home, "image: {base: localhost/base:1}\n")
+    asked = fake_images(monkeypatch, {"localhost/base:1"})
+    check = check_base_image(home)
+    assert check.ok and check.detail == "agent and proxy: localhost/base:1 (local)"
+    assert asked == ["localhost/base:1"]
