@@ -83,11 +83,13 @@ fuzz: ## Fuzz paude's inputs: FUZZ_EXAMPLES (10000) generated files and command 
 	PAUDE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) PAUDE_FUZZ_SEED=$(FUZZ_SEED) \
 		$(PYTHON) -m pytest tests/fuzz -W ignore::hypothesis.errors.HypothesisWarning $(PYTEST_ARGS)
 
+# The benchmarks' sessions get the proxy base `make setup` builds (the rebuilt squid);
+# PAUDE_TEST_PROXY_BASE_IMAGE=$(BASE_IMAGE) measures Debian's squid binary instead.
 bench: ## Run the benchmarks
-	$(PYTHON) bench/run.py
+	PAUDE_TEST_PROXY_BASE_IMAGE="$${PAUDE_TEST_PROXY_BASE_IMAGE:-$(PROXY_BASE_IMAGE)}" $(PYTHON) bench/run.py
 
 bench-egress: ## Benchmark TLS inspection against a tunnel and a direct connection
-	$(PYTHON) bench/egress_bench.py
+	PAUDE_TEST_PROXY_BASE_IMAGE="$${PAUDE_TEST_PROXY_BASE_IMAGE:-$(PROXY_BASE_IMAGE)}" $(PYTHON) bench/egress_bench.py
 
 engine: ## Build the Pulumi engine from Go modules into $PAUDE_HOME/bin (cached by version)
 	bash scripts/build-engine.sh $(ENGINE_ARGS)

@@ -37,6 +37,7 @@ from run import (  # bench/run.py: the same command, engine and cleanup helpers
     paude_images,
     remove_labelled,
     remove_new_images,
+    require_images,
     run,
     run_main,
     source_revision,
@@ -227,6 +228,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, object]:
     base_image = os.environ.get("PAUDE_TEST_BASE_IMAGE") or DEFAULT_BASE_IMAGE
     paude = find_paude()
     engine_dir = find_engine_dir()
+    require_images(base_image)
     if run(["podman", "ps", "--all", "--quiet", "--filter", f"label={SESSION_LABEL}"]).stdout:
         raise BenchError(f"containers labelled {SESSION_LABEL} already exist; the benchmark "
                          f"would remove them: destroy session {SESSION} first")

@@ -130,6 +130,22 @@ def find_engine_dir() -> Path:
     return Path(on_path).resolve().parent
 
 
+def proxy_base_image(base_image: str) -> str:
+    """The proxy's base in the bench's sessions: the one `make setup` builds (the rebuilt
+    squid) when the environment names it (the Makefile does), else the agent's base."""
+    return os.environ.get("PAUDE_TEST_PROXY_BASE_IMAGE") or base_image
+
+
+def require_images(base_image: str) -> None:
+    """Refuse to start without the base images: a missing one would fail in the warm-up."""
+    for image, setting, build in (
+            (base_image, "PAUDE_TEST_BASE_IMAGE", "make base-image"),
+            (proxy_base_image(base_image), "PAUDE_TEST_PROXY_BASE_IMAGE", "make proxy-base")):
+        if run(["podman", "image", "exists", image], check=False).returncode != 0:
+            raise BenchError(f"base image {image} does not exist: run `{build}` or set "
+                             f"{setting}")
+
+
 def make_sandbox(root: Path, *, base_image: str, engine_dir: Path, paude: str,
                  session: str = SESSION) -> Sandbox:
     """A git repository with paude.yaml and a PAUDE_HOME that reuses the engine."""
@@ -140,7 +156,7 @@ def make_sandbox(root: Path, *, base_image: str, engine_dir: Path, paude: str,
             (home / "bin" / item.name).symlink_to(item.resolve())
     # The machine's settings: the proxy's base image is never the repository's choice. Its
     # base is the one `make setup` builds (the rebuilt squid) when the environment names it.
-    proxy_base = os.environ.get("PAUDE_TEST_PROXY_BASE_IMAGE") or base_image
+    proxy_base = proxy_base_image(base_image)
     (home / "config.yaml").write_text(
         f"version: 1\nimage: {{base: {base_image}}}\nproxy: {{base: {proxy_base}}}\n",
         encoding="utf-8")
@@ -466,9 +482,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, object]:
     base_image = os.environ.get("PAUDE_TEST_BASE_IMAGE") or DEFAULT_BASE_IMAGE
     paude = find_paude()
     engine_dir = find_engine_dir()
-    if run(["podman", "image", "exists", base_image], check=False).returncode != 0:
-        raise BenchError(f"base image {base_image} does not exist: run `make base-image` "
-                         "or set PAUDE_TEST_BASE_IMAGE")
+    require_images(base_image)
     if podman_lines("ps", "--all", "--filter", f"label={SESSION_LABEL}", "--format", "{{.ID}}"):
         raise BenchError(f"containers labelled {SESSION_LABEL} already exist; the benchmark "
                          f"would remove them: destroy session {SESSION} first")
