@@ -188,34 +188,27 @@ def fake_images(monkeypatch: pytest.MonkeyPatch, present: set[str]) -> list[str]
     return asked
 
 
-def test_doctor_checks_the_proxys_own_base_image(
-        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("present", "missing", "setting", "build"), [
+    ("localhost/base:1", "localhost/squid:1", "proxy.base", "make proxy-base"),
+    ("localhost/squid:1", "localhost/base:1", "image.base", "make base-image"),
+])
+def test_doctor_checks_the_agents_and_the_proxys_own_base_image(
+        home: Path, monkeypatch: pytest.MonkeyPatch, present: str, missing: str,
+        setting: str, build: str) -> None:
     from paude.diagnose import check_base_image
 
     machine(home, "image: {base: localhost/base:1}\nproxy: {base: localhost/squid:1}\n")
-    fake_images(monkeypatch, {"localhost/base:1"})
+    fake_images(monkeypatch, {present})
     check = check_base_image(home)
     assert not check.ok
-    assert "localhost/squid:1 is named as proxy.base" in check.detail
-    assert check.fix is not None and "make proxy-base" in check.fix
-    # Control: with the proxy's base built too, both are reported present.
+    assert f"{missing} is named as {setting}" in check.detail
+    assert check.fix is not None and build in check.fix
+    # Control: with both built, both are reported present.
     asked = fake_images(monkeypatch, {"localhost/base:1", "localhost/squid:1"})
     check = check_base_image(home)
     assert check.ok, check
     assert check.detail == "agent: localhost/base:1 (local); proxy: localhost/squid:1 (local)"
     assert asked == ["localhost/base:1", "localhost/squid:1"]
-
-
-def test_doctor_checks_the_agents_base_when_the_proxy_has_its_own(
-        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from paude.diagnose import check_base_image
-
-    machine(home, "image: {base: localhost/base:1}\nproxy: {base: localhost/squid:1}\n")
-    fake_images(monkeypatch, {"localhost/squid:1"})
-    check = check_base_image(home)
-    assert not check.ok
-    assert "localhost/base:1 is named as image.base" in check.detail
-    assert check.fix is not None and "make base-image" in check.fix
 
 
 def test_doctor_checks_one_shared_base_once(
