@@ -381,6 +381,10 @@ def _file_diff(change: ResourceChange) -> list[str]:
             if line.startswith(("+++", "---", "@@")):
                 continue
             lines.append(f"{name}: {line.strip()}")
+    base = change.old_inputs.get("base_changed")
+    if base:
+        lines.append(f"base image {base} changed since this image was built "
+                     "(rebuilt or updated on this machine)")
     platforms = [change.old_inputs.get("platform"), change.new_inputs.get("platform")]
     if platforms[0] != platforms[1]:
         lines.append(f"platform: {platforms[0] or 'the host'} \u2192 {platforms[1] or 'the host'}"

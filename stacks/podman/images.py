@@ -18,7 +18,7 @@ from paude.fields import CLAUDE_CODE_VERSION
 from paude.models import DEFAULT_BASE_IMAGE, Session
 from paude.render import render, template_source
 
-from . import buildcheck
+from . import buildcheck, freshness
 
 # Bump when the meaning of a build input changes without its text changing.
 IMAGE_FORMAT = 1
@@ -75,23 +75,26 @@ class BuildSpec:
         return f"localhost/{self.repository}:{self.digest[:16]}"
 
     @property
+    def _build_file(self) -> str:
+        return self.files.get("Containerfile") or self.files.get("Dockerfile") or ""
+
+    @property
     def bases(self) -> list[str]:
         """The images this build starts FROM (not its own stages), with build arguments
         filled in: what the base-image-pinned policy rule reviews."""
-        text = self.files.get("Containerfile") or self.files.get("Dockerfile") or ""
         stages: set[str] = set()
         out: list[str] = []
-        for line in text.splitlines():
-            words = [w for w in line.split() if not w.startswith("--")]
-            if len(words) < 2 or words[0].upper() != "FROM":
-                continue
-            image = re.sub(r"\$\{?(\w+)\}?", lambda m: self.build_args.get(m.group(1), m.group(0)),
-                           words[1])
-            if len(words) >= 4 and words[2].upper() == "AS":
-                stages.add(words[3].lower())
+        for image, alias in freshness.from_lines(self._build_file, self.build_args):
             if image.lower() not in stages and image not in out:
                 out.append(image)
+            if alias:
+                stages.add(alias)
         return out
+
+    @property
+    def final_base(self) -> str | None:
+        """The image the built image's layers start with (see freshness.py)."""
+        return freshness.final_base(self._build_file, self.build_args)
 
 
 def image_props(spec: BuildSpec, rebuild: str = "") -> dict[str, Any]:

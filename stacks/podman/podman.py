@@ -132,7 +132,7 @@ def inspect(kind: str, name: str) -> dict[str, Any] | None:
     """`podman KIND inspect NAME` as a dict, or None when the object does not exist."""
     result = proc.run([PODMAN, kind, "inspect", name], check=False, log_output=False)
     if not result.ok:
-        if _is_missing(result.stderr):
+        if is_missing(result.stderr):
             return None
         raise proc.classify_failure(result)
     data = json.loads(result.stdout or "[]")
@@ -177,11 +177,12 @@ def wait_running(name: str, *, ready: Mapping[str, Any] | None = None, settle: f
 def remove(argv: Sequence[str]) -> None:
     """Run a removal command, treating 'already gone' as success."""
     result = proc.run(argv, check=False)
-    if not result.ok and not _is_missing(result.stderr):
+    if not result.ok and not is_missing(result.stderr):
         raise proc.classify_failure(result)
 
 
-def _is_missing(stderr: str) -> bool:
+def is_missing(stderr: str) -> bool:
+    """podman's stderr says the object named does not exist (as opposed to failing)."""
     text = stderr.lower()
     return any(s in text for s in (
         "no such", "not found", "unable to find", "no container with", "not known"))

@@ -22,7 +22,7 @@ from pulumi.dynamic import (
 
 from paude import arch, proc, sizing
 
-from . import buildbox, observe, podman
+from . import buildbox, freshness, observe, podman
 
 # The agent's devcontainer features: a second Containerfile in the build context, built
 # FROM the first build's image (tagged TAG-prefeatures meanwhile), passed as a build arg.
@@ -56,9 +56,11 @@ class ImageProvider(_Provider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         """Build the image unless an image with this tag already exists."""
         tag = props["tag"]
-        # A rebuild ignores the existing image and podman's layer cache.
-        found = None if props.get("rebuild") else podman.inspect("image", tag)
-        if found is None:
+        # A rebuild ignores the existing image and podman's layer cache; an image whose base
+        # changed since it was built is built again on the base as it is now.
+        found, stale = (None, False) if props.get("rebuild") else freshness.stale_base(
+            tag, freshness.base_of(props))
+        if found is None or stale:
             why = arch.unavailable(props.get("platform"))
             if why is not None:
                 raise RuntimeError(f"cannot build {tag}: {why}")
@@ -86,16 +88,24 @@ class ImageProvider(_Provider):
         return CreateResult(tag, {**props, "image_id": found["Id"], "built": True})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        """Report the image gone when its tag no longer exists, so a plan rebuilds it."""
-        found = podman.inspect("image", id_)
+        """Report the image gone when its tag no longer exists, so a plan rebuilds it, and
+        its base changed when the base's layers no longer start it (freshness.py)."""
+        base = freshness.base_of(props)
+        found, stale = freshness.stale_base(id_, base)
         if found is None:
             return ReadResult(None, {})
-        return ReadResult(id_, {**props, "image_id": found["Id"]})
+        observed = {k: v for k, v in props.items() if k != freshness.BASE_CHANGED}
+        if stale:
+            observed[freshness.BASE_CHANGED] = base
+        observed["image_id"] = found["Id"]
+        return ReadResult(id_, observed, inputs=_without(observed, ("image_id", "built")))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        """The tag is a hash of every build input, so only a tag change matters, and a
-        rebuild request (a token that differs from the last one)."""
-        keys = ("tag", "rebuild") if news.get("rebuild") else ("tag",)
+        """The tag is a hash of every build input, so only a tag change matters, a rebuild
+        request (a token that differs from the last one), and a base changed since the
+        build (the program never declares one, so a refresh finding it is the diff)."""
+        keys = ("tag", "rebuild", freshness.BASE_CHANGED) if news.get("rebuild") else (
+            "tag", freshness.BASE_CHANGED)
         changed = [k for k in keys if olds.get(k) != news.get(k)]
         # Built before the old one goes (which is retained anyway): deleting first would make
         # the engine delete what depends on the image, the agent's container, before the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,13 @@ class Podman:
 
     def run(self, argv: Sequence[str], *, check: bool = True, **_kw: Any) -> CommandResult:
         args = [str(a) for a in argv]
+        if args[:3] == ["podman", "image", "inspect"]:
+            # As podman answers: the images it found, and a failure naming the others.
+            found = [{"RepoTags": [n], **self.objects[("image", n)]} for n in args[3:]
+                     if ("image", n) in self.objects]
+            missing = [n for n in args[3:] if ("image", n) not in self.objects]
+            return CommandResult(tuple(args), 125 if missing else 0, json.dumps(found),
+                                 "".join(f"Error: {n}: image not known\n" for n in missing))
         self.runs.append(args)
         for hook in self.on_run:
             hook(args)
@@ -127,6 +135,64 @@ def test_image_read_refreshes_the_id(fake: Podman) -> None:
     fake.objects[("image", TAG)] = {"Id": "sha256:rebuilt"}
     result = ImageProvider().read(TAG, {**image_props(), "image_id": "sha256:abc"})
     assert result.id == TAG and result.outs["image_id"] == "sha256:rebuilt"
+
+
+BASE = {"Id": "sha256:base1", "RepoTags": ["docker.io/library/debian:latest"],
+        "Architecture": "amd64", "Os": "linux", "RootFS": {"Layers": ["sha256:l1"]}}
+ON_BASE = {"Id": "sha256:abc", "RepoTags": [TAG], "Architecture": "amd64", "Os": "linux",
+           "RootFS": {"Layers": ["sha256:l1", "sha256:l2"]}}
+REBUILT_BASE = {**BASE, "Id": "sha256:base2", "RootFS": {"Layers": ["sha256:l9"]}}
+
+
+def test_image_read_finds_nothing_while_the_base_is_unchanged(fake: Podman) -> None:
+    fake.objects[("image", TAG)] = ON_BASE
+    fake.objects[("image", "debian")] = BASE
+    result = ImageProvider().read(TAG, {**image_props(), "image_id": "sha256:abc"})
+    assert "base_changed" not in result.outs and "base_changed" not in (result.inputs or {})
+    diff = ImageProvider().diff(TAG, result.outs, image_props())
+    assert not diff.changes
+
+
+def test_image_read_reports_a_rebuilt_base_and_the_diff_rebuilds(fake: Podman) -> None:
+    fake.objects[("image", TAG)] = ON_BASE
+    fake.objects[("image", "debian")] = REBUILT_BASE
+    result = ImageProvider().read(TAG, {**image_props(), "image_id": "sha256:abc"})
+    assert result.outs["base_changed"] == "debian"
+    assert (result.inputs or {})["base_changed"] == "debian"  # what the plan summary reads
+    diff = ImageProvider().diff(TAG, result.outs, image_props())
+    assert diff.changes and diff.replaces == ["base_changed"]
+    assert diff.delete_before_replace is False
+
+
+@pytest.mark.parametrize("base", [None, {**REBUILT_BASE, "Architecture": "arm64"},
+                                  {**REBUILT_BASE, "RootFS": {}}])
+def test_image_read_takes_a_missing_or_incomparable_base_as_no_change(
+        fake: Podman, base: dict[str, Any] | None) -> None:
+    fake.objects[("image", TAG)] = ON_BASE
+    if base is not None:
+        fake.objects[("image", "debian")] = base
+    result = ImageProvider().read(TAG, {**image_props(), "image_id": "sha256:abc"})
+    assert result.id == TAG and "base_changed" not in result.outs
+
+
+def test_image_create_builds_again_on_a_rebuilt_base(fake: Podman) -> None:
+    fake.objects[("image", TAG)] = ON_BASE
+    fake.objects[("image", "debian")] = REBUILT_BASE
+    rebuilt = {**ON_BASE, "Id": "sha256:new", "RootFS": {"Layers": ["sha256:l9", "sha256:l3"]}}
+    fake.on_run.append(lambda _argv: fake.objects.__setitem__(("image", TAG), rebuilt))
+    result = ImageProvider().create({**image_props(), "base_changed": "debian"})
+    (argv,) = fake.runs
+    assert argv[:4] == ["podman", "build", "--tag", TAG]
+    # podman's layer cache keys on the parent layer, so no --no-cache is needed.
+    assert "--no-cache" not in argv
+    assert result.outs["image_id"] == "sha256:new"
+
+
+def test_image_create_adopts_a_tag_built_on_the_current_base(fake: Podman) -> None:
+    fake.objects[("image", TAG)] = ON_BASE
+    fake.objects[("image", "debian")] = BASE
+    result = ImageProvider().create(image_props())
+    assert fake.runs == [] and result.outs["image_id"] == "sha256:abc"
 
 
 def test_image_diff_only_cares_about_the_tag() -> None:

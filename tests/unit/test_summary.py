@@ -152,6 +152,17 @@ def test_image_rebuilt_lists_changed_lines() -> None:
                        details=("Containerfile: -RUN x", "Containerfile: +RUN y")) in items
 
 
+def test_image_rebuilt_on_a_changed_base_says_so() -> None:
+    files = {"Containerfile": "FROM localhost/paude-base:bookworm\n"}
+    image = change("proxy-image", "replace", replace_keys=("base_changed",),
+                   old_inputs={"files": files, "base_changed": "localhost/paude-base:bookworm"},
+                   new_inputs={"files": files})
+    items = summarize(stack(proxy_image=image), new_session=False)
+    assert SummaryItem("image-rebuilt", "proxy image rebuilt", details=(
+        "base image localhost/paude-base:bookworm changed since this image was built "
+        "(rebuilt or updated on this machine)",)) in items
+
+
 def test_image_rebuilt_details_are_capped() -> None:
     old = "\n".join(f"old {i}" for i in range(30))
     new = "\n".join(f"new {i}" for i in range(30))
