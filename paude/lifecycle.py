@@ -296,8 +296,10 @@ def status(name: str, *, cwd: Path | None = None) -> SessionStatus:
     """Running or stopped, agent and proxy alive, and the work the host lacks (read only
     while the agent runs: status starts nothing)."""
     backend_name = _backend_of(name)
-    backend = _owned(name, cwd)
+    backend = get_backend(backend_name, name)
     observed = backend.status(session=name)
+    # Checked before anything runs in the session; status's own read carries the label.
+    ownership.require(name, cwd=cwd, backend=backend, live=observed.owner)
     found: WorkReport | None = None
     error = None
     setup = None

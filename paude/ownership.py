@@ -33,11 +33,13 @@ def refusal(session: str, owner: str, here: str) -> OwnershipError:
         hint=f"run paude from {owner}, or choose another session name here")
 
 
-def recorded_owners(session: str, backend: Backend | None = None) -> list[str]:
+def recorded_owners(session: str, backend: Backend | None = None, *,
+                    live: str | None = None) -> list[str]:
     """Every repository recorded as the session's owner: the live objects' label (when the
     backend can read one), then the index. Normally one; two disagreeing both count."""
     found: list[str] = []
-    live = backend.owner(session=session) if backend is not None else None
+    if live is None and backend is not None:
+        live = backend.owner(session=session)
     if live:
         found.append(live)
     entry = index.read(session)
@@ -46,13 +48,15 @@ def recorded_owners(session: str, backend: Backend | None = None) -> list[str]:
     return found
 
 
-def require(session: str, *, cwd: Path | None = None, backend: Backend | None = None) -> None:
+def require(session: str, *, cwd: Path | None = None, backend: Backend | None = None,
+            live: str | None = None) -> None:
     """Refuse (OwnershipError) when the command runs inside a repository that does not own
     the session. Outside any repository there is no other repository to confuse the session
-    with, and the command acts on the session by name."""
+    with, and the command acts on the session by name. `live`: the owner label a read the
+    caller already made found (the backend is then not asked again)."""
     here = current_repository(cwd)
     if here is None:
         return
-    for owner in recorded_owners(session, backend):
+    for owner in recorded_owners(session, backend, live=live):
         if owner != str(here):
             raise refusal(session, owner, str(here))

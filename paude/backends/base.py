@@ -33,6 +33,9 @@ class RuntimeStatus:
     # wanted but its pod is not ready yet (scheduling, pulling, crashing).
     scaled_down: bool = False
     starting: bool = False
+    # The agent container's paude.repository label, when the same read could see it: the
+    # ownership check then needs no read of its own.
+    owner: str | None = None
 
     @property
     def state(self) -> str:

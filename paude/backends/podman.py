@@ -78,23 +78,28 @@ class PodmanBackend(Backend):
         proc.run([PODMAN, "stop", "--time", "2", proxy(session)])
 
     def status(self, *, session: str) -> RuntimeStatus:
-        """One `podman inspect` for both containers, one exec for the tmux check."""
+        """One `podman inspect` for both containers (with the agent's owner label, which
+        the ownership check reads), the tmux check from /proc."""
         result = proc.run([PODMAN, "container", "inspect", "--format",
-                           "{{.Name}} {{.State.Running}} {{.State.Pid}} {{.State.OOMKilled}}",
+                           "{{.Name}} {{.State.Running}} {{.State.Pid}} {{.State.OOMKilled}} "
+                           '{{index .Config.Labels "paude.repository"}}',
                            agent(session), proxy(session)], check=False, log_output=False)
-        running, pids, oom = {}, {}, {}
+        running, pids, oom, owners = {}, {}, {}, {}
         for line in result.stdout.splitlines():
-            name, state, pid, killed = [*line.split(), "", "", "", ""][:4]
+            # The label is a path, which may hold spaces: it is the rest of the line.
+            name, state, pid, killed, label = [*line.split(" ", 4), "", "", "", "", ""][:5]
             running[name] = state == "true"
             pids[name] = int(pid) if pid.isdigit() else 0
             oom[name] = killed == "true"
+            owners[name] = label if label and label != "<no value>" else None
         if agent(session) not in running and proxy(session) not in running:
             return RuntimeStatus(False, False, False, False)
         agent_running = running.get(agent(session), False)
         alive = agent_running and self._tmux_alive(session, pids[agent(session)])
         kills = cgroups.memory_kills(pids[agent(session)]) if agent_running else None
         return RuntimeStatus(True, agent_running, running.get(proxy(session), False), alive,
-                             kills, oom.get(agent(session), False))
+                             kills, oom.get(agent(session), False),
+                             owner=owners.get(agent(session)))
 
     def _tmux_alive(self, session: str, pid: int) -> bool:
         """The agent's tmux session exists: its server runs in the container (tmux ends

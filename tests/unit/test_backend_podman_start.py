@@ -52,3 +52,23 @@ def test_no_agent_container_is_no_session(monkeypatch: pytest.MonkeyPatch) -> No
     fake_podman(monkeypatch, {"paude-demo-agent"})
     with pytest.raises(SessionNotFoundError, match="has no agent container"):
         PodmanBackend().start(session="demo")
+
+
+@pytest.mark.parametrize(("label", "owner"), [
+    ("/home/a b/my repo", "/home/a b/my repo"),  # a path with spaces is the rest of the line
+    ("<no value>", None),                        # made before the label existed
+])
+def test_status_reads_the_owner_label_with_the_state(monkeypatch: pytest.MonkeyPatch,
+                                                     label: str, owner: str | None) -> None:
+    calls: list[tuple[str, ...]] = []
+
+    def run(argv: Sequence[str], **_kw: Any) -> CommandResult:
+        calls.append(tuple(argv))
+        return CommandResult(tuple(argv), 0, f"paude-demo-agent false 0 false {label}\n"
+                                             f"paude-demo-proxy true 41 false {label}\n", "")
+
+    monkeypatch.setattr(proc, "run", run)
+    status = PodmanBackend().status(session="demo")
+    assert status.owner == owner
+    assert (status.agent_running, status.proxy_running) == (False, True)
+    assert len(calls) == 1

@@ -42,13 +42,16 @@ class FakeBackend:
         self.calls: list[str] = []
 
     def owner(self, *, session: str) -> str | None:
+        self.owner_reads += 1
         return self.label
+
+    owner_reads = 0
 
     def __getattr__(self, op: str) -> Callable[..., Any]:
         def record(*args: object, **kwargs: object) -> Any:
             self.calls.append(op)
-            if op == "status":
-                return RuntimeStatus(True, True, True, True)
+            if op == "status":  # podman's reads the agent's label with its state
+                return RuntimeStatus(True, True, True, True, owner=self.label)
             return []
         return record
 
@@ -165,7 +168,19 @@ def test_another_repository_is_refused_before_anything_runs(world: dict[str, Any
                                                             command: str) -> None:
     with pytest.raises(OwnershipError, match=f"belongs to the repository at {world['a']}"):
         COMMANDS[command](world["b"])
-    assert world["backend"].calls == []  # no start, stop, exec, status, delete...
+    # No start, stop, exec, delete...: status only reads the state that carries the label.
+    assert world["backend"].calls == (["status"] if command == "status" else [])
+
+
+def test_status_checks_the_label_its_own_read_found(world: dict[str, Any]) -> None:
+    backend = world["backend"]
+    # Stopped: nothing to exec into, so the call ends after the check.
+    backend.status = lambda **_kw: RuntimeStatus(True, False, False, False, owner=backend.label)
+    lifecycle.status("demo", cwd=world["a"])
+    assert backend.owner_reads == 0  # one podman read, not two
+    backend.label = str(world["b"])  # the live label now names b, the index a
+    with pytest.raises(OwnershipError):
+        lifecycle.status("demo", cwd=world["a"])
 
 
 def test_the_owner_reaches_the_backend(world: dict[str, Any]) -> None:
