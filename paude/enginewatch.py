@@ -22,6 +22,7 @@ import stat
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from paude.home import write_if_changed
 
@@ -82,7 +83,27 @@ def main(argv: list[str]) -> None:
         sys.exit("usage: python -m paude.enginewatch -m MODULE [ARGS...]")
     sys.argv = [argv[1], *argv[2:]]
     exit_with_engine()
+    if argv[1] == "pulumi.dynamic":
+        _wider_pool()
     runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+
+
+# Requests a dynamic provider serves at once. The SDK's server takes 4, and nearly every
+# request waits on podman: a refresh's 9 reads went in waves, and a new session's three
+# container creates (each waiting for its readiness probe) held 3 of the 4.
+PROVIDER_WORKERS = 16
+
+
+def _wider_pool() -> None:
+    """Make the thread pools of this process at least PROVIDER_WORKERS wide: the SDK's
+    provider builds its gRPC server's pool inline, with no setting to change it."""
+    from concurrent import futures
+
+    class Wider(futures.ThreadPoolExecutor):
+        def __init__(self, max_workers: int | None = None, *args: Any, **kwargs: Any) -> None:
+            super().__init__(max(max_workers or 0, PROVIDER_WORKERS), *args, **kwargs)
+
+    futures.ThreadPoolExecutor = Wider  # type: ignore[misc]
 
 
 if __name__ == "__main__":

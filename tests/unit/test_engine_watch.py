@@ -107,3 +107,36 @@ def test_one_script_per_interpreter(tmp_path: Path) -> None:
     assert path == enginewatch.interpreter(tmp_path)
     assert path.parent == tmp_path / "plugins" and os.access(path, os.X_OK)
     assert f"exec {sys.executable} -u -m paude.enginewatch" in path.read_text()
+
+
+def test_a_dynamic_provider_serves_more_than_four_requests_at_once(tmp_path: Path) -> None:
+    """The SDK's provider server takes 4 workers; under the watch, the provider module gets
+    PROVIDER_WORKERS. A module of that name stands in, reporting the pool it built."""
+    fake = tmp_path / "pulumi_standin" / "dynamic.py"
+    fake.parent.mkdir()
+    (fake.parent / "__init__.py").write_text("")
+    fake.write_text("from concurrent import futures\n"
+                    "print(futures.ThreadPoolExecutor(max_workers=4)._max_workers)\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+    def workers(module: str) -> int:
+        out = subprocess.run([sys.executable, "-m", "paude.enginewatch", "-m", module],
+                             capture_output=True, text=True, env=env, check=True).stdout
+        return int(out)
+
+    # Keyed on the module name the engine asks for: other modules keep their pools.
+    assert workers("pulumi_standin.dynamic") == 4
+    code = ("import runpy, sys; from paude import enginewatch; "
+            "enginewatch._wider_pool(); runpy.run_module('pulumi_standin.dynamic', "
+            "run_name='__main__')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True).stdout
+    assert int(out) == enginewatch.PROVIDER_WORKERS
+
+
+def test_the_sdk_provider_still_builds_its_pool_the_way_the_widening_expects() -> None:
+    # If an SDK release makes the pool configurable (or builds it otherwise), this says so.
+    import pulumi.dynamic
+
+    source = (Path(pulumi.dynamic.__file__).parent / "__main__.py").read_text()
+    assert "futures.ThreadPoolExecutor(max_workers=4)" in source
