@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -278,21 +279,40 @@ Findings = tuple[PolicyFinding, ...]
 
 
 def preview(handle: StackHandle, *, on_progress: OnProgress | None = None,
-            policy_packs: tuple[Path, ...] = (), keep_new: bool = False
+            policy_packs: tuple[Path, ...] = (), keep_new: bool = False,
+            observed: Future[bool] | None = None
             ) -> tuple[tuple[ResourceChange, ...], Findings]:
     """Plan a session against refreshed state, running the policy packs on it.
+
+    `observed`, when given, is paude's own refresh (stacks/podman/prerefresh.py) running
+    meanwhile: the preview then starts without the engine's refresh, and stands if that
+    found every object as recorded; otherwise it runs again with the engine's refresh.
 
     A stack created only to plan a new session is removed again, so planning never
     leaves anything behind; `keep_new` leaves it for an apply that follows (which must
     call `discard` if it does not go ahead). A mandatory policy violation raises
     PolicyViolationError."""
+    packs = [str(p) for p in policy_packs] or None
+    if observed is not None and not handle.new:
+        collector = _EventCollector(on_progress)
+        failure: PaudeError | None = None
+        try:
+            handle.stack.preview(refresh=False, on_event=collector, color="never",
+                                 suppress_progress=True, diff=False,
+                                 replace=handle.replace or None, policy_packs=packs)
+        except auto.CommandError as exc:
+            failure = _failure(exc, handle.name, collector)
+        if _observed_unchanged(observed):
+            handle.in_sync[:] = [True]
+            if failure is not None:
+                raise failure
+            return collector.result(), tuple(collector.findings)
     collector = _EventCollector(on_progress)
     ok = False
     try:
         handle.stack.preview(refresh=not handle.new, on_event=collector, color="never",
                              suppress_progress=True, diff=False,
-                             replace=handle.replace or None,
-                             policy_packs=[str(p) for p in policy_packs] or None)
+                             replace=handle.replace or None, policy_packs=packs)
         ok = True
         handle.in_sync[:] = [collector.in_sync()]
     except auto.CommandError as exc:
@@ -301,6 +321,14 @@ def preview(handle: StackHandle, *, on_progress: OnProgress | None = None,
         if handle.new and not (keep_new and ok):
             discard(handle)
     return collector.result(), tuple(collector.findings)
+
+
+def _observed_unchanged(observed: Future[bool]) -> bool:
+    """paude's own refresh found every object as recorded (a failure of it: not known)."""
+    try:
+        return observed.result() is True
+    except Exception:  # the engine's refresh then decides, and reports what went wrong
+        return False
 
 
 def discard(handle: StackHandle) -> None:

@@ -6,6 +6,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,15 +175,32 @@ def plan(name: str, *, cwd: Path | None = None, project: Project | None = None,
     config = policy.load(project.root)
     pack = policy.launcher(config)
     handle = _open(ctx, name, _program(session, project.owner), purpose="plan")
+    observed = _observe(handle, session)
     _check_owner(handle, project.owner)
     review = provenance.review(project.root, session, config,
                                provenance.recorded(name, project.owner))
-    return _preview(handle, session, pack, warnings, on_progress, review=review)
+    return _preview(handle, session, pack, warnings, on_progress, review=review,
+                    observed=observed)
+
+
+def _observe(handle: engine.StackHandle, session: Session) -> Future[bool] | None:
+    """Start paude's own refresh of a podman session's objects (prerefresh.py), read in
+    threads while the engine starts its preview; None where the engine must refresh."""
+    if handle.new or session.backend != "podman" or not handle.exported:
+        return None
+    from paude.stacks.podman import prerefresh
+
+    deployment = dict(handle.exported)
+    if not prerefresh.judgeable(deployment):
+        return None
+    started: Future[bool] = prerefresh.start(deployment)
+    return started
 
 
 def _preview(handle: engine.StackHandle, session: Session, pack: Path, warnings: list[str],
              on_progress: engine.OnProgress | None = None, *, keep_new: bool = False,
-             review: provenance.Review | None = None) -> PlanResult:
+             review: provenance.Review | None = None,
+             observed: Future[bool] | None = None) -> PlanResult:
     """Preview under the policy pack, and say where the definition's changes came from. A
     mandatory violation raises, carrying the plan so far (plan --all reports it with the
     other sessions)."""
@@ -195,7 +213,7 @@ def _preview(handle: engine.StackHandle, session: Session, pack: Path, warnings:
     drifted = tuple(d.summary() for d in drift)
     try:
         changes, findings = engine.preview(handle, on_progress=on_progress, policy_packs=(pack,),
-                                           keep_new=keep_new)
+                                           keep_new=keep_new, observed=observed)
     except PolicyViolationError as exc:
         changes = tuple(exc.partial or ())
         # Judged on a workload as it is live, changed by hand, which apply replaces.
@@ -276,12 +294,14 @@ def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
     handle = _open(ctx, name, program)
     if receipt is not None:
         receipt.created_stack = handle.new
+    observed = _observe(handle, session)
     outputs = _check_owner(handle, project.owner)
     review = provenance.review(project.root, session, config,
                                provenance.recorded(name, project.owner))
     # Always plan first, under the policies: `up` applies resource by resource, so a
     # violation first seen there would leave the session half-built.
-    planned = _preview(handle, session, pack, warnings, keep_new=True, review=review)
+    planned = _preview(handle, session, pack, warnings, keep_new=True, review=review,
+                       observed=observed)
     # What this apply used becomes the baseline the next plan compares the definition with.
     baseline = review.snapshot
     if not planned.has_changes:

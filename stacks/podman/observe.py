@@ -113,7 +113,8 @@ def _env(running: Sequence[str], props: Mapping[str, Any],
          image_env: Mapping[str, str]) -> list[str]:
     have = dict(str(e).partition("=")[::2] for e in running)
     declared = {str(k): str(v) for k, v in (props.get("env") or {}).items()}
-    secret = set(props.get("secret_env") or {})
+    names = props.get("secret_env_names")  # the values may be encrypted; never compared
+    secret = set(names) if isinstance(names, list) else set(props.get("secret_env") or {})
     added, changed = [], []
     for key in sorted(set(have) | set(declared)):
         if key in secret:

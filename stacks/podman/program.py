@@ -200,6 +200,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
                     "PAUDE_CA_CERT": ca.cert_pem},
             "secret_env": pulumi.Output.secret(ca.key_pem.apply(
                 lambda key: {"PAUDE_CA_KEY": key})),
+            "secret_env_names": ["PAUDE_CA_KEY"],
             # Not a podman setting: recorded so plans can say how egress changes.
             "allowlist": allow.describe() + allow.describe_routes(),
             "labels": labels(session.name, "proxy", owner),
@@ -222,6 +223,7 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
             "networks": [fixed_network(internal.name, gateway_ip)],
             "env": {"PAUDE_GATEWAY_CONFIG": gateway_conf},
             "secret_env": pulumi.Output.secret(creds.secret_env()),
+            "secret_env_names": sorted(creds.secret_env()),
             "command": ["gateway"], "dns": "none",
             # Not podman settings: recorded so plans can name what the gateway holds.
             "credential_sources": creds.sources(),
@@ -256,6 +258,9 @@ def make_program(session: Session, owner: str, identity: AgentIdentity | None = 
                 **agent_commands(session),
             },
             "secret_env": pulumi.Output.secret(identity.secret_env),
+            # In the clear beside the encrypted values: the names are all a read compares,
+            # and paude's own refresh (prerefresh.py) cannot decrypt the state.
+            "secret_env_names": sorted(identity.secret_env),
             "copy_in": [list(pair) for pair in identity.copies],
             # Not a podman setting: what of ~/.claude is copied in, for plans.
             "copied": identity.seed.describe(),
