@@ -1,15 +1,20 @@
-"""Command helpers shared by the benchmarks: run, time, and summarise commands."""
+"""Helpers shared by the benchmarks: run, time and summarise commands, describe the
+machine, and clean up what a benchmark made."""
 
 from __future__ import annotations
 
+import os
+import signal
 import statistics
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 COMMAND_TIMEOUT = 900.0
+BENCH_DIR = Path(__file__).resolve().parent
 
 
 class BenchError(Exception):
@@ -67,3 +72,53 @@ def failure(argv: Sequence[str], result: subprocess.CompletedProcess[str]) -> st
 def podman_lines(*args: str) -> list[str]:
     """Non-empty output lines of a podman command."""
     return [line for line in run(["podman", *args]).stdout.splitlines() if line.strip()]
+
+
+def tool_version(argv: Sequence[str]) -> str:
+    """First line of a tool's version output, or 'unknown'."""
+    try:
+        result = run(argv, check=False)
+    except BenchError:
+        return "unknown"
+    lines = (result.stdout or result.stderr).strip().splitlines()
+    return lines[0] if lines and result.returncode == 0 else "unknown"
+
+
+def source_revision() -> str:
+    """The checkout's commit, with +dirty when tracked files differ from it."""
+    repo = str(BENCH_DIR.parent)
+    try:
+        head = run(["git", "-C", repo, "rev-parse", "--short", "HEAD"]).stdout.strip()
+        # No optional locks: only read the checkout, never refresh its index.
+        status = run(["git", "-C", repo, "status", "--porcelain", "--untracked-files=no"],
+                     env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"}).stdout
+    except BenchError:
+        return "unknown"
+    return head + ("+dirty" if status.strip() else "")
+
+
+def remove_labelled(label: str) -> None:
+    """Force-remove containers, then networks and volumes, carrying a label."""
+    containers = podman_lines("ps", "--all", "--filter", f"label={label}",
+                              "--format", "{{.ID}}")
+    if containers:
+        run(["podman", "rm", "--force", "--time", "1", *containers], check=False)
+    networks = podman_lines("network", "ls", "--filter", f"label={label}",
+                            "--format", "{{.Name}}")
+    if networks:
+        run(["podman", "network", "rm", "--force", *networks], check=False)
+    volumes = podman_lines("volume", "ls", "--filter", f"label={label}",
+                           "--format", "{{.Name}}")
+    if volumes:
+        run(["podman", "volume", "rm", "--force", *volumes], check=False)
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ignore Ctrl-C and SIGTERM while cleaning up: a half-done cleanup leaks objects."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -26,6 +26,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from common import source_revision, tool_version
 from run import (  # bench/run.py: the same command, engine and cleanup helpers
     BenchError,
     Stats,
@@ -40,8 +41,6 @@ from run import (  # bench/run.py: the same command, engine and cleanup helpers
     require_images,
     run,
     run_main,
-    source_revision,
-    tool_version,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import source_revision, tool_version
 from run import (  # bench/run.py: the same command, engine and cleanup helpers
     BenchError,
     Stats,
@@ -38,9 +39,7 @@ from run import (  # bench/run.py: the same command, engine and cleanup helpers
     remove_new_images,
     run,
     run_main,
-    source_revision,
     timed,
-    tool_version,
 )
 
 from paude import gitsync
