@@ -11,11 +11,10 @@ from typing import Any
 
 from pulumi.dynamic import ResourceProvider
 
+from paude.engine_text import SECRET_SIG as _SECRET_SIG  # Pulumi's marker of a secret value
 from paude.engine_text import short_type
 from paude.mockrun import Declared
 from paude.results import ResourceChange
-
-_SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker of a secret value
 
 
 def _providers() -> dict[str, ResourceProvider]:

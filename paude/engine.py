@@ -12,15 +12,12 @@ from typing import Any, Literal
 from pulumi import automation as auto
 from semver import VersionInfo
 
+from paude import engine_errors, enginewatch, locks, statefile
 from paude import engine_text as text
-from paude import enginewatch, locks, statefile
 from paude.engine_events import EventCollector, finding
 from paude.errors import (
-    EngineError,
     PaudeError,
     PolicyViolationError,
-    SessionBusyError,
-    SessionNotFoundError,
 )
 from paude.home import default_backend_url, passphrase, write_if_changed
 from paude.results import PolicyFinding, ProgressEvent, ResourceChange
@@ -386,39 +383,8 @@ def _protected(handle: StackHandle) -> tuple[str, ...]:
 def _engine_error(exc: auto.CommandError, name: str,
                   diagnostics: list[str] | None = None) -> PaudeError:
     """Map an Automation API failure to the paude error a user can act on."""
-    if isinstance(exc, auto.ConcurrentUpdateError):
-        # The engine names each lock: "URL: created by USER@HOST (pid N) at TIME".
-        held = text.LOCK_LINE.search(str(getattr(exc, "stderr", "") or exc))
-        holder = f" (pid {held['pid']} on {held['host']})" if held else ""
-        where = f"the lock file {held['url']}" if held else "the stale lock under the state backend"
-        return SessionBusyError(
-            f"session {name} is being changed by another paude or pulumi process{holder}",
-            hint=f"wait for it to finish and retry; if no such process exists, run "
-                 f"`pulumi cancel` on stack {name} or remove {where}")
-    if isinstance(exc, auto.StackNotFoundError):
-        return SessionNotFoundError(f"session {name} has no stack",
-                                    hint=f"run `paude apply {name}` first")
-    # Several resources failing for one cause report it once each: say it once.
-    briefs = dict.fromkeys(text.brief(d) for d in (diagnostics or []) if d)
-    said = "\n".join(b for b in briefs if not b.startswith(text.ENGINE_NOISE)) or _stderr_tail(exc)
-    pack = text.PACK_FAILURE.search(f"{said}\n{getattr(exc, 'stderr', '')}")
-    if pack:
-        return PaudeError(f"session {name}: the policy pack could not start: {pack.group(1)}",
-                          hint="fix the custom rule or the organisation's policy file that "
-                               "names it ($PAUDE_HOME/policy.yaml, default ~/.paude/policy.yaml), "
-                               "then run the command again")
-    stuck = text.STUCK_STATEFULSET.search(said)
-    if stuck:
-        return EngineError(
-            f"the Pulumi engine failed for session {name}:\n{text.indent(said)}",
-            hint=f"the agent pod {stuck['pod']} never became ready, and a StatefulSet does not "
-                 f"replace such a pod with the new version by itself: once the cause is "
-                 f"fixed, delete it (`kubectl -n {stuck['ns']} delete pod {stuck['pod']}`; "
-                 f"the workspace is on its claim) and run the command again")
-    return EngineError(f"the Pulumi engine failed for session {name}:\n{text.indent(said)}",
-                       hint="fix the cause above and run the command again; "
-                            "PAUDE_DEBUG=1 shows the full engine output")
-
-
-def _stderr_tail(exc: auto.CommandError) -> str:
-    return text.tail(getattr(exc, "stderr", None) or str(exc))
+    stderr = str(getattr(exc, "stderr", None) or exc)
+    kind: engine_errors.Kind = (
+        "busy" if isinstance(exc, auto.ConcurrentUpdateError)
+        else "missing" if isinstance(exc, auto.StackNotFoundError) else "failed")
+    return engine_errors.describe(kind, name, stderr, diagnostics or [])

@@ -23,7 +23,7 @@ _RAISED = re.compile(r"^\s*(?:paude\.errors\.\w+|RuntimeError|Exception): ", re.
 ENGINE_NOISE = ("update failed", "Resource monitor has terminated",
                 "failed to run remediation: context canceled")
 # How the state marks a secret value (kept encrypted in an export).
-_SECRET_SIG = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
 _OP_WORDS = {"creating": "create", "updating": "update", "deleting": "delete",
              "reading": "read", "importing": "import"}
 
@@ -87,7 +87,7 @@ def plain_outputs(deployment: Mapping[str, Any]) -> dict[str, Any] | None:
     root = next((r for r in deployment.get("resources") or []
                  if isinstance(r, dict) and r.get("type") == "pulumi:pulumi:Stack"), None)
     values = (root or {}).get("outputs") or {}
-    if not isinstance(values, dict) or _SECRET_SIG in json.dumps(values):
+    if not isinstance(values, dict) or SECRET_SIG in json.dumps(values):
         return None
     return dict(values)
 

@@ -25,6 +25,8 @@ from typing import Any
 
 from pulumi.dynamic import ResourceProvider
 
+from paude.engine_text import SECRET_SIG
+
 from .resources import ContainerProvider, ImageProvider, NetworkProvider, VolumeProvider
 
 # What the engine's refresh would ask of each type (stacks/podman/resources.py).
@@ -36,8 +38,6 @@ PROVIDERS: dict[str, type[ResourceProvider]] = {
 }
 # Types whose read returns the state as it is (stacks/session_ca.py: the state is the CA).
 STATE_ONLY = frozenset({"pulumi-python:dynamic/paude:SessionCA"})
-# How the state marks an encrypted value.
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
 PROVIDER_KEY = "__provider"
 
 

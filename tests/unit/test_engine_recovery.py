@@ -131,7 +131,7 @@ def test_a_clean_stack_is_read_once_and_its_outputs_come_from_that_read(tmp_path
 
 def test_secret_outputs_are_read_through_the_engine(tmp_path: Path) -> None:
     # How the state keeps a secret value: encrypted, under the secret marker.
-    value = {engine_text._SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270", "ciphertext": "v1:a"}
+    value = {engine_text.SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270", "ciphertext": "v1:a"}
     secret = {**STACK, "outputs": {"token": value}}
     stack = FakeStack({"resources": [secret]})
     opened = handle(stack)
