@@ -87,12 +87,14 @@ def registry_tags(repository: str, *, tls_verify: bool) -> set[str] | None:
         return None
 
 
-def create_argv(spec: Mapping[str, Any]) -> list[str]:
-    """argv creating (not starting) a container from a container spec.
+def create_argv(spec: Mapping[str, Any], *, start: bool = False) -> list[str]:
+    """argv creating a container from a container spec; with `start`, creating and
+    starting it in one podman call (`run --detach`).
 
     Secret variables appear as bare `--env KEY`: podman takes their values from its own
     environment, so they never show in argv, process lists or logs."""
-    argv = [PODMAN, "create", "--name", spec["name"], "--hostname", spec["hostname"]]
+    verb = ["run", "--detach"] if start else ["create"]
+    argv = [PODMAN, *verb, "--name", spec["name"], "--hostname", spec["hostname"]]
     for network in spec["networks"]:
         argv += ["--network", network]
     for host in spec.get("add_hosts", []):
@@ -179,6 +181,11 @@ def remove(argv: Sequence[str]) -> None:
     result = proc.run(argv, check=False)
     if not result.ok and not is_missing(result.stderr):
         raise proc.classify_failure(result)
+
+
+def name_in_use(stderr: str) -> bool:
+    """podman refused a create because the name is taken."""
+    return "already in use" in stderr.lower()
 
 
 def is_missing(stderr: str) -> bool:

@@ -233,18 +233,29 @@ class ContainerProvider(_Provider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         """Start the container, replacing a leftover of the same session from a failed run."""
-        existing = podman.inspect("container", props["name"])
-        if existing is not None:
-            _require_owned(existing.get("Config", {}).get("Labels") or {}, props, "container")
-            podman.remove([podman.PODMAN, "rm", "--force", "--time", _stop_time(props),
-                           props["name"]])
         name = props["name"]
-        proc.run(podman.create_argv(props), env=dict(props.get("secret_env") or {}))
-        # Copied before the first start, so the agent never runs without its settings;
-        # podman cp hands the files to the container's user.
-        for source, target in props.get("copy_in") or []:
+        copies = props.get("copy_in") or []
+        # Files to copy in go before the first start, so the agent never runs without its
+        # settings (podman cp hands them to the container's user); without any, one
+        # `podman run` creates and starts it.
+        argv = podman.create_argv(props, start=not copies)
+        env = dict(props.get("secret_env") or {})
+        made = proc.run(argv, env=env, check=False)
+        if not made.ok and podman.name_in_use(made.stderr):
+            # A leftover of a failed run: asked about only then (a read less per create).
+            existing = podman.inspect("container", name)
+            if existing is not None:
+                _require_owned(existing.get("Config", {}).get("Labels") or {}, props,
+                               "container")
+                podman.remove([podman.PODMAN, "rm", "--force", "--time", _stop_time(props),
+                               name])
+            made = proc.run(argv, env=env, check=False)
+        if not made.ok:
+            raise proc.classify_failure(made)
+        for source, target in copies:
             proc.run([podman.PODMAN, "cp", source, f"{name}:{target}"])
-        proc.run([podman.PODMAN, "start", name])
+        if copies:
+            proc.run([podman.PODMAN, "start", name])
         container_id = podman.wait_running(name, ready=props.get("ready"))
         return CreateResult(props["name"], {**props, "container_id": container_id})
 

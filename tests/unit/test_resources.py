@@ -51,6 +51,12 @@ class Podman:
         self.runs.append(args)
         for hook in self.on_run:
             hook(args)
+        if args[1] in ("create", "run") and ("container", args[args.index("--name") + 1]) in (
+                self.objects):
+            return CommandResult(tuple(args), 125, "", "Error: creating container storage: "
+                                 "the container name \"x\" is already in use by abc.")
+        if args[1] == "rm":
+            self.objects.pop(("container", args[-1]), None)
         return CommandResult(tuple(args), 0, "", "")
 
 
@@ -283,8 +289,9 @@ def test_container_read_reports_a_swapped_image(fake: Podman) -> None:
 
 def test_container_create_runs_and_waits(fake: Podman) -> None:
     result = ContainerProvider().create(container_props())
-    assert fake.runs == [podman.create_argv(container_props()),
-                         ["podman", "start", "paude-demo-proxy"]]
+    # One podman call creates and starts it.
+    assert fake.runs == [podman.create_argv(container_props(), start=True)]
+    assert fake.runs[0][:3] == ["podman", "run", "--detach"]
     assert result.id == "paude-demo-proxy"
     assert result.outs["container_id"] == "id-of-paude-demo-proxy"
 
@@ -292,9 +299,11 @@ def test_container_create_runs_and_waits(fake: Podman) -> None:
 def test_container_create_copies_files_in_before_the_first_start(fake: Podman) -> None:
     props = container_props(copy_in=[["/home/u/.claude", "/home/paude/.claude"]])
     ContainerProvider().create(props)
-    assert fake.runs[1:] == [
+    assert fake.runs == [
+        podman.create_argv(props),
         ["podman", "cp", "/home/u/.claude", "paude-demo-proxy:/home/paude/.claude"],
         ["podman", "start", "paude-demo-proxy"]]
+    assert fake.runs[0][:2] == ["podman", "create"]
 
 
 def test_container_secret_env_travels_in_the_environment_not_argv(
@@ -316,8 +325,9 @@ def test_container_secret_env_travels_in_the_environment_not_argv(
 def test_container_create_replaces_its_own_leftover(fake: Podman) -> None:
     fake.objects[("container", "paude-demo-proxy")] = observed_container([])
     ContainerProvider().create(container_props())
-    assert fake.runs[0] == ["podman", "rm", "--force", "--time", "1", "paude-demo-proxy"]
-    assert fake.runs[1][:2] == ["podman", "create"]
+    run = podman.create_argv(container_props(), start=True)
+    assert fake.runs == [run, ["podman", "rm", "--force", "--time", "1", "paude-demo-proxy"],
+                         run]
 
 
 # ---------------------------------------------------------------- networks
@@ -430,7 +440,8 @@ def test_container_of_another_session_is_never_removed(fake: Podman) -> None:
     fake.objects[("container", "paude-demo-proxy")] = {"Config": {"Labels": {}}}
     with pytest.raises(RuntimeError, match="does not belong"):
         ContainerProvider().create(container_props())
-    assert fake.runs == []
+    # Only the refused create: nothing was removed.
+    assert [argv[1] for argv in fake.runs] == ["run"]
 
 
 def test_network_of_another_session_is_never_adopted(fake: Podman) -> None:
@@ -447,3 +458,15 @@ def test_container_delete_gives_only_the_agent_time_to_stop(fake: Podman, role: 
     ContainerProvider().delete(f"paude-demo-{role}",
                                container_props(labels={**LABELS, "paude.role": role}))
     assert fake.runs == [["podman", "rm", "--force", "--time", seconds, f"paude-demo-{role}"]]
+
+
+def test_container_create_failing_otherwise_is_reported_not_retried(
+        fake: Podman, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(argv: Sequence[str], **_kw: Any) -> CommandResult:
+        fake.runs.append(list(argv))
+        return CommandResult(tuple(argv), 125, "", "Error: image not known")
+
+    monkeypatch.setattr(resources.proc, "run", refuse)
+    with pytest.raises(Exception, match="image not known"):
+        ContainerProvider().create(container_props())
+    assert len(fake.runs) == 1
