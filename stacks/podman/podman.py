@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from paude import proc, sizing
+from paude.procfs import PROC
 
 from . import readiness
 
@@ -149,7 +150,12 @@ def wait_running(name: str, *, ready: Mapping[str, Any] | None = None, settle: f
     when set up; stacks/podman/readiness.py). A container that exits or restarts first
     fails: a proxy whose entrypoint rejects its configuration exits before its port opens,
     and reporting success for it would leave a session without its proxy. Without a probe,
-    or where /proc cannot be read, it must stay up for `settle` seconds instead."""
+    or where /proc cannot be read, it must stay up for `settle` seconds instead.
+
+    Once podman has named the container's main process, the probe polls /proc alone; podman
+    is asked again only when that process is gone (an exit, a restart). A `podman inspect`
+    per poll cost a tenth of a second of CPU each, and three containers polling together
+    on a small machine slowed the very start they waited for."""
     deadline = time.monotonic() + timeout
     up_since: float | None = None
     while True:
@@ -159,12 +165,16 @@ def wait_running(name: str, *, ready: Mapping[str, Any] | None = None, settle: f
         if found is not None and state.get("Running") and restarts == 0:
             pid = int(state.get("Pid") or 0)
             probed = readiness.ready(pid, ready) if ready and pid > 0 else None
-            if probed:
+            while probed is False and _alive(pid) and time.monotonic() <= deadline:
+                time.sleep(0.02)
+                probed = readiness.ready(pid, ready) if ready else None
+            if probed and _alive(pid):
                 return str(found.get("Id", ""))
             if probed is None:
                 up_since = up_since or time.monotonic()
                 if time.monotonic() - up_since >= settle:
                     return str(found.get("Id", ""))
+            # Otherwise its process ended: the inspect above says how (or the deadline).
         elif found is None or restarts > 0 or state.get("Status") in ("exited", "stopped"):
             logs = proc.run([PODMAN, "logs", "--tail", "15", name], check=False)
             tail = "\n".join((logs.stdout + logs.stderr).strip().splitlines()[-15:])
@@ -174,6 +184,15 @@ def wait_running(name: str, *, ready: Mapping[str, Any] | None = None, settle: f
             what = "start" if up_since is None and not state.get("Running") else "get ready"
             raise RuntimeError(f"container {name} did not {what} within {timeout:.0f}s")
         time.sleep(0.05 if ready else 0.1)
+
+
+def _alive(pid: int) -> bool:
+    """The process still runs (a zombie does not: it has exited)."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
 
 
 def remove(argv: Sequence[str]) -> None:

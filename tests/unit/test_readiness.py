@@ -72,18 +72,49 @@ RUNNING: dict[str, Any] = {"Id": "cid", "State": {"Running": True, "Status": "ru
 def test_wait_running_returns_as_soon_as_the_probe_answers(
         monkeypatch: pytest.MonkeyPatch) -> None:
     answers = iter([False, False, True])
-    monkeypatch.setattr(podman, "inspect", lambda _k, _n: RUNNING)
+    asked: list[str] = []
+    monkeypatch.setattr(podman, "inspect", lambda _k, n: asked.append(n) or RUNNING)
     monkeypatch.setattr(podman.readiness, "ready", lambda _pid, _spec: next(answers))
+    monkeypatch.setattr(podman, "_alive", lambda _pid: True)
     slept: list[float] = []
     monkeypatch.setattr(podman.time, "sleep", slept.append)
     assert podman.wait_running("paude-demo-proxy", ready={"port": 3128}) == "cid"
     assert len(slept) == 2 and sum(slept) < 0.2  # no fixed settle period
+    assert asked == ["paude-demo-proxy"]  # the polls read /proc, not podman
+
+
+def test_a_process_gone_while_polling_sends_it_back_to_podman(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restart (a new main process) is a failure even when the new one would listen."""
+    states = iter([RUNNING, {**RUNNING, "State": {**RUNNING["State"], "Pid": 8},
+                             "RestartCount": 1}])
+    monkeypatch.setattr(podman, "inspect", lambda _k, _n: next(states))
+    monkeypatch.setattr(podman.readiness, "ready", lambda pid, _spec: pid == 8)
+    monkeypatch.setattr(podman, "_alive", lambda pid: pid == 8)
+    monkeypatch.setattr(podman.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(podman.proc, "run", lambda *_a, **_k: type(
+        "R", (), {"stdout": "restarted\n", "stderr": ""})())
+    with pytest.raises(RuntimeError, match="did not stay running"):
+        podman.wait_running("paude-demo-proxy", ready={"port": 3128})
+
+
+def test_alive_reads_the_process_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(podman, "PROC", tmp_path)
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "stat").write_text("7 (squid (x)) S 1 7")
+    (tmp_path / "8").mkdir()
+    (tmp_path / "8" / "stat").write_text("8 (squid) Z 1 8")
+    assert podman._alive(7) is True
+    assert podman._alive(8) is False  # exited, not yet reaped
+    assert podman._alive(9) is False
 
 
 def test_wait_running_fails_when_it_exits_before_ready(monkeypatch: pytest.MonkeyPatch) -> None:
     states = iter([RUNNING, {**RUNNING, "State": {"Running": False, "Status": "exited"}}])
     monkeypatch.setattr(podman, "inspect", lambda _k, _n: next(states))
     monkeypatch.setattr(podman.readiness, "ready", lambda _pid, _spec: False)
+    alive = iter([True, True, False])
+    monkeypatch.setattr(podman, "_alive", lambda _pid: next(alive, False))
     monkeypatch.setattr(podman.time, "sleep", lambda _s: None)
     monkeypatch.setattr(podman.proc, "run", lambda *_a, **_k: type(
         "R", (), {"stdout": "paude-proxy: squid rejected the rendered configuration\n",
