@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from paude import index, ownership, proc
+from paude import index, ownership, proc, tarsafe
 from paude.backends import get_backend
 from paude.backends.base import WORKSPACE, Backend
 from paude.errors import CommandFailedError, PaudeError, SessionNotFoundError, UsageError
@@ -279,8 +279,8 @@ def _unpack(stream: bytes, parent: Path, name: str, target: Path,
                                          f"outside {name}: nothing was copied")
                     if member.isreg():
                         files, size = files + 1, size + member.size
-                    archive.extract(member, staging, filter="data")
-        except tarfile.FilterError as exc:
+                    tarsafe.extract(archive, member, staging)
+        except tarsafe.FilterError as exc:
             raise PaudeError(f"refused to copy from session {session}: {exc}; nothing was "
                              "copied",
                              hint="a link in the session points outside what was copied, or "
