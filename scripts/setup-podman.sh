@@ -177,7 +177,8 @@ for candidate in "${PAUDE_TEST_BASE_IMAGE:-}" localhost/paude-base:bookworm; do
 done
 [[ -n "$image" ]] || image="$(podman images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep -v '<none>' | head -n1 || true)"
 if [[ -n "$image" ]]; then
-  if out="$(podman run --rm --label paude.test=ci-setup "$image" true 2>&1)"; then
+  # Any image will do; its own entrypoint (a paude agent's waits for its proxy) is not run.
+  if out="$(podman run --rm --label paude.test=ci-setup --entrypoint true "$image" 2>&1)"; then
     log "podman run --rm $image true: ok"
   else
     die "podman run --rm $image true failed: $out"
