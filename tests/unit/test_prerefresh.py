@@ -201,3 +201,34 @@ def test_a_failed_preview_on_stale_state_is_tried_again_refreshed() -> None:
     stack = FakeStack(fail=True)
     engine.preview(handle(stack), observed=settled(False))
     assert stack.refreshes == [False, True]
+
+
+# ---------------------------------------------------------------- when plans use it
+
+
+def test_only_an_applied_podman_session_with_a_judgeable_state_is_read_by_paude(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from paude import sessions
+
+    started: list[dict[str, Any]] = []
+
+    def start(deployment: dict[str, Any]) -> Future[bool]:
+        started.append(deployment)
+        return settled(True)
+
+    monkeypatch.setattr(prerefresh, "start", start)
+    state = deployment(resource("a", {"image": "x"}))
+    podman_session = SimpleNamespace(backend="podman")
+
+    def observe(new: bool, exported: dict[str, Any], session: Any = podman_session) -> object:
+        h = engine.StackHandle("demo", FakeStack(), new, dict(exported))  # type: ignore[arg-type]
+        return sessions._observe(h, session)
+
+    assert observe(False, state) is not None and started == [state]
+    assert observe(True, state) is None                        # nothing applied yet
+    assert observe(False, state, SimpleNamespace(backend="openshift")) is None
+    assert observe(False, deployment(resource("a", {"secret_env": SECRET}))) is None
+    assert observe(False, {}) is None                          # the state was not read
+    assert len(started) == 1
