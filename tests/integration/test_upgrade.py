@@ -111,6 +111,11 @@ def test_a_session_of_the_previous_release_plans_clean_and_destroys(
     assert planned.returncode == 0, f"plan after the upgrade:\n{planned.stdout}{planned.stderr}"
     changed = {r["resource"]: set(r["replace_because"] or r["changed"]) or {r["action"]}
                for r in json.loads(planned.stdout)["resources"] if r["action"] != "same"}
+    # An image the old release adopted from an earlier run may predate this machine's
+    # current base (a base rebuilt since): this release says so too. That is the machine's
+    # doing, not the upgrade's, and the tag changes either way.
+    for image in ("agent-image", "proxy-image"):
+        changed.get(image, set()).discard("base_changed")
     assert changed == UPGRADE_CHANGES, planned.stdout
     listed = json.loads(paude.ok("list", "--json").stdout)
     assert [(r["name"], r["status"]) for r in listed] == [(name, "running")]
