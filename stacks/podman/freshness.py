@@ -80,7 +80,10 @@ def inspect_with_base(tag: str, base: str | None
     podman prints the images it found and fails for the others, so each answer is matched
     to its name by the image's tags or id."""
     names = [tag] if base is None or base == tag else [tag, base]
-    result = proc.run([PODMAN, "image", "inspect", *names], check=False, log_output=False)
+    # The base comes from a FROM line the agent may have written: after `--` it is a
+    # name, never an option.
+    result = proc.run([PODMAN, "image", "inspect", "--", *names], check=False,
+                      log_output=False)
     if not result.ok and not is_missing(result.stderr):
         raise proc.classify_failure(result)
     found = [d for d in json.loads(result.stdout or "[]") if isinstance(d, dict)]

@@ -74,7 +74,19 @@ def test_one_podman_call_answers_for_both(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(freshness.proc, "run", run)
     image, stale = freshness.stale_base(TAG, "localhost/paude-base:bookworm")
     assert image == IMAGE and stale is True
-    assert run.calls == [["podman", "image", "inspect", TAG, "localhost/paude-base:bookworm"]]
+    assert run.calls == [["podman", "image", "inspect", "--", TAG,
+                          "localhost/paude-base:bookworm"]]
+
+
+def test_a_base_that_looks_like_an_option_stays_a_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent's Dockerfile says `FROM -f{{...}}`: podman must read it as an image name."""
+    run = FakeRun([IMAGE], ["-f{{.Id}}"])
+    monkeypatch.setattr(freshness.proc, "run", run)
+    base = freshness.final_base("FROM -f{{.Id}}\n", {})
+    assert base == "-f{{.Id}}"
+    freshness.inspect_with_base(TAG, base)
+    argv = run.calls[0]
+    assert argv.index("--") < argv.index(base)
 
 
 @pytest.mark.parametrize(("found", "missing", "image", "base"), [

@@ -43,9 +43,10 @@ class Podman:
         args = [str(a) for a in argv]
         if args[:3] == ["podman", "image", "inspect"]:
             # As podman answers: the images it found, and a failure naming the others.
-            found = [{"RepoTags": [n], **self.objects[("image", n)]} for n in args[3:]
+            names = [n for n in args[3:] if n != "--"]
+            found = [{"RepoTags": [n], **self.objects[("image", n)]} for n in names
                      if ("image", n) in self.objects]
-            missing = [n for n in args[3:] if ("image", n) not in self.objects]
+            missing = [n for n in names if ("image", n) not in self.objects]
             return CommandResult(tuple(args), 125 if missing else 0, json.dumps(found),
                                  "".join(f"Error: {n}: image not known\n" for n in missing))
         self.runs.append(args)
