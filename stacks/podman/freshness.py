@@ -84,7 +84,9 @@ def inspect_with_base(tag: str, base: str | None
     # name, never an option.
     result = proc.run([PODMAN, "image", "inspect", "--", *names], check=False,
                       log_output=False)
-    if not result.ok and not is_missing(result.stderr):
+    # A name podman cannot parse (an agent's FROM line) is as good as missing: no evidence.
+    if not result.ok and not (is_missing(result.stderr)
+                              or "invalid reference format" in result.stderr.lower()):
         raise proc.classify_failure(result)
     found = [d for d in json.loads(result.stdout or "[]") if isinstance(d, dict)]
     if result.ok and len(found) == len(names):

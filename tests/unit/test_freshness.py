@@ -89,6 +89,15 @@ def test_a_base_that_looks_like_an_option_stays_a_name(monkeypatch: pytest.Monke
     assert argv.index("--") < argv.index(base)
 
 
+def test_a_base_podman_cannot_parse_is_no_evidence(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unparsable(argv: Sequence[str], **_kw: Any) -> CommandResult:
+        return CommandResult(tuple(argv), 125, json.dumps([IMAGE]),
+                             "Error: inspecting object: invalid reference format\n")
+
+    monkeypatch.setattr(freshness.proc, "run", unparsable)
+    assert freshness.stale_base(TAG, "-f{{.Id}}") == (IMAGE, False)
+
+
 @pytest.mark.parametrize(("found", "missing", "image", "base"), [
     ([BASE], [TAG], None, BASE),   # only the base is left: the image is missing, not stale
     ([IMAGE], ["localhost/paude-base:bookworm"], IMAGE, None),
