@@ -100,6 +100,12 @@ def _serve(listener: socket.socket, alive: int, folder: str) -> None:
     """The server: warm up, then fork a plugin per request until paude is gone."""
     try:
         _close_other_fds({0, 1, 2, listener.fileno(), alive})
+        # Nor paude's terminal or pipes: a caller reading paude's output until it ends must
+        # not wait for this process (the plugins get the engine's streams from their shims).
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # paude's Ctrl-C is paude's to handle
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # plugins are reaped by the kernel
         with contextlib.suppress(Exception):  # a plugin that cannot import says so itself
@@ -150,6 +156,8 @@ def _answer(conn: socket.socket, listener: socket.socket, alive: int) -> None:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                     fds.extend(array.array("i", data[:len(data) - len(data) % 4]))
             request = _parse(body) if uid == os.getuid() and len(fds) == 3 else None
+            if request is not None and _hung_up(conn):
+                return  # the shim gave up waiting and runs the command itself
             if request is None:
                 conn.send(json.dumps({"declined": True}).encode())
                 return
@@ -163,6 +171,15 @@ def _answer(conn: socket.socket, listener: socket.socket, alive: int) -> None:
             for fd in fds:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+
+
+def _hung_up(conn: socket.socket) -> bool:
+    try:
+        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 def _parse(body: bytes) -> tuple[str, list[str], dict[str, str], str] | None:

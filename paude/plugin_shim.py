@@ -20,11 +20,15 @@ import sys
 ENV = "PAUDE_FORKSERVER"
 # A request carries the environment, which the engine fills; far below a datagram's limit.
 MAX_REPLY = 4096
+# How long to wait for the server to answer (it may still be importing on a loaded machine)
+# before running the command without it.
+ANSWER_WITHIN = 60.0
 
 
 def _ask(path: str, argv: list[str]) -> socket.socket | None:
     """The connection to a server that has started the plugin, or None."""
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    conn.settimeout(ANSWER_WITHIN)
     try:
         conn.connect(path)
         body = json.dumps({"argv": argv, "env": dict(os.environ), "cwd": os.getcwd()}).encode()
@@ -37,6 +41,7 @@ def _ask(path: str, argv: list[str]) -> socket.socket | None:
     if not isinstance(reply, dict) or not isinstance(reply.get("pid"), int):
         conn.close()  # declined: not a command it serves
         return None
+    conn.settimeout(None)
     _forward_signals(reply["pid"])
     return conn
 

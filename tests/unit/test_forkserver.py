@@ -35,8 +35,9 @@ OWNER = textwrap.dedent("""
 def server(tmp_path: Path):  # type: ignore[no-untyped-def]
     """A fork server owned by a child process (the test process runs threads)."""
     lock = tmp_path / "held"
+    env = {k: v for k, v in os.environ.items() if k != forkserver.DISABLE}
     owner = subprocess.Popen([PY, "-c", f"held = open({str(lock)!r}, 'w')\n{OWNER}"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     assert owner.stdout is not None
     pid, path = owner.stdout.readline().split()
     assert path != "None", "no server started"
