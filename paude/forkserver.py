@@ -49,6 +49,9 @@ ALLOWED = {
 }
 MAX_REQUEST = 1 << 20
 DISABLE = "PAUDE_NO_FORKSERVER"
+# A file the server appends a line to for every request ("served MODULE" or "declined"):
+# how a test sees that the plugins of a real run came from it.
+LOG = "PAUDE_FORKSERVER_LOG"
 
 _socket_path: str | None = None
 
@@ -116,7 +119,7 @@ def _serve(listener: socket.socket, alive: int, folder: str) -> None:
                 break
             with contextlib.suppress(OSError):
                 conn, _ = listener.accept()
-                _answer(conn, listener, alive)
+                _log(_answer(conn, listener, alive))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         os._exit(0)
@@ -143,8 +146,15 @@ def _warm() -> None:
     import paude.policies.pack  # noqa: F401
 
 
-def _answer(conn: socket.socket, listener: socket.socket, alive: int) -> None:
-    """Read one request; fork its plugin, or decline it."""
+def _log(line: str) -> None:
+    path = os.environ.get(LOG)
+    if path:
+        with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as log:
+            log.write(line + "\n")
+
+
+def _answer(conn: socket.socket, listener: socket.socket, alive: int) -> str:
+    """Read one request; fork its plugin, or decline it. What it did, for the log."""
     with conn:
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         _pid, uid, _gid = struct.unpack("3i", creds)
@@ -157,16 +167,17 @@ def _answer(conn: socket.socket, listener: socket.socket, alive: int) -> None:
                     fds.extend(array.array("i", data[:len(data) - len(data) % 4]))
             request = _parse(body) if uid == os.getuid() and len(fds) == 3 else None
             if request is not None and _hung_up(conn):
-                return  # the shim gave up waiting and runs the command itself
+                return "declined (the shim gave up waiting)"  # it runs the command itself
             if request is None:
                 conn.send(json.dumps({"declined": True}).encode())
-                return
+                return "declined"
             pid = os.fork()
             if pid == 0:
                 listener.close()
                 os.close(alive)
                 _run_plugin(conn, fds, *request)  # never returns
             conn.send(json.dumps({"pid": pid}).encode())
+            return f"served {request[0]}"
         finally:
             for fd in fds:
                 with contextlib.suppress(OSError):

@@ -36,6 +36,7 @@ def server(tmp_path: Path):  # type: ignore[no-untyped-def]
     """A fork server owned by a child process (the test process runs threads)."""
     lock = tmp_path / "held"
     env = {k: v for k, v in os.environ.items() if k != forkserver.DISABLE}
+    env[forkserver.LOG] = str(tmp_path / "served.log")
     owner = subprocess.Popen([PY, "-c", f"held = open({str(lock)!r}, 'w')\n{OWNER}"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     assert owner.stdout is not None
@@ -112,6 +113,19 @@ def test_a_command_it_does_not_serve_is_run_by_the_shim_itself(server) -> None: 
     proc = shim(path, [str(other), *PROVIDER[1:]])
     out, _ = proc.communicate(timeout=30)
     assert out.split() == PROVIDER[1:]
+
+
+def test_the_log_says_what_was_served_and_declined(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _pid, path, _owner = server
+    provider = shim(path, PROVIDER)
+    assert provider.stdout is not None and int(provider.stdout.readline()) > 0
+    provider.kill()
+    provider.wait()
+    declined = shim(path, [PY, "-c", "pass"])
+    declined.communicate(timeout=30)
+    log = tmp_path / "served.log"
+    assert wait_until(lambda: log.exists() and len(log.read_text().splitlines()) == 2)
+    assert log.read_text().splitlines() == ["served paude.enginewatch", "declined"]
 
 
 def test_without_a_server_the_shim_runs_the_command(tmp_path: Path) -> None:
