@@ -11,6 +11,7 @@ import select
 import shutil
 import signal
 import subprocess
+import tempfile
 import termios
 import tty
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -99,12 +100,15 @@ def run(
     timeout: float | None = None,
     log_output: bool = True,
     inherit_env: bool = True,
+    finish_alone: bool = False,
 ) -> CommandResult:
     """Run argv to completion and capture its output; raise a typed error on failure.
 
     `log_output=False` keeps stdout out of the debug log (e.g. `podman inspect`, whose
     output holds a container's environment, secrets included). `inherit_env=False` runs
-    with `env` alone (image builds: nothing of paude's environment reaches them)."""
+    with `env` alone (image builds: nothing of paude's environment reaches them).
+    `finish_alone=True`: the command finishes even when its caller is killed
+    (_run_to_the_end)."""
     args = tuple(str(a) for a in argv)
     if not args:
         raise ValueError("empty argv")
@@ -115,16 +119,13 @@ def run(
     elif env is not None:
         full_env = {**os.environ, **env}
     try:
-        completed = subprocess.run(
-            args,
-            cwd=cwd,
-            env=full_env,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        if finish_alone:
+            completed = _run_to_the_end(args, cwd=cwd, env=full_env, input=input,
+                                        timeout=timeout)
+        else:
+            completed = subprocess.run(args, cwd=cwd, env=full_env, input=input,
+                                       capture_output=True, text=True, timeout=timeout,
+                                       check=False)
     except FileNotFoundError as exc:
         if cwd is not None and not Path(cwd).is_dir():
             raise PaudeError(f"cannot run {args[0]}: the folder {cwd} does not exist") from exc
@@ -141,6 +142,36 @@ def run(
     if check and not result.ok:
         raise classify_failure(result)
     return result
+
+
+def _run_to_the_end(args: tuple[str, ...], *, cwd: Path | str | None,
+                    env: Mapping[str, str] | None, input: str | None,
+                    timeout: float | None) -> subprocess.CompletedProcess[str]:
+    """Run a command that must not be stopped partway, in its own session with its output
+    in files: a kill of the caller's process group (Ctrl-C, a closed terminal,
+    `kill -9 -PGID`) or of the caller alone leaves it to finish, and with no pipe to write
+    to it cannot die of SIGPIPE either. podman cannot undo some of its steps once stopped
+    inside them: a `podman run` killed while it sets up the network leaves the container's
+    fixed address allocated to a container that no longer exists, and no later podman
+    command frees it (podman 4.3 keeps it past `network rm`, until a reboot); a killed
+    `podman rm` can leave a mount that makes the next one fail. Unlike subprocess.run, an
+    exception in the caller (KeyboardInterrupt) does not kill it either."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.TemporaryFile() as given:
+        given.write((input or "").encode())
+        given.seek(0)
+        child = subprocess.Popen(args, cwd=cwd, env=env, stdin=given, stdout=out, stderr=err,
+                                 start_new_session=True)
+        try:
+            code = child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()  # asked for: a hung command is worse than a half-done one
+            child.wait()
+            raise
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(args, code, out.read().decode("utf-8", "replace"),
+                                           err.read().decode("utf-8", "replace"))
 
 
 def run_bytes(argv: Sequence[str], *, cwd: Path | str | None = None, input: bytes = b"",

@@ -53,14 +53,16 @@ class PodmanBackend(Backend):
         find them. A session applied before the gateway existed has none until its next
         apply."""
         # One podman call for the three, in this order (each call costs about 0.1 s); only
-        # when it fails is each container started alone, to say which is missing.
+        # when it fails is each container started alone, to say which is missing. A start
+        # sets the fixed addresses up: it finishes even if paude is killed meanwhile
+        # (proc.run's finish_alone says why).
         if proc.run([PODMAN, "start", proxy(session), gateway(session), agent(session)],
-                    check=False, log_output=False).ok:
+                    check=False, log_output=False, finish_alone=True).ok:
             return
         self._require(session)
-        proc.run([PODMAN, "start", proxy(session)])
-        proc.run([PODMAN, "start", gateway(session)], check=False)
-        proc.run([PODMAN, "start", agent(session)])
+        proc.run([PODMAN, "start", proxy(session)], finish_alone=True)
+        proc.run([PODMAN, "start", gateway(session)], check=False, finish_alone=True)
+        proc.run([PODMAN, "start", agent(session)], finish_alone=True)
 
     def gateway_file(self, *, session: str, path: str, content: str | None) -> None:
         """Through stdin (never argv, which logs and `ps` show), replaced in one rename so
@@ -73,9 +75,10 @@ class PodmanBackend(Backend):
     def stop(self, *, session: str) -> None:
         """Stop the agent first, then its gateway and proxy."""
         self._require(session)
-        proc.run([PODMAN, "stop", "--time", "5", agent(session)])
-        proc.run([PODMAN, "stop", "--time", "2", gateway(session)], check=False)
-        proc.run([PODMAN, "stop", "--time", "2", proxy(session)])
+        proc.run([PODMAN, "stop", "--time", "5", agent(session)], finish_alone=True)
+        proc.run([PODMAN, "stop", "--time", "2", gateway(session)], check=False,
+                 finish_alone=True)
+        proc.run([PODMAN, "stop", "--time", "2", proxy(session)], finish_alone=True)
 
     def status(self, *, session: str) -> RuntimeStatus:
         """One `podman inspect` for both containers (with the agent's owner label, which
@@ -157,7 +160,7 @@ class PodmanBackend(Backend):
                              check=False, log_output=False)
             names = found.stdout.split() if found.ok else []
             if names:
-                proc.run([PODMAN, *removal, *names], check=False)
+                proc.run([PODMAN, *removal, *names], check=False, finish_alone=True)
                 removed += names
         return removed
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -195,11 +196,54 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
 
 
+def change(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+           check: bool = True) -> proc.CommandResult:
+    """Run a podman command that creates, starts or removes something: it finishes even
+    when paude, its engine or this plugin is killed meanwhile, because podman cannot be
+    stopped inside some of these steps without leaving damage no later command repairs
+    (proc._run_to_the_end)."""
+    return proc.run(argv, env=env, check=check, finish_alone=True)
+
+
 def remove(argv: Sequence[str]) -> None:
     """Run a removal command, treating 'already gone' as success."""
-    result = proc.run(argv, check=False)
-    if not result.ok and not is_missing(result.stderr):
-        raise proc.classify_failure(result)
+    result = change(argv, check=False)
+    if result.ok or is_missing(result.stderr):
+        return
+    if _mount_busy(result.stderr):
+        # A removal that was itself stopped partway (before removals finished on their
+        # own) can leave the container's shm mount held for a moment; once more settles it.
+        time.sleep(0.5)
+        result = change(argv, check=False)
+        if result.ok or is_missing(result.stderr):
+            return
+    raise proc.classify_failure(result)
+
+
+def _mount_busy(stderr: str) -> bool:
+    return "device or resource busy" in stderr.lower()
+
+
+_LEAKED = re.compile(r"requested ip address (\S+) is already allocated to container ID (\w+)")
+
+
+def create_failure(made: proc.CommandResult, spec: Mapping[str, Any]) -> Exception:
+    """Why a container could not be made, naming the one failure podman does not recover
+    from by itself: a fixed address still recorded for a container that is gone."""
+    leaked = _LEAKED.search(made.stderr)
+    if leaked is None or inspect("container", leaked.group(2)) is not None:
+        return proc.classify_failure(made)
+    address, holder = leaked.group(1), leaked.group(2)
+    network = next((str(n).split(":", 1)[0] for n in spec.get("networks") or []
+                    if f"ip={address}," in f"{n},"), "its network")
+    # The engine shows a provider's exception message, not a PaudeError's hint.
+    return RuntimeError(
+        f"cannot start {spec['name']}: podman still records its address {address} on "
+        f"{network} as taken by container {holder[:12]}, which no longer exists (a podman "
+        "command was killed while it set that container's network up). podman 4 keeps this "
+        "record until the machine restarts, even past `podman network rm`: restart the "
+        "machine, then apply again. paude's own podman commands finish even when paude is "
+        "killed; only a podman process killed by itself leaves this.")
 
 
 def name_in_use(stderr: str) -> bool:

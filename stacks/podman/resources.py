@@ -175,12 +175,17 @@ class NetworkProvider(_Provider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         """Create the network, adopting one this session already labelled."""
         existing = podman.inspect("network", props["name"])
-        if existing is not None:
-            _require_owned(existing.get("labels") or {}, props, "network")
-        else:
-            proc.run(podman.network_create_argv(props["name"], internal=props["internal"],
-                                                dns=props["dns"], labels=props["labels"]))
+        made = None
+        if existing is None:
+            made = podman.change(podman.network_create_argv(
+                props["name"], internal=props["internal"], dns=props["dns"],
+                labels=props["labels"]), check=False)
             existing = podman.inspect("network", props["name"])
+            # Refused because it exists: a killed run's podman, left to finish, made it.
+            if not made.ok and existing is None:
+                raise proc.classify_failure(made)
+        if made is None or not made.ok:
+            _require_owned((existing or {}).get("labels") or {}, props, "network")
         return CreateResult(props["name"], {**props, **_network_facts(existing or {})})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -206,11 +211,18 @@ class VolumeProvider(_Provider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         """Create the volume, or re-attach the one a previous destroy kept."""
         existing = podman.inspect("volume", props["name"])
-        if existing is not None:
-            _require_owned(existing.get("Labels") or {}, props, "volume")
-            return CreateResult(props["name"], {**props, "adopted": True})
-        proc.run(podman.volume_create_argv(props["name"], labels=props["labels"]))
-        return CreateResult(props["name"], {**props, "adopted": False})
+        if existing is None:
+            made = podman.change(podman.volume_create_argv(props["name"],
+                                                           labels=props["labels"]),
+                                 check=False)
+            if made.ok:
+                return CreateResult(props["name"], {**props, "adopted": False})
+            # Refused because it exists: a killed run's podman, left to finish, made it.
+            existing = podman.inspect("volume", props["name"])
+            if existing is None:
+                raise proc.classify_failure(made)
+        _require_owned(existing.get("Labels") or {}, props, "volume")
+        return CreateResult(props["name"], {**props, "adopted": True})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         """Report the volume gone when it was removed by hand."""
@@ -240,7 +252,7 @@ class ContainerProvider(_Provider):
         # `podman run` creates and starts it.
         argv = podman.create_argv(props, start=not copies)
         env = dict(props.get("secret_env") or {})
-        made = proc.run(argv, env=env, check=False)
+        made = podman.change(argv, env=env, check=False)
         if not made.ok and podman.name_in_use(made.stderr):
             # A leftover of a failed run: asked about only then (a read less per create).
             existing = podman.inspect("container", name)
@@ -249,13 +261,13 @@ class ContainerProvider(_Provider):
                                "container")
                 podman.remove([podman.PODMAN, "rm", "--force", "--time", _stop_time(props),
                                name])
-            made = proc.run(argv, env=env, check=False)
+            made = podman.change(argv, env=env, check=False)
         if not made.ok:
-            raise proc.classify_failure(made)
+            raise podman.create_failure(made, props)
         for source, target in copies:
-            proc.run([podman.PODMAN, "cp", source, f"{name}:{target}"])
+            podman.change([podman.PODMAN, "cp", source, f"{name}:{target}"])
         if copies:
-            proc.run([podman.PODMAN, "start", name])
+            podman.change([podman.PODMAN, "start", name])
         container_id = podman.wait_running(name, ready=props.get("ready"))
         return CreateResult(props["name"], {**props, "container_id": container_id})
 

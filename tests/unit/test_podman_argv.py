@@ -182,6 +182,66 @@ def test_remove_raises_on_other_failures(monkeypatch: pytest.MonkeyPatch) -> Non
         podman.remove(["podman", "volume", "rm", "paude-demo-workspace"])
 
 
+def test_remove_tries_once_more_when_a_mount_is_still_busy(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a killed `podman rm` left: the container's shm mount, busy for a moment.
+    answers = iter([(125, "", "Error: cleaning up storage: unlinkat /var/lib/containers/"
+                     "storage/overlay-containers/abc/userdata/shm: device or resource busy"),
+                    (0, "", "")])
+    fake = FakeRun(lambda _a: next(answers))
+    monkeypatch.setattr(podman.proc, "run", fake)
+    monkeypatch.setattr(podman.time, "sleep", lambda _s: None)
+    podman.remove(["podman", "rm", "--force", "c"])
+    assert len(fake.calls) == 2
+
+
+def test_remove_still_fails_when_the_mount_stays_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    busy = (125, "", "Error: unlinkat .../userdata/shm: device or resource busy")
+    monkeypatch.setattr(podman.proc, "run", FakeRun(lambda _a: busy))
+    monkeypatch.setattr(podman.time, "sleep", lambda _s: None)
+    with pytest.raises(CommandFailedError, match="resource busy"):
+        podman.remove(["podman", "rm", "--force", "c"])
+
+
+def test_changes_finish_even_when_paude_is_killed(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def run(argv: Sequence[str], **kw: Any) -> CommandResult:
+        seen.append(kw)
+        return CommandResult(tuple(argv), 0, "", "")
+
+    monkeypatch.setattr(podman.proc, "run", run)
+    podman.change(["podman", "network", "create", "n"])
+    podman.remove(["podman", "rm", "c"])
+    assert [kw.get("finish_alone") for kw in seen] == [True, True]
+
+
+_LEAK = ("Error: IPAM error: requested ip address 10.89.0.254 is already allocated to "
+         "container ID 5a4e0c3b2a1f00000000000000000000000000000000000000000000000000aa")
+_SPEC = {"name": "paude-demo-proxy", "networks": [
+    "paude-demo-internal:ip=10.89.0.254,mac=02:00:0a:59:00:fe", "paude-demo-egress"]}
+
+
+def test_a_fixed_address_held_by_a_gone_container_is_explained(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(podman, "inspect", lambda _kind, _name: None)
+    made = CommandResult(("podman", "run"), 126, "", _LEAK)
+    error = podman.create_failure(made, _SPEC)
+    assert isinstance(error, RuntimeError)
+    message = str(error)
+    assert "10.89.0.254 on paude-demo-internal" in message
+    assert "5a4e0c3b2a1f" in message and "restart the machine" in message
+
+
+def test_a_fixed_address_held_by_a_live_container_is_podmans_own_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Control: the holder exists (a real conflict), so nothing is claimed about a leak.
+    monkeypatch.setattr(podman, "inspect", lambda _kind, _name: {"Id": "5a4e"})
+    error = podman.create_failure(CommandResult(("podman", "run"), 126, "", _LEAK), _SPEC)
+    assert isinstance(error, CommandFailedError)
+    assert "restart the machine" not in error.message
+
+
 # ---------------------------------------------------------------- wait_running()
 
 

@@ -171,3 +171,54 @@ def test_unknown_failure_is_plain_command_failed() -> None:
 def test_check_true_routes_through_classification() -> None:
     with pytest.raises(SessionNotFoundError):
         proc.run(["sh", "-c", "echo 'Error: no such container' >&2; exit 125"])
+
+
+# ---------------------------------------------------------------- run(finish_alone=True)
+
+_CALLER = """
+import sys
+from paude import proc
+print("started", flush=True)
+proc.run(["sh", "-c", 'sleep 0.4; printf done > "$1"', "sh", sys.argv[1]],
+         finish_alone=sys.argv[2] == "1")
+"""
+
+
+@pytest.mark.parametrize("alone", [True, False])
+def test_a_command_left_to_finish_outlives_a_kill_of_its_callers_group(
+        tmp_path: Path, alone: bool) -> None:
+    # The caller and everything in its process group are SIGKILLed while the command runs,
+    # as a Ctrl-C or a closed terminal would; the control (alone=False) shows that the same
+    # command, run as usual, dies with its caller and never writes its file.
+    import os
+    import signal
+    import sys
+    import time
+    marker = tmp_path / "marker"
+    caller = subprocess.Popen([sys.executable, "-c", _CALLER, str(marker), "1" if alone else "0"],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert caller.stdout is not None and caller.stdout.readline() == "started\n"
+    time.sleep(0.15)
+    os.killpg(caller.pid, signal.SIGKILL)
+    caller.wait()
+    time.sleep(0.8)
+    assert (marker.read_text() if marker.exists() else None) == ("done" if alone else None)
+
+
+def test_a_command_left_to_finish_returns_its_output_input_and_code(tmp_path: Path) -> None:
+    result = proc.run(["sh", "-c", 'cat; printf " %s" "$PAUDE_T"; echo err >&2; exit 4'],
+                      input="in", env={"PAUDE_T": "v"}, cwd=tmp_path, check=False,
+                      finish_alone=True)
+    assert (result.returncode, result.stdout, result.stderr) == (4, "in v", "err\n")
+    with pytest.raises(CommandFailedError):
+        proc.run(["false"], finish_alone=True)
+
+
+def test_a_command_left_to_finish_still_honours_its_timeout() -> None:
+    with pytest.raises(CommandFailedError, match="did not finish within"):
+        proc.run(["sleep", "5"], timeout=0.2, finish_alone=True)
+
+
+def test_a_command_left_to_finish_that_cannot_start_is_a_typed_error() -> None:
+    with pytest.raises(ToolNotFoundError):
+        proc.run(["paude-no-such-tool"], finish_alone=True)

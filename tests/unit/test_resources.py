@@ -471,3 +471,72 @@ def test_container_create_failing_otherwise_is_reported_not_retried(
     with pytest.raises(Exception, match="image not known"):
         ContainerProvider().create(container_props())
     assert len(fake.runs) == 1
+
+
+def test_a_network_made_meanwhile_by_a_killed_runs_podman_is_adopted(fake: Podman) -> None:
+    # The killed run's `podman network create` finished on its own after the inspect.
+    def made_by_the_other(argv: list[str]) -> None:
+        fake.objects[("network", "paude-demo-internal")] = {
+            "internal": True, "dns_enabled": False, "subnets": [{"subnet": "10.89.3.0/24"}],
+            "labels": LABELS}
+
+    fake.on_run.append(made_by_the_other)
+    real_run = fake.run
+
+    def refused(argv: Sequence[str], **kw: Any) -> CommandResult:
+        real_run(argv, **kw)
+        return CommandResult(tuple(argv), 125, "", "Error: network name paude-demo-internal "
+                             "already used: network already exists")
+
+    resources.proc.run = refused  # type: ignore[assignment]  # undone by monkeypatch
+    assert NetworkProvider().create(network_props()).outs["subnet"] == "10.89.3.0/24"
+
+
+def test_a_network_create_refused_for_another_reason_still_fails(
+        fake: Podman, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(resources.proc, "run", lambda argv, **_kw: CommandResult(
+        tuple(argv), 125, "", "Error: subnet 10.89.3.0/24 is already used on the host"))
+    with pytest.raises(Exception, match="already used on the host"):
+        NetworkProvider().create(network_props())
+
+
+def test_a_volume_made_meanwhile_is_adopted_only_when_it_is_the_sessions(
+        fake: Podman, monkeypatch: pytest.MonkeyPatch) -> None:
+    owner = {"labels": LABELS}
+
+    def refused(argv: Sequence[str], **_kw: Any) -> CommandResult:
+        fake.objects[("volume", "paude-demo-workspace")] = {"Labels": owner["labels"]}
+        return CommandResult(tuple(argv), 125, "", "Error: volume with name "
+                             "paude-demo-workspace already exists: volume already exists")
+
+    monkeypatch.setattr(resources.proc, "run", refused)
+    props = {"name": "paude-demo-workspace", "labels": LABELS}
+    assert VolumeProvider().create(props).outs["adopted"] is True
+    # Control: the same race with a volume of someone else's is refused, not adopted.
+    fake.objects.clear()
+    owner["labels"] = {"paude.session": "other"}
+    with pytest.raises(RuntimeError, match="does not belong"):
+        VolumeProvider().create(props)
+
+
+def test_every_podman_change_a_provider_makes_finishes_alone(
+        fake: Podman, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A kill of paude must not stop podman inside a step it cannot undo (proc.run).
+    alone: dict[str, bool] = {}
+    real_run = fake.run
+
+    def run(argv: Sequence[str], **kw: Any) -> CommandResult:
+        alone[" ".join(argv[1:3])] = bool(kw.get("finish_alone"))
+        return real_run(argv, **kw)
+
+    monkeypatch.setattr(resources.proc, "run", run)
+    fake.objects[("container", "paude-demo-proxy")] = {"Config": {"Labels": LABELS}}
+    ContainerProvider().create(container_props(copy_in=[["/tmp/s", "/home/s"]]))
+    ContainerProvider().delete("paude-demo-proxy", container_props())
+    NetworkProvider().create(network_props())
+    NetworkProvider().delete("paude-demo-internal", network_props())
+    VolumeProvider().create({"name": "paude-demo-workspace", "labels": LABELS})
+    VolumeProvider().delete("paude-demo-workspace", {})
+    assert alone and all(alone.values()), alone
+    assert {"create --name", "rm --force", "cp /tmp/s", "start paude-demo-proxy",
+            "network create", "network rm", "volume create", "volume rm"} <= set(alone)
