@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pulumi import automation as auto
 from semver import VersionInfo
 
-from paude import engine_errors, enginewatch, locks, statefile
+from paude import engine_errors, enginewatch, forkserver, locks, statefile
 from paude import engine_text as text
 from paude.engine_events import EventCollector, finding
 from paude.errors import (
@@ -75,6 +75,9 @@ def _options(ctx: EngineContext) -> auto.LocalWorkspaceOptions:
     env = {**engine_env(ctx.engine), "PULUMI_CONFIG_PASSPHRASE": ctx.passphrase,
            "PULUMI_BACKEND_URL": ctx.backend_url,
            "PULUMI_PYTHON_CMD": str(enginewatch.interpreter(ctx.home))}
+    served = forkserver.socket_path()
+    if served:  # plugins start as forks of paude's warm fork server
+        env[forkserver.ENV] = served
     return auto.LocalWorkspaceOptions(
         work_dir=str(ctx.work_dir),
         pulumi_home=str(ctx.home / "pulumi"),
@@ -129,6 +132,8 @@ def open_stack(ctx: EngineContext, name: str, program: Program | None = None, *,
     changes), clears backend locks a killed engine left, and resolves the operations a
     crash interrupted, as suits the `purpose` (see recover)."""
     exclusive = purpose != "plan"
+    # Before the first lock and the first thread: the server is a fork of this process.
+    forkserver.start()
     locks.hold_session(ctx.home, name, exclusive=exclusive, on_notice=ctx.on_notice)
     locks.clear_stale_state_locks(ctx.backend_url, PROJECT, name, on_notice=ctx.on_notice)
     locks.repair_state_files(ctx.backend_url, PROJECT, name, on_notice=ctx.on_notice)

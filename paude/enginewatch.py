@@ -65,12 +65,19 @@ def interpreter(home: Path) -> Path:
 def interpreter_script(python: str) -> str:
     """The PULUMI_PYTHON_CMD script: dynamic providers run under the watch, anything else
     the engine runs with Python exactly as asked."""
+    from paude import forkserver
+
     py = shlex.quote(python)
+    shim = " ".join(shlex.quote(a) for a in forkserver.shim_command(python))
     return ("#!/bin/sh\n"
             "# The interpreter the Pulumi engine runs paude's dynamic providers with; written\n"
-            "# by paude. Providers exit when their engine is gone (paude.enginewatch).\n"
+            "# by paude. Providers exit when their engine is gone (paude.enginewatch), and\n"
+            "# start as forks of paude's fork server when there is one (paude.forkserver).\n"
             'if [ "$1" = "-u" ] && [ "$2" = "-m" ] && [ "$3" = "pulumi.dynamic" ]; then\n'
             "  shift 3\n"
+            f'  if [ -n "${{{forkserver.ENV}:-}}" ]; then\n'
+            f'    exec {shim} {py} -u -m paude.enginewatch -m pulumi.dynamic "$@"\n'
+            "  fi\n"
             f'  exec {py} -u -m paude.enginewatch -m pulumi.dynamic "$@"\n'
             "fi\n"
             f'exec {py} "$@"\n')

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from paude import forkserver
 from paude.config import load_yaml_model
 from paude.errors import ConfigError, ConfigProblem
 from paude.home import paude_home
@@ -210,9 +211,14 @@ def launcher(config: PackConfig, home: Path | None = None) -> Path:
     folder = (home or paude_home()) / "policy" / digest
     exe = folder / LAUNCHER
     conf = folder / "config.json"
+    command = f"{shlex.quote(sys.executable)} -u -P -m paude.policies \"$@\""
+    shim = " ".join(shlex.quote(a) for a in forkserver.shim_command(sys.executable))
+    # Through paude's fork server when the command that runs the engine started one.
     script = (f"#!/bin/sh\n# paude's policy pack; written by paude, rewritten when the policy "
-              f"files change.\nPAUDE_POLICY_CONFIG={shlex.quote(str(conf))} exec "
-              f"{shlex.quote(sys.executable)} -u -P -m paude.policies \"$@\"\n")
+              f"files change.\nPAUDE_POLICY_CONFIG={shlex.quote(str(conf))}\n"
+              f"export PAUDE_POLICY_CONFIG\n"
+              f'if [ -n "${{{forkserver.ENV}:-}}" ]; then exec {shim} {command}; fi\n'
+              f"exec {command}\n")
     if _holds(conf, text) and _holds(exe, script) and os.access(exe, os.X_OK):
         return exe
     folder.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from paude import (
     credentials,
     domains,
     engine,
+    forkserver,
     gateway,
     gitsync,
     index,
@@ -170,6 +171,7 @@ def plan(name: str, *, cwd: Path | None = None, project: Project | None = None,
     name = check_name(name)
     project = project or open_project(cwd)
     session, warnings = session_of(project, name)
+    forkserver.start()  # warms up the engine's plugins while paude reads and checks
     require_owner(project.root, name)
     ctx = _context(project, on_install, on_notice)
     config = policy.load(project.root)
@@ -283,6 +285,7 @@ def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
     started = time.monotonic()
     project = project or open_project(cwd)
     session, warnings = session_of(project, name)
+    forkserver.start()  # warms up the engine's plugins while paude reads and checks
     require_owner(project.root, name)
     if on_warning is not None:
         for warning in warnings:

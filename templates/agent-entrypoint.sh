@@ -52,13 +52,14 @@ if [ -n "${PAUDE_AGENT_ONCE_CMD:-}" ]; then
     fi
 fi
 # The proxy and the model gateway start alongside the agent: wait (up to 30 s) until they
-# accept connections, so the agent's first request does not fail.
+# accept connections, so the agent's first request does not fail. Asked every 50 ms: a new
+# session is ready only once this has passed, and the proxy opens its port within a second.
 hostport="${HTTPS_PROXY#http://}"
 hostport="${hostport%/}"
 for target in ${HTTPS_PROXY:+"$hostport"} ${PAUDE_GATEWAY:+"$PAUDE_GATEWAY"}; do
     [ -n "$cmd" ] || break
-    bash -c 'for _ in $(seq 150); do (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && exit 0
-             sleep 0.2; done; exit 1' _ "${target%%:*}" "${target##*:}" \
+    bash -c 'for _ in $(seq 600); do (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && exit 0
+             sleep 0.05; done; exit 1' _ "${target%%:*}" "${target##*:}" \
         || echo "paude-agent: $target is not reachable yet" >&2
 done
 # The container's own virtual environment (venv: auto or a list) comes first on the agent's

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from paude import cgroups, proc, procfs
 from paude.backends.base import SQUID_CONF, Backend, RuntimeStatus
@@ -167,15 +168,19 @@ class PodmanBackend(Backend):
     def owner(self, *, session: str) -> str | None:
         """The paude.repository label of the agent container, else of the workspace volume
         (a destroyed session keeps it, and the next apply of the name adopts it)."""
-        for kind, field, name in (("container", ".Config.Labels", agent(session)),
-                                  ("volume", ".Labels", workspace(session))):
+        def label(kind: str, field: str, name: str) -> str:
             result = proc.run([PODMAN, kind, "inspect", "--format",
                                f'{{{{index {field} "paude.repository"}}}}', name],
                               check=False, log_output=False)
-            label = result.stdout.strip() if result.ok else ""
-            if label and label != "<no value>":
-                return label
-        return None
+            found = result.stdout.strip() if result.ok else ""
+            return "" if found == "<no value>" else found
+
+        # Both asked at once: a new session has neither, and each podman start costs.
+        with ThreadPoolExecutor(2) as pool:
+            asked = [pool.submit(label, *what) for what in (
+                ("container", ".Config.Labels", agent(session)),
+                ("volume", ".Labels", workspace(session)))]
+            return next((found for found in (f.result() for f in asked) if found), None)
 
     def proxy_config(self, *, session: str) -> str:
         """The running proxy's squid.conf, as its entrypoint wrote it."""

@@ -178,8 +178,10 @@ def engine_processes(home: Path) -> list[int]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
+        # paude, its engine, plugins and their shims, and its fork server (a fork of paude).
         ours = (any("pulumi" in arg or arg.startswith("paude.") for arg in argv)
-                or any(Path(arg).name == "paude" for arg in argv[:2]))
+                or any(Path(arg).name == "paude" for arg in argv[:2])
+                or any(Path(arg).name == "plugin_shim.py" for arg in argv))
         if ours and state != "Z":
             found.append(int(entry.name))
     return found

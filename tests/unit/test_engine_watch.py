@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from paude import enginewatch
+from paude import enginewatch, forkserver
 
 PLUGIN = ("from paude import enginewatch; enginewatch.exit_with_engine(); "
           "print('ready', flush=True); import time; time.sleep(60)")
@@ -80,13 +80,21 @@ def test_the_interpreter_script_runs_only_dynamic_providers_under_the_watch(
     script.write_text(enginewatch.interpreter_script(str(fake)))
     script.chmod(0o755)
 
-    def args(*argv: str) -> str:
+    def args(*argv: str, served: str = "") -> str:
+        env = {k: v for k, v in os.environ.items() if k != "PAUDE_FORKSERVER"}
+        if served:
+            env["PAUDE_FORKSERVER"] = served
         return subprocess.run([str(script), *argv], capture_output=True, text=True,
-                              check=True).stdout
+                              check=True, env=env).stdout
 
     assert args("-u", "-m", "pulumi.dynamic", "127.0.0.1:4000") == (
         "-u|-m|paude.enginewatch|-m|pulumi.dynamic|127.0.0.1:4000|")
     assert args("-m", "pip", "--version") == "-m|pip|--version|"
+    # With a fork server, the same command line is handed to the shim (paude.forkserver).
+    assert args("-u", "-m", "pulumi.dynamic", "127.0.0.1:4000", served="/run/x") == (
+        f"-I|-S|{forkserver.SHIM}|{fake}|-u|-m|paude.enginewatch|-m|pulumi.dynamic|"
+        "127.0.0.1:4000|")
+    assert args("-m", "pip", "--version", served="/run/x") == "-m|pip|--version|"
 
 
 def test_main_runs_the_module_with_its_arguments(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from pulumi_policy.proxy import (
 )
 from pydantic import ValidationError
 
+from paude import forkserver
 from paude.engine import _finding
 from paude.errors import ConfigError
 from paude.policies import pack
@@ -364,9 +365,14 @@ def test_launcher_names_this_python_and_the_configuration(tmp_path: Path) -> Non
     script = exe.read_text(encoding="utf-8")
     conf = exe.parent / "config.json"
     assert script.startswith("#!/bin/sh\n")
-    assert f"PAUDE_POLICY_CONFIG={shlex.quote(str(conf))} exec " in script
+    assert f"PAUDE_POLICY_CONFIG={shlex.quote(str(conf))}\nexport PAUDE_POLICY_CONFIG\n" in script
     # -P: the engine's working directory is never put in front of sys.path.
-    assert f"{shlex.quote(sys.executable)} -u -P -m paude.policies \"$@\"" in script
+    command = f"{shlex.quote(sys.executable)} -u -P -m paude.policies \"$@\""
+    assert script.endswith(f"\nexec {command}\n")
+    # With a fork server, the same command line goes through the shim (which runs it as it
+    # is when the server declines or is gone).
+    shim = " ".join(shlex.quote(a) for a in forkserver.shim_command(sys.executable))
+    assert f'if [ -n "${{PAUDE_FORKSERVER:-}}" ]; then exec {shim} {command}; fi\n' in script
     assert PackConfig.model_validate_json(conf.read_text(encoding="utf-8")) == config
 
 
