@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,6 +123,10 @@ class StackHandle:
     # URNs to replace whatever their diff says: workloads changed by hand in ways a
     # refresh cannot see (paude/cluster_drift.py).
     replace: list[str] = field(default_factory=list, repr=False, compare=False)
+    # A new session's stack: `pulumi stack init` running meanwhile (None: not made, a plan
+    # makes none), and the empty stack its preview runs on instead (see _spare).
+    making: Future[None] | None = field(default=None, repr=False, compare=False)
+    spare: Callable[[], auto.Stack] | None = field(default=None, repr=False, compare=False)
 
 
 def open_stack(ctx: EngineContext, name: str, program: Program | None = None, *,
@@ -142,20 +147,76 @@ def open_stack(ctx: EngineContext, name: str, program: Program | None = None, *,
     if handle is None:
         if not create:
             return None
-        if purpose == "plan":
-            # A plan of a new session makes (and later removes) a stack: that is a change,
-            # and another paude may have made the stack meanwhile.
-            locks.hold_session(ctx.home, name, exclusive=True, on_notice=ctx.on_notice)
-            handle = _select(ctx, name, program, opts)
-    if handle is None:
         stack = _Named(name, _workspace(program, opts), ctx.backend_url)
-        try:
-            stack.workspace.create_stack(name)
-        except auto.CommandError as exc:
-            raise _engine_error(exc, name) from exc
-        return StackHandle(name, stack, True)
+
+        def spare() -> auto.Stack:
+            return _spare(ctx, program)
+
+        if purpose == "plan":  # the preview runs on the spare stack; nothing is made
+            return StackHandle(name, stack, True, spare=spare)
+        # `pulumi stack init` (an engine start and a key derivation) runs beside the
+        # preview, which needs no stack of the session's own: nothing is applied to it.
+        making: Future[None] = Future()
+        threading.Thread(target=_make, args=(stack, making), name=f"paude-init-{name}",
+                         daemon=True).start()
+        return StackHandle(name, stack, True, making=making, spare=spare)
     recover(ctx, handle, purpose)
     return handle
+
+
+def _make(stack: auto.Stack, done: Future[None]) -> None:
+    try:
+        stack.workspace.create_stack(stack.name)
+    except BaseException as exc:  # reported where the stack is needed (made())
+        done.set_exception(exc)
+    else:
+        done.set_result(None)
+
+
+def made(handle: StackHandle) -> None:
+    """Wait until a new session's stack exists (an engine error if it could not be made)."""
+    if handle.making is None:
+        return
+    try:
+        handle.making.result()
+    except auto.CommandError as exc:
+        raise _engine_error(exc, handle.name) from exc
+
+
+SPARE = "new-session-preview"
+
+
+def _spare(ctx: EngineContext, program: Program | None) -> auto.Stack:
+    """The stack a new session's preview runs on: empty, kept in a backend of its own
+    under PAUDE_HOME and made once, shared by every new session (a preview writes nothing
+    and takes no lock). A preview of a new session compares the definition with nothing;
+    which empty stack it runs on changes nothing but the stack's name in the engine's
+    URNs, which paude does not use. State found in it (it never gets any) is not trusted:
+    the stack is made again."""
+    folder = ctx.home / "spare"
+    url = f"file://{folder / 'state'}"
+    # The engine, its plugins and PULUMI_HOME are the session's; only the state and the
+    # project folder (which holds the stack's settings) are the spare's own.
+    spare_ctx = EngineContext(folder, url, ctx.engine, ctx.passphrase)
+    (folder / "state").mkdir(parents=True, exist_ok=True)
+    _write_project(spare_ctx)
+    opts = _options(ctx)
+    opts.work_dir = str(spare_ctx.work_dir)
+    opts.env_vars = {**(opts.env_vars or {}), "PULUMI_BACKEND_URL": url}
+    stack = _Named(SPARE, _workspace(program, opts), url)
+    with locks.serialized(ctx.home, "spare-stack"):
+        made_before = (folder / "state" / ".pulumi" / "stacks" / PROJECT / f"{SPARE}.json")
+        try:
+            if made_before.exists():
+                deployment = statefile.read(url, PROJECT, SPARE)
+                if deployment is None or deployment is statefile.MISSING or (
+                        deployment.get("resources") or deployment.get("pending_operations")):
+                    stack.workspace.remove_stack(SPARE, force=True)
+            if not made_before.exists():
+                stack.workspace.create_stack(SPARE)
+        except auto.CommandError as exc:
+            raise _engine_error(exc, SPARE) from exc
+    return stack
 
 
 class _Named(auto.Stack):
@@ -312,9 +373,10 @@ def preview(handle: StackHandle, *, on_progress: OnProgress | None = None,
     collector = _EventCollector(on_progress)
     ok = False
     try:
-        handle.stack.preview(refresh=not handle.new, on_event=collector, color="never",
-                             suppress_progress=True, diff=False,
-                             replace=handle.replace or None, policy_packs=packs)
+        target = handle.spare() if handle.new and handle.spare else handle.stack
+        target.preview(refresh=not handle.new, on_event=collector, color="never",
+                       suppress_progress=True, diff=False,
+                       replace=handle.replace or None, policy_packs=packs)
         ok = True
         handle.in_sync[:] = [collector.in_sync()]
     except auto.CommandError as exc:
@@ -335,8 +397,14 @@ def _observed_unchanged(observed: Future[bool]) -> bool:
 
 def discard(handle: StackHandle) -> None:
     """Remove a stack this command created and never applied."""
-    if handle.new:
-        handle.stack.workspace.remove_stack(handle.name)
+    if not handle.new or (handle.spare is not None and handle.making is None):
+        return  # not new, or never made (a plan's)
+    if handle.making is not None:
+        try:
+            handle.making.result()
+        except Exception:  # never made: nothing to remove
+            return
+    handle.stack.workspace.remove_stack(handle.name)
 
 
 def up(handle: StackHandle, *, on_progress: OnProgress | None = None,
@@ -344,6 +412,7 @@ def up(handle: StackHandle, *, on_progress: OnProgress | None = None,
        ) -> tuple[tuple[ResourceChange, ...], dict[str, Any], Findings]:
     """Apply a session, refreshing first so hand-made drift is repaired (unless the preview
     just before found none: reading every object again costs an engine plugin's start)."""
+    made(handle)
     collector = _EventCollector(on_progress)
     try:
         refresh = not handle.new and handle.in_sync != [True]

@@ -168,11 +168,22 @@ def test_open_stack_clears_stale_locks_before_it_selects(tmp_path: Path,
 
     monkeypatch.setattr(engine, "_select", select)
     monkeypatch.setattr(engine, "_workspace", lambda program, opts: Workspace())
+    monkeypatch.setattr(engine, "_Named", lambda name, workspace, url: type(
+        "Named", (), {"name": name, "workspace": workspace})())
     opened = engine.open_stack(context(tmp_path, []), "demo", purpose="plan")
     assert opened is not None and opened.new
-    # A plan of a new session makes a stack: it takes the session alone, then looks again.
-    assert order == ["hold shared", "clear locks", "repair", "select", "hold exclusive",
-                     "select", "create"]
+    # A plan of a new session makes nothing: its preview runs on the spare stack.
+    assert order == ["hold shared", "clear locks", "repair", "select"]
+    assert opened.making is None and opened.spare is not None
+    engine.discard(opened)  # nothing to remove
+    assert order[-1] == "select"
+
+    # An apply makes the session's stack while its preview runs on the spare.
+    order.clear()
+    opened = engine.open_stack(context(tmp_path, []), "demo", purpose="apply")
+    assert opened is not None and opened.new and opened.making is not None
+    engine.made(opened)
+    assert order == ["hold exclusive", "clear locks", "repair", "select", "create"]
 
 
 def test_the_engine_runs_with_its_own_backend_and_an_atomic_project_file(
