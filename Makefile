@@ -15,7 +15,7 @@ ENGINE_ARGS ?=
 export PATH := $(PATH):/usr/local/go/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-tests check venv lint type test test-unit test-integration test-faults bench \
+.PHONY: help setup setup-tests check venv lint type test test-unit test-integration test-faults bench bench-list \
 	bench-egress engine base-image proxy-base setup-podman schema test-cluster machine-config test-lifecycle \
 	actionlint fuzz
 
@@ -87,6 +87,9 @@ fuzz: ## Fuzz paude's inputs: FUZZ_EXAMPLES (10000) generated files and command 
 # PAUDE_TEST_PROXY_BASE_IMAGE=$(BASE_IMAGE) measures Debian's squid binary instead.
 bench: ## Run the benchmarks
 	PAUDE_TEST_PROXY_BASE_IMAGE="$${PAUDE_TEST_PROXY_BASE_IMAGE:-$(PROXY_BASE_IMAGE)}" $(PYTHON) bench/run.py
+
+bench-list: ## Time `paude list` with 50 running sessions against its one podman call
+	$(PYTHON) bench/list_bench.py
 
 bench-egress: ## Benchmark TLS inspection against a tunnel and a direct connection
 	PAUDE_TEST_PROXY_BASE_IMAGE="$${PAUDE_TEST_PROXY_BASE_IMAGE:-$(PROXY_BASE_IMAGE)}" $(PYTHON) bench/egress_bench.py

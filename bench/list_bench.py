@@ -1,6 +1,6 @@
-"""`paude list` with 20 real sessions: it must answer in under a second.
+"""`paude list` with 50 real sessions: it must answer within 0.3 s (issue 16).
 
-    python bench/list_bench.py [--sessions 20] [--runs 10]
+    python bench/list_bench.py [--sessions 50] [--runs 10]     (make bench-list)
 
 Applies N sessions (images already built: they share one definition), then times
 `paude list` and `paude list --json` repeatedly, and `podman ps` as a baseline (the one
@@ -27,14 +27,14 @@ from run import (  # bench/run.py: the same command, engine and cleanup helpers
     run,
 )
 
-TARGET_SECONDS = 1.0
+TARGET_SECONDS = 0.3
 PREFIX = "bench-list"
 
 
 def main() -> int:
     """Set up the sessions, time list, clean up, print and save the results."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--runs", type=int, default=10)
     opts = parser.parse_args()
     base = os.environ.get("PAUDE_TEST_BASE_IMAGE", "localhost/paude-base:bookworm")
@@ -87,8 +87,8 @@ def main() -> int:
                        ("podman_ps", "podman ps (its one call)")):
         s = stats[key]
         print(f"{label:<28}{s.median:>8.3f}s{s.minimum:>8.3f}s{s.maximum:>8.3f}s")
-    verdict = "met" if stats["list"].median < TARGET_SECONDS else "MISSED"
-    print(f"\ntarget: paude list with {len(names)} sessions < {TARGET_SECONDS:.0f} s: "
+    verdict = "met" if stats["list"].median <= TARGET_SECONDS else "MISSED"
+    print(f"\ntarget: paude list with {len(names)} sessions <= {TARGET_SECONDS:g} s: "
           f"{stats['list'].median:.3f} s {verdict}")
     out = Path(__file__).parent / "results" / "list-latest.json"
     out.parent.mkdir(exist_ok=True)
