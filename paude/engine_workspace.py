@@ -26,6 +26,7 @@ Notice = Callable[[str], None]
 # What a command opens a stack for: a plan reads, an apply or a destroy changes it.
 Purpose = Literal["plan", "apply", "destroy"]
 
+
 @dataclass(frozen=True)
 class EngineContext:
     """Where stacks live and how the engine is run."""
