@@ -72,3 +72,18 @@ def test_status_reads_the_owner_label_with_the_state(monkeypatch: pytest.MonkeyP
     assert status.owner == owner
     assert (status.agent_running, status.proxy_running) == (False, True)
     assert len(calls) == 1
+
+
+def test_start_and_stop_finish_even_when_paude_is_killed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A start sets the fixed addresses up; a kill inside it would leak them (proc.run).
+    alone: list[tuple[str, bool]] = []
+
+    def run(argv: Sequence[str], *, check: bool = True, **kw: Any) -> CommandResult:
+        if argv[1] in ("start", "stop"):
+            alone.append((argv[1], bool(kw.get("finish_alone"))))
+        return CommandResult(tuple(argv), 0, "", "")
+
+    monkeypatch.setattr(proc, "run", run)
+    PodmanBackend().start(session="demo")
+    PodmanBackend().stop(session="demo")
+    assert alone == [("start", True)] + [("stop", True)] * 3
