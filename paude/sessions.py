@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -25,7 +24,6 @@ from paude import (
     ownership,
     policy,
     provenance,
-    proxylog,
     quota,
 )
 from paude.backends import get_backend
@@ -39,7 +37,6 @@ from paude.errors import (
 from paude.guard import guard_unfetched
 from paude.home import paude_home
 from paude.models import PaudeFile, Session
-from paude.proxylog import ProxyRequest
 from paude.results import ApplyResult, DestroyResult, PlanResult
 from paude.summary import summarize
 
@@ -97,7 +94,7 @@ def _context(project: Project, on_install: InstallProgress | None,
     return engine.connect(paude_home(), url, on_install=on_install, on_notice=on_notice)
 
 
-def _program(session: Session, owner: str, *, rebuild: str = "",
+def program_of(session: Session, owner: str, *, rebuild: str = "",
              render_dir: Path | None = None) -> engine.Program:
     identity = credentials.gather(Path.home(), os.environ,
                                   paude_home() / "sessions" / session.name / "mounts",
@@ -116,34 +113,6 @@ def _program(session: Session, owner: str, *, rebuild: str = "",
     program = cluster_program(session, owner, identity,
                               render_dir=str(render_dir) if render_dir else None, rebuild=rebuild)
     return program
-
-
-def render(name: str, directory: Path, *, cwd: Path | None = None) -> list[Path]:
-    """Render an OpenShift / Kubernetes session's manifests into `directory`; no cluster is
-    contacted and no state is kept (a throwaway stack in a temporary backend)."""
-    name = check_name(name)
-    project = open_project(cwd)
-    session, _ = session_of(project, name)
-    if session.backend != "openshift":
-        raise PaudeError(f"session {name} runs on {session.backend}; only OpenShift / "
-                         "Kubernetes sessions render manifests",
-                         hint=f"`paude plan {name}` shows a podman session's plan")
-    directory = directory.resolve()
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a file of that name, a read-only place
-        raise PaudeError(f"cannot write manifests to {directory}: {exc.strerror}",
-                         hint="give --render a folder, new or existing") from None
-    with tempfile.TemporaryDirectory(prefix="paude-render-") as tmp:
-        # The engine is the one paude installed; only the state is thrown away.
-        found = engine.locate(paude_home())
-        ctx = engine.EngineContext(Path(tmp), f"file://{tmp}", found, "render")
-        handle = _open(ctx, name, _program(session, project.owner, render_dir=directory))
-        try:
-            engine.up(handle, policy_packs=(policy.pack_for(project.root),))
-        except EngineError as exc:
-            raise quota.engine_hint(exc, session) from exc
-    return sorted(p for p in directory.rglob("*.yaml"))
 
 
 def require_owner(root: Path, name: str) -> None:
@@ -176,7 +145,7 @@ def plan(name: str, *, cwd: Path | None = None, project: Project | None = None,
     ctx = _context(project, on_install, on_notice)
     config = policy.load(project.root)
     pack = policy.launcher(config)
-    handle = _open(ctx, name, _program(session, project.owner), purpose="plan")
+    handle = open_stack(ctx, name, program_of(session, project.owner), purpose="plan")
     observed = _observe(handle, session)
     _check_owner(handle, project.owner)
     review = provenance.review(project.root, session, config,
@@ -263,7 +232,7 @@ def plan_all(*, cwd: Path | None = None, on_install: InstallProgress | None = No
     return results
 
 
-def _open(ctx: engine.EngineContext, name: str, program: engine.Program, *,
+def open_stack(ctx: engine.EngineContext, name: str, program: engine.Program, *,
           purpose: engine.Purpose = "apply") -> engine.StackHandle:
     handle = engine.open_stack(ctx, name, program, purpose=purpose)
     assert handle is not None  # create=True always yields a stack
@@ -293,8 +262,8 @@ def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
     ctx = _context(project, on_install, on_notice)
     config = policy.load(project.root)
     pack = policy.launcher(config)
-    program = _program(session, project.owner, rebuild=f"{time.time():.0f}" if rebuild else "")
-    handle = _open(ctx, name, program)
+    program = program_of(session, project.owner, rebuild=f"{time.time():.0f}" if rebuild else "")
+    handle = open_stack(ctx, name, program)
     if receipt is not None:
         receipt.created_stack = handle.new
     observed = _observe(handle, session)
@@ -395,16 +364,6 @@ def _interrupted_delete(backend_name: str, name: str) -> bool:
     (a start clears the record), so there is nothing new to check, and no agent to ask."""
     return index.delete_checked(name) and not get_backend(backend_name, name).status(
         session=name).agent_running
-
-
-def audit(name: str, *, cwd: Path | None = None) -> list[ProxyRequest]:
-    """Every request through the session's proxy and gateway, allowed or refused, oldest
-    first."""
-    name = check_name(name)
-    project = open_project(cwd)
-    session, _ = session_of(project, name)
-    require_owner(project.root, name)
-    return proxylog.requests(get_backend(session.backend, name).proxy_log(session=name))
 
 
 def _in_git_repo(path: Path) -> bool:

@@ -35,9 +35,9 @@ def blocked(
       paude blocked demo\n
       paude blocked demo --json | jq -r '.[] | "\\(.method) \\(.host)\\(.path) \\(.rule)"'
     """
-    from paude import sessions
+    from paude import inspection
 
-    records = [r for r in sessions.audit(name) if r.blocked]
+    records = [r for r in inspection.audit(name) if r.blocked]
     records = records[-last:] if last > 0 else records
     if as_json:
         output.text(json.dumps([r.to_json() for r in records], indent=2))
@@ -72,9 +72,9 @@ def log(
       paude log demo\n
       paude log demo --json --last 0 | jq -r '.[] | select(.decision == "allow") | .host'
     """
-    from paude import sessions
+    from paude import inspection
 
-    records = sessions.audit(name)
+    records = inspection.audit(name)
     records = records[-last:] if last > 0 else records
     if as_json:
         output.text(json.dumps([r.to_json() for r in records], indent=2))

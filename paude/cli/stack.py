@@ -78,7 +78,9 @@ def plan(
     from paude import sessions
 
     if render is not None:
-        written = sessions.render(name, render)
+        from paude import inspection
+
+        written = inspection.render(name, render)
         for path in written:
             output.text(str(path))
         output.info(f"{len(written)} manifests written to {render}; nothing was applied")

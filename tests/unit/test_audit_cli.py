@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from paude import sessions
+from paude import inspection
 from paude.cli import main
 from paude.proxylog import parse
 
@@ -27,7 +27,7 @@ AUDIT = "\n".join([
 
 @pytest.fixture()
 def audit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sessions, "audit", lambda name, **_kw: parse(AUDIT))
+    monkeypatch.setattr(inspection, "audit", lambda name, **_kw: parse(AUDIT))
 
 
 def test_blocked_shows_method_host_path_and_rule(audit: None,
@@ -56,7 +56,7 @@ def test_what_the_agent_chose_is_escaped(monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     # squid URL-encodes what it logs; a log line from elsewhere (the gateway's) may not.
     line = "1764252001.000 10.89.3.7 POST http://gw:8080/\x1b]52;c;aGk=\x07 403 GATEWAY_DENIED"
-    monkeypatch.setattr(sessions, "audit", lambda name, **_kw: parse(line))
+    monkeypatch.setattr(inspection, "audit", lambda name, **_kw: parse(line))
     assert main(["blocked", "demo"]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out and "?]52;c;aGk=?" in out

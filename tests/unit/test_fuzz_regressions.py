@@ -12,7 +12,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from paude import lifecycle, sessions
+from paude import inspection, lifecycle, sessions
 from paude.config import load_paude_file, save_paude_file, session_from
 from paude.definition import CreateFlags
 from paude.errors import ConfigError, PaudeError
@@ -299,12 +299,12 @@ def test_render_into_a_file_is_refused_not_a_traceback(
     monkeypatch.setattr(sessions.engine, "locate", no_engine)
     for target in ("paude.yaml", "paude.yaml/sub"):
         with pytest.raises(PaudeError, match="cannot write manifests to") as exc:
-            sessions.render("demo", tmp_path / target, cwd=tmp_path)
+            inspection.render("demo", tmp_path / target, cwd=tmp_path)
         assert "give --render a folder" in exc.value.render()
     assert reached == [] and (tmp_path / "paude.yaml").is_file()
     # Control: a folder (new) goes on to the engine.
     with pytest.raises(PaudeError, match="no engine here"):
-        sessions.render("demo", tmp_path / "out", cwd=tmp_path)
+        inspection.render("demo", tmp_path / "out", cwd=tmp_path)
     assert reached == ["engine"] and (tmp_path / "out").is_dir()
 
 

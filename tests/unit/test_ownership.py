@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from paude import index, lifecycle, ownership, proc, sessions
+from paude import index, inspection, lifecycle, ownership, proc, sessions
 from paude.backends.base import RuntimeStatus
 from paude.backends.podman import PodmanBackend
 from paude.errors import OwnershipError
@@ -64,6 +64,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     backend = FakeBackend(str(a))
     monkeypatch.setattr(lifecycle, "get_backend", lambda *args: backend)
     monkeypatch.setattr(sessions, "get_backend", lambda *args: backend)
+    monkeypatch.setattr(inspection, "get_backend", lambda *args: backend)
     real_run = proc.run
 
     def host_git_only(argv: Sequence[str], **kwargs: Any) -> CommandResult:
@@ -160,7 +161,7 @@ COMMANDS: dict[str, Callable[[Path], object]] = {
     "rescue": lambda cwd: lifecycle.rescue("demo", cwd=cwd),
     "delete": lambda cwd: lifecycle.delete("demo", cwd=cwd),
     "remote add": lambda cwd: lifecycle.remote_add("demo", push=True, cwd=cwd),
-    "blocked / log": lambda cwd: sessions.audit("demo", cwd=cwd),
+    "blocked / log": lambda cwd: inspection.audit("demo", cwd=cwd),
     "plan": lambda cwd: sessions.plan("demo", cwd=cwd),
     "apply": lambda cwd: sessions.apply("demo", cwd=cwd),
     "destroy": lambda cwd: sessions.destroy("demo", cwd=cwd),

@@ -412,7 +412,7 @@ def test_render_uses_the_engine_paude_installed(home: Path, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     # `paude plan NAME --render DIR` keeps its state in a throwaway folder; the engine is
     # still the one in PAUDE_HOME/bin (no download is tried: none could work here).
-    from paude import sessions
+    from paude import inspection, sessions
 
     own = fake_pulumi(home / "bin", f"v{PULUMI_VERSION}")
     monkeypatch.setenv("PAUDE_HOME", str(home))
@@ -433,9 +433,9 @@ def test_render_uses_the_engine_paude_installed(home: Path, tmp_path: Path,
         seen.append(ctx.engine.bin_dir)  # type: ignore[attr-defined]
         raise Stop
 
-    monkeypatch.setattr(sessions, "_open", fake_open)
+    monkeypatch.setattr(sessions, "open_stack", fake_open)
     with pytest.raises(Stop):
-        sessions.render("kube", tmp_path / "out", cwd=repo)
+        inspection.render("kube", tmp_path / "out", cwd=repo)
     assert seen == [own.parent]
 
 
