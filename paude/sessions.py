@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -266,33 +267,40 @@ def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
     handle = open_stack(ctx, name, program)
     if receipt is not None:
         receipt.created_stack = handle.new
-    observed = _observe(handle, session)
-    outputs = _check_owner(handle, project.owner)
-    review = provenance.review(project.root, session, config,
-                               provenance.recorded(name, project.owner))
-    # Always plan first, under the policies: `up` applies resource by resource, so a
-    # violation first seen there would leave the session half-built.
-    planned = _preview(handle, session, pack, warnings, keep_new=True, review=review,
-                       observed=observed)
-    # What this apply used becomes the baseline the next plan compares the definition with.
-    baseline = review.snapshot
-    if not planned.has_changes:
-        engine.discard(handle)
-        index.write(name, backend=session.backend, owner=project.owner, outputs=outputs,
-                    definition=baseline.inputs, head=baseline.head)
-        _configure_remote(project.root, name)  # an apply killed after its update left none
-        return ApplyResult(name, planned.changes, dict(outputs), time.monotonic() - started,
-                           planned.summary, planned.policy)
-    if confirm is not None and not _confirmed(confirm, planned, handle):
-        raise AbortedError("apply cancelled; nothing was changed")
-    if session.backend == "openshift":
-        quota.check(session)  # a namespace's quota or limit range: refused before any change
-    # The update runs the program the preview just checked, with the same inputs: the
-    # policy verdict stands, and running the pack again would only cost time.
-    try:
-        applied, final, _ = engine.up(handle, on_progress=on_progress)
-    except EngineError as exc:
-        raise quota.engine_hint(exc, session) from exc
+    # A new session's update starts now and waits at its gate for the verdict below; it
+    # is refused on the way out unless it was let go.
+    with (engine.start_early(handle, on_progress=on_progress) if handle.new
+          else contextlib.nullcontext()) as early:
+        observed = _observe(handle, session)
+        outputs = _check_owner(handle, project.owner)
+        review = provenance.review(project.root, session, config,
+                                   provenance.recorded(name, project.owner))
+        # Always plan first, under the policies: `up` applies resource by resource, so a
+        # violation first seen there would leave the session half-built.
+        planned = _preview(handle, session, pack, warnings, keep_new=True, review=review,
+                           observed=observed)
+        # What this apply used becomes the baseline the next plan compares the definition with.
+        baseline = review.snapshot
+        if not planned.has_changes:
+            engine.discard(handle)
+            index.write(name, backend=session.backend, owner=project.owner, outputs=outputs,
+                        definition=baseline.inputs, head=baseline.head)
+            _configure_remote(project.root, name)  # an apply killed after its update left none
+            return ApplyResult(name, planned.changes, dict(outputs), time.monotonic() - started,
+                               planned.summary, planned.policy)
+        if confirm is not None and not _confirmed(confirm, planned, handle):
+            raise AbortedError("apply cancelled; nothing was changed")
+        if session.backend == "openshift":
+            quota.check(session)  # a namespace's quota or limit range: refused before any change
+        # The update runs the program the preview just checked, with the same inputs: the
+        # policy verdict stands, and running the pack again would only cost time.
+        try:
+            if early is not None:
+                applied, final = early.go()
+            else:
+                applied, final, _ = engine.up(handle, on_progress=on_progress)
+        except EngineError as exc:
+            raise quota.engine_hint(exc, session) from exc
     index.write(name, backend=session.backend, owner=project.owner, outputs=final,
                 definition=baseline.inputs, head=baseline.head)
     _configure_remote(project.root, name)
