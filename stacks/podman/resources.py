@@ -173,19 +173,21 @@ class NetworkProvider(_Provider):
     """A podman bridge network; internal networks have no route out and no external DNS."""
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        """Create the network, adopting one this session already labelled."""
+        """Create the network, adopting one this session already labelled.
+
+        Created first and asked about after: podman refuses a name in use, and its answer
+        is then read like any other (a podman call less on a new session's path)."""
+        made = podman.change(podman.network_create_argv(
+            props["name"], internal=props["internal"], dns=props["dns"],
+            labels=props["labels"]), check=False)
+        # Read either way: the subnet is podman's choice, and the fixed addresses need it.
         existing = podman.inspect("network", props["name"])
-        made = None
-        if existing is None:
-            made = podman.change(podman.network_create_argv(
-                props["name"], internal=props["internal"], dns=props["dns"],
-                labels=props["labels"]), check=False)
-            existing = podman.inspect("network", props["name"])
-            # Refused because it exists: a killed run's podman, left to finish, made it.
-            if not made.ok and existing is None:
+        if not made.ok:
+            # Refused because it exists (left by a destroy that was killed, or made by a
+            # killed run's podman, left to finish): adopted only when it is this session's.
+            if existing is None:
                 raise proc.classify_failure(made)
-        if made is None or not made.ok:
-            _require_owned((existing or {}).get("labels") or {}, props, "network")
+            _require_owned(existing.get("labels") or {}, props, "network")
         return CreateResult(props["name"], {**props, **_network_facts(existing or {})})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:

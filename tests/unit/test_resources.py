@@ -58,6 +58,9 @@ class Podman:
                                  "the container name \"x\" is already in use by abc.")
         if args[1] == "rm":
             self.objects.pop(("container", args[-1]), None)
+        if args[1:3] == ["network", "create"] and ("network", args[-1]) in self.objects:
+            return CommandResult(tuple(args), 125, "", f"Error: network name {args[-1]} "
+                                 "already used: network already exists")
         return CommandResult(tuple(args), 0, "", "")
 
 
@@ -449,7 +452,17 @@ def test_network_of_another_session_is_never_adopted(fake: Podman) -> None:
     fake.objects[("network", "paude-demo-internal")] = {"labels": {"paude.session": "x"}}
     with pytest.raises(RuntimeError, match="a network named paude-demo-internal"):
         NetworkProvider().create(network_props())
-    assert fake.runs == []
+    # Only the create podman refused: nothing was removed or changed.
+    assert [argv[1:3] for argv in fake.runs] == [["network", "create"]]
+
+
+def test_a_network_a_killed_destroy_left_is_adopted(fake: Podman) -> None:
+    fake.objects[("network", "paude-demo-internal")] = {
+        "internal": True, "dns_enabled": False, "subnets": [{"subnet": "10.89.3.0/24"}],
+        "labels": LABELS}
+    result = NetworkProvider().create(network_props())
+    assert result.outs["subnet"] == "10.89.3.0/24"
+    assert [argv[1:3] for argv in fake.runs] == [["network", "create"]]
 
 
 @pytest.mark.parametrize(("role", "seconds"), [("proxy", "0"), ("gateway", "0"), ("agent", "1")])
