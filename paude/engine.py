@@ -25,6 +25,7 @@ from paude.engine_workspace import _Named, _options, _workspace, _write_project
 from paude.engine_workspace import connect as connect
 from paude.engine_workspace import locate as locate
 from paude.errors import (
+    AbortedError,
     PaudeError,
     PolicyViolationError,
 )
@@ -333,6 +334,8 @@ class Early:
     def _run(self, gated: Program) -> None:
         try:
             made(self.handle)
+            if self.verdict.is_set() and not self.approved:
+                raise AbortedError("refused before the update started")  # no engine needed
             result = self.handle.stack.up(on_event=self.collector, color="never",
                                           suppress_progress=True, program=gated)
         except BaseException as exc:
