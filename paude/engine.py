@@ -21,7 +21,13 @@ from paude.engine_workspace import Notice as Notice
 from paude.engine_workspace import OnProgress as OnProgress
 from paude.engine_workspace import Program as Program
 from paude.engine_workspace import Purpose as Purpose
-from paude.engine_workspace import _Named, _options, _workspace, _write_project
+from paude.engine_workspace import (
+    _Named,
+    _options,
+    _workspace,
+    _write_project,
+    quiet_abandoned_programs,
+)
 from paude.engine_workspace import connect as connect
 from paude.engine_workspace import locate as locate
 from paude.errors import (
@@ -65,6 +71,7 @@ def open_stack(ctx: EngineContext, name: str, program: Program | None = None, *,
     exclusive = purpose != "plan"
     # Before the first lock and the first thread: the server is a fork of this process.
     forkserver.start()
+    quiet_abandoned_programs()
     locks.hold_session(ctx.home, name, exclusive=exclusive, on_notice=ctx.on_notice)
     locks.clear_stale_state_locks(ctx.backend_url, PROJECT, name, on_notice=ctx.on_notice)
     locks.repair_state_files(ctx.backend_url, PROJECT, name, on_notice=ctx.on_notice)

@@ -4,11 +4,13 @@ command addresses by name. Part of the engine layer (paude/engine.py drives the 
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pulumi import automation as auto
 from semver import VersionInfo
@@ -148,3 +150,33 @@ def _workspace(program: Program | None, opts: auto.LocalWorkspaceOptions) -> aut
     # What the Automation API's create_stack and select_stack make (paude writes the
     # project file itself, see _write_project).
     return auto.LocalWorkspace(**{**vars(opts), "program": program or _noop})
+
+
+def quiet_abandoned_programs() -> None:
+    """Keep one teardown message of the SDK's off the user's terminal (once per process).
+
+    When an engine run ends while its inline program still waits on it (an update the
+    API server refused, say), the SDK's language host stops the program's event loop and
+    leaves its main coroutine pending. Collected later, that coroutine's cleanup asks for
+    the loop that is gone, and Python prints "Exception ignored in <coroutine object
+    run_in_stack>" with a traceback after paude's own error. Nothing is lost: the engine
+    already reported the failure. That one message goes to the debug log; every other
+    unraisable exception is reported as before."""
+    global _previous_hook
+    if _previous_hook is not None:
+        return
+    _previous_hook = sys.unraisablehook
+    sys.unraisablehook = _unraisable
+
+
+_previous_hook: Callable[[Any], object] | None = None
+
+
+def _unraisable(unraisable: Any) -> None:
+    exc, where = unraisable.exc_value, repr(unraisable.object)
+    if isinstance(exc, RuntimeError) and "no running event loop" in str(exc) \
+            and "run_in_stack" in where:
+        logging.getLogger(__name__).debug("an ended engine run's program: %s", exc)
+        return
+    assert _previous_hook is not None
+    _previous_hook(unraisable)

@@ -4,6 +4,9 @@ until it is let go, and a refusal ends it before its first resource (a stand-in 
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import sys
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -11,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from paude import engine
+from paude import engine, engine_workspace
 
 
 @dataclass
@@ -118,3 +121,36 @@ def test_a_failed_update_reports_the_engine_error() -> None:
     early = engine.start_early(handle_of(stack))
     with pytest.raises(ValueError, match="boom"):
         early.go()
+
+
+def test_only_the_sdks_abandoned_program_is_kept_off_the_terminal(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    reported: list[str] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: reported.append(repr(u.object)))
+    monkeypatch.setattr(engine_workspace, "_previous_hook", None)
+    engine_workspace.quiet_abandoned_programs()
+
+    async def cleanup() -> None:
+        asyncio.get_running_loop()  # what the SDK's callback shutdown asks for
+
+    async def run_in_stack() -> None:  # the SDK's name, and its `finally`
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await cleanup()
+
+    async def other() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await cleanup()
+
+    for make in (run_in_stack, other):
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(make())
+        loop.run_until_complete(asyncio.sleep(0))  # started, then left pending
+        loop.close()
+        del task, loop  # collected pending: its finally runs with no loop
+        gc.collect()
+    # The control: the same failure in any other coroutine is still reported.
+    assert len(reported) == 1 and "other" in reported[0], reported
