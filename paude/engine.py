@@ -1,5 +1,5 @@
 """The module that drives the Pulumi Automation API: stacks, state, secrets, events (with
-its helpers engine_workspace, engine_events, engine_errors and engine_text)."""
+its helpers engine_workspace, engine_early, engine_events, engine_errors and engine_text)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pulumi import automation as auto
 
@@ -31,11 +31,13 @@ from paude.engine_workspace import (
 from paude.engine_workspace import connect as connect
 from paude.engine_workspace import locate as locate
 from paude.errors import (
-    AbortedError,
     PaudeError,
     PolicyViolationError,
 )
 from paude.results import PolicyFinding, ResourceChange
+
+if TYPE_CHECKING:
+    from paude.engine_early import Early
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class StackHandle:
     # makes none), and the empty stack its preview runs on instead (see _spare).
     making: Future[None] | None = field(default=None, repr=False, compare=False)
     spare: Callable[[], auto.Stack] | None = field(default=None, repr=False, compare=False)
-    # A new session's update, started early and held at its gate (see start_early).
+    # An update started early and held at its gate (paude/engine_early.py).
     early: list[Early] = field(default_factory=list, repr=False, compare=False)
 
 
@@ -312,81 +314,6 @@ def up(handle: StackHandle, *, on_progress: OnProgress | None = None,
         raise _failure(exc, handle.name, collector) from exc
     outputs = {k: v.value for k, v in result.outputs.items()}
     return collector.result(), outputs, tuple(collector.findings)
-
-
-class Early:
-    """A new session's update, started while its preview runs (see start_early)."""
-
-    def __init__(self, handle: StackHandle, on_progress: OnProgress | None) -> None:
-        self.handle = handle
-        self.collector = _EventCollector(on_progress)
-        self.verdict = threading.Event()
-        self.approved = False
-        self.outcome: Future[tuple[tuple[ResourceChange, ...], dict[str, Any]]] = Future()
-        program = handle.stack.workspace.program
-        assert program is not None  # a session's stack always has paude's program
-
-        def gated() -> None:
-            # Nothing is declared before the verdict: stopped, the update fails before its
-            # first resource and changes nothing.
-            self.verdict.wait()
-            if not self.approved:
-                raise RuntimeError("paude stopped this update before it declared anything")
-            program()
-
-        self.thread = threading.Thread(target=self._run, args=(gated,), daemon=True,
-                                       name=f"paude-up-{handle.name}")
-        self.thread.start()
-
-    def _run(self, gated: Program) -> None:
-        try:
-            made(self.handle)
-            if self.verdict.is_set() and not self.approved:
-                raise AbortedError("refused before the update started")  # no engine needed
-            result = self.handle.stack.up(on_event=self.collector, color="never",
-                                          suppress_progress=True, program=gated)
-        except BaseException as exc:
-            self.outcome.set_exception(exc)
-        else:
-            self.outcome.set_result((self.collector.result(),
-                                     {k: v.value for k, v in result.outputs.items()}))
-
-    def go(self) -> tuple[tuple[ResourceChange, ...], dict[str, Any]]:
-        """Let the update declare the session, and wait for it: what up() returns."""
-        self.approved = True
-        self.verdict.set()
-        try:
-            return self.outcome.result()
-        except auto.CommandError as exc:
-            raise _failure(exc, self.handle.name, self.collector) from exc
-
-    def stop(self) -> None:
-        """Refuse the update and wait for its engine to end (it fails without a change).
-        Once approved, the update is under way and ends as any update does."""
-        if self.approved:
-            return
-        self.verdict.set()
-        self.thread.join(timeout=60)
-
-    def __enter__(self) -> Early:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-
-def start_early(handle: StackHandle, *, on_progress: OnProgress | None = None) -> Early:
-    """Start a new session's update now, to be let go once its preview is approved.
-
-    The engine's start (a process, the key derivation, reading the stack, the language
-    host) costs about a third of a second, and the preview leaves the second core idle:
-    started beside the preview, the update is at its first resource as soon as the verdict
-    comes. The program waits at a gate before declaring anything, so the update applies
-    exactly the program the preview checked, and only after the policies passed and the
-    user said yes. A new stack takes no refresh: there is nothing recorded to read."""
-    early = Early(handle, on_progress)
-    handle.early.append(early)
-    return early
 
 
 def _failure(exc: auto.CommandError, name: str, collector: _EventCollector) -> PaudeError:

@@ -15,6 +15,7 @@ from paude import (
     credentials,
     domains,
     engine,
+    engine_early,
     forkserver,
     gateway,
     gitsync,
@@ -267,14 +268,13 @@ def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
     handle = open_stack(ctx, name, program)
     if receipt is not None:
         receipt.created_stack = handle.new
-    # A new session's update starts now and waits at its gate for the verdict below; it
-    # is refused on the way out unless it was let go.
-    with (engine.start_early(handle, on_progress=on_progress) if handle.new
-          else contextlib.nullcontext()) as early:
-        observed = _observe(handle, session)
-        outputs = _check_owner(handle, project.owner)
-        review = provenance.review(project.root, session, config,
-                                   provenance.recorded(name, project.owner))
+    observed = _observe(handle, session)
+    outputs = _check_owner(handle, project.owner)
+    review = provenance.review(project.root, session, config,
+                               provenance.recorded(name, project.owner))
+    # The update starts now and waits at its gate for the verdict below (engine_early.py);
+    # it is refused on the way out unless it was let go.
+    with _early(handle, observed, review, on_progress, asks=confirm is not None) as early:
         # Always plan first, under the policies: `up` applies resource by resource, so a
         # violation first seen there would leave the session half-built.
         planned = _preview(handle, session, pack, warnings, keep_new=True, review=review,
@@ -306,6 +306,23 @@ def apply(name: str, *, cwd: Path | None = None, project: Project | None = None,
     _configure_remote(project.root, name)
     return ApplyResult(name, applied, final, time.monotonic() - started,
                        summarize(applied, new_session=False), planned.policy)
+
+
+def _early(handle: engine.StackHandle, observed: Future[bool] | None,
+           review: provenance.Review, on_progress: engine.OnProgress | None, *,
+           asks: bool) -> contextlib.AbstractContextManager[engine_early.Early | None]:
+    """The update, started beside the preview: a new session's, and, applied without a
+    question, a session's whose definition changed and whose objects paude reads itself.
+
+    Not for an apply that most likely changes nothing (its engine would only compete with
+    the preview), nor where the engine must refresh (paude does not read the objects
+    itself), nor for an existing session's apply that asks first: an update refused at
+    its gate still writes the stack's state (the same resources, its secrets encrypted
+    anew) and a failed update to the history, which a "no" must not do. A refused new
+    session's stack is removed anyway."""
+    if handle.new or (observed is not None and review.changes and not asks):
+        return engine_early.start(handle, on_progress=on_progress)
+    return contextlib.nullcontext()
 
 
 def _confirmed(confirm: Confirm, planned: PlanResult, handle: engine.StackHandle) -> bool:

@@ -1,4 +1,4 @@
-"""A new session's update starts beside its preview and waits at a gate (engine.start_early):
+"""A new session's update starts beside its preview and waits at a gate (engine_early.py):
 nothing exists until the user says yes, and a no leaves nothing behind, engine included.
 Real paude on a terminal, the real engine and podman."""
 

@@ -1,4 +1,4 @@
-"""engine.start_early: a new session's update started beside its preview declares nothing
+"""engine_early.start: an update started beside its preview declares nothing
 until it is let go, and a refusal ends it before its first resource (a stand-in stack whose
 `up` runs the program in the update's thread, as the Automation API does)."""
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from paude import engine, engine_workspace
+from paude import engine, engine_early, engine_workspace
 
 
 @dataclass
@@ -41,18 +41,19 @@ class Stack:
     def declare(self) -> None:
         self.declared.append("proxy")
 
-    def up(self, *, program: Any, **_kw: Any) -> Outputs:
-        self.calls.append("up")
+    def up(self, *, program: Any = None, refresh: bool = False, **_kw: Any) -> Outputs:
+        self.calls.append("up --refresh" if refresh else "up")
         try:
-            program()
+            (program or self.workspace.program)()
         except RuntimeError as exc:
             self.calls.append(f"failed: {exc}")
             raise
         return Outputs()
 
 
-def handle_of(stack: Stack, making: Future[None] | None = None) -> engine.StackHandle:
-    return engine.StackHandle("demo", stack, True, making=making)  # type: ignore[arg-type]
+def handle_of(stack: Stack, making: Future[None] | None = None, *,
+              new: bool = True) -> engine.StackHandle:
+    return engine.StackHandle("demo", stack, new, making=making)  # type: ignore[arg-type]
 
 
 def wait_for(condition: Any) -> None:
@@ -65,7 +66,7 @@ def wait_for(condition: Any) -> None:
 
 def test_nothing_is_declared_until_the_update_is_let_go() -> None:
     stack = Stack()
-    early = engine.start_early(handle_of(stack))
+    early = engine_early.start(handle_of(stack))
     wait_for(lambda: stack.calls == ["up"])  # the update runs, held at its gate
     threading.Event().wait(0.1)
     assert stack.declared == []
@@ -75,7 +76,7 @@ def test_nothing_is_declared_until_the_update_is_let_go() -> None:
 
 def test_a_refused_update_fails_before_its_first_resource() -> None:
     stack = Stack()
-    early = engine.start_early(handle_of(stack))
+    early = engine_early.start(handle_of(stack))
     wait_for(lambda: stack.calls == ["up"])
     early.stop()
     assert not early.thread.is_alive()
@@ -85,14 +86,14 @@ def test_a_refused_update_fails_before_its_first_resource() -> None:
 
 def test_refused_before_the_stack_exists_the_update_never_starts() -> None:
     stack, making = Stack(), Future[None]()
-    early = engine.start_early(handle_of(stack, making))
+    early = engine_early.start(handle_of(stack, making))
     early.verdict.set()  # refused while `stack init` still runs
     making.set_result(None)
     early.thread.join(5)
     assert stack.calls == [] and stack.declared == []
     # Control: let go instead, the same update declares the session.
     stack, making = Stack(), Future[None]()
-    early = engine.start_early(handle_of(stack, making))
+    early = engine_early.start(handle_of(stack, making))
     making.set_result(None)
     early.go()
     assert stack.declared == ["proxy"]
@@ -103,7 +104,7 @@ def test_discard_ends_the_update_before_it_removes_the_stack() -> None:
     handle = handle_of(stack, Future[None]())
     assert handle.making is not None
     handle.making.set_result(None)
-    engine.start_early(handle)
+    engine_early.start(handle)
     wait_for(lambda: stack.calls == ["up"])
     engine.discard(handle)
     assert stack.calls[0] == "up" and stack.calls[1].startswith("failed")
@@ -118,7 +119,7 @@ def test_a_failed_update_reports_the_engine_error() -> None:
         raise ValueError("boom")
 
     stack.workspace.program = broken
-    early = engine.start_early(handle_of(stack))
+    early = engine_early.start(handle_of(stack))
     with pytest.raises(ValueError, match="boom"):
         early.go()
 
@@ -154,3 +155,26 @@ def test_only_the_sdks_abandoned_program_is_kept_off_the_terminal(
         gc.collect()
     # The control: the same failure in any other coroutine is still reported.
     assert len(reported) == 1 and "other" in reported[0], reported
+
+
+def test_a_session_whose_objects_read_as_recorded_is_updated_by_the_early_update() -> None:
+    stack = Stack()
+    handle = handle_of(stack, new=False)
+    early = engine_early.start(handle)
+    wait_for(lambda: stack.calls == ["up"])
+    handle.in_sync[:] = [True]  # the preview found every object as recorded
+    early.go()
+    assert stack.calls == ["up"] and stack.declared == ["proxy"]
+
+
+def test_a_session_with_drift_is_updated_afresh_with_the_engines_refresh() -> None:
+    # Started without a refresh, the early update cannot repair drift: refused, and the
+    # update runs again with the refresh.
+    stack = Stack()
+    handle = handle_of(stack, new=False)
+    early = engine_early.start(handle)
+    wait_for(lambda: stack.calls == ["up"])
+    handle.in_sync[:] = [False]
+    early.go()
+    assert stack.calls[0] == "up" and stack.calls[1].startswith("failed: paude stopped")
+    assert stack.calls[2:] == ["up --refresh"] and stack.declared == ["proxy"]
