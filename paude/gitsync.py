@@ -4,17 +4,19 @@ results, never prints."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from paude import index, naming, proc
+from paude import index, locks, naming, proc
 from paude.backends.base import DEFAULT_BACKEND, WORKSPACE, Backend
 from paude.errors import PaudeError, SessionNotFoundError
+from paude.home import paude_home
 from paude.proc import CommandResult
 
 log = logging.getLogger(__name__)
@@ -119,11 +121,12 @@ def _is_no_repo(result: CommandResult) -> bool:
     return any(text in result.stderr.lower() for text in _NO_REPO)
 
 
-def require_repo(repo: Path) -> None:
-    """Raise a PaudeError with a fix unless repo is inside a git repository."""
-    result = _git(repo, "rev-parse", "--git-dir", check=False)
+def require_repo(repo: Path) -> Path:
+    """The repository's common git folder (the one that holds its config, shared by its
+    worktrees); a PaudeError with a fix unless repo is inside a git repository."""
+    result = _git(repo, "rev-parse", "--git-common-dir", check=False)
     if result.ok:
-        return
+        return (repo / result.stdout.strip()).resolve()  # relative to repo, or absolute
     if _is_no_repo(result):
         raise PaudeError(f"not a git repository: {repo}",
                          hint="run paude inside your repository, or make this one with `git init`")
@@ -166,9 +169,22 @@ def has_remote(repo: Path, session: str) -> bool:
     return remote_name(session) in _remotes(repo)
 
 
+@contextlib.contextmanager
+def _config_writer(repo: Path) -> Iterator[None]:
+    """Write the repository's git config alone among paude processes: git refuses to while
+    another writer holds its lock (two applies of one repository, or an apply beside
+    `paude remote`), from whichever folder or worktree of the repository each was run."""
+    with locks.serialized(paude_home(), f"git-config {require_repo(repo)}"):
+        yield
+
+
 def add_remote(repo: Path, session: str) -> bool:
     """Add the session's remote, or correct its URL; True when anything changed."""
-    require_repo(repo)
+    with _config_writer(repo):
+        return _add_remote(repo, session)
+
+
+def _add_remote(repo: Path, session: str) -> bool:
     name, url = remote_name(session), remote_url(session)
     if name not in _remotes(repo):
         _git(repo, "remote", "add", name, url)
@@ -182,7 +198,11 @@ def add_remote(repo: Path, session: str) -> bool:
 
 def remove_remote(repo: Path, session: str) -> bool:
     """Remove the session's remote and its remote-tracking branches; False if absent."""
-    require_repo(repo)
+    with _config_writer(repo):
+        return _remove_remote(repo, session)
+
+
+def _remove_remote(repo: Path, session: str) -> bool:
     name = remote_name(session)
     if name not in _remotes(repo):
         return False

@@ -20,7 +20,6 @@ from paude import (
     gateway,
     gitsync,
     index,
-    locks,
     machine,
     naming,
     ownership,
@@ -376,9 +375,8 @@ def destroy(name: str, *, cwd: Path | None = None, delete_data: bool = False,
     removed = get_backend(backend_name, name).delete_data(session=name) if delete_data else []
     if removed:
         kept = [k for k in kept if k != "workspace"]
-    if _in_git_repo(project.root) and not keep_remote:
-        with locks.serialized(paude_home(), f"git-config {project.root}"):
-            gitsync.remove_remote(project.root, name)
+    if gitsync.is_repo(project.root) and not keep_remote:
+        gitsync.remove_remote(project.root, name)
     index.remove(name)  # last: while the entry exists, running destroy again finishes the job
     return DestroyResult(name, tuple(deleted), tuple(kept), bool(removed),
                          time.monotonic() - started)
@@ -391,16 +389,10 @@ def _interrupted_delete(backend_name: str, name: str) -> bool:
         session=name).agent_running
 
 
-def _in_git_repo(path: Path) -> bool:
-    return gitsync.is_repo(path)
-
-
 def _configure_remote(repo: Path, name: str) -> None:
     # The remote is a stack output; apply records it in the owning repository.
-    if _in_git_repo(repo):
-        # git refuses to write its config while another paude of this repository does.
-        with locks.serialized(paude_home(), f"git-config {repo}"):
-            gitsync.add_remote(repo, name)
+    if gitsync.is_repo(repo):
+        gitsync.add_remote(repo, name)
 
 
 def _declared_backend(project: Project, name: str) -> str:

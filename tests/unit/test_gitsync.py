@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from paude import gitsync
+from paude import gitsync, locks
 from paude.errors import PaudeError, SessionNotFoundError
 from paude.gitsync import BranchLag
 from tests.unit.gitworld import (
@@ -74,6 +74,34 @@ def test_add_set_url_list_and_remove_remotes(world: World) -> None:
     assert gitsync.remove_remote(host, SESSION) is False
     assert gitsync.list_remotes(host) == [("paude-alpha", "paude::alpha")]
     assert git(host, "remote").split() == ["origin", "paude-alpha"]
+
+
+def test_remote_writes_take_one_lock_per_repository(world: World, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two paudes writing one repository's config at once make git fail on its lock: they
+    take paude's lock first, the same one from a subfolder and a linked worktree."""
+    keys: list[str] = []
+    serialized = locks.serialized
+
+    def recorded(home: Path, key: str):  # type: ignore[no-untyped-def]
+        keys.append(key)
+        return serialized(home, key)
+
+    monkeypatch.setattr(locks, "serialized", recorded)
+    commit(world.host, "a.txt", "a")
+    (world.host / "sub").mkdir()
+    git(world.host, "worktree", "add", "-q", str(tmp_path / "wt"), "-b", "other")
+    gitsync.add_remote(world.host, SESSION)
+    gitsync.add_remote(world.host / "sub", "beta")
+    gitsync.remove_remote(tmp_path / "wt", SESSION)
+    assert len(keys) == 3 and len(set(keys)) == 1, keys
+    assert git(world.host, "remote").split() == ["paude-beta"]  # the worktree's config is shared
+    # Control: another repository takes another lock.
+    other = tmp_path / "other"
+    other.mkdir()
+    git(other, "init", "-q")
+    gitsync.add_remote(other, SESSION)
+    assert len(set(keys)) == 2
 
 
 @pytest.mark.parametrize("call", [

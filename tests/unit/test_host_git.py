@@ -69,7 +69,7 @@ def test_exact_argv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     gitsync.push(tmp_path, "demo", "main")
     assert seen == [
         ["git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
-         "-c", "protocol.ext.allow=never", "-C", str(tmp_path), "rev-parse", "--git-dir"],
+         "-c", "protocol.ext.allow=never", "-C", str(tmp_path), "rev-parse", "--git-common-dir"],
         ["git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
          "-c", "protocol.ext.allow=never", "-C", str(tmp_path), "push", "paude-demo",
          "HEAD:refs/heads/main"],
