@@ -12,9 +12,12 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from paude.domains import Allowlist
 from paude.errors import PaudeError
+
+if TYPE_CHECKING:  # only a type here: importing it loads pydantic, which start never needs
+    from paude.domains import Allowlist
 
 GATEWAY_PORT = 8080
 # What the agent holds instead of a credential: it opens nothing anywhere.

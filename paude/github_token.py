@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from paude import domains, gateway, proc
+from paude import gateway, proc
 from paude.backends import get_backend
 from paude.backends.base import Backend
 from paude.errors import PaudeError
@@ -58,7 +58,7 @@ def check(session: str, token: str, *, cwd: Path | None = None) -> None:
         raise PaudeError("the GitHub token is not one: it must be 1 to 1024 printable "
                          "characters without spaces or line breaks",
                          hint="copy the token again (`gh auth token` prints yours)")
-    from paude import sessions
+    from paude import domains, sessions  # pydantic: only when a token is given
 
     project = sessions.open_project(cwd)
     definition, _ = sessions.session_of(project, session)

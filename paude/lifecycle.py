@@ -295,20 +295,26 @@ def _place_backend(backend: str, context: str | None, namespace: str | None) -> 
 def status(name: str, *, cwd: Path | None = None) -> SessionStatus:
     """Running or stopped, agent and proxy alive, and the work the host lacks (read only
     while the agent runs: status starts nothing)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from paude import work
+
     backend_name = _backend_of(name)
     backend = get_backend(backend_name, name)
-    observed = backend.status(session=name)
+    repo = _owner_repo(name, cwd)
+    with ThreadPoolExecutor(1) as pool:  # the host's own commits, read beside podman's answer
+        tips = pool.submit(work.host_tips, repo)
+        observed = backend.status(session=name)
     # Checked before anything runs in the session; status's own read carries the label.
     ownership.require(name, cwd=cwd, backend=backend, live=observed.owner)
     found: WorkReport | None = None
-    error = None
-    setup = None
+    error = setup = None
     if observed.agent_running:
-        from paude import work, workspace_setup
+        from paude import workspace_setup
 
         answer = None
         try:
-            found, answer = work.report_with_setup(_owner_repo(name, cwd), backend, name)
+            found, answer = work.report_with_setup(repo, backend, name, known=tips.result())
         except PaudeError as exc:
             error = exc.message
         # One exec answers both; only when the report failed does the setup get its own.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,9 +96,11 @@ class WorkReport:
 # ---------------------------------------------------------------- the host's side
 
 
-def observe(repo: Path, backend: Backend, session: str, *, mode: str = "report") -> Observed:
-    """Run the script in the session (one exec) with the host's commits on stdin."""
-    known = host_tips(repo)
+def observe(repo: Path, backend: Backend, session: str, *, mode: str = "report",
+            known: Sequence[str] | None = None) -> Observed:
+    """Run the script in the session (one exec) with the host's commits (known: read
+    already) on stdin."""
+    known = host_tips(repo) if known is None else known
     result = gitsync._exec(
         backend, session,
         ["sh", "-c", template_source(SCRIPT), "sh", WORKSPACE, mode, gitsync.RESCUE_REPO],
@@ -185,10 +187,11 @@ def report(repo: Path, backend: Backend, session: str) -> WorkReport:
     return judge(repo, observe(repo, backend, session))
 
 
-def report_with_setup(repo: Path, backend: Backend,
-                      session: str) -> tuple[WorkReport, tuple[int, str] | None]:
+def report_with_setup(repo: Path, backend: Backend, session: str, *,
+                      known: Sequence[str] | None = None,
+                      ) -> tuple[WorkReport, tuple[int, str] | None]:
     """The report and, from the same exec, paude-setup's state answer (exit code, output)."""
-    seen = observe(repo, backend, session, mode="status")
+    seen = observe(repo, backend, session, mode="status", known=known)
     return judge(repo, seen), seen.setup
 
 

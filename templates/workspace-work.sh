@@ -21,21 +21,25 @@ if [ "$mode" = status ]; then mode=report; with_setup=yes; fi
 t=$(mktemp -d) || exit 1
 trap 'rm -rf "$t"' EXIT
 
+# Each process costs a millisecond or two, and `paude status` waits for all of them: the
+# helpers below use as few as they can (the agent image always has GNU coreutils and grep).
 rec() { printf '%s\0%s\0' "$1" "$2"; }
-nuls() { tr -cd '\000' | wc -c | tr -d ' '; }
-# The first five NUL-terminated names: with NUL and newline swapped each name is a line.
-first5() { tr '\000\n' '\n\000' | head -n 5 | tr '\000\n' '\n\000'; }
-paths() {
-    first5 < "$2" > "$t/sample"
-    printf '%s\0%s\0%s\0' "$1" "$(nuls < "$2")" "$(nuls < "$t/sample")"
-    cat "$t/sample"
+# The NUL-terminated names in file $1 (git's -z lists end every name with a NUL).
+nuls() { LC_ALL=C grep -acz '' < "$1"; }
+paths() {  # KEY FILE: the count, then the first five names
+    pn=$(nuls "$2")
+    printf '%s\0%s\0%s\0' "$1" "$pn" "$((pn < 5 ? pn : 5))"
+    head -z -n 5 "$2"
 }
 # Gitlinks (embedded repositories) of a tree, one `MODE TYPE ID<TAB>PATH` line each.
 links() { git ls-tree -r -z "$1" | tr '\000\n' '\n\000' | grep -a '^160000 '; }
-embedded() {  # the gitlinks of tree $2 that tree $1 does not have
-    links "$1" > "$t/l0"
-    links "$2" > "$t/l1"
-    grep -axvFf "$t/l0" "$t/l1" | cut -f 2- | tr '\000\n' '\n\000' > "$t/embedded"
+embedded() {  # the gitlinks of tree $2 (-: unreadable) that tree $1 does not have
+    : > "$t/embedded"
+    if [ "$2" != - ] && [ "$2" != "$1" ]; then
+        if [ "$1" = "$empty" ]; then : > "$t/l0"; else links "$1" > "$t/l0"; fi
+        links "$2" > "$t/l1"
+        grep -axvFf "$t/l0" "$t/l1" | cut -f 2- | tr '\000\n' '\n\000' > "$t/embedded"
+    fi
     paths embedded "$t/embedded"
 }
 # Commits reachable from $1 that no host commit reaches; - when $1 is not a commit.
@@ -111,8 +115,7 @@ in_git() {
     paths changed "$t/changed"
     paths untracked "$t/untracked"
     paths ignored "$t/ignored"
-    if [ "$wtree" = - ]; then : > "$t/embedded"; paths embedded "$t/embedded"
-    else embedded "$base" "$wtree"; fi
+    embedded "$base" "$wtree"
 
     [ "$mode" = rescue ] || return 0
     git for-each-ref --format='%(refname)' refs/paude-rescue/ > "$t/old" || exit 1
@@ -146,8 +149,9 @@ in_git() {
 
 in_files() {
     rec git no
-    if [ "$mode" = rescue ]; then g=$rescue_repo; else g=$t/files.git; fi
-    rm -rf "$g" && git init -q --bare "$g" || exit 1
+    # A rescue replaces the last one's repository; a report's scratch folder is new.
+    if [ "$mode" = rescue ]; then g=$rescue_repo; rm -rf "$g" || exit 1; else g=$t/files.git; fi
+    git init -q --bare "$g" || exit 1
     export GIT_DIR="$g" GIT_WORK_TREE="$ws" GIT_INDEX_FILE="$g/paude-index"
     tree=-
     if git add -A -f --ignore-errors > /dev/null 2>&1; then
@@ -157,8 +161,7 @@ in_files() {
     rec tree "worktree $tree"
     paths files "$t/files"
     empty=$(git hash-object -t tree /dev/null) || exit 1
-    if [ "$tree" = - ]; then : > "$t/embedded"; paths embedded "$t/embedded"
-    else embedded "$empty" "$tree"; fi
+    embedded "$empty" "$tree"
 
     [ "$mode" = rescue ] || return 0
     if [ "$tree" = - ]; then
@@ -177,8 +180,8 @@ main() {
     rec paude-work 1
     if ! cd "$ws" 2> /dev/null; then
         rec git missing
-    elif [ "$(git rev-parse --is-inside-work-tree 2> /dev/null)" = true ] \
-            && [ -z "$(git rev-parse --show-prefix 2> /dev/null)" ]; then
+    # The top of a work tree: "true" and an empty prefix (a subfolder's would follow).
+    elif [ "$(git rev-parse --is-inside-work-tree --show-prefix 2> /dev/null)" = true ]; then
         in_git
     else
         in_files

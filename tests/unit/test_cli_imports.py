@@ -11,10 +11,11 @@ HEAVY = ("pydantic", "pulumi", "rich", "yaml", "jinja2", "grpc")
 
 
 def test_the_cli_starts_without_the_heavy_libraries() -> None:
-    # The CLI, and what `status` runs (the work report, the setup state) and prints.
+    # The CLI, what `status` runs (the work report, the setup state) and prints, and what
+    # `start` runs (the GitHub token's take-back, which reads the gateway's file names).
     found = subprocess.run(
         [sys.executable, "-c", "import sys, paude.cli, paude.lifecycle, paude.work\n"
-         "import paude.workspace_setup, paude.cli.output\n"
+         "import paude.workspace_setup, paude.cli.output, paude.github_token, paude.gateway\n"
          "paude.cli.output.text('a line')\n"
          f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"],
         capture_output=True, text=True, check=True).stdout.split()

@@ -4,6 +4,7 @@ anything in the session changes. Podman and the index are faked; the integration
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -117,38 +118,52 @@ def test_the_live_label_counts_even_when_the_index_agrees(tmp_path: Path) -> Non
     ownership.require("demo", cwd=b, backend=FakeBackend(None))  # type: ignore[arg-type]
 
 
-AGENT_LABEL = ("podman", "container", "inspect", "--format",
-               '{{index .Config.Labels "paude.repository"}}', "paude-demo-agent")
-VOLUME_LABEL = ("podman", "volume", "inspect", "--format",
-                '{{index .Labels "paude.repository"}}', "paude-demo-workspace")
+INSPECT = ("podman", "inspect", "paude-demo-agent", "paude-demo-workspace")
 
 
-@pytest.mark.parametrize("answers, expected, asked", [
-    ({AGENT_LABEL: "/home/u/a\n"}, "/home/u/a", [AGENT_LABEL, VOLUME_LABEL]),
+def _agent(label: str | None) -> dict[str, object]:
+    """A container as `podman inspect` shows it (the fields owner() reads)."""
+    labels = {"paude.repository": label} if label is not None else {}
+    return {"Name": "paude-demo-agent", "State": {"Status": "exited"},
+            "Config": {"Labels": labels or None}}
+
+
+def _volume(label: str | None) -> dict[str, object]:
+    labels = {"paude.repository": label} if label is not None else {}
+    return {"Name": "paude-demo-workspace", "Driver": "local", "Mountpoint": "/v/_data",
+            "Labels": labels}
+
+
+@pytest.mark.parametrize("answer, code, expected", [
+    ([_agent("/home/u/a")], 125, "/home/u/a"),
     # Both labelled (a container made again elsewhere, say): the container's counts.
-    ({AGENT_LABEL: "/home/u/a\n", VOLUME_LABEL: "/home/u/b\n"}, "/home/u/a",
-     [AGENT_LABEL, VOLUME_LABEL]),
+    ([_agent("/home/u/a"), _volume("/home/u/b")], 0, "/home/u/a"),
     # Destroyed, workspace kept: the volume still says whose work it holds.
-    ({VOLUME_LABEL: "/home/u/a\n"}, "/home/u/a", [AGENT_LABEL, VOLUME_LABEL]),
+    ([_volume("/home/u/a")], 125, "/home/u/a"),
+    # A container without the label (made before it existed): the volume's counts.
+    ([_agent(None), _volume("/home/u/a")], 0, "/home/u/a"),
     # Objects made before the label existed, or nothing at all.
-    ({AGENT_LABEL: "<no value>\n", VOLUME_LABEL: "<no value>\n"}, None,
-     [AGENT_LABEL, VOLUME_LABEL]),
-    ({}, None, [AGENT_LABEL, VOLUME_LABEL]),
+    ([_agent(None), _volume(None)], 0, None),
+    ([], 125, None),
+    # Another kind of object that took a name (an image, a pod): no label is read from it.
+    ([{"Name": "paude-demo-agent", "State": "Running", "Labels": {"paude.repository": "/x"}},
+      {"Name": "paude-demo-workspace", "Config": {"Labels": {"paude.repository": "/y"}}}],
+     0, None),
+    # Podman answered something that is not its JSON.
+    ("Error: no such object", 125, None),
 ])
-def test_podman_reads_the_label(monkeypatch: pytest.MonkeyPatch,
-                                answers: dict[tuple[str, ...], str], expected: str | None,
-                                asked: list[tuple[str, ...]]) -> None:
+def test_podman_reads_the_label_in_one_call(monkeypatch: pytest.MonkeyPatch, answer: object,
+                                            code: int, expected: str | None) -> None:
     seen: list[tuple[str, ...]] = []
 
     def run(argv: Sequence[str], **kwargs: object) -> CommandResult:
         seen.append(tuple(argv))
-        found = answers.get(tuple(argv))
-        return CommandResult(tuple(argv), 0 if found is not None else 125, found or "", "")
+        out = answer if isinstance(answer, str) else json.dumps(answer)
+        return CommandResult(tuple(argv), code, out, "")
 
     monkeypatch.setattr(proc, "run", run)
     assert PodmanBackend().owner(session="demo") == expected
-    # Asked together (threads), so in any order.
-    assert sorted(seen) == sorted(asked)
+    assert seen == [INSPECT]  # one podman process for both objects
 
 
 # Every command that touches a session, as its service function is called by the CLI.

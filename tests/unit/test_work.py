@@ -251,6 +251,29 @@ def test_an_empty_workspace_holds_nothing(world: World) -> None:
     assert rescue.rescue(world.host, world.backend, SESSION).saved == ()
 
 
+
+def test_many_paths_are_all_counted_and_five_named(pushed: World) -> None:
+    """The report names the first five paths of a kind and counts every one, including a
+    name holding a line break (names end in NULs, never newlines)."""
+    names = [f"new-{i:02}.txt" for i in range(12)] + ["z\nlast.txt"]
+    for name in names:
+        (pushed.workspace / name).write_text("x\n", encoding="utf-8")
+    found = report(pushed)
+    assert found.untracked == Paths(13, tuple(names[:5]))
+    assert found.changed == Paths() and found.blocking
+    (pushed.workspace / "new-00.txt").unlink()
+    assert report(pushed).untracked == Paths(12, tuple(names[1:6]))
+
+
+def test_many_files_of_a_workspace_without_git(world: World) -> None:
+    for i in range(7):
+        (world.workspace / f"f{i}").write_text("x\n", encoding="utf-8")
+    found = report(world)
+    assert found.files == Paths(7, ("f0", "f1", "f2", "f3", "f4"))
+    for i in range(3):
+        (world.workspace / f"f{i}").unlink()
+    assert report(world).files == Paths(4, ("f3", "f4", "f5", "f6"))
+
 def test_embedded_repositories_block_even_after_a_rescue(pushed: World) -> None:
     inner = pushed.workspace / "vendor" / "lib"
     inner.mkdir(parents=True)
