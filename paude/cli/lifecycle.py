@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from paude import lifecycle, naming, placement, termguard
-from paude.cli import flags, output, planview
+from paude.cli import flags, output
 from paude.errors import PaudeError
 
 if TYPE_CHECKING:
@@ -91,6 +91,8 @@ def create(
     result = lifecycle.create(name, wanted, dry_run=dry_run, rebuild=rebuild,
                               on_progress=output.progress, on_warning=output.warn,
                               on_notice=output.warn, git=git)
+    from paude.cli import planview  # the plan's words; status and start never need them
+
     if dry_run:
         output.text(f"# paude.yaml{' (unchanged)' if not result.definition.changed else ''}")
         output.text(result.definition.text.rstrip("\n"))

@@ -28,3 +28,44 @@ def test_the_control_a_heavy_import_is_seen() -> None:
         [sys.executable, "-c", "import sys, paude.cli, paude.settings\n"
          "print('pydantic' in sys.modules)"], capture_output=True, text=True, check=True)
     assert found.stdout.strip() == "True"
+
+
+def test_the_command_table_names_what_each_module_registers() -> None:
+    """paude.cli.COMMANDS, by which a command line imports only its own command's module,
+    lists every command exactly where it is defined, in the order `--help` shows them."""
+    import importlib
+
+    import typer
+
+    from paude import cli
+
+    registered: dict[str, str] = {}
+    for module in dict.fromkeys(cli.COMMANDS.values()):
+        app = typer.Typer()
+        importlib.import_module(f"paude.cli.{module}").register(app)
+        names = [cli.command_name(c) for c in app.registered_commands]
+        names += [g.name or "" for g in app.registered_groups]
+        registered.update(dict.fromkeys(names, module))
+    assert registered == cli.COMMANDS
+    assert list(registered) == list(cli.COMMANDS)
+    listed = [c.name for c in typer.main.get_command(cli.build()).commands.values()]
+    assert sorted(listed) == sorted(cli.COMMANDS)
+
+
+def _modules_after(*argv: str) -> set[str]:
+    script = ("import sys\nfrom paude.cli import main\n"
+              f"main({list(argv)!r})\n"
+              "print('MODULES', *(m for m in sys.modules if m.startswith('paude.cli.')))")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True)
+    last = run.stdout.splitlines()[-1].split()
+    assert last[0] == "MODULES"
+    return set(last[1:])
+
+
+def test_a_command_line_builds_its_own_command_alone() -> None:
+    assert "paude.cli.stack" not in _modules_after("status", "--help")
+    assert "paude.cli.allowlist" not in _modules_after("start", "--help")
+    # Controls: the command's own module, and --help, which lists every command.
+    assert "paude.cli.stack" in _modules_after("plan", "--help")
+    assert {"paude.cli.stack", "paude.cli.allowlist"} <= _modules_after("--help")
