@@ -1,22 +1,22 @@
-"""The seed's session commands: create, start, stop, connect, list, status, delete, and
-rescue."""
+"""The seed's session commands: create, start, stop, connect, delete and rescue (list and
+status: paude/overview.py)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from paude import index, ownership, placement
+from paude import index, ownership
 from paude.backends import get_backend
 from paude.errors import ConfigError, ConfigProblem, PaudeError, SessionNotFoundError
 from paude.naming import check_session_name, validate_session_name
 
 if TYPE_CHECKING:
     from paude import gitsync, sessions
-    from paude.backends.base import Backend, RuntimeStatus
+    from paude.backends.base import Backend
     from paude.definition import CreateFlags, Definition
     from paude.engine import OnProgress
     from paude.gitseed import GitSeedResult
@@ -24,10 +24,8 @@ if TYPE_CHECKING:
     from paude.rescue import RescueResult
     from paude.results import ApplyResult, DestroyResult, PlanResult
     from paude.verify import VerifyResult
-    from paude.work import WorkReport
-    from paude.workspace_setup import SetupStatus
 
-# list, status, start, stop and connect import only what they use: the engine, the schema
+# start, stop and connect import only what they use: the engine, the schema
 # models and git are imported by the commands that need them (a quick command costs
 # little more than the podman call it makes).
 
@@ -41,50 +39,6 @@ class CreateResult:
     plan: PlanResult | None = None
     applied: ApplyResult | None = None
     git: GitSeedResult | None = None  # create --git
-
-
-@dataclass(frozen=True)
-class SessionRow:
-    """One line of `paude list`."""
-
-    name: str
-    backend: str
-    status: str
-    workspace: str
-
-    def to_json(self) -> dict[str, str]:
-        """The JSON form of `paude list --json`."""
-        return {"name": self.name, "backend": self.backend, "status": self.status,
-                "workspace": self.workspace}
-
-
-@dataclass(frozen=True)
-class SessionStatus:
-    """`paude status NAME`."""
-
-    name: str
-    backend: str
-    state: str
-    agent_alive: bool
-    proxy_alive: bool
-    unfetched: int | None  # commits on branches; None: could not tell (not running)
-    branches: dict[str, int] = field(default_factory=dict)
-    report: WorkReport | None = None  # all the work the host lacks; None: could not tell
-    work_error: str | None = None  # why the work could not be read, when it could not
-    memory_kills: int | None = None  # processes killed at the agent's memory limit
-    oom_killed: bool = False  # the agent's container ended at its memory limit
-    setup: SetupStatus | None = None  # the session's setup; None: could not tell
-
-    def to_json(self) -> dict[str, object]:
-        """The JSON form of `paude status --json` (unfetched_* kept from the first version)."""
-        return {"name": self.name, "backend": self.backend, "state": self.state,
-                "agent_alive": self.agent_alive, "proxy_alive": self.proxy_alive,
-                "unfetched_commits": self.unfetched, "unfetched_by_branch": self.branches,
-                "work": self.report.to_json() if self.report else None,
-                "work_error": self.work_error,
-                "memory": {"processes_killed": self.memory_kills,
-                           "container_killed": self.oom_killed},
-                "setup": self.setup.to_json() if self.setup else None}
 
 
 def resolve_name(name: str | None, cwd: Path | None = None) -> str:
@@ -178,7 +132,7 @@ def create(name: str | None, flags: CreateFlags, *, cwd: Path | None = None,
         from paude import gitseed
 
         try:
-            seeded = gitseed.seed(root, name, backend=get_backend(_backend_of(name), name))
+            seeded = gitseed.seed(root, name, backend=get_backend(backend_of(name), name))
         except PaudeError as exc:
             # The session stands (the apply succeeded): say so, and how to finish the push.
             exc.message = f"session {name} was created, but pushing the repository in " \
@@ -190,7 +144,7 @@ def create(name: str | None, flags: CreateFlags, *, cwd: Path | None = None,
     if _headless(definition, name):
         # A headless prompt works on the user's code, so it goes in now; the agent waits
         # for it (see the agent entrypoint).
-        gitsync.remote_add(root, name, push=True, backend=get_backend(_backend_of(name), name))
+        gitsync.remote_add(root, name, push=True, backend=get_backend(backend_of(name), name))
     return CreateResult(name, definition, applied=applied)
 
 
@@ -259,73 +213,6 @@ def attach_argv(name: str, *, cwd: Path | None = None) -> list[str]:
     return backend.attach_argv(session=name)
 
 
-# `paude list`'s words for a backend's states.
-_LISTED = {"absent": "missing", "partial": "degraded"}
-
-
-def list_sessions(backend: str | None = None,
-                  only: placement.Placement | None = None) -> list[SessionRow]:
-    """Every applied session (on one backend, in one context/namespace, when given) with
-    its status, read where it runs: one podman call, one cluster read per namespace, no
-    engine run. `unknown`: the backend could not be read."""
-    entries = [e for e in index.read_all() if backend is None or e.backend == backend]
-    if only is not None:
-        entries = [e for e in entries if placement.matches(only, e.backend, e.context,
-                                                           e.namespace)]
-    places: dict[tuple[str, str | None, str | None], list[str]] = {}
-    for entry in entries:
-        where = (entry.context, entry.namespace) if entry.backend == "openshift" else (None, None)
-        places.setdefault((entry.backend, *where), []).append(entry.name)
-    states: dict[str, RuntimeStatus] = {}
-    for (backend, context, namespace), names in places.items():
-        observed = _place_backend(backend, context, namespace).observe(sessions=names)
-        states.update(observed or {})
-    return [SessionRow(e.name, e.backend, _LISTED.get(states[e.name].state, states[e.name].state)
-                       if e.name in states else "unknown", e.owner) for e in entries]
-
-
-def _place_backend(backend: str, context: str | None, namespace: str | None) -> Backend:
-    from paude.backends.kubernetes import KubernetesBackend
-
-    if backend == "openshift":
-        return KubernetesBackend(context=context, namespace=namespace)
-    return get_backend(backend)
-
-
-def status(name: str, *, cwd: Path | None = None) -> SessionStatus:
-    """Running or stopped, agent and proxy alive, and the work the host lacks (read only
-    while the agent runs: status starts nothing)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from paude import work
-
-    backend_name = _backend_of(name)
-    backend = get_backend(backend_name, name)
-    repo = _owner_repo(name, cwd)
-    with ThreadPoolExecutor(1) as pool:  # the host's own commits, read beside podman's answer
-        tips = pool.submit(work.host_tips, repo)
-        observed = backend.status(session=name)
-    # Checked before anything runs in the session; status's own read carries the label.
-    ownership.require(name, cwd=cwd, backend=backend, live=observed.owner)
-    found: WorkReport | None = None
-    error = setup = None
-    if observed.agent_running:
-        from paude import workspace_setup
-
-        answer = None
-        try:
-            found, answer = work.report_with_setup(repo, backend, name, known=tips.result())
-        except PaudeError as exc:
-            error = exc.message
-        # One exec answers both; only when the report failed does the setup get its own.
-        setup = (workspace_setup.from_answer(*answer, name) if answer
-                 else workspace_setup.state(backend, name))
-    branches = {r.name: r.commits for r in found.of_kind("branch")} if found else {}
-    return SessionStatus(name, backend_name, observed.state, observed.agent_alive,
-                         observed.proxy_running, found.commits if found else None, branches,
-                         found, error, observed.memory_kills, observed.oom_killed, setup)
-
-
 def verify(name: str, *, cwd: Path | None = None) -> VerifyResult:
     """The sandbox's self-test from inside the session's agent (see paude/verify.py)."""
     from paude.verify import verify as run_verify
@@ -361,7 +248,7 @@ def rescue(name: str, *, cwd: Path | None = None) -> RescueResult:
     if started:
         backend.start(session=name)
     try:
-        return rescue_work(_owner_repo(name, cwd), backend, name)
+        return rescue_work(owner_repo(name, cwd), backend, name)
     finally:
         if started:
             with contextlib.suppress(PaudeError):
@@ -383,12 +270,12 @@ def remote_add(name: str, *, push: bool, cwd: Path | None = None) -> gitsync.Rem
 
 def _owned(name: str, cwd: Path | None) -> Backend:
     """The applied session's backend, once the repository here is known to own it."""
-    backend = get_backend(_backend_of(name), name)
+    backend = get_backend(backend_of(name), name)
     ownership.require(name, cwd=cwd, backend=backend)
     return backend
 
 
-def _owner_repo(name: str, cwd: Path | None) -> Path:
+def owner_repo(name: str, cwd: Path | None) -> Path:
     """The repository the session belongs to (where its work is fetched)."""
     from paude.project_root import find_project_root
 
@@ -398,7 +285,8 @@ def _owner_repo(name: str, cwd: Path | None) -> Path:
     return find_project_root((cwd or Path.cwd()).resolve())
 
 
-def _backend_of(name: str) -> str:
+def backend_of(name: str) -> str:
+    """The backend the index records for an applied session (an error when none is)."""
     entry = index.read(name)
     if entry is None:
         raise SessionNotFoundError(f"session {name} is not applied on this machine",

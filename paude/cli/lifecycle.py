@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from paude import lifecycle, naming, placement, termguard
+from paude import lifecycle, naming, overview, placement, termguard
 from paude.cli import flags, output
 from paude.errors import PaudeError
 
@@ -264,7 +264,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="One JSON array."
     """
     where = placement.parse(openshift_context, openshift_namespace)
     placement.not_podman(where, flags.backend(backend))
-    rows = lifecycle.list_sessions(backend, where)
+    rows = overview.list_sessions(backend, where)
     if as_json:
         output.text(json.dumps([r.to_json() for r in rows], indent=2))
         return 0
@@ -311,7 +311,7 @@ def status(
             output.text(f"Session {checked.session}: sandbox "
                         f"{'verified' if checked.ok else 'NOT verified'}.")
         return 0 if checked.ok else 1
-    result = lifecycle.status(lifecycle.resolve_name(name))
+    result = overview.status(lifecycle.resolve_name(name))
     if as_json:
         output.text(json.dumps(result.to_json(), indent=2))
         return 0
@@ -337,7 +337,7 @@ def status(
     return 0
 
 
-def _work_lines(result: lifecycle.SessionStatus) -> list[str]:
+def _work_lines(result: overview.SessionStatus) -> list[str]:
     """The `unfetched work` part of status: every kind but branches (shown above)."""
     from paude import work
 

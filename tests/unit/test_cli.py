@@ -369,7 +369,7 @@ def test_plan_base_without_a_name_is_all_and_no_render(
 
 def test_list_backend_reads_and_shows_only_that_backend(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from paude import index, lifecycle
+    from paude import index, overview
     from paude.backends.base import RuntimeStatus
 
     index.write("local", backend="podman", owner="/r/a", outputs={})
@@ -384,7 +384,7 @@ def test_list_backend_reads_and_shows_only_that_backend(
             read.append(self.backend)
             return {n: RuntimeStatus(True, True, True, False) for n in sessions}
 
-    monkeypatch.setattr(lifecycle, "_place_backend", lambda b, c, n: Observed(b))
+    monkeypatch.setattr(overview, "_place_backend", lambda b, c, n: Observed(b))
     assert main(["list", "--backend=podman"]) == 0
     assert read == ["podman"]
     lines = capsys.readouterr().out.splitlines()

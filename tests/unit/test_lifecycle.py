@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from paude import index, lifecycle
+from paude import index, lifecycle, overview
 from paude.errors import PaudeError
 from paude.proc import CommandResult
 
@@ -93,7 +93,7 @@ def test_list_uses_one_podman_call_and_no_engine(tmp_path: Path,
         return CommandResult(tuple(argv), 0, json.dumps(containers), "")
 
     monkeypatch.setattr("paude.proc.run", run)
-    rows = {r.name: r for r in lifecycle.list_sessions()}
+    rows = {r.name: r for r in overview.list_sessions()}
     assert len(calls) == 1 and calls[0][:3] == ("podman", "ps", "--all")
     assert {n: r.status for n, r in rows.items()} == {
         "up": "running", "down": "stopped", "half": "degraded", "gone": "missing"}
@@ -132,7 +132,7 @@ def test_list_reads_cluster_sessions_once_per_namespace(tmp_path: Path,
         return CommandResult(tuple(argv), 0, json.dumps(team_a), "")
 
     monkeypatch.setattr("paude.proc.run", run)
-    rows = {r.name: (r.backend, r.status) for r in lifecycle.list_sessions()}
+    rows = {r.name: (r.backend, r.status) for r in overview.list_sessions()}
     assert rows == {"local": ("podman", "missing"), "ready": ("openshift", "running"),
                     "idle": ("openshift", "stopped"), "new": ("openshift", "pending"),
                     "gone": ("openshift", "missing"), "far": ("openshift", "unknown")}

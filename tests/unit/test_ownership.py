@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from paude import index, inspection, lifecycle, ownership, proc, sessions
+from paude import index, inspection, lifecycle, overview, ownership, proc, sessions
 from paude.backends.base import RuntimeStatus
 from paude.backends.podman import PodmanBackend
 from paude.errors import OwnershipError
@@ -64,6 +64,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     index.write("demo", backend="podman", owner=str(a), outputs={})
     backend = FakeBackend(str(a))
     monkeypatch.setattr(lifecycle, "get_backend", lambda *args: backend)
+    monkeypatch.setattr(overview, "get_backend", lambda *args: backend)
     monkeypatch.setattr(sessions, "get_backend", lambda *args: backend)
     monkeypatch.setattr(inspection, "get_backend", lambda *args: backend)
     real_run = proc.run
@@ -171,7 +172,7 @@ COMMANDS: dict[str, Callable[[Path], object]] = {
     "start": lambda cwd: lifecycle.start("demo", cwd=cwd),
     "stop": lambda cwd: lifecycle.stop("demo", cwd=cwd),
     "connect": lambda cwd: lifecycle.attach_argv("demo", cwd=cwd),
-    "status": lambda cwd: lifecycle.status("demo", cwd=cwd),
+    "status": lambda cwd: overview.status("demo", cwd=cwd),
     "status --verify": lambda cwd: lifecycle.verify("demo", cwd=cwd),
     "rescue": lambda cwd: lifecycle.rescue("demo", cwd=cwd),
     "delete": lambda cwd: lifecycle.delete("demo", cwd=cwd),
@@ -196,11 +197,11 @@ def test_status_checks_the_label_its_own_read_found(world: dict[str, Any]) -> No
     backend = world["backend"]
     # Stopped: nothing to exec into, so the call ends after the check.
     backend.status = lambda **_kw: RuntimeStatus(True, False, False, False, owner=backend.label)
-    lifecycle.status("demo", cwd=world["a"])
+    overview.status("demo", cwd=world["a"])
     assert backend.owner_reads == 0  # one podman read, not two
     backend.label = str(world["b"])  # the live label now names b, the index a
     with pytest.raises(OwnershipError):
-        lifecycle.status("demo", cwd=world["a"])
+        overview.status("demo", cwd=world["a"])
 
 
 def test_the_owner_reaches_the_backend(world: dict[str, Any]) -> None:

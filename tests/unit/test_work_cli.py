@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from paude import guard as guard_module
-from paude import lifecycle, sessions
+from paude import lifecycle, overview, sessions
 from paude.backends.base import RuntimeStatus
 from paude.cli import main
 from paude.errors import UnfetchedWorkError
@@ -35,13 +35,13 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def fake_status(monkeypatch: pytest.MonkeyPatch, found: WorkReport | None,
                 error: str | None = None) -> None:
-    def status(name: str, **_kw: Any) -> lifecycle.SessionStatus:
+    def status(name: str, **_kw: Any) -> overview.SessionStatus:
         branches = {r.name: r.commits for r in found.of_kind("branch")} if found else {}
-        return lifecycle.SessionStatus(name, "podman", "running", True, True,
+        return overview.SessionStatus(name, "podman", "running", True, True,
                                        found.commits if found else None, branches, found,
                                        error)
 
-    monkeypatch.setattr(lifecycle, "status", status)
+    monkeypatch.setattr(overview, "status", status)
 
 
 def test_status_lists_each_kind(monkeypatch: pytest.MonkeyPatch,

@@ -277,17 +277,17 @@ def test_connect_notice(monkeypatch: pytest.MonkeyPatch, answer: str,
 
 def test_status_shows_the_setup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                 capsys: pytest.CaptureFixture[str]) -> None:
-    from paude import lifecycle
+    from paude import overview
     from paude.cli import main
 
     monkeypatch.setenv("PAUDE_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
 
-    def status(name: str, **_kw: object) -> lifecycle.SessionStatus:
-        return lifecycle.SessionStatus(name, "podman", "running", True, True, 0,
+    def status(name: str, **_kw: object) -> overview.SessionStatus:
+        return overview.SessionStatus(name, "podman", "running", True, True, 0,
                                        setup=SetupStatus("failed", 2, changed=True))
 
-    monkeypatch.setattr(lifecycle, "status", status)
+    monkeypatch.setattr(overview, "status", status)
     assert main(["status", "demo"]) == 0
     assert ("  setup:             FAILED (exit 2); log /paude/setup/log (tmux window `setup`); "
             "setup or venv changed since: `paude setup demo --rerun`\n"
