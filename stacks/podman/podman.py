@@ -11,7 +11,7 @@ from typing import Any
 from paude import proc, sizing
 from paude.procfs import PROC
 
-from . import readiness
+from . import batchread, readiness
 
 PODMAN = "podman"
 
@@ -134,6 +134,9 @@ def create_argv(spec: Mapping[str, Any], *, start: bool = False) -> list[str]:
 
 def inspect(kind: str, name: str) -> dict[str, Any] | None:
     """`podman KIND inspect NAME` as a dict, or None when the object does not exist."""
+    primed = batchread.lookup(kind, name)
+    if primed is not None:
+        return primed
     result = proc.run([PODMAN, kind, "inspect", name], check=False, log_output=False)
     if not result.ok:
         if is_missing(result.stderr):

@@ -27,6 +27,7 @@ from pulumi.dynamic import ResourceProvider
 
 from paude.engine_text import SECRET_SIG
 
+from . import batchread
 from .resources import ContainerProvider, ImageProvider, NetworkProvider, VolumeProvider
 
 # What the engine's refresh would ask of each type (stacks/podman/resources.py).
@@ -72,8 +73,19 @@ def unchanged(deployment: Mapping[str, Any]) -> bool:
     jobs = _jobs(deployment)
     if not jobs:
         return False
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+    with batchread.primed(_wanted(jobs)), ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         return all(pool.map(_reads_as_recorded, jobs))
+
+
+def _wanted(jobs: list[Job]) -> dict[str, list[str]]:
+    """What the reads will ask podman, by kind (images read themselves: freshness.py)."""
+    kinds = {ContainerProvider: "container", NetworkProvider: "network",
+             VolumeProvider: "volume"}
+    wanted: dict[str, list[str]] = {}
+    for provider, resource in jobs:
+        if provider in kinds:
+            wanted.setdefault(kinds[provider], []).append(str(resource.get("id")))
+    return wanted
 
 
 def _jobs(deployment: Mapping[str, Any]) -> list[Job] | None:
