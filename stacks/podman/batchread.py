@@ -6,7 +6,9 @@ machine each podman start is mostly CPU, so running them all at once takes as lo
 the two waves. While `primed` is on, podman.inspect answers the objects it names from one
 `podman KIND inspect` per kind, started at once, and each container's image configuration
 from one more call. Anything a batch did not return (a missing object: podman answers 125
-and lists the others) is asked for on its own, exactly as without priming."""
+and lists the others) is asked for on its own, exactly as without priming. The state is
+this process's alone: the plugins' fork server forks before any of these threads runs
+(paude/forkserver.py refuses to fork once threads exist)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,6 @@ from typing import Any
 
 from paude import proc
 
-PODMAN = "podman"
 Entry = dict[str, Any]
 
 _LOCK = threading.Lock()
@@ -62,6 +63,8 @@ def _start(kind: str, names: list[str], keys: list[tuple[str, str]]) -> list[tup
 
 def _fetch(kind: str, futures: dict[str, Future[Entry | None]],
            keys: list[tuple[str, str]]) -> None:
+    from .podman import PODMAN  # here: podman.py imports this module for inspect()
+
     found: dict[str, Entry] = {}
     try:
         result = proc.run([PODMAN, kind, "inspect", *futures], check=False,
